@@ -1,0 +1,126 @@
+"""The auth check: token -> verified claims -> policies -> session, with a verified-token cache.
+
+The cache holds only successes, keyed by (API configuration, sha256 of the
+token) so the token itself is never stored; an entry lives until the token's
+``exp`` (plus skew) and dies early if its signing key leaves the JWKS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import LRUCache, TLRUCache
+
+from plugin import claims as claimlib
+from plugin import policies as policylib
+from plugin.config import ApiConfig, env_config_data, parse_config_data
+from plugin.coprocess import Object, SessionState
+from plugin.errors import ConfigurationError, MissingToken
+from plugin.session import build_session, key_id, stamp
+from plugin.tokens import strip_bearer
+from plugin.verify import Verifier
+
+log = logging.getLogger("plugin.auth")
+
+NO_EXP_CACHE_SECONDS = 300.0
+
+
+class ConfigStore:
+    """Parses each distinct config_data once; a bad one is logged once and fails only its API."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None, size: int = 256) -> None:
+        self.defaults = env_config_data() if defaults is None else defaults
+        self._lock = threading.Lock()
+        self._cache: LRUCache[str | None, tuple[int, ApiConfig] | ConfigurationError] = LRUCache(maxsize=size)
+        self._serial = 0
+
+    def get(self, raw: str | None, api_id: str = "") -> tuple[int, ApiConfig]:
+        """The parsed config and a serial number that never names another config."""
+        found = self._cache.get(raw)
+        if found is None:
+            try:
+                config = parse_config_data(raw, self.defaults)
+            except ConfigurationError as exc:
+                found = exc
+                log.error("bad plugin configuration api=%s key=%s problem=%s", api_id or "-", exc.key, exc.problem)
+            with self._lock:
+                if not isinstance(found, ConfigurationError):
+                    self._serial += 1
+                    found = (self._serial, config)
+                self._cache[raw] = found
+        if isinstance(found, ConfigurationError):
+            raise found
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAuth:
+    session: SessionState
+    session_key: str
+    jwks_url: str | None
+    kid: str | None
+    exp: float | None
+    expires_at: float  # wall-clock second after which the token no longer verifies
+
+
+class Authenticator:
+    def __init__(self, verifier: Verifier, configs: ConfigStore, cache_size: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.verifier = verifier
+        self.configs = configs
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: TLRUCache[tuple[int, bytes], CachedAuth] = TLRUCache(
+            maxsize=cache_size, ttu=lambda _k, v, _now: v.expires_at, timer=clock
+        )
+        self.hits = 0
+        self.misses = 0
+
+    def authenticate(self, obj: Object) -> None:
+        """Fill ``obj.session`` and ``obj.metadata["token"]``, or raise an AuthError."""
+        spec = obj.spec
+        serial, config = self.configs.get(spec.get("config_data"), spec.get("APIID", ""))
+        header = obj.request.headers.get("Authorization", "")
+        if not header:
+            raise MissingToken()
+        raw = strip_bearer(header)
+        now = self._clock()
+        cache_key = (serial, hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest())
+        with self._lock:
+            cached = self._cache.get(cache_key)
+        if cached is not None and (cached.kid is None or self.verifier.jwks.has_kid(cached.jwks_url or "", cached.kid)):
+            self.hits += 1
+        else:
+            self.misses += 1
+            cached = self._verify(raw, config, spec.get("OrgID", ""), now)
+            with self._lock:
+                self._cache[cache_key] = cached
+        obj.session.CopyFrom(cached.session)
+        stamp(obj.session, now, cached.exp, config.id_extractor_ttl)
+        obj.metadata["token"] = cached.session_key
+
+    def _verify(self, raw: str, config: ApiConfig, org_id: str, now: float) -> CachedAuth:
+        verified = self.verifier.verify(raw, config)
+        identity = claimlib.identity(verified.claims, config.identity_field)
+        policies = policylib.resolve(verified.claims, config)
+        session_key = key_id(org_id, identity, config.hash_key_function)
+        session = build_session(verified.claims, identity, policies, config, session_key, verified.exp)
+        expires_at = (verified.exp + config.exp_skew) if verified.exp is not None else now + NO_EXP_CACHE_SECONDS
+        return CachedAuth(
+            session=session,
+            session_key=session_key,
+            jwks_url=config.key_source.jwks_url,
+            kid=verified.kid,
+            exp=verified.exp,
+            expires_at=expires_at,
+        )

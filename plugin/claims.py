@@ -1,0 +1,72 @@
+"""Reading claims the way the gateway does: a literal name first, then a dotted path.
+
+Auth0 custom claims are URLs full of dots (``https://example.com/pol``), so the
+literal lookup must come first; ``org.team.policy`` style paths still work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from plugin.errors import IdentityNotFound
+
+_MISSING = object()
+
+
+def lookup(claims: Mapping[str, Any], name: str) -> Any:
+    """The claim's value, or None when neither the literal name nor the dotted path exists."""
+    value = claims.get(name, _MISSING)
+    if value is not _MISSING and value is not None:
+        return value
+    if "." in name:
+        node: Any = claims
+        for part in name.split("."):
+            if not isinstance(node, Mapping):
+                return None
+            node = node.get(part)
+        return node
+    return None if value is _MISSING else value
+
+
+def string_claim(claims: Mapping[str, Any], name: str) -> str | None:
+    """A non-empty string claim, as the gateway's getClaimValue finds it."""
+    value = claims.get(name)
+    if isinstance(value, str) and value:
+        return value
+    if "." in name:
+        nested = lookup(claims, name)
+        if isinstance(nested, str) and nested:
+            return nested
+    return None
+
+
+def identity(claims: Mapping[str, Any], base_field: str) -> str:
+    """The session identity: the base field, else ``sub``, with the gateway's exact refusals."""
+    if base_field:
+        found = string_claim(claims, base_field)
+        if found is not None:
+            return found
+        if claims.get(base_field) == "" or ("." in base_field and lookup(claims, base_field) == ""):
+            raise IdentityNotFound(f"found an empty user ID in predefined base claim, claim: {base_field}")
+    sub = claims.get("sub")
+    if isinstance(sub, str):
+        if sub:
+            return sub
+        raise IdentityNotFound("found an empty user ID in sub claim")
+    raise IdentityNotFound("no suitable claims for user ID were found")
+
+
+def scopes(claims: Mapping[str, Any], name: str) -> list[str]:
+    """Scopes from a space-separated string or an array of strings (nested arrays flattened)."""
+    found: list[str] = []
+
+    def collect(value: Any, nested: bool) -> None:
+        if isinstance(value, str):
+            found.extend([value] if nested else value.split(" "))
+        elif isinstance(value, list):
+            for item in value:
+                collect(item, True)
+
+    collect(lookup(claims, name), False)
+    return found

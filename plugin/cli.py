@@ -1,0 +1,37 @@
+"""Command line: one entry point, one subcommand per job (serve, bundle, stack, check)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from plugin import bundle, server
+    from plugin.devstack import stack
+
+    parser = argparse.ArgumentParser(
+        prog="tyk-auth0-plugin",
+        description="gRPC auth plugin for the Tyk gateway that verifies Auth0 access tokens.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    server.add_cli(sub)
+    bundle.add_cli(sub)
+    stack.add_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Per-API settings, parsed once from the API's ``config_data`` into a frozen dataclass.
+
+Names follow the gateway's own JWT settings where one exists, so a Tyk operator
+can move an API from native JWT to this plugin key by key. Every check raises
+:class:`ConfigurationError` naming the offending key. ``SETTINGS`` is the single
+description of the keys; the docs' reference table is generated from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from plugin.errors import ConfigurationError
+
+SIGNING_METHODS: Mapping[str, frozenset[str]] = {
+    "rsa": frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}),
+    "ecdsa": frozenset({"ES256", "ES384", "ES512"}),
+    "hmac": frozenset({"HS256", "HS384", "HS512"}),
+}
+
+_HTTP_URL = re.compile(r"(?i)^https?://")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One config_data key: its environment twin, default and meaning (for docs and errors)."""
+
+    key: str
+    env: str | None
+    default: str
+    doc: str
+    native: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("auth0_domain", "AUTH0_DOMAIN", "", "Auth0 tenant domain, e.g. `dev-x.us.auth0.com`. Gives the issuer `https://DOMAIN/` and the JWKS `https://DOMAIN/.well-known/jwks.json`."),
+    Setting("jwt_source", "AUTH0_JWT_SOURCE", "", "JWKS URL (plain or base64, as the gateway accepts), or a base64 PEM public key / certificate, or for `hmac` the base64 secret. Overrides the JWKS derived from `auth0_domain`. Plain `http://` is refused unless the host is loopback.", "jwt_source"),
+    Setting("jwt_source_env", None, "", "Name of an environment variable holding `jwt_source` (keeps an HMAC secret out of API definitions)."),
+    Setting("jwt_source_file", None, "", "Path of a file holding `jwt_source` (e.g. a mounted secret)."),
+    Setting("issuer", "AUTH0_ISSUER", "https://DOMAIN/", "Accepted `iss` values (string or list), compared exactly: Auth0 issuers end with `/`.", "allowedIssuers (OAS)"),
+    Setting("audience", "AUTH0_AUDIENCE", "", "Accepted `aud` values (string or list); a token passes when any of its audiences matches. Empty: not checked.", "allowedAudiences (OAS)"),
+    Setting("jwt_signing_method", "AUTH0_JWT_SIGNING_METHOD", "rsa", "Algorithm family: `rsa` (RS256/384/512, PS256/384/512), `ecdsa` (ES256/384/512) or `hmac` (HS256/384/512).", "jwt_signing_method"),
+    Setting("jwt_allowed_algorithms", "AUTH0_JWT_ALLOWED_ALGORITHMS", "", "Optional exact allow-list inside the family, e.g. `[\"RS256\"]`."),
+    Setting("jwt_identity_base_field", None, "sub", "Claim holding the identity (literal name first, then a dotted path; falls back to `sub`).", "jwt_identity_base_field"),
+    Setting("jwt_policy_field_name", None, "pol", "Claim holding the Tyk policy id (a string, or a list of ids).", "jwt_policy_field_name"),
+    Setting("jwt_default_policies", None, "[]", "Policies applied when the token names none.", "jwt_default_policies"),
+    Setting("jwt_scope_claim_name", None, "scope", "Claim holding the scopes (space-separated string or array). With the default, Auth0's `permissions` array is read too.", "jwt_scope_claim_name"),
+    Setting("jwt_scope_to_policy_mapping", None, "{}", "Map of scope to policy id; matched policies replace the default policies.", "jwt_scope_to_policy_mapping"),
+    Setting("jwt_expires_at_validation_skew", None, "0", "Seconds of tolerance on `exp`.", "jwt_expires_at_validation_skew"),
+    Setting("jwt_issued_at_validation_skew", None, "0", "Seconds of tolerance on `iat`.", "jwt_issued_at_validation_skew"),
+    Setting("jwt_not_before_validation_skew", None, "0", "Seconds of tolerance on `nbf`.", "jwt_not_before_validation_skew"),
+    Setting("session_metadata_claims", None, "[\"sub\", \"azp\", \"scope\"]", "Claims copied into the session's metadata (never the token itself)."),
+    Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`)."),
+    Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh; it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
+    Setting("hash_key_function", "TYK_HASH_KEY_FUNCTION", "", "The gateway's `hash_key_function`, so the session key id matches the one native JWT derives for the same identity.", "hash_key_function (tyk.conf)"),
+)
+
+_KNOWN_KEYS = frozenset(s.key for s in SETTINGS)
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where verification keys come from: a JWKS URL, or one static key (PEM/DER or HMAC secret)."""
+
+    jwks_url: str | None = None
+    static_key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Everything one API needs to verify a token and build its session."""
+
+    key_source: KeySource
+    issuers: tuple[str, ...] = ()
+    audiences: tuple[str, ...] = ()
+    signing_method: str = "rsa"
+    allowed_algorithms: frozenset[str] = SIGNING_METHODS["rsa"]
+    identity_field: str = "sub"
+    policy_field: str = "pol"
+    default_policies: tuple[str, ...] = ()
+    scope_claim: str = "scope"
+    scope_to_policy: Mapping[str, str] = field(default_factory=dict)
+    exp_skew: int = 0
+    iat_skew: int = 0
+    nbf_skew: int = 0
+    metadata_claims: tuple[str, ...] = ("sub", "azp", "scope")
+    id_extractor_ttl: int = 300
+    jwks_cache_ttl: int = 600
+    hash_key_function: str = ""
+
+    def __hash__(self) -> int:  # the mapping field is a plain dict; hash on its items
+        return hash((self.key_source, self.issuers, self.audiences, self.allowed_algorithms,
+                     self.identity_field, self.policy_field, self.default_policies, self.scope_claim,
+                     tuple(sorted(self.scope_to_policy.items())), self.exp_skew, self.iat_skew,
+                     self.nbf_skew, self.metadata_claims, self.id_extractor_ttl, self.hash_key_function))
+
+
+def env_config_data(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """config_data built from the environment, for APIs whose definition carries none."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.env and environ.get(setting.env, "").strip():
+            value = environ[setting.env].strip()
+            if setting.key in ("issuer", "audience", "jwt_allowed_algorithms"):
+                data[setting.key] = [v.strip() for v in value.split(",") if v.strip()]
+            else:
+                data[setting.key] = value
+    return data
+
+
+def parse_config_data(raw: str | None, defaults: Mapping[str, Any] | None = None,
+                      environ: Mapping[str, str] | None = None) -> ApiConfig:
+    """Parse the JSON of ``spec["config_data"]``; with none, fall back to ``defaults``."""
+    if raw is None or raw.strip() in ("", "null", "{}"):
+        data: Any = dict(defaults or {})
+        if not data:
+            raise ConfigurationError(
+                "config_data", "the API sends no config_data and no AUTH0_DOMAIN/AUTH0_JWT_SOURCE is set on the server"
+            )
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ConfigurationError("config_data", "is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError("config_data", "must be a JSON object")
+    return build_config(data, os.environ if environ is None else environ)
+
+
+def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConfig:
+    unknown = sorted(set(data) - _KNOWN_KEYS)
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigurationError(key, f"unknown setting{hint}")
+
+    method = _string(data, "jwt_signing_method", "rsa").lower()
+    if method not in SIGNING_METHODS:
+        raise ConfigurationError("jwt_signing_method", f"must be one of {', '.join(SIGNING_METHODS)}")
+    family = SIGNING_METHODS[method]
+    allowed = _strings(data, "jwt_allowed_algorithms")
+    for alg in allowed:
+        if alg not in family:
+            raise ConfigurationError(
+                "jwt_allowed_algorithms", f"{alg!r} is not in the {method} family ({', '.join(sorted(family))})"
+            )
+
+    domain = _string(data, "auth0_domain", "").strip().rstrip("/")
+    if domain.startswith(("https://", "http://")):
+        raise ConfigurationError("auth0_domain", "give the bare domain, e.g. dev-x.us.auth0.com, not a URL")
+    if domain and ("/" in domain or " " in domain):
+        raise ConfigurationError("auth0_domain", "must be a bare host name")
+
+    key_source = _key_source(data, method, domain, environ)
+    issuers = _strings(data, "issuer") or ((f"https://{domain}/",) if domain else ())
+
+    mapping = data.get("jwt_scope_to_policy_mapping", {}) or {}
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise ConfigurationError("jwt_scope_to_policy_mapping", "must be an object of scope -> policy id strings")
+
+    return ApiConfig(
+        key_source=key_source,
+        issuers=issuers,
+        audiences=_strings(data, "audience"),
+        signing_method=method,
+        allowed_algorithms=frozenset(allowed) if allowed else family,
+        identity_field=_string(data, "jwt_identity_base_field", "sub"),
+        policy_field=_string(data, "jwt_policy_field_name", "pol"),
+        default_policies=_strings(data, "jwt_default_policies"),
+        scope_claim=_string(data, "jwt_scope_claim_name", "scope") or "scope",
+        scope_to_policy=dict(mapping),
+        exp_skew=_seconds(data, "jwt_expires_at_validation_skew", 0),
+        iat_skew=_seconds(data, "jwt_issued_at_validation_skew", 0),
+        nbf_skew=_seconds(data, "jwt_not_before_validation_skew", 0),
+        metadata_claims=_strings(data, "session_metadata_claims", ("sub", "azp", "scope")),
+        id_extractor_ttl=_seconds(data, "id_extractor_ttl", 300),
+        jwks_cache_ttl=_seconds(data, "jwks_cache_ttl", 600, minimum=5),
+        hash_key_function=_string(data, "hash_key_function", environ.get("TYK_HASH_KEY_FUNCTION", "")),
+    )
+
+
+def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapping[str, str]) -> KeySource:
+    source_key, source = _resolve_source(data, environ)
+    if not source:
+        if domain:
+            return KeySource(jwks_url=f"https://{domain}/.well-known/jwks.json")
+        raise ConfigurationError("auth0_domain", "set auth0_domain or jwt_source: there is nowhere to get keys from")
+    if _HTTP_URL.match(source):
+        return KeySource(jwks_url=_checked_jwks_url(source_key, source))
+    try:
+        decoded = base64.b64decode(source, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(source_key, "is neither an http(s) JWKS URL nor base64 (the gateway's format)") from None
+    text = decoded.decode("utf-8", errors="replace")
+    if _HTTP_URL.match(text):
+        return KeySource(jwks_url=_checked_jwks_url(source_key, text.strip()))
+    if method != "hmac":
+        from plugin.keys import load_static_public_key  # local import: keys depends on config
+
+        try:
+            load_static_public_key(decoded)
+        except ValueError as exc:
+            raise ConfigurationError(source_key, str(exc)) from None
+    elif not decoded:
+        raise ConfigurationError(source_key, "the HMAC secret is empty")
+    return KeySource(static_key=decoded)
+
+
+def _resolve_source(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str, str]:
+    given = [k for k in ("jwt_source", "jwt_source_env", "jwt_source_file") if data.get(k)]
+    if len(given) > 1:
+        raise ConfigurationError(given[1], f"set only one of {', '.join(given)}")
+    if not given:
+        return "jwt_source", ""
+    key = given[0]
+    value = _string(data, key, "").strip()
+    if key == "jwt_source_env":
+        if value not in environ or not environ[value].strip():
+            raise ConfigurationError(key, f"environment variable {value} is not set on the plugin server")
+        return key, environ[value].strip()
+    if key == "jwt_source_file":
+        try:
+            with open(value, encoding="utf-8") as handle:
+                return key, handle.read().strip()
+        except OSError as exc:
+            raise ConfigurationError(key, f"cannot read {value}: {exc.strerror}") from None
+    return key, value
+
+
+def _checked_jwks_url(key: str, url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ConfigurationError(key, "the JWKS URL has no host")
+    if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(key, "a JWKS over plain http is refused unless the host is loopback; use https")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _string(data: Mapping[str, Any], key: str, default: str) -> str:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ConfigurationError(key, "must be a string")
+    return value
+
+
+def _strings(data: Mapping[str, Any], key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v for v in value if v)
+    raise ConfigurationError(key, "must be a string or a list of strings")
+
+
+def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) -> int:
+    value = data.get(key, default)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(key, f"must be a whole number of seconds >= {minimum}")
+    return value
+
+
+ConfigParser = Callable[[str | None], ApiConfig]

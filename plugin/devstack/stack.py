@@ -1,0 +1,490 @@
+"""The whole walkthrough on one machine: Redis, an Auth0 (stand-in or real), the plugin,
+an echo upstream, a bundle server and the real Tyk gateway.
+
+``Stack`` is what the e2e tests and benchmarks use; ``tyk-auth0-plugin stack`` runs it
+in the foreground and prints the walkthrough's two curl commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from plugin.devstack import gateway as gw
+from plugin.devstack.idp import DEFAULT_AUDIENCE, AuthZeroStandIn, Client, token_curl
+from plugin.devstack.procs import (
+    LOOPBACK,
+    HTTPResult,
+    ManagedProcess,
+    StackError,
+    http_request,
+    pick_port,
+    port_open,
+    serve_until_signal,
+    wait_until,
+)
+from plugin.devstack.redis import RedisServer
+from plugin.devstack.upstream import EchoUpstream
+
+DEMO_CLIENT_ID = "demo-m2m-client"
+DEMO_SCOPE = "read:echo"
+
+# Ports the ``stack`` command prefers (env vars override); tests use free ports.
+DEFAULT_PORTS: Mapping[str, tuple[str, int]] = {
+    "gateway": ("STACK_GATEWAY_PORT", 8080),
+    "plugin": ("STACK_PLUGIN_PORT", 5555),
+    "idp": ("STACK_IDP_PORT", 8443),
+    "upstream": ("STACK_UPSTREAM_PORT", 8081),
+    "bundles": ("STACK_BUNDLE_PORT", 8082),
+    "redis": ("STACK_REDIS_PORT", 6380),
+}
+
+
+def plugin_server_available() -> bool:
+    """The plugin's ``serve`` command exists once plugin.server and plugin.bundle do."""
+    return all(importlib.util.find_spec(m) is not None for m in ("plugin.server", "plugin.bundle"))
+
+
+def normalise_domain(domain: str) -> str:
+    return domain.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+
+
+class Stack:
+    """Start everything in dependency order; stop everything in reverse, even on failure.
+
+    Ports default to 0 (any free port). A non-zero port that is busy falls back to a
+    free one and the change is recorded in ``notes``.
+    """
+
+    def __init__(
+        self,
+        *,
+        workdir: Path | str | None = None,
+        gateway_bin: Path | str | None = None,
+        ports: Mapping[str, int] | None = None,
+        audience: str = DEFAULT_AUDIENCE,
+        client_id: str = DEMO_CLIENT_ID,
+        client_secret: str | None = None,
+        auth0_domain: str | None = None,
+        with_plugin: bool | None = None,
+        use_bundle: bool = True,
+        sign_bundle: bool = False,
+        plugin_args: Sequence[str] = (),
+        plugin_env: Mapping[str, str] | None = None,
+        gateway_config: Mapping[str, Any] | None = None,
+        extra_apis: Iterable[Mapping[str, Any]] = (),
+        extra_policies: Iterable[Mapping[str, Any]] = (),
+        log_level: str = "info",
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="devstack-"))
+        self.gateway_bin = Path(gateway_bin) if gateway_bin else None
+        self.requested_ports = {name: 0 for name in DEFAULT_PORTS} | dict(ports or {})
+        self.auth0_domain = normalise_domain(auth0_domain) if auth0_domain else None
+        self.audience = audience
+        self.client_id = client_id
+        self.client_secret = client_secret or (None if self.auth0_domain else secrets.token_urlsafe(24))
+        self.with_plugin = plugin_server_available() if with_plugin is None else with_plugin
+        self.use_bundle = use_bundle
+        self.sign_bundle = sign_bundle
+        self.plugin_args = tuple(plugin_args)
+        self.plugin_env = dict(plugin_env or {})
+        self.gateway_config = dict(gateway_config or {})
+        self.extra_apis = list(extra_apis)
+        self.extra_policies = list(extra_policies)
+        self.log_level = log_level
+
+        self.ports: dict[str, int] = {}
+        self.notes: list[str] = []
+        self.redis: RedisServer | None = None
+        self.idp: AuthZeroStandIn | None = None
+        self.upstream: EchoUpstream | None = None
+        self.bundles: gw.BundleServer | None = None
+        self.bundle_path: Path | None = None
+        self.public_key_path: Path | None = None
+        self.plugin: ManagedProcess | None = None
+        self.gateway: gw.Gateway | None = None
+
+    # -- derived addresses ---------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Gateway base URL without trailing slash."""
+        return self._need(self.gateway, "gateway").url
+
+    @property
+    def issuer(self) -> str:
+        if self.auth0_domain:
+            return f"https://{self.auth0_domain}/"
+        return self._need(self.idp, "IdP").issuer
+
+    @property
+    def jwks_url(self) -> str:
+        if self.auth0_domain:
+            return f"https://{self.auth0_domain}/.well-known/jwks.json"
+        return self._need(self.idp, "IdP").jwks_url
+
+    @property
+    def token_url(self) -> str:
+        if self.auth0_domain:
+            return f"https://{self.auth0_domain}/oauth/token"
+        return self._need(self.idp, "IdP").token_url
+
+    @property
+    def plugin_address(self) -> str:
+        return f"tcp://{LOOPBACK}:{self.ports['plugin']}"
+
+    @staticmethod
+    def _need(part: Any, name: str) -> Any:
+        if part is None:
+            raise StackError(f"the stack's {name} is not running")
+        return part
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        binary = self.gateway_bin or gw.find_gateway_binary()
+
+        for name in DEFAULT_PORTS:
+            wanted = self.requested_ports.get(name, 0)
+            port, as_wanted = pick_port(wanted)
+            if not as_wanted:
+                self.notes.append(f"port {wanted} for {name} is busy; using {port}")
+            self.ports[name] = port
+
+        self.redis = RedisServer(self.ports["redis"], workdir=self.workdir / "redis").start()
+
+        if not self.auth0_domain:
+            clients = {
+                self.client_id: Client(self.client_secret or "", scope=DEMO_SCOPE),
+            }
+            self.idp = AuthZeroStandIn(LOOPBACK, self.ports["idp"], audience=self.audience, clients=clients)
+            self.idp.start()
+
+        self.upstream = EchoUpstream(LOOPBACK, self.ports["upstream"]).start()
+
+        if self.with_plugin:
+            self.start_plugin()
+
+        if self.use_bundle:
+            self._build_bundle()
+            self.bundles = gw.BundleServer(self.workdir / "bundles", LOOPBACK, self.ports["bundles"]).start()
+
+        self.gateway = gw.Gateway(
+            binary,
+            self.workdir / "gateway",
+            redis_port=self.redis.port,
+            port=self.ports["gateway"],
+            grpc_server=self.plugin_address,
+            bundle_base_url=self.bundles.url if self.bundles else None,
+            public_key_path=self.public_key_path,
+            apis=self.apis(),
+            policies=[*gw.default_policies(), *self.extra_policies],
+            log_level=self.log_level,
+            extra_config=self.gateway_config,
+        )
+        self.gateway.start()
+
+    def stop(self) -> None:
+        """Stop whatever is running, newest first; safe to call more than once."""
+        errors: list[BaseException] = []
+        for part in (self.gateway, self.bundles, self.plugin, self.upstream, self.idp, self.redis):
+            if part is None:
+                continue
+            try:
+                part.stop()
+            except Exception as exc:
+                errors.append(exc)
+        self.gateway = self.bundles = self.plugin = self.upstream = self.idp = self.redis = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if errors:
+            raise StackError(f"errors while stopping the stack: {errors!r}")
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- pieces --------------------------------------------------------------------
+
+    def config_data(self) -> dict[str, Any]:
+        """The plugin API's ``config_data``: the same settings as the native JWT API."""
+        common = {
+            "audience": self.audience,
+            "jwt_signing_method": "rsa",
+            "jwt_identity_base_field": "sub",
+            "jwt_policy_field_name": "pol",
+            "jwt_default_policies": [gw.DEFAULT_POLICY_ID],
+        }
+        if self.auth0_domain:
+            return {"auth0_domain": self.auth0_domain, **common}
+        return {"issuer": self.issuer, "jwt_source": self.jwks_url, **common}
+
+    def apis(self) -> list[dict[str, Any]]:
+        target = self._need(self.upstream, "upstream").url
+        bundle = self.bundle_path.name if self.bundle_path else None
+        return [
+            gw.native_jwt_api(target, self.jwks_url),
+            gw.plugin_api(target, self.config_data(), bundle=bundle),
+            gw.keyless_api(target),
+            *[dict(a) for a in self.extra_apis],
+        ]
+
+    def _build_bundle(self) -> None:
+        key_path = None
+        if self.sign_bundle:
+            key_path, self.public_key_path = _bundle_keypair(self.workdir / "bundle-keys")
+        self.bundle_path = gw.build_bundle(self.workdir / "bundles", key_path=key_path)
+
+    def start_plugin(self, timeout: float = 30.0) -> None:
+        """Start (or restart after ``stop_plugin``) the gRPC plugin server on its fixed port."""
+        if self.plugin is not None and self.plugin.running:
+            return
+        if "plugin" not in self.ports:
+            self.ports["plugin"], _ = pick_port(self.requested_ports.get("plugin", 0))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(gw.REPO_ROOT), env.get("PYTHONPATH")]))
+        env.update(self.plugin_env)
+        argv = [sys.executable, "-m", "plugin", "serve", "--listen", self.plugin_address, *self.plugin_args]
+        self.plugin = ManagedProcess("plugin", argv, self.workdir / "plugin.log", env=env, cwd=gw.REPO_ROOT)
+        self.plugin.start()
+        port = self.ports["plugin"]
+        wait_until(
+            lambda: port_open(port),
+            timeout=timeout,
+            what=f"the plugin to listen on {self.plugin_address}",
+            abort=self.plugin.exit_reason,
+        )
+
+    def stop_plugin(self) -> None:
+        if self.plugin is not None:
+            self.plugin.stop()
+
+    def restart_plugin(self) -> None:
+        self.stop_plugin()
+        self.start_plugin()
+
+    # -- using it ------------------------------------------------------------------
+
+    def token(self, client_id: str | None = None, **overrides: Any) -> str:
+        """A token for the demo client (or ``client_id``); stand-in tokens accept overrides."""
+        if self.idp is not None:
+            return self.idp.issue_token(client_id or self.client_id, **overrides)
+        if overrides or client_id:
+            raise StackError("token overrides need the Auth0 stand-in")
+        return self.request_token()
+
+    def request_token(self) -> str:
+        """The walkthrough's first curl: client credentials against /oauth/token."""
+        if not self.client_secret:
+            raise StackError("set AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET to request a token from Auth0")
+        result = http_request(
+            "POST",
+            self.token_url,
+            body={
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "audience": self.audience,
+                "grant_type": "client_credentials",
+            },
+        )
+        if result.status != 200:
+            raise StackError(f"token request failed: {result.status} {result.text}")
+        return str(result.json()["access_token"])
+
+    def request(self, method: str, path: str, **kwargs: Any) -> HTTPResult:
+        return self._need(self.gateway, "gateway").request(method, path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> HTTPResult:
+        return self.request("GET", path, **kwargs)
+
+    def curl_commands(self, api: str = gw.PLUGIN_API_ID) -> str:
+        secret = self.client_secret or "{CLIENT_SECRET}"
+        get_token = token_curl(self.token_url, self.client_id, secret, self.audience)
+        extract = (
+            "TOKEN=$(" + get_token.replace("curl --request", "curl -s --request")
+            + " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+        )
+        call = f'curl -X GET {self.url}/{api}/get -H "Accept: application/json" -H "Authorization: Bearer $TOKEN"'
+        return "\n".join(
+            [
+                "# 1. Get a token (the walkthrough's Auth0 'Test' tab curl):",
+                get_token,
+                "",
+                "#    ...or straight into $TOKEN:",
+                extract,
+                "",
+                "# 2. Call the API through Tyk with it:",
+                call,
+            ]
+        )
+
+    def failure(self) -> str | None:
+        """Why the stack is broken (a child process died), or None while all is well."""
+        if self.gateway is not None and not self.gateway.running:
+            return f"the gateway stopped; log tail:\n{self.gateway.log_tail()}"
+        if self.plugin is not None and not self.plugin.running and self.with_plugin:
+            return self.plugin.exit_reason()
+        if self.redis is not None and not self.redis.running:
+            return "redis-server stopped"
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Addresses as data, written to ``stack.json`` for scripts driving a running stack."""
+        return {
+            "gateway": self.url,
+            "gateway_secret": self._need(self.gateway, "gateway").secret,
+            "issuer": self.issuer,
+            "jwks_url": self.jwks_url,
+            "token_url": self.token_url,
+            "audience": self.audience,
+            "client_id": self.client_id,
+            "plugin": self.plugin_address if self.plugin else None,
+            "ports": self.ports,
+            "apis": {api_id: f"{self.url}/{api_id}/" for api_id in
+                     (gw.PLUGIN_API_ID, gw.NATIVE_API_ID, gw.KEYLESS_API_ID)},
+        }
+
+    def summary(self) -> str:
+        gateway = self._need(self.gateway, "gateway")
+        idp = f"Auth0 tenant {self.auth0_domain}" if self.auth0_domain else f"Auth0 stand-in {self.issuer}"
+        lines = [
+            f"Tyk gateway    {gateway.url}  (secret {gateway.secret}, log {gateway.log_path})",
+            f"  /{gw.PLUGIN_API_ID}/  gRPC plugin auth" + ("" if self.plugin else "  [plugin NOT running]"),
+            f"  /{gw.NATIVE_API_ID}/  Tyk's native JWT auth",
+            f"  /{gw.KEYLESS_API_ID}/       no auth",
+            f"IdP            {idp}  (jwks {self.jwks_url})",
+            f"plugin         {self.plugin_address}"
+            + (f"  (log {self.plugin.log_path})" if self.plugin else "  (not started)"),
+            f"upstream       {self._need(self.upstream, 'upstream').url}",
+            f"redis          {self._need(self.redis, 'redis').url}",
+        ]
+        if self.bundles and self.bundle_path:
+            lines.append(f"bundle         {self.bundles.url}{self.bundle_path.name}")
+        return "\n".join([*self.notes, *lines])
+
+
+def _bundle_keypair(directory: Path) -> tuple[Path, Path]:
+    """A throwaway signing key for signed-bundle runs; lives and dies with the stack's workdir."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = directory / "bundle-signing.pem"
+    public = directory / "bundle-signing.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    private.chmod(0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def _env_port(name: str) -> int:
+    env_name, default = DEFAULT_PORTS[name]
+    raw = os.environ.get(env_name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{env_name}={raw!r} is not a port number") from None
+
+
+def add_cli(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "stack",
+        help="run Redis, an Auth0 stand-in, the plugin, an echo upstream and the Tyk gateway",
+        description=(
+            "Run the Auth0 walkthrough locally. Uses a real Auth0 tenant when AUTH0_DOMAIN and "
+            "AUTH0_AUDIENCE are set (with AUTH0_CLIENT_ID/AUTH0_CLIENT_SECRET for the printed curl), "
+            "else a local stand-in. Ports come from STACK_GATEWAY_PORT, STACK_PLUGIN_PORT, "
+            "STACK_IDP_PORT, STACK_UPSTREAM_PORT, STACK_BUNDLE_PORT, STACK_REDIS_PORT. "
+            "The gateway binary comes from scripts/build-gateway.sh (honours TYK_GATEWAY_BIN)."
+        ),
+    )
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("STACK_WORKDIR", ".stack")),
+                        help="where configs and logs go (default .stack/, wiped at start)")
+    parser.add_argument("--no-plugin", action="store_true", help="do not start the plugin server")
+    parser.add_argument("--sign-bundle", action="store_true", help="sign the bundle and make the gateway verify it")
+    parser.add_argument("--log-level", default=os.environ.get("STACK_GATEWAY_LOG_LEVEL", "info"))
+    parser.set_defaults(func=run_cli)
+    return parser
+
+
+def stack_from_env(args: argparse.Namespace) -> Stack:
+    domain = os.environ.get("AUTH0_DOMAIN", "").strip()
+    audience_env = os.environ.get("AUTH0_AUDIENCE", "").strip()
+    real = bool(domain and audience_env)
+    if real:
+        audience = audience_env
+        client_id = os.environ.get("AUTH0_CLIENT_ID", "").strip() or "{CLIENT_ID}"
+        client_secret = os.environ.get("AUTH0_CLIENT_SECRET", "").strip() or None
+    else:
+        audience = os.environ.get("STACK_AUDIENCE", "").strip() or DEFAULT_AUDIENCE
+        client_id = os.environ.get("STACK_CLIENT_ID", "").strip() or DEMO_CLIENT_ID
+        client_secret = os.environ.get("STACK_CLIENT_SECRET", "").strip() or None
+    workdir: Path = args.workdir.resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    return Stack(
+        workdir=workdir,
+        ports={name: _env_port(name) for name in DEFAULT_PORTS},
+        audience=audience,
+        client_id=client_id,
+        client_secret=client_secret,
+        auth0_domain=domain if real else None,
+        with_plugin=False if args.no_plugin else None,
+        sign_bundle=args.sign_bundle,
+        log_level=args.log_level,
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    stack = stack_from_env(args)
+    print(f"starting the stack in {stack.workdir} ...", flush=True)
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"stack: {exc}", file=sys.stderr)
+        return 1
+    if not stack.with_plugin:
+        print("note: the plugin server is not running; /auth0-plugin/ will answer 403.", flush=True)
+    (stack.workdir / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
+    banner = "\n".join(
+        [
+            stack.summary(),
+            "",
+            stack.curl_commands(),
+            "",
+            f"(same with Tyk's native JWT: replace /{gw.PLUGIN_API_ID}/ by /{gw.NATIVE_API_ID}/)",
+            "Ctrl-C to stop.",
+        ]
+    )
+    return serve_until_signal(stack.stop, banner=banner, check=stack.failure)

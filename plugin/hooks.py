@@ -1,0 +1,62 @@
+"""Dispatch by hook name; the single place where a typed refusal becomes the gateway's reply.
+
+The reply is always the received Object, edited in place: the gateway reads the
+request's url, method and body back from it, so nothing may be dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from plugin.coprocess import HookType, Object
+from plugin.errors import AuthError, UnknownHook
+
+log = logging.getLogger("plugin.hooks")
+
+Hook = Callable[[Object], None]
+
+
+def refuse(obj: Object, error: AuthError) -> None:
+    overrides = obj.request.return_overrides
+    overrides.response_code = error.status
+    overrides.response_error = error.message
+
+
+class HookRouter:
+    def __init__(self, auth_hook: str, authenticate: Hook, hooks: Mapping[str, Hook] | None = None) -> None:
+        self.auth_hook = auth_hook
+        self._authenticate = authenticate
+        self._hooks = dict(hooks or {})
+
+    def dispatch(self, obj: Object) -> Object:
+        api = obj.spec.get("APIID", "-")
+        if obj.hook_type == HookType.CustomKeyCheck:
+            if obj.hook_name != self.auth_hook:
+                log.warning("auth call for unknown hook api=%s hook=%r: refused", api, obj.hook_name[:64])
+                refuse(obj, UnknownHook())
+                return obj
+            try:
+                self._authenticate(obj)
+            except AuthError as error:
+                log.info("auth denied api=%s status=%d reason=%s", api, error.status, error.reason)
+                obj.ClearField("session")
+                refuse(obj, error)
+            except Exception as exc:  # noqa: BLE001 - fail closed, and say where without request data
+                log.error("auth check crashed api=%s error=%s at %s", api, type(exc).__name__, _where(exc))
+                obj.ClearField("session")
+                refuse(obj, UnknownHook())
+            return obj
+        hook = self._hooks.get(obj.hook_name)
+        if hook is not None:
+            hook(obj)
+        return obj
+
+
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"

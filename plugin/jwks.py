@@ -1,0 +1,316 @@
+"""The JWKS cache: keys by URL and kid, refreshed off the request path, tolerant of IdP outages.
+
+Behaviour an operator can rely on:
+- a cold URL is fetched once, shared by every request waiting for it (single flight);
+- a fresh set is refreshed in the background before it goes stale (no request waits);
+- an unknown ``kid`` triggers at most one refetch per ``min_refetch_interval``, shared by all
+  concurrent requests; until the next allowed fetch that kid is answered from a negative cache,
+  so a flood of random kids cannot push the IdP past one fetch per interval;
+- when a fetch fails, the last good set keeps serving for up to ``max_stale`` seconds;
+- a JWKS response is bounded in size and key count; only RSA/EC signing keys are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import TTLCache
+
+from plugin.errors import KeysUnavailable, UnknownKey
+from plugin.keys import VerificationKey, key_from_jwk
+
+log = logging.getLogger("plugin.jwks")
+
+Fetcher = Callable[[str, float, int], bytes]
+
+
+class FetchError(Exception):
+    """A JWKS could not be had; the message is safe to log (no key material)."""
+
+
+def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "tyk-auth0-plugin"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL validated in config
+            body = response.read(max_bytes + 1)
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FetchError(f"{type(exc).__name__}: {reason}") from None
+    if len(body) > max_bytes:
+        raise FetchError(f"response larger than {max_bytes} bytes")
+    return body
+
+
+@dataclass(frozen=True)
+class JwksSettings:
+    fetch_timeout: float = 3.0
+    max_bytes: int = 256 * 1024
+    max_keys: int = 50
+    min_refetch_interval: float = 10.0
+    max_stale: float = 6 * 3600.0
+    refresh_ahead: float = 0.2  # refresh when this fraction of the TTL is left
+    retry_backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class KeySet:
+    keys: Mapping[str, VerificationKey]
+    fetched_at: float
+    ttl: float
+
+    @property
+    def fresh_until(self) -> float:
+        return self.fetched_at + self.ttl
+
+
+@dataclass
+class _Entry:
+    url: str
+    ttl: float
+    keyset: KeySet | None = None
+    last_attempt: float = float("-inf")
+    failures: int = 0
+    next_retry: float = 0.0
+    inflight: Future[KeySet] | None = None
+    unknown_kids: TTLCache[str, bool] = field(default_factory=lambda: TTLCache(maxsize=1024, ttl=10.0))
+
+
+@dataclass
+class FetchStats:
+    ok: int = 0
+    failed: int = 0
+    by_url: dict[str, int] = field(default_factory=dict)
+
+
+def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise FetchError("response is not JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise FetchError("response has no 'keys' array")
+    entries = document["keys"]
+    if len(entries) > max_keys:
+        raise FetchError(f"JWKS has {len(entries)} keys, more than the limit of {max_keys}")
+    by_kid: dict[str, VerificationKey] = {}
+    for jwk in entries:
+        if not isinstance(jwk, dict):
+            continue
+        key = key_from_jwk(jwk)
+        kid = jwk.get("kid", "")  # a key without kid answers kid "", as in the gateway's JWKS lookup
+        if key is not None and isinstance(kid, str):
+            by_kid.setdefault(kid, key)  # the first key with a kid wins, as in the gateway
+    if not by_kid:
+        raise FetchError("JWKS has no usable RSA/EC signing key")
+    return by_kid
+
+
+class JwksCache:
+    """Owns every key set this server knows, per JWKS URL."""
+
+    def __init__(self, settings: JwksSettings | None = None, fetcher: Fetcher = http_fetch,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings or JwksSettings()
+        self._fetcher = fetcher
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self.stats = FetchStats()
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    # -- request path ---------------------------------------------------------------------------
+
+    def get_key(self, url: str, kid: str, ttl: float) -> VerificationKey:
+        """The key for ``kid``; refetches at most once per interval for an unknown kid."""
+        entry = self._entry(url, ttl)
+        keyset = self._usable(entry)
+        if keyset is None:
+            keyset = self._fetch_shared(entry)
+        key = keyset.keys.get(kid)
+        if key is not None:
+            return key
+        if kid in entry.unknown_kids:
+            raise UnknownKey("kid not in JWKS (negative cache)")
+        if self._may_fetch(entry):
+            try:
+                keyset = self._fetch_shared(entry)
+            except KeysUnavailable:
+                pass
+            else:
+                key = keyset.keys.get(kid)
+                if key is not None:
+                    return key
+        with self._lock:
+            entry.unknown_kids[kid] = True
+        raise UnknownKey("kid not in JWKS")
+
+    def has_kid(self, url: str, kid: str) -> bool:
+        """Whether ``kid`` is still published: cached verifications die with their key."""
+        entry = self._entries.get(url)
+        return bool(entry and entry.keyset and kid in entry.keyset.keys)
+
+    def prefetch(self, url: str, ttl: float) -> bool:
+        entry = self._entry(url, ttl)
+        try:
+            self._fetch_shared(entry)
+            return True
+        except KeysUnavailable:
+            return False
+
+    # -- state for health and metrics ---------------------------------------------------------
+
+    def ready(self) -> bool:
+        """True when every known URL has a usable key set (or none is known yet)."""
+        with self._lock:
+            entries = list(self._entries.values())
+        return all(self._usable(e) is not None for e in entries)
+
+    def ages(self) -> dict[str, float]:
+        now = self._clock()
+        with self._lock:
+            return {u: now - e.keyset.fetched_at for u, e in self._entries.items() if e.keyset}
+
+    # -- fetching -------------------------------------------------------------------------------
+
+    def _entry(self, url: str, ttl: float) -> _Entry:
+        entry = self._entries.get(url)
+        if entry is None:
+            with self._lock:
+                entry = self._entries.setdefault(url, _Entry(url=url, ttl=ttl))
+                entry.unknown_kids = TTLCache(maxsize=1024, ttl=self.settings.min_refetch_interval)
+        if ttl < entry.ttl:
+            entry.ttl = ttl
+        return entry
+
+    def _usable(self, entry: _Entry) -> KeySet | None:
+        keyset = entry.keyset
+        if keyset is None:
+            return None
+        if self._clock() - keyset.fetched_at > keyset.ttl + self.settings.max_stale:
+            return None
+        return keyset
+
+    def _may_fetch(self, entry: _Entry) -> bool:
+        return self._clock() - entry.last_attempt >= self.settings.min_refetch_interval
+
+    def _fetch_shared(self, entry: _Entry) -> KeySet:
+        """Run one fetch for ``entry``, or wait for the one already running."""
+        with self._lock:
+            future = entry.inflight
+            owner = future is None
+            if owner:
+                future = entry.inflight = Future()
+                entry.last_attempt = self._clock()
+        assert future is not None
+        if not owner:
+            try:
+                return future.result(timeout=self.settings.fetch_timeout * 2 + 1)
+            except Exception:  # noqa: BLE001 - any failure of the shared fetch is the same to a waiter
+                fallback = self._usable(entry)
+                if fallback is not None:
+                    return fallback
+                raise KeysUnavailable("JWKS fetch failed") from None
+        try:
+            keyset = self._fetch(entry)
+        except FetchError as exc:
+            future.set_exception(exc)
+            with self._lock:
+                entry.inflight = None
+            fallback = self._usable(entry)
+            if fallback is not None:
+                return fallback
+            raise KeysUnavailable("JWKS fetch failed") from None
+        future.set_result(keyset)
+        with self._lock:
+            entry.inflight = None
+        return keyset
+
+    def _fetch(self, entry: _Entry) -> KeySet:
+        started = self._clock()
+        try:
+            body = self._fetcher(entry.url, self.settings.fetch_timeout, self.settings.max_bytes)
+            by_kid = parse_jwks(body, self.settings.max_keys)
+        except FetchError as exc:
+            with self._lock:
+                self.stats.failed += 1
+                entry.failures += 1
+                backoff = self.settings.retry_backoff
+                entry.next_retry = started + backoff[min(entry.failures, len(backoff)) - 1]
+            stale = entry.keyset is not None and self._usable(entry) is not None
+            log.warning("jwks fetch failed url=%s error=%s serving=%s", entry.url, exc,
+                        "last-good keys" if stale else "nothing")
+            raise
+        keyset = KeySet(keys=by_kid, fetched_at=self._clock(), ttl=entry.ttl)
+        with self._lock:
+            changed = entry.keyset is None or set(entry.keyset.keys) != set(by_kid)
+            entry.keyset = keyset
+            entry.failures = 0
+            entry.next_retry = 0.0
+            entry.unknown_kids.clear()
+            self.stats.ok += 1
+            self.stats.by_url[entry.url] = self.stats.by_url.get(entry.url, 0) + 1
+        if changed:
+            log.info("jwks loaded url=%s kids=%s", entry.url, ",".join(sorted(by_kid)) or "-")
+        return keyset
+
+    # -- background refresh ---------------------------------------------------------------------
+
+    def refresh_due(self) -> None:
+        """Refresh every set close to going stale; failed ones retry with backoff."""
+        now = self._clock()
+        with self._lock:
+            entries = list(self._entries.values())
+        for entry in entries:
+            keyset = entry.keyset
+            due_at = (keyset.fetched_at + keyset.ttl * (1 - self.settings.refresh_ahead)) if keyset else 0.0
+            if now < max(due_at, entry.next_retry) or entry.inflight is not None:
+                continue
+            if not self._may_fetch(entry):
+                continue
+            try:
+                self._fetch_shared(entry)
+            except KeysUnavailable:
+                pass
+
+    def start(self, interval: float = 1.0) -> None:
+        if self._refresher is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.refresh_due()
+                except Exception:  # noqa: BLE001 - the refresher must outlive any one bad fetch
+                    log.exception("jwks refresher error")
+
+        self._refresher = threading.Thread(target=run, name="jwks-refresher", daemon=True)
+        self._refresher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=2)
+            self._refresher = None
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                url: {
+                    "kids": sorted(e.keyset.keys) if e.keyset else [],
+                    "failures": e.failures,
+                    "age": (self._clock() - e.keyset.fetched_at) if e.keyset else None,
+                }
+                for url, e in self._entries.items()
+            }

@@ -1,0 +1,195 @@
+"""The gRPC server Tyk's coprocess client talks to: Dispatcher plus the standard health service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from plugin import logs
+from plugin.auth import Authenticator, ConfigStore
+from plugin.config import parse_config_data
+from plugin.coprocess import Event, EventReply, Object, object_pb2_grpc
+from plugin.errors import ConfigurationError
+from plugin.hooks import HookRouter
+from plugin.jwks import JwksCache, JwksSettings
+from plugin.manifest import ManifestError, load_hook_names, manifest_path
+from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier
+
+log = logging.getLogger("plugin.server")
+
+DEFAULT_LISTEN = "tcp://127.0.0.1:5555"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class ListenError(ValueError):
+    pass
+
+
+def grpc_address(listen: str) -> str:
+    """Tyk's coprocess_grpc_server forms (tcp://HOST:PORT, unix:///path) as a grpc bind address."""
+    if listen.startswith("tcp://"):
+        address = listen[len("tcp://"):]
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ListenError(f"--listen {listen!r}: expected tcp://HOST:PORT")
+        return address
+    if listen.startswith("unix://"):
+        path = listen[len("unix://"):]
+        if not path.startswith("/"):
+            raise ListenError(f"--listen {listen!r}: expected unix:///absolute/path.sock")
+        return f"unix://{path}"
+    raise ListenError(f"--listen {listen!r}: use tcp://HOST:PORT or unix:///path.sock, as in coprocess_grpc_server")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    listen: str = DEFAULT_LISTEN
+    manifest: str | None = None
+    threads: int = 4
+    max_concurrent: int = 256
+    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    token_cache_size: int = 100_000
+    grace: float = 10.0
+    jwks: JwksSettings = JwksSettings()
+
+
+class DispatcherService(object_pb2_grpc.DispatcherServicer):
+    def __init__(self, router: HookRouter) -> None:
+        self.router = router
+
+    def Dispatch(self, request: Object, context: Any) -> Object:  # noqa: N802 - gRPC method name
+        return self.router.dispatch(request)
+
+    def DispatchEvent(self, request: Event, context: Any) -> EventReply:  # noqa: N802
+        log.info("gateway event size=%d", len(request.payload))
+        return EventReply()
+
+
+@dataclass
+class App:
+    """Everything one server process owns, wired once."""
+
+    router: HookRouter
+    authenticator: Authenticator
+    jwks: JwksCache
+    configs: ConfigStore
+
+
+def build_app(settings: ServerSettings) -> App:
+    hooks = load_hook_names(manifest_path(settings.manifest))
+    jwks = JwksCache(settings.jwks)
+    configs = ConfigStore()
+    verifier = Verifier(jwks, max_token_bytes=settings.max_token_bytes)
+    authenticator = Authenticator(verifier, configs, cache_size=settings.token_cache_size)
+    router = HookRouter(hooks.auth_check, authenticator.authenticate)
+    return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs)
+
+
+class PluginServer:
+    def __init__(self, settings: ServerSettings, app: App | None = None) -> None:
+        self.settings = settings
+        self.app = app or build_app(settings)
+        self.health = health.HealthServicer()
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="dispatch"),
+            maximum_concurrent_rpcs=settings.max_concurrent,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        object_pb2_grpc.add_DispatcherServicer_to_server(DispatcherService(self.app.router), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        address = grpc_address(settings.listen)
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0 and not address.startswith("unix:"):
+            raise ListenError(f"--listen {settings.listen!r}: cannot bind (address in use?)")
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self.server.start()
+        self.app.jwks.start()
+        self._prefetch_default_tenant()
+        self.update_health()
+        log.info("listening on %s (auth hook %r)", self.settings.listen, self.app.router.auth_hook)
+
+    def _prefetch_default_tenant(self) -> None:
+        defaults = self.app.configs.defaults
+        if not defaults:
+            return
+        try:
+            config = parse_config_data(None, defaults)
+        except ConfigurationError as exc:
+            log.error("server-wide configuration from the environment is invalid: %s", exc.detail)
+            return
+        if config.key_source.jwks_url:
+            self.app.jwks.prefetch(config.key_source.jwks_url, config.jwks_cache_ttl)
+
+    def update_health(self) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if self.app.jwks.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set("", status)
+        self.health.set("coprocess.Dispatcher", status)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let in-flight ones finish within ``grace`` seconds."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(self.settings.grace if grace is None else grace).wait()
+        self.app.jwks.stop()
+        log.info("stopped")
+
+    def wait(self) -> None:
+        while not self._stopped.wait(5.0):
+            self.update_health()
+
+
+def serve(settings: ServerSettings) -> int:
+    try:
+        server = PluginServer(settings)
+    except (ListenError, ManifestError) as exc:
+        log.error("%s", exc)
+        return 2
+    server.start()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s: finishing in-flight calls", signal.Signals(signum).name)
+        threading.Thread(target=server.stop, name="shutdown", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.wait()
+    return 0
+
+
+def add_cli(subparsers: Any) -> None:
+    env = os.environ.get
+    parser = subparsers.add_parser("serve", help="run the gRPC plugin server Tyk calls")
+    parser.add_argument("--listen", default=env("TYK_AUTH0_LISTEN", DEFAULT_LISTEN),
+                        help="tcp://HOST:PORT or unix:///path.sock (env TYK_AUTH0_LISTEN; default %(default)s)")
+    parser.add_argument("--manifest", default=None,
+                        help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repo's manifest.json)")
+    parser.add_argument("--threads", type=int, default=int(env("TYK_AUTH0_THREADS", "4")),
+                        help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
+    parser.add_argument("--log-level", default=env("TYK_AUTH0_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-json", action="store_true", default=env("TYK_AUTH0_LOG_JSON", "") == "1")
+    parser.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    logs.setup(args.log_level, args.log_json)
+    if args.threads < 1:
+        log.error("--threads must be at least 1")
+        return 2
+    return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads))

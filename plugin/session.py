@@ -1,0 +1,63 @@
+"""The Tyk session for a verified token, keyed the way native JWT keys the same identity.
+
+``key_id`` is what the gateway stores the session under (without an ID
+extractor): org id + md5 of the identity, or the base64 JSON form when the
+gateway hashes keys with a ``hash_key_function``. One Auth0 subject therefore
+keeps one Tyk key, and its quota, across token renewals and across a switch
+between native JWT and this plugin.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from plugin.config import ApiConfig
+from plugin.coprocess import SessionState
+
+_HASH_FUNCTIONS = frozenset({"murmur32", "murmur64", "murmur128", "sha256"})
+
+
+def key_id(org_id: str, identity: str, hash_key_function: str = "") -> str:
+    """The gateway's generateToken(org, md5hex(identity)) for the configured key hashing."""
+    digest = hashlib.md5(identity.encode("utf-8"), usedforsecurity=False).hexdigest()
+    if org_id and digest.startswith(org_id):
+        digest = digest[len(org_id):]  # the gateway trims an org prefix before joining
+    if hash_key_function:
+        alg = hash_key_function if hash_key_function in _HASH_FUNCTIONS else "murmur64"
+        record = f'{{"org":"{org_id}","id":"{digest}","h":"{alg}"}}'
+        return base64.b64encode(record.encode("utf-8")).decode("ascii")
+    return org_id + digest
+
+
+def metadata_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def build_session(claims: Mapping[str, Any], identity: str, policies: tuple[str, ...],
+                  config: ApiConfig, session_key: str, exp: float | None) -> SessionState:
+    """The time-independent part of the session; ``stamp`` adds the per-request times."""
+    session = SessionState(alias=identity)
+    session.apply_policies.extend(policies)
+    if exp is not None:
+        session.expires = int(exp)
+    metadata = session.metadata
+    metadata["TykJWTSessionID"] = session_key
+    for name in config.metadata_claims:
+        if name in claims and claims[name] is not None:
+            metadata[name] = metadata_value(claims[name])
+    return session
+
+
+def stamp(session: SessionState, now: float, exp: float | None, ttl: int) -> None:
+    """Per-request times: the gateway may serve this session from cache until the deadline."""
+    deadline = int(now) + ttl
+    if exp is not None:
+        deadline = min(deadline, int(exp))
+    session.id_extractor_deadline = deadline
+    session.last_updated = str(int(now))

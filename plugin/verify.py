@@ -1,0 +1,153 @@
+"""Signature and claim checks, in the gateway's order and with its refusals.
+
+Order (golang-jwt v4 as driven by Tyk's JWT middleware): parse -> alg admitted ->
+key found -> signature -> exp/iat/nbf (the last failure's text wins) -> iss ->
+aud. Each step raises the typed error the gateway's answer corresponds to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import LRUCache
+
+from plugin import tokens as tokenlib
+from plugin.config import ApiConfig
+from plugin.errors import (
+    AudienceInvalid,
+    BadSignature,
+    ClaimsInvalid,
+    InvalidToken,
+    IssuerInvalid,
+    TokenExpired,
+    TokenNotValidYet,
+    TokenUsedBeforeIssued,
+    UnexpectedSigningMethod,
+)
+from plugin.jwks import JwksCache
+from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
+
+ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
+DEFAULT_MAX_TOKEN_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    claims: dict[str, Any]
+    kid: str | None
+    exp: float | None
+
+
+class Verifier:
+    """Verifies tokens for any API configuration; owns the parsed static keys."""
+
+    def __init__(self, jwks: JwksCache, clock: Callable[[], float] = time.time,
+                 max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> None:
+        self.jwks = jwks
+        self._clock = clock
+        self.max_token_bytes = max_token_bytes
+        self._static_keys: LRUCache[bytes, VerificationKey] = LRUCache(maxsize=64)
+
+    def verify(self, raw: str, config: ApiConfig) -> VerifiedToken:
+        if len(raw) > self.max_token_bytes:
+            raise InvalidToken("token larger than the limit")
+        parsed = tokenlib.parse(raw)
+        alg = parsed.alg
+        if alg not in config.allowed_algorithms:
+            raise UnexpectedSigningMethod(alg)
+        kid, key = self._key(parsed.header, config)
+        signature = tokenlib.decode_segment(parsed.signature_b64)
+        try:
+            valid = verify_signature(alg, key, parsed.signing_input, signature)
+        except KeyTypeMismatch:
+            raise InvalidToken("key cannot verify this algorithm") from None
+        if not valid:
+            raise BadSignature("signature does not verify")
+        check_header(parsed.header)
+        claims = parsed.claims
+        check_times(claims, self._clock(), config)
+        check_issuer_and_audience(claims, config)
+        exp = claims.get("exp")
+        return VerifiedToken(claims=claims, kid=kid, exp=float(exp) if _is_number(exp) and exp else None)
+
+    def _key(self, header: Mapping[str, Any], config: ApiConfig) -> tuple[str | None, VerificationKey]:
+        source = config.key_source
+        if source.jwks_url is not None:
+            kid = header.get("kid")
+            if not isinstance(kid, str):
+                raise InvalidToken("kid is not a string")
+            return kid, self.jwks.get_key(source.jwks_url, kid, config.jwks_cache_ttl)
+        assert source.static_key is not None
+        if config.signing_method == "hmac":
+            return None, source.static_key
+        key = self._static_keys.get(source.static_key)
+        if key is None:
+            key = self._static_keys[source.static_key] = load_static_public_key(source.static_key)
+        return None, key
+
+
+def check_header(header: Mapping[str, Any]) -> None:
+    """Refuse what a resource server must not accept silently (RFC 7515 crit; non-access-token typ)."""
+    if "crit" in header:
+        raise InvalidToken("crit header is not supported")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES):
+        raise InvalidToken("typ is not JWT or at+jwt")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _seconds(value: Any) -> int | None:
+    """A NumericDate as golang-jwt v4 reads it: truncated to whole seconds; None if not a number."""
+    if not _is_number(value):
+        return None
+    return int(value)
+
+
+def check_times(claims: Mapping[str, Any], now: float, config: ApiConfig) -> None:
+    """exp, then iat, then nbf; like the gateway, the last failing check gives the message."""
+    current = int(now)
+    failure: ClaimsInvalid | None = None
+    if "exp" in claims:
+        exp = _seconds(claims["exp"])
+        if exp is None or (exp != 0 and not current - config.exp_skew < exp):
+            failure = TokenExpired()
+    if "iat" in claims:
+        iat = _seconds(claims["iat"])
+        if iat is None or (iat != 0 and not current + config.iat_skew >= iat):
+            failure = TokenUsedBeforeIssued()
+    if "nbf" in claims:
+        nbf = _seconds(claims["nbf"])
+        if nbf is None or (nbf != 0 and not current + config.nbf_skew >= nbf):
+            failure = TokenNotValidYet()
+    if failure is not None:
+        raise failure
+
+
+def check_issuer_and_audience(claims: Mapping[str, Any], config: ApiConfig) -> None:
+    """The checks of the gateway's OAS allowedIssuers/allowedAudiences, with their texts."""
+    if config.issuers:
+        if "iss" not in claims:
+            raise IssuerInvalid("issuer claim is required but not present in token")
+        iss = claims["iss"]
+        if not isinstance(iss, str):
+            raise IssuerInvalid("issuer claim must be a string")
+        if iss not in config.issuers:
+            raise IssuerInvalid(f"invalid issuer claim: {iss}")
+    if config.audiences:
+        if "aud" not in claims:
+            raise AudienceInvalid("audience claim is required but not present in token")
+        aud = claims["aud"]
+        if isinstance(aud, str):
+            audiences = [aud]
+        elif isinstance(aud, list):
+            audiences = [a for a in aud if isinstance(a, str)]
+        else:
+            raise AudienceInvalid("invalid audience claim format")
+        if not any(a in config.audiences for a in audiences):
+            raise AudienceInvalid(f"no matching audience found in token: [{' '.join(audiences)}]")

@@ -1,0 +1,388 @@
+"""The auth_check hook answers every token the way Tyk's native JWT middleware would."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from plugin.coprocess import HookType
+from tests.support import tokens as t
+from tests.support.objects import auth_object, config_data
+
+
+def reply_error(reply) -> tuple[int, str]:
+    overrides = reply.request.return_overrides
+    return overrides.response_code, overrides.response_error
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+# -- accepted tokens ---------------------------------------------------------------------------------
+
+def test_valid_rs256_token_gets_a_session_from_its_pol_claim(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key))))
+    assert reply.request.return_overrides.response_code == -1
+    assert reply.request.return_overrides.response_error == ""
+    assert list(reply.session.apply_policies) == ["auth0-policy"]
+
+
+def test_session_key_is_org_id_plus_md5_of_the_identity_like_native_jwt(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key))))
+    expected = "default" + hashlib.md5(b"client-abc@clients").hexdigest()
+    assert reply.metadata["token"] == expected
+    assert reply.session.metadata["TykJWTSessionID"] == expected
+    assert reply.session.alias == "client-abc@clients"
+
+
+def test_session_expiry_and_cache_deadline_never_pass_the_token_exp(plugin, signing_key):
+    exp = int(time.time()) + 42
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key, t.claims(exp=exp)))))
+    assert reply.session.expires == exp
+    assert reply.session.id_extractor_deadline == exp
+    assert abs(int(reply.session.last_updated) - time.time()) < 5
+
+
+def test_cache_deadline_is_bounded_by_id_extractor_ttl(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config=config_data(id_extractor_ttl=30)))
+    assert reply.session.id_extractor_deadline <= int(time.time()) + 30
+
+
+def test_reply_echoes_the_request_so_the_gateway_keeps_url_method_and_body(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key))))
+    assert reply.request.url == "/auth0-plugin/get?x=1"
+    assert reply.request.method == "GET"
+    assert reply.request.raw_body == b"hello body"
+    assert reply.request.headers["Accept"] == "application/json"
+
+
+def test_chosen_claims_are_copied_to_session_metadata_but_never_the_token(plugin, signing_key):
+    token = t.sign(signing_key)
+    reply = plugin.dispatch(auth_object(bearer(token)))
+    assert reply.session.metadata["azp"] == "client-abc"
+    assert reply.session.metadata["scope"] == "read:things write:things"
+    serialized = reply.SerializeToString()
+    assert token.split(".")[2].encode() not in serialized.replace(reply.request.headers["Authorization"].encode(), b"")
+
+
+def test_token_signed_by_the_next_key_of_a_rotated_jwks_passes(plugin, next_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(next_key))))
+    assert reply_error(reply) == (-1, "")
+
+
+def test_audience_array_passes_when_any_entry_matches(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(aud=["https://tenant.example.auth0.com/userinfo", t.AUDIENCE]))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+@pytest.mark.parametrize("prefix", ["Bearer ", "bearer ", "BEARER ", ""])
+def test_bearer_prefix_is_optional_and_case_insensitive(plugin, signing_key, prefix):
+    reply = plugin.dispatch(auth_object(prefix + t.sign(signing_key)))
+    assert reply_error(reply) == (-1, "")
+
+
+def test_ps256_passes_under_the_default_rsa_family(plugin, signing_key):
+    token = t.sign(signing_key, alg="PS256")
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+def test_policy_claim_may_be_a_list_of_policy_ids(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=["gold", "analytics"]))
+    reply = plugin.dispatch(auth_object(bearer(token)))
+    assert list(reply.session.apply_policies) == ["gold", "analytics"]
+
+
+def test_namespaced_auth0_policy_claim_is_looked_up_literally(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP, **{"https://example.com/pol": "gold"}))
+    reply = plugin.dispatch(auth_object(bearer(token), config=config_data(jwt_policy_field_name="https://example.com/pol")))
+    assert list(reply.session.apply_policies) == ["gold"]
+
+
+def test_default_policies_apply_when_the_token_names_none(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP))
+    reply = plugin.dispatch(auth_object(bearer(token), config=config_data(jwt_default_policies=["auth0-policy", "extra"])))
+    assert list(reply.session.apply_policies) == ["auth0-policy", "extra"]
+
+
+def test_scopes_map_to_policies_and_replace_the_defaults(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:things admin"))
+    config = config_data(jwt_default_policies=["basic"], jwt_scope_to_policy_mapping={"admin": "admin-pol"})
+    reply = plugin.dispatch(auth_object(bearer(token), config=config))
+    assert list(reply.session.apply_policies) == ["admin-pol"]
+
+
+def test_auth0_permissions_array_counts_as_scopes(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope=t.DROP, permissions=["read:reports"]))
+    config = config_data(jwt_scope_to_policy_mapping={"read:reports": "reports"})
+    reply = plugin.dispatch(auth_object(bearer(token), config=config))
+    assert list(reply.session.apply_policies) == ["reports"]
+
+
+def test_identity_comes_from_the_configured_base_field(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(email="a@b.c"))
+    reply = plugin.dispatch(auth_object(bearer(token), config=config_data(jwt_identity_base_field="email")))
+    assert reply.session.alias == "a@b.c"
+
+
+# -- refusals, with the gateway's exact status and text ----------------------------------------------
+
+UNEXPECTED = (403, "Key not authorized: Unexpected signing method")
+NOT_AUTHORIZED = (403, "Key not authorized")
+
+
+def test_missing_authorization_header_is_400_authorization_field_missing(plugin):
+    assert reply_error(plugin.dispatch(auth_object(None))) == (400, "Authorization field missing")
+
+
+def test_refusal_carries_no_session(plugin):
+    reply = plugin.dispatch(auth_object(None))
+    assert not reply.HasField("session")
+    assert "token" not in reply.metadata
+
+
+def test_alg_none_is_unexpected_signing_method(plugin, signing_key):
+    token = t.raw_token({"alg": "none", "typ": "JWT", "kid": signing_key.kid}, t.claims(), b"")
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == UNEXPECTED
+
+
+def test_hs256_signed_with_the_rsa_public_key_is_unexpected_signing_method(plugin, signing_key):
+    token = t.hs256_with_public_pem(signing_key)
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == UNEXPECTED
+
+
+def test_es256_on_an_rsa_api_is_unexpected_signing_method(plugin):
+    token = t.sign(t.ec_key())
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == UNEXPECTED
+
+
+def test_ps256_under_an_rs256_allow_list_is_unexpected_signing_method(plugin, signing_key):
+    token = t.sign(signing_key, alg="PS256")
+    config = config_data(jwt_allowed_algorithms=["RS256"])
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == UNEXPECTED
+
+
+def test_eddsa_is_unexpected_signing_method(plugin, signing_key):
+    token = t.raw_token({"alg": "EdDSA", "kid": signing_key.kid}, t.claims())
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == UNEXPECTED
+
+
+def test_tampered_payload_is_key_not_authorized(plugin, signing_key):
+    header, _, sig = t.sign(signing_key).split(".")
+    forged = t.b64url(json.dumps(t.claims(pol="admin")).encode())
+    assert reply_error(plugin.dispatch(auth_object(bearer(f"{header}.{forged}.{sig}")))) == NOT_AUTHORIZED
+
+
+def test_token_signed_by_an_unknown_key_is_key_not_authorized(plugin):
+    token = t.sign(t.rsa_key("key-current"))  # same kid, other key
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_unknown_kid_is_key_not_authorized(plugin):
+    token = t.sign(t.rsa_key("never-published"))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_non_string_kid_is_key_not_authorized(plugin, signing_key):
+    token = t.sign_any_header(signing_key, {"alg": "RS256", "kid": 7})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+@pytest.mark.parametrize("token", [
+    "garbage",
+    "a.b",
+    "a.b.c.d.e",
+    "eyJhbGciOiJSUzI1NiJ9.%%%.abc",
+    "....",
+    "Bearer",
+    "\u00e9\u00e8.\u00e0.x",
+])
+def test_malformed_tokens_are_key_not_authorized(plugin, token):
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_truncated_token_is_key_not_authorized(plugin, signing_key):
+    token = t.sign(signing_key)
+    assert reply_error(plugin.dispatch(auth_object(bearer(token[:-20])))) == NOT_AUTHORIZED
+
+
+def test_encrypted_five_part_token_is_key_not_authorized(plugin):
+    jwe = ".".join(t.b64url(p) for p in [b'{"alg":"RSA-OAEP-256","enc":"A256GCM"}', b"k", b"iv", b"ct", b"tag"])
+    assert reply_error(plugin.dispatch(auth_object(bearer(jwe)))) == NOT_AUTHORIZED
+
+
+def test_100kb_token_is_key_not_authorized(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(blob="x" * 100_000))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_expired_token_is_401_token_has_expired(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(exp=int(time.time()) - 5))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (401, "Key not authorized: token has expired")
+
+
+def test_iat_in_the_future_is_401_token_used_before_issued(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(iat=int(time.time()) + 600))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (401, "Key not authorized: token used before issued")
+
+
+def test_nbf_in_the_future_is_401_token_is_not_valid_yet(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(nbf=int(time.time()) + 600))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (401, "Key not authorized: token is not valid yet")
+
+
+def test_when_several_time_checks_fail_the_last_one_names_the_error(plugin, signing_key):
+    now = int(time.time())
+    token = t.sign(signing_key, t.claims(exp=now - 5, nbf=now + 600))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (401, "Key not authorized: token is not valid yet")
+
+
+def test_exp_skew_tolerates_a_just_expired_token(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(exp=int(time.time()) - 5))
+    config = config_data(jwt_expires_at_validation_skew=30)
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == (-1, "")
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_non_numeric_time_claims_fail_like_the_gateway(plugin, signing_key, claim):
+    token = t.sign(signing_key, t.claims(**{claim: "soon"}))
+    code, message = reply_error(plugin.dispatch(auth_object(bearer(token))))
+    assert code == 401 and message.startswith("Key not authorized: token ")
+
+
+def test_wrong_issuer_is_401_with_the_gateway_text(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(iss="https://tenant.example.auth0.com"))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        401, "Key not authorized: invalid issuer claim: https://tenant.example.auth0.com")
+
+
+def test_missing_issuer_is_401(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(iss=t.DROP))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        401, "Key not authorized: issuer claim is required but not present in token")
+
+
+def test_wrong_audience_is_401_listing_the_token_audiences(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(aud=["https://other", "https://x/userinfo"]))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        401, "Key not authorized: no matching audience found in token: [https://other https://x/userinfo]")
+
+
+def test_no_policy_and_no_default_is_403_no_matching_policy_found(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        403, "key not authorized: no matching policy found")
+
+
+def test_scopes_that_map_to_nothing_are_403_no_matching_policy_found_in_scope_claim(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope="unmapped"))
+    config = config_data(jwt_default_policies=["basic"], jwt_scope_to_policy_mapping={"admin": "admin-pol"})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == (
+        403, "key not authorized: no matching policy found in scope claim")
+
+
+def test_empty_identity_claim_is_403_naming_the_base_claim(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(sub=""))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        403, "found an empty user ID in predefined base claim, claim: sub")
+
+
+def test_empty_sub_without_a_base_field_is_403_found_an_empty_user_id_in_sub_claim(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(sub=""))
+    config = config_data(jwt_identity_base_field="")
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == (
+        403, "found an empty user ID in sub claim")
+
+
+def test_missing_identity_is_403_no_suitable_claims(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(sub=t.DROP))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        403, "no suitable claims for user ID were found")
+
+
+def test_crit_header_is_refused(plugin, signing_key):
+    token = t.sign(signing_key, headers={"crit": ["exp"]})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_id_token_typ_is_refused(plugin, signing_key):
+    token = t.sign(signing_key, headers={"typ": "id_token+jwt"})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_at_jwt_typ_of_the_rfc9068_profile_passes(plugin, signing_key):
+    token = t.sign(signing_key, headers={"typ": "at+jwt"})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+def test_jku_header_is_never_used_to_find_keys(plugin):
+    attacker = t.rsa_key("attacker")
+    token = t.sign(attacker, headers={"jku": "https://evil.example/jwks.json", "jwk": attacker.jwk()})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+# -- routing and configuration -----------------------------------------------------------------------
+
+def test_unknown_hook_name_on_an_auth_call_fails_closed(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), hook_name="SomethingElse"))
+    assert reply_error(reply) == (403, "Key not authorised")
+    assert not reply.HasField("session")
+
+
+@pytest.mark.parametrize("hook_type", [HookType.Pre, HookType.Post, HookType.PostKeyAuth, HookType.Response])
+def test_unknown_hook_on_other_hook_types_passes_the_object_through(plugin, hook_type):
+    obj = auth_object("Bearer x", hook_name="Unrelated", hook_type=hook_type)
+    reply = plugin.dispatch(obj)
+    assert reply == obj
+
+
+def test_dispatch_event_is_accepted(plugin):
+    assert plugin.dispatch_event('{"message":{"Type":"AuthFailure"}}') is not None
+
+
+def test_bad_config_data_answers_500_naming_the_key(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config=config_data(audience=7)))
+    code, message = reply_error(reply)
+    assert code == 500
+    assert "audience" in message
+
+
+def test_bad_config_of_one_api_does_not_affect_another(plugin, signing_key):
+    token = t.sign(signing_key)
+    plugin.dispatch(auth_object(bearer(token), config='{"jwt_signing_method": "rsa", "audiance": "x"}', api_id="broken"))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+def test_config_data_that_is_not_json_answers_500(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config="{not json"))
+    assert reply_error(reply)[0] == 500
+
+
+def test_api_without_config_data_uses_the_server_wide_defaults(make_plugin, signing_key):
+    plugin = make_plugin(defaults={"jwt_source": "https://tenant.example.auth0.com/.well-known/jwks.json",
+                                   "audience": t.AUDIENCE})
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), with_config=False))
+    assert reply_error(reply) == (-1, "")
+
+
+def test_api_without_config_data_and_no_defaults_answers_500(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), with_config=False))
+    code, message = reply_error(reply)
+    assert code == 500 and "config_data" in message
+
+
+# -- wrong types in claims never crash ---------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides", [
+    {"sub": 12}, {"sub": None}, {"sub": ["a"]}, {"aud": 5}, {"aud": {"x": 1}}, {"iss": 5}, {"iss": None},
+    {"pol": 3}, {"pol": {"a": 1}}, {"pol": [1, 2]}, {"scope": 9}, {"exp": None}, {"exp": True},
+    {"exp": [1]}, {"iat": {}}, {"nbf": "1"}, {"azp": {"deep": [1, 2, {"x": None}]}},
+])
+def test_wrong_claim_types_get_a_4xx_never_a_crash(plugin, signing_key, overrides):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key, t.claims(**overrides)))))
+    code, message = reply_error(reply)
+    assert code == -1 or 400 <= code < 500, (code, message)
+    assert message != "Key not authorised"  # the crash fallback
