@@ -182,6 +182,13 @@ def add_cli(subparsers: Any) -> None:
                         help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repo's manifest.json)")
     parser.add_argument("--threads", type=int, default=int(env("TYK_AUTH0_THREADS", "4")),
                         help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
+    parser.add_argument("--jwks-min-refetch-interval", type=float,
+                        default=float(env("TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL", "10")),
+                        help="seconds between two JWKS fetches of one URL, whatever the traffic (default %(default)s)")
+    parser.add_argument("--jwks-max-stale", type=float, default=float(env("TYK_AUTH0_JWKS_MAX_STALE", str(6 * 3600))),
+                        help="seconds past its TTL a key set keeps serving while the IdP is unreachable")
+    parser.add_argument("--jwks-timeout", type=float, default=float(env("TYK_AUTH0_JWKS_TIMEOUT", "3")),
+                        help="seconds one JWKS fetch may take")
     parser.add_argument("--log-level", default=env("TYK_AUTH0_LOG_LEVEL", "INFO"))
     parser.add_argument("--log-json", action="store_true", default=env("TYK_AUTH0_LOG_JSON", "") == "1")
     parser.set_defaults(func=_run_serve)
@@ -192,4 +199,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     if args.threads < 1:
         log.error("--threads must be at least 1")
         return 2
-    return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads))
+    if args.jwks_min_refetch_interval < 0 or args.jwks_max_stale < 0 or args.jwks_timeout <= 0:
+        log.error("--jwks-min-refetch-interval and --jwks-max-stale must be >= 0, --jwks-timeout > 0")
+        return 2
+    jwks = JwksSettings(fetch_timeout=args.jwks_timeout, min_refetch_interval=args.jwks_min_refetch_interval,
+                        max_stale=args.jwks_max_stale)
+    return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks))

@@ -1,0 +1,122 @@
+"""The real server on a real socket, started as an operator starts it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+
+from plugin.coprocess import object_pb2, object_pb2_grpc
+from tests.integration.conftest import ServerProcess, free_port
+from tests.support import tokens as t
+from tests.support.objects import auth_object
+
+
+def config_for(jwks_server) -> str:
+    return json.dumps({"jwt_source": jwks_server.url, "issuer": t.ISSUER, "audience": t.AUDIENCE})
+
+
+def call(channel, obj, timeout=10):
+    return object_pb2_grpc.DispatcherStub(channel).Dispatch(obj, timeout=timeout)
+
+
+def test_valid_token_over_tcp_gets_a_session(server, jwks_server, keys):
+    reply = call(server.channel, auth_object("Bearer " + t.sign(keys[0]), config=config_for(jwks_server)))
+    assert reply.request.return_overrides.response_code == -1
+    assert list(reply.session.apply_policies) == ["auth0-policy"]
+
+
+def test_server_listens_on_a_unix_socket(tmp_path, jwks_server, keys):
+    path = tmp_path / "plugin.sock"
+    proc = ServerProcess(f"unix://{path}")
+    try:
+        reply = call(proc.channel, auth_object("Bearer " + t.sign(keys[0]), config=config_for(jwks_server)))
+        assert reply.request.return_overrides.response_code == -1
+    finally:
+        proc.stop()
+
+
+def test_keys_rotated_mid_test_keep_valid_tokens_passing(server, jwks_server, keys):
+    config = config_for(jwks_server)
+    assert call(server.channel, auth_object("Bearer " + t.sign(keys[0]), config=config)).request.return_overrides.response_code == -1
+    jwks_server.keys = [keys[1], t.rsa_key("newest")]  # Auth0 rotate: next becomes current, a new next appears
+    reply = call(server.channel, auth_object("Bearer " + t.sign(keys[1]), config=config))
+    assert reply.request.return_overrides.response_code == -1, reply.request.return_overrides.response_error
+
+
+def test_a_key_never_seen_before_is_found_by_one_refetch_after_the_cooldown(jwks_server, keys):
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", env={"TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL": "1"})
+    try:
+        config = config_for(jwks_server)
+        call(proc.channel, auth_object("Bearer " + t.sign(keys[0]), config=config))
+        surprise = t.rsa_key("surprise")
+        jwks_server.keys.append(surprise)
+        time.sleep(1.1)
+        reply = call(proc.channel, auth_object("Bearer " + t.sign(surprise), config=config))
+        assert reply.request.return_overrides.response_code == -1
+    finally:
+        proc.stop()
+
+
+def test_a_flood_of_unknown_kids_costs_the_idp_at_most_one_fetch(server, jwks_server, keys):
+    config = config_for(jwks_server)
+    call(server.channel, auth_object("Bearer " + t.sign(keys[0]), config=config))
+    before = jwks_server.fetches
+    for i in range(50):
+        forged = t.raw_token({"alg": "RS256", "kid": f"bogus-{i}"}, t.claims())
+        reply = call(server.channel, auth_object("Bearer " + forged, config=config))
+        assert reply.request.return_overrides.response_code == 403
+    assert jwks_server.fetches - before <= 1
+
+
+def test_health_service_reports_serving(server):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    response = health_pb2_grpc.HealthStub(server.channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_sigterm_lets_in_flight_calls_finish(jwks_server, keys):
+    jwks_server.delay = 1.5  # the cold JWKS fetch keeps the call in flight
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}")
+    results: list[object] = []
+
+    def slow_call() -> None:
+        results.append(call(proc.channel, auth_object("Bearer " + t.sign(keys[0]), config=config_for(jwks_server))))
+
+    worker = threading.Thread(target=slow_call)
+    worker.start()
+    time.sleep(0.5)
+    proc.proc.send_signal(signal.SIGTERM)
+    worker.join(timeout=15)
+    code, stderr = proc.stop()
+    assert results and results[0].request.return_overrides.response_code == -1
+    assert code == 0
+    assert "finishing in-flight calls" in stderr
+
+
+def test_logs_never_contain_the_token(jwks_server, keys):
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", env={"TYK_AUTH0_LOG_LEVEL": "DEBUG"})
+    tokens = [t.sign(keys[0]), t.sign(keys[0], t.claims(exp=1)), t.sign(t.rsa_key("x")), "garbage.token.value"]
+    for token in tokens:
+        call(proc.channel, auth_object("Bearer " + token, config=config_for(jwks_server)))
+    _, stderr = proc.stop()
+    for token in tokens:
+        for part in token.split("."):
+            if len(part) > 8:
+                assert part not in stderr
+
+
+def test_bad_listen_address_is_refused_naming_the_flag():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "plugin", "serve", "--listen", "127.0.0.1:5555"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--listen" in result.stderr

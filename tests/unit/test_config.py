@@ -1,0 +1,129 @@
+"""config_data is parsed once, with the gateway's names, and every mistake names its key."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from plugin.config import SETTINGS, env_config_data, parse_config_data
+from plugin.errors import ConfigurationError
+from tests.support import tokens as t
+
+
+def parse(**data) -> object:
+    return parse_config_data(json.dumps(data), environ={})
+
+
+def error_key(**data) -> str:
+    with pytest.raises(ConfigurationError) as info:
+        parse(**data)
+    return info.value.key
+
+
+def test_auth0_domain_gives_the_issuer_with_trailing_slash_and_the_jwks_url():
+    config = parse(auth0_domain="dev-x.us.auth0.com")
+    assert config.issuers == ("https://dev-x.us.auth0.com/",)
+    assert config.key_source.jwks_url == "https://dev-x.us.auth0.com/.well-known/jwks.json"
+
+
+def test_jwt_source_url_overrides_the_domain_jwks():
+    config = parse(auth0_domain="dev-x.us.auth0.com", jwt_source="https://keys.example.com/jwks.json")
+    assert config.key_source.jwks_url == "https://keys.example.com/jwks.json"
+
+
+def test_base64_jwks_url_is_accepted_as_the_gateway_accepts_it():
+    encoded = base64.b64encode(b"https://dev-x.us.auth0.com/.well-known/jwks.json").decode()
+    assert parse(jwt_source=encoded).key_source.jwks_url == "https://dev-x.us.auth0.com/.well-known/jwks.json"
+
+
+def test_base64_pem_public_key_is_a_static_key():
+    pem = t.rsa_key().public_pem()
+    config = parse(jwt_source=base64.b64encode(pem).decode())
+    assert config.key_source.static_key == pem
+
+
+def test_hmac_secret_is_base64_like_the_gateway():
+    config = parse(jwt_signing_method="hmac", jwt_source=base64.b64encode(b"s3cret").decode())
+    assert config.key_source.static_key == b"s3cret"
+    assert config.allowed_algorithms == {"HS256", "HS384", "HS512"}
+
+
+def test_hmac_secret_can_come_from_an_environment_variable():
+    config = parse_config_data(json.dumps({"jwt_signing_method": "hmac", "jwt_source_env": "API_SECRET"}),
+                               environ={"API_SECRET": base64.b64encode(b"k").decode()})
+    assert config.key_source.static_key == b"k"
+
+
+def test_missing_secret_environment_variable_is_named():
+    assert error_key(jwt_signing_method="hmac", jwt_source_env="NOPE_NOT_SET") == "jwt_source_env"
+
+
+def test_plain_http_jwks_is_refused_unless_loopback():
+    assert error_key(jwt_source="http://idp.example.com/jwks.json") == "jwt_source"
+    assert parse(jwt_source="http://127.0.0.1:9000/jwks.json").key_source.jwks_url.startswith("http://127.0.0.1")
+    assert parse(jwt_source="http://localhost:9000/jwks.json").key_source.jwks_url
+
+
+def test_issuer_and_audience_take_a_string_or_a_list():
+    config = parse(auth0_domain="a.auth0.com", issuer=["https://a.auth0.com/", "https://login.a.com/"],
+                   audience="https://api")
+    assert config.issuers == ("https://a.auth0.com/", "https://login.a.com/")
+    assert config.audiences == ("https://api",)
+
+
+def test_rsa_is_the_default_family_with_rs_and_ps():
+    assert parse(auth0_domain="a.auth0.com").allowed_algorithms == {
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+
+
+def test_allow_list_must_stay_inside_the_family():
+    assert error_key(auth0_domain="a.auth0.com", jwt_allowed_algorithms=["HS256"]) == "jwt_allowed_algorithms"
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"auth0_domain": "a.auth0.com", "jwt_signing_method": "rsa256"}, "jwt_signing_method"),
+    ({"auth0_domain": "https://a.auth0.com/"}, "auth0_domain"),
+    ({"auth0_domain": "a.auth0.com", "audience": 5}, "audience"),
+    ({"auth0_domain": "a.auth0.com", "issuer": [1]}, "issuer"),
+    ({"auth0_domain": "a.auth0.com", "jwt_default_policies": {"a": 1}}, "jwt_default_policies"),
+    ({"auth0_domain": "a.auth0.com", "jwt_scope_to_policy_mapping": ["a"]}, "jwt_scope_to_policy_mapping"),
+    ({"auth0_domain": "a.auth0.com", "jwt_expires_at_validation_skew": -1}, "jwt_expires_at_validation_skew"),
+    ({"auth0_domain": "a.auth0.com", "jwt_expires_at_validation_skew": True}, "jwt_expires_at_validation_skew"),
+    ({"auth0_domain": "a.auth0.com", "id_extractor_ttl": "soon"}, "id_extractor_ttl"),
+    ({"auth0_domain": "a.auth0.com", "audiance": "x"}, "audiance"),
+    ({"jwt_source": "not base64!"}, "jwt_source"),
+    ({"jwt_source": base64.b64encode(b"not a key").decode()}, "jwt_source"),
+    ({"jwt_signing_method": "rsa"}, "auth0_domain"),
+    ({"jwt_source": "https://a/j", "jwt_source_env": "X"}, "jwt_source_env"),
+])
+def test_each_bad_setting_is_named(data, key):
+    with pytest.raises(ConfigurationError) as info:
+        parse_config_data(json.dumps(data), environ={})
+    assert info.value.key == key
+    assert key in info.value.message
+
+
+def test_a_typo_suggests_the_setting_meant():
+    with pytest.raises(ConfigurationError) as info:
+        parse(auth0_domain="a.auth0.com", audiance="x")
+    assert "did you mean 'audience'" in info.value.message
+
+
+def test_config_data_must_be_a_json_object():
+    with pytest.raises(ConfigurationError) as info:
+        parse_config_data("[1, 2]", environ={})
+    assert info.value.key == "config_data"
+
+
+def test_environment_gives_defaults_for_apis_without_config_data():
+    defaults = env_config_data({"AUTH0_DOMAIN": "dev-x.eu.auth0.com", "AUTH0_AUDIENCE": "https://a, https://b"})
+    config = parse_config_data(None, defaults, environ={})
+    assert config.issuers == ("https://dev-x.eu.auth0.com/",)
+    assert config.audiences == ("https://a", "https://b")
+
+
+def test_every_setting_is_documented():
+    for setting in SETTINGS:
+        assert setting.doc.strip(), setting.key

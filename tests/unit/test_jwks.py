@@ -1,0 +1,159 @@
+"""The JWKS cache keeps answering through IdP outages and key rotation, and never floods the IdP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from plugin.errors import KeysUnavailable, UnknownKey
+from plugin.jwks import JwksCache, JwksSettings, parse_jwks, FetchError
+from tests.support import tokens as t
+
+URL = "https://tenant.example.auth0.com/.well-known/jwks.json"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture()
+def key() -> t.SigningKey:
+    return t.rsa_key("k1")
+
+
+def make(fake, clock=None, **settings) -> JwksCache:
+    return JwksCache(JwksSettings(**settings), fetcher=fake, clock=clock or time.monotonic)
+
+
+def test_keys_are_fetched_once_and_then_served_from_cache(key):
+    fake = t.FakeJwks(keys=[key])
+    cache = make(fake)
+    for _ in range(5):
+        cache.get_key(URL, "k1", 600)
+    assert fake.fetches == 1
+
+
+def test_concurrent_cold_requests_share_one_fetch(key):
+    fake = t.FakeJwks(keys=[key])
+    slow = lambda *a: (time.sleep(0.2), fake(*a))[1]  # noqa: E731
+    cache = make(slow)
+    threads = [threading.Thread(target=cache.get_key, args=(URL, "k1", 600)) for _ in range(20)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert fake.fetches == 1
+
+
+def test_unknown_kid_triggers_one_refetch_then_a_cooldown(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=10)
+    cache.get_key(URL, "k1", 600)
+    clock.now += 11
+    for _ in range(100):
+        with pytest.raises(UnknownKey):
+            cache.get_key(URL, "random-kid", 600)
+    assert fake.fetches == 2
+
+
+def test_random_unknown_kids_never_exceed_one_fetch_per_interval(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=10)
+    for i in range(1000):
+        clock.now += 0.1  # 100 s in all
+        with pytest.raises(UnknownKey):
+            cache.get_key(URL, f"kid-{i}", 600)
+    assert fake.fetches <= 11
+
+
+def test_rotated_key_is_found_by_refetching_on_unknown_kid(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=10)
+    cache.get_key(URL, "k1", 600)
+    fake.keys.append(t.rsa_key("k2"))
+    clock.now += 11
+    assert cache.get_key(URL, "k2", 600) is not None
+
+
+def test_last_good_keys_keep_serving_when_the_idp_is_down(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, max_stale=3600)
+    cache.get_key(URL, "k1", 60)
+    fake.failing = True
+    clock.now += 600  # well past the TTL
+    cache.refresh_due()
+    assert cache.get_key(URL, "k1", 60) is not None
+    assert cache.ready()
+
+
+def test_keys_older_than_max_stale_are_dropped(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, max_stale=100)
+    cache.get_key(URL, "k1", 60)
+    fake.failing = True
+    clock.now += 1000
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 60)
+    assert not cache.ready()
+
+
+def test_background_refresh_happens_before_the_ttl_runs_out(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, refresh_ahead=0.2, min_refetch_interval=1)
+    cache.get_key(URL, "k1", 100)
+    clock.now += 50
+    cache.refresh_due()
+    assert fake.fetches == 1
+    clock.now += 35  # 85 s: inside the last 20 %
+    cache.refresh_due()
+    assert fake.fetches == 2
+
+
+def test_failed_refreshes_back_off(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=0, retry_backoff=(5.0, 10.0))
+    cache.get_key(URL, "k1", 10)
+    fake.failing = True
+    for _ in range(30):
+        clock.now += 1
+        cache.refresh_due()
+    assert fake.fetches <= 1 + 4  # 30 s with 5 s then 10 s back-off
+
+
+def test_cold_fetch_failure_is_keys_unavailable():
+    cache = make(t.FakeJwks(failing=True))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+
+
+def test_only_rsa_and_ec_signing_keys_are_used(key):
+    enc = dict(t.rsa_key("enc").jwk(), use="enc")
+    oct_key = {"kty": "oct", "k": "c2VjcmV0", "kid": "sym"}
+    body = json.dumps({"keys": [key.jwk(), enc, oct_key, t.ec_key("ec1").jwk(), "junk"]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k1", "ec1"}
+
+
+def test_jwks_with_too_many_keys_is_refused(key):
+    body = json.dumps({"keys": [key.jwk()] * 11}).encode()
+    with pytest.raises(FetchError):
+        parse_jwks(body, max_keys=10)
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"keys": 5}', b'{"keys": []}'])
+def test_unusable_jwks_documents_are_fetch_errors(body):
+    with pytest.raises(FetchError):
+        parse_jwks(body, max_keys=10)

@@ -1,0 +1,64 @@
+"""Verified tokens are remembered by hash until exp, and forgotten when their key leaves the JWKS."""
+
+from __future__ import annotations
+
+import time
+
+from tests.support import tokens as t
+from tests.support.objects import auth_object
+
+
+def test_a_repeated_token_is_served_from_the_verified_cache(plugin, signing_key):
+    token = "Bearer " + t.sign(signing_key)
+    first = plugin.dispatch(auth_object(token))
+    second = plugin.dispatch(auth_object(token))
+    assert plugin.authenticator.misses == 1
+    assert plugin.authenticator.hits == 1
+    assert first.session.apply_policies == second.session.apply_policies
+    assert first.metadata["token"] == second.metadata["token"]
+
+
+def test_the_cache_never_holds_the_token_itself(plugin, signing_key):
+    token = t.sign(signing_key)
+    plugin.dispatch(auth_object("Bearer " + token))
+    for key in plugin.authenticator._cache.keys():
+        assert token.encode() not in repr(key).encode()
+        assert isinstance(key[1], bytes) and len(key[1]) == 32
+
+
+def test_failures_are_never_cached(plugin, signing_key):
+    token = "Bearer " + t.sign(signing_key, t.claims(pol=t.DROP))
+    plugin.dispatch(auth_object(token))
+    plugin.dispatch(auth_object(token))
+    assert plugin.authenticator.hits == 0
+
+
+def test_a_cached_token_is_refused_once_it_expires(make_plugin, signing_key):
+    now = [time.time()]
+    plugin = make_plugin(clock=lambda: now[0])
+    token = "Bearer " + t.sign(signing_key, t.claims(exp=int(now[0]) + 60))
+    assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    now[0] += 120
+    reply = plugin.dispatch(auth_object(token))
+    assert reply.request.return_overrides.response_error == "Key not authorized: token has expired"
+
+
+def test_a_cached_token_is_refused_once_its_key_is_revoked(make_plugin, idp, signing_key, next_key):
+    now = [time.time()]
+    plugin = make_plugin(clock=lambda: now[0])
+    token = "Bearer " + t.sign(next_key)
+    assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    idp.keys.remove(next_key)
+    plugin.jwks._entries[next(iter(plugin.jwks._entries))].last_attempt = float("-inf")
+    plugin.jwks.prefetch(next(iter(plugin.jwks._entries)), 600)
+    reply = plugin.dispatch(auth_object(token))
+    assert reply.request.return_overrides.response_code == 403
+
+
+def test_the_same_token_is_cached_separately_per_api_configuration(plugin, signing_key):
+    from tests.support.objects import config_data
+
+    token = "Bearer " + t.sign(signing_key)
+    plugin.dispatch(auth_object(token))
+    reply = plugin.dispatch(auth_object(token, config=config_data(audience="https://other-api")))
+    assert reply.request.return_overrides.response_code == 401
