@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: run test install install-test system-deps gateway serve stubs docs
+
+run: install  ## the whole walkthrough locally: Redis, Tyk, the plugin, an Auth0 stand-in, an echo upstream
+	$(PYTHON) -m plugin stack
+
+serve: install  ## the plugin server alone on tcp://127.0.0.1:5555
+	$(PYTHON) -m plugin serve
+
+test: install-test system-deps  ## unit, integration, then end-to-end tests through a real gateway
+	-bash scripts/build-gateway.sh
+	$(PYTHON) -m pytest
+
+install:
+	$(PIP) install --quiet --disable-pip-version-check -e .
+
+install-test:
+	$(PIP) install --quiet --disable-pip-version-check -e '.[test]'
+
+system-deps:  ## Debian packages the end-to-end tests use
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+
+gateway:  ## build (or reuse) the pinned Tyk gateway
+	bash scripts/build-gateway.sh
+
+stubs:  ## regenerate plugin/coprocess from proto/
+	$(PYTHON) scripts/gen_proto.py
+
+docs:  ## regenerate docs/configuration.md from the code's settings
+	$(PYTHON) scripts/gen_docs.py
