@@ -115,6 +115,7 @@ class PluginServer:
         if self.port == 0 and not address.startswith("unix:"):
             raise ListenError(f"--listen {settings.listen!r}: cannot bind (address in use?)")
         self._stopped = threading.Event()
+        self._done = threading.Event()
 
     def start(self) -> None:
         self.server.start()
@@ -149,10 +150,13 @@ class PluginServer:
         self.server.stop(self.settings.grace if grace is None else grace).wait()
         self.app.jwks.stop()
         log.info("stopped")
+        self._done.set()
 
     def wait(self) -> None:
-        while not self._stopped.wait(5.0):
-            self.update_health()
+        """Block until stop() has finished; refresh health meanwhile."""
+        while not self._done.wait(5.0):
+            if not self._stopped.is_set():
+                self.update_health()
 
 
 def serve(settings: ServerSettings) -> int:
