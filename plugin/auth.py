@@ -80,9 +80,9 @@ class Authenticator:
         self.configs = configs
         self._clock = clock
         self._lock = threading.Lock()
-        self._cache: TLRUCache[tuple[int, bytes], CachedAuth] = TLRUCache(
+        self._cache: TLRUCache[tuple[int, bytes], CachedAuth] | None = TLRUCache(
             maxsize=cache_size, ttu=lambda _k, v, _now: v.expires_at, timer=clock
-        )
+        ) if cache_size > 0 else None
         self.hits = 0
         self.misses = 0
 
@@ -95,16 +95,20 @@ class Authenticator:
             raise MissingToken()
         raw = strip_bearer(header)
         now = self._clock()
-        cache_key = (serial, hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest())
-        with self._lock:
-            cached = self._cache.get(cache_key)
-        if cached is not None and (cached.kid is None or self.verifier.jwks.has_kid(cached.jwks_url or "", cached.kid)):
-            self.hits += 1
-        else:
-            self.misses += 1
+        cache = self._cache
+        if cache is None:
             cached = self._verify(raw, config, spec.get("OrgID", ""), now)
+        else:
+            cache_key = (serial, hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest())
             with self._lock:
-                self._cache[cache_key] = cached
+                cached = cache.get(cache_key)
+            if cached is not None and (cached.kid is None or self.verifier.jwks.has_kid(cached.jwks_url or "", cached.kid)):
+                self.hits += 1
+            else:
+                self.misses += 1
+                cached = self._verify(raw, config, spec.get("OrgID", ""), now)
+                with self._lock:
+                    cache[cache_key] = cached
         obj.session.CopyFrom(cached.session)
         stamp(obj.session, now, cached.exp, config.id_extractor_ttl)
         obj.metadata["token"] = cached.session_key

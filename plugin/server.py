@@ -186,6 +186,11 @@ def add_cli(subparsers: Any) -> None:
                         help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repo's manifest.json)")
     parser.add_argument("--threads", type=int, default=int(env("TYK_AUTH0_THREADS", "4")),
                         help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
+    parser.add_argument("--max-concurrent", type=int, default=int(env("TYK_AUTH0_MAX_CONCURRENT", "256")),
+                        help="calls admitted at once; beyond it the gateway gets an immediate refusal, not a queue "
+                             "(default %(default)s)")
+    parser.add_argument("--token-cache-size", type=int, default=int(env("TYK_AUTH0_TOKEN_CACHE_SIZE", "100000")),
+                        help="verified tokens remembered (by hash); 0 verifies every call (default %(default)s)")
     parser.add_argument("--jwks-min-refetch-interval", type=float,
                         default=float(env("TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL", "10")),
                         help="seconds between two JWKS fetches of one URL, whatever the traffic (default %(default)s)")
@@ -200,12 +205,13 @@ def add_cli(subparsers: Any) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_json)
-    if args.threads < 1:
-        log.error("--threads must be at least 1")
+    if args.threads < 1 or args.max_concurrent < 1 or args.token_cache_size < 0:
+        log.error("--threads and --max-concurrent must be at least 1, --token-cache-size at least 0")
         return 2
     if args.jwks_min_refetch_interval < 0 or args.jwks_max_stale < 0 or args.jwks_timeout <= 0:
         log.error("--jwks-min-refetch-interval and --jwks-max-stale must be >= 0, --jwks-timeout > 0")
         return 2
     jwks = JwksSettings(fetch_timeout=args.jwks_timeout, min_refetch_interval=args.jwks_min_refetch_interval,
                         max_stale=args.jwks_max_stale)
-    return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks))
+    return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks,
+                                max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size))
