@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, worker: str = "") -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
@@ -16,6 +21,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self.worker:
+            entry["worker"] = self.worker
         if record.exc_info:
             entry["exc"] = record.exc_info[0].__name__ if record.exc_info[0] else "?"
         return json.dumps(entry, separators=(",", ":"))
@@ -23,10 +30,12 @@ class JsonFormatter(logging.Formatter):
 
 def setup(level: str = "INFO", json_format: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    worker = os.environ.get("TYK_AUTH0_WORKER", "")  # set by the --workers supervisor for each child
     if json_format:
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(worker))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        tag = f" [{worker}]" if worker else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

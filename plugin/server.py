@@ -198,6 +198,13 @@ def add_cli(subparsers: Any) -> None:
                         help="seconds past its TTL a key set keeps serving while the IdP is unreachable")
     parser.add_argument("--jwks-timeout", type=float, default=float(env("TYK_AUTH0_JWKS_TIMEOUT", "3")),
                         help="seconds one JWKS fetch may take")
+    parser.add_argument("--workers", type=int, default=int(env("TYK_AUTH0_WORKERS", "1")),
+                        help="server processes, one per loopback address from the --listen host up, answered by a "
+                             "DNS responder so the gateway can spread calls (default %(default)s)")
+    parser.add_argument("--dns-listen", default=env("TYK_AUTH0_DNS_LISTEN", "127.0.0.1:5353"),
+                        help="with --workers > 1: HOST:PORT of the DNS responder (default %(default)s)")
+    parser.add_argument("--dns-name", default=env("TYK_AUTH0_DNS_NAME", "tyk-auth0-plugin.internal"),
+                        help="with --workers > 1: the name it answers (default %(default)s)")
     parser.add_argument("--log-level", default=env("TYK_AUTH0_LOG_LEVEL", "INFO"))
     parser.add_argument("--log-json", action="store_true", default=env("TYK_AUTH0_LOG_JSON", "") == "1")
     parser.set_defaults(func=_run_serve)
@@ -211,7 +218,52 @@ def _run_serve(args: argparse.Namespace) -> int:
     if args.jwks_min_refetch_interval < 0 or args.jwks_max_stale < 0 or args.jwks_timeout <= 0:
         log.error("--jwks-min-refetch-interval and --jwks-max-stale must be >= 0, --jwks-timeout > 0")
         return 2
+    if args.workers < 1:
+        log.error("--workers must be at least 1")
+        return 2
+    if args.workers > 1:
+        return _run_workers(args)
     jwks = JwksSettings(fetch_timeout=args.jwks_timeout, min_refetch_interval=args.jwks_min_refetch_interval,
                         max_stale=args.jwks_max_stale)
     return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks,
                                 max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size))
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    from plugin.workers import DnsResponder, Supervisor, worker_addresses
+
+    try:
+        address = grpc_address(args.listen)
+        if address.startswith("unix:"):
+            raise ListenError("--workers needs a tcp:// --listen address")
+        host, _, port = address.rpartition(":")
+        addresses = worker_addresses(host, args.workers)
+        dns_host, _, dns_port = args.dns_listen.rpartition(":")
+        responder = DnsResponder(dns_host, int(dns_port), args.dns_name, addresses)
+    except (ListenError, ValueError, OSError) as exc:
+        log.error("%s", exc)
+        return 2
+    responder.start()
+    argv = ["--threads", str(args.threads), "--max-concurrent", str(args.max_concurrent),
+            "--token-cache-size", str(args.token_cache_size),
+            "--jwks-min-refetch-interval", str(args.jwks_min_refetch_interval),
+            "--jwks-max-stale", str(args.jwks_max_stale), "--jwks-timeout", str(args.jwks_timeout),
+            "--log-level", args.log_level, "--workers", "1"]
+    if args.manifest:
+        argv += ["--manifest", args.manifest]
+    if args.log_json:
+        argv.append("--log-json")
+    supervisor = Supervisor(addresses=addresses, port=int(port), argv=argv)
+    log.info("%d workers on %s port %s; in tyk.conf coprocess_options set coprocess_grpc_server "
+             "\"dns://%s:%d/%s:%s\" and grpc_round_robin_load_balancing true",
+             args.workers, ",".join(addresses), port, dns_host, responder.port, args.dns_name, port)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        supervisor.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return supervisor.run()
+    finally:
+        responder.stop()

@@ -1,0 +1,153 @@
+"""Several server processes behind one name, so every core serves the gateway's calls.
+
+The gateway keeps one HTTP/2 connection to its plugin, so processes sharing a port
+(SO_REUSEPORT) would not share its calls. With ``grpc_round_robin_load_balancing`` and a
+``dns://`` target, the gateway's gRPC client opens one connection per address the name
+resolves to and spreads calls across them. Here each worker binds its own loopback address
+(127.0.0.1, 127.0.0.2, ...) on the same port, and a tiny DNS responder on loopback answers
+the name with those addresses:
+
+    coprocess_grpc_server: "dns://127.0.0.1:5353/tyk-auth0-plugin.internal:5555"
+
+In Kubernetes a headless Service gives the same effect with one pod per address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+log = logging.getLogger("plugin.workers")
+
+DEFAULT_DNS_NAME = "tyk-auth0-plugin.internal"
+_TYPE_A = 1
+_CLASS_IN = 1
+
+
+def worker_addresses(host: str, count: int) -> list[str]:
+    """Consecutive loopback addresses starting at ``host`` (which must be loopback IPv4)."""
+    try:
+        first = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"--workers needs an IPv4 loopback --listen host, not {host!r}") from None
+    if not first.is_loopback:
+        raise ValueError("--workers needs a loopback --listen host; across hosts, run one process per host or pod "
+                         "behind a DNS name (see deploy/kubernetes)")
+    addresses = [str(first + i) for i in range(count)]
+    if not all(ipaddress.IPv4Address(a).is_loopback for a in addresses):
+        raise ValueError("--workers runs past 127.255.255.255")
+    return addresses
+
+
+def dns_answer(query: bytes, name: str, addresses: Sequence[str], ttl: int = 30) -> bytes | None:
+    """A DNS response for ``query``: A records for ``name``, empty for its other types, NXDOMAIN otherwise."""
+    if len(query) < 12:
+        return None
+    ident, flags, qdcount = struct.unpack("!HHH", query[:6])
+    if qdcount != 1 or flags & 0x8000:
+        return None
+    labels, offset = [], 12
+    while True:
+        if offset >= len(query):
+            return None
+        length = query[offset]
+        if length == 0:
+            offset += 1
+            break
+        if length & 0xC0 or offset + 1 + length > len(query):
+            return None
+        labels.append(query[offset + 1: offset + 1 + length].decode("ascii", "replace"))
+        offset += 1 + length
+    if offset + 4 > len(query):
+        return None
+    qtype, qclass = struct.unpack("!HH", query[offset: offset + 4])
+    question = query[12: offset + 4]
+    asked = ".".join(labels).lower().rstrip(".")
+    matched = asked == name.lower().rstrip(".")
+    answers = b""
+    count = 0
+    if matched and qtype == _TYPE_A and qclass == _CLASS_IN:
+        for address in addresses:
+            answers += struct.pack("!HHHIH", 0xC00C, _TYPE_A, _CLASS_IN, ttl, 4) + socket.inet_aton(address)
+            count += 1
+    rcode = 0 if matched else 3
+    out_flags = 0x8000 | 0x0400 | (flags & 0x7900) | rcode  # QR, AA, opcode+RD copied
+    return struct.pack("!HHHHHH", ident, out_flags, 1, count, 0, 0) + question + answers
+
+
+class DnsResponder:
+    """Answers one name with the workers' addresses, on a loopback UDP port."""
+
+    def __init__(self, host: str, port: int, name: str, addresses: Sequence[str]) -> None:
+        self.name = name
+        self.addresses = list(addresses)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, name="dns", daemon=True)
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.5)
+        while not self._stop.is_set():
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            answer = dns_answer(query, self.name, self.addresses)
+            if answer is not None:
+                self.sock.sendto(answer, peer)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+@dataclass
+class Supervisor:
+    """Starts one ``serve`` process per address, restarts any that die, stops them all on a signal."""
+
+    addresses: list[str]
+    port: int
+    argv: list[str]  # serve flags other than --listen/--workers, passed to every worker
+
+    def __post_init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopping = threading.Event()
+
+    def _spawn(self, address: str) -> None:
+        cmd = [sys.executable, "-m", "plugin", "serve", "--listen", f"tcp://{address}:{self.port}", *self.argv]
+        self.procs[address] = subprocess.Popen(cmd, env=dict(os.environ, TYK_AUTH0_WORKER=address))
+
+    def run(self) -> int:
+        for address in self.addresses:
+            self._spawn(address)
+        while not self._stopping.wait(1.0):
+            for address, proc in list(self.procs.items()):
+                if proc.poll() is not None and not self._stopping.is_set():
+                    log.warning("worker %s exited with %s: restarting", address, proc.returncode)
+                    time.sleep(0.5)
+                    self._spawn(address)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait() for proc in self.procs.values()]
+        return 0 if all(code == 0 for code in codes) else 1
+
+    def stop(self) -> None:
+        self._stopping.set()

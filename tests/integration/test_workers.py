@@ -1,0 +1,46 @@
+"""serve --workers: several processes behind one DNS name; a round-robin client reaches them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+
+from plugin.coprocess import object_pb2_grpc
+from tests.integration.conftest import ROOT, free_port
+from tests.support.objects import auth_object
+
+
+def test_two_workers_share_the_calls_of_one_round_robin_client(tmp_path):
+    port, dns_port = free_port(), free_port()
+    log = (tmp_path / "workers.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin", "serve", "--workers", "2", "--listen", f"tcp://127.0.0.1:{port}",
+         "--dns-listen", f"127.0.0.1:{dns_port}"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        target = f"dns://127.0.0.1:{dns_port}/tyk-auth0-plugin.internal:{port}"
+        channel = grpc.insecure_channel(target, options=[("grpc.lb_policy_name", "round_robin")])
+        grpc.channel_ready_future(channel).result(timeout=20)
+        stub = object_pb2_grpc.DispatcherStub(channel)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            reply = stub.Dispatch(auth_object("Bearer garbage"), timeout=5)
+            assert reply.request.return_overrides.response_code == 403
+            log.flush()
+            text = (tmp_path / "workers.log").read_text()
+            if "[127.0.0.1]" in text and "[127.0.0.2]" in text and text.count("auth denied") >= 4:
+                break
+            time.sleep(0.05)
+        text = (tmp_path / "workers.log").read_text()
+        denied = [line for line in text.splitlines() if "auth denied" in line]
+        assert any("[127.0.0.1]" in line for line in denied) and any("[127.0.0.2]" in line for line in denied)
+        channel.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        log.close()

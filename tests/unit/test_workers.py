@@ -1,0 +1,65 @@
+"""Worker addresses and the DNS answers that let the gateway spread calls over them."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from plugin.workers import DnsResponder, dns_answer, worker_addresses
+
+
+def query(name: str, qtype: int = 1, ident: int = 0x1234) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + bytes([0])
+    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + struct.pack("!HH", qtype, 1)
+
+
+def answers(response: bytes) -> tuple[int, list[str]]:
+    flags, _, ancount = struct.unpack("!HHH", response[2:8])
+    records = response[-16 * ancount:] if ancount else b""
+    return flags & 0xF, [socket.inet_ntoa(records[i * 16 + 12:i * 16 + 16]) for i in range(ancount)]
+
+
+def test_workers_take_consecutive_loopback_addresses():
+    assert worker_addresses("127.0.0.1", 3) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.1", "localhost", "::1"])
+def test_workers_refuse_non_loopback_ipv4_hosts(host):
+    with pytest.raises(ValueError):
+        worker_addresses(host, 2)
+
+
+def test_the_name_resolves_to_every_worker():
+    rcode, addrs = answers(dns_answer(query("tyk-auth0-plugin.internal"), "tyk-auth0-plugin.internal",
+                                      ["127.0.0.1", "127.0.0.2"]))
+    assert rcode == 0 and addrs == ["127.0.0.1", "127.0.0.2"]
+
+
+def test_other_record_types_of_the_name_are_empty_not_errors():
+    rcode, addrs = answers(dns_answer(query("tyk-auth0-plugin.internal", qtype=28), "tyk-auth0-plugin.internal",
+                                      ["127.0.0.1"]))
+    assert rcode == 0 and addrs == []
+
+
+def test_other_names_are_nxdomain():
+    rcode, _ = answers(dns_answer(query("example.com"), "tyk-auth0-plugin.internal", ["127.0.0.1"]))
+    assert rcode == 3
+
+
+def test_garbage_queries_are_ignored():
+    assert dns_answer(bytes([0, 1]), "x", ["127.0.0.1"]) is None
+
+
+def test_responder_answers_over_udp():
+    responder = DnsResponder("127.0.0.1", 0, "w.internal", ["127.0.0.1", "127.0.0.2"])
+    responder.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2)
+            sock.sendto(query("w.internal"), ("127.0.0.1", responder.port))
+            data, _ = sock.recvfrom(512)
+        assert answers(data)[1] == ["127.0.0.1", "127.0.0.2"]
+    finally:
+        responder.stop()
