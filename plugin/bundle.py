@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-__all__ = [
+__all__ = (
     "MANIFEST_NAME",
     "BundleError",
     "CustomMiddleware",
@@ -55,7 +55,7 @@ __all__ = [
     "sign",
     "verify",
     "verify_signature",
-]
+)
 
 MANIFEST_NAME: Final = "manifest.json"
 
@@ -329,7 +329,8 @@ def verify(bundle_path: Path, public_key_path: Path | None = None) -> Manifest:
                 sha256.update(content)
     except OSError as exc:
         raise BundleError(f"{bundle_path}: {exc.strerror or exc}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, NotImplementedError) as exc:
+        # RuntimeError: encrypted entries; NotImplementedError: unsupported compression.
         raise BundleError(f"{bundle_path}: not a readable zip archive: {exc}") from None
 
     if md5.hexdigest() != manifest.checksum:

@@ -28,6 +28,7 @@ class HookRouter:
         self.auth_hook = auth_hook
         self._authenticate = authenticate
         self._hooks = dict(hooks or {})
+        self.crashes = 0  # unexpected exceptions in the auth check; always 0 in a healthy build
 
     def dispatch(self, obj: Object) -> Object:
         api = obj.spec.get("APIID", "-")
@@ -43,6 +44,7 @@ class HookRouter:
                 obj.ClearField("session")
                 refuse(obj, error)
             except Exception as exc:  # noqa: BLE001 - fail closed, and say where without request data
+                self.crashes += 1
                 log.error("auth check crashed api=%s error=%s at %s", api, type(exc).__name__, _where(exc))
                 obj.ClearField("session")
                 refuse(obj, UnknownHook())

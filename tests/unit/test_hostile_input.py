@@ -1,0 +1,109 @@
+"""Property-based: whatever the gateway or a client sends, the auth hook answers 4xx or passes, never crashes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from plugin.auth import Authenticator, ConfigStore
+from plugin.coprocess import HookType, Object
+from plugin.hooks import HookRouter
+from plugin.jwks import JwksCache, JwksSettings
+from plugin.verify import Verifier
+from tests.support import tokens as t
+from tests.support.objects import AUTH_HOOK, auth_object, config_data
+
+KEY = t.rsa_key("hk")
+VALID = t.sign(KEY)
+
+
+def make_router() -> HookRouter:
+    jwks = JwksCache(JwksSettings(min_refetch_interval=3600), fetcher=t.FakeJwks(keys=[KEY]))
+    authenticator = Authenticator(Verifier(jwks), ConfigStore(defaults={}))
+    return HookRouter(AUTH_HOOK, authenticator.authenticate)
+
+
+ROUTER = make_router()
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+claim_sets = st.dictionaries(
+    st.sampled_from(["iss", "sub", "aud", "exp", "iat", "nbf", "pol", "scope", "permissions", "azp", "x"]),
+    json_values, max_size=8)
+headers = st.dictionaries(
+    st.sampled_from(["alg", "kid", "typ", "crit", "jku", "x5u", "jwk", "cty", "zip"]),
+    json_values | st.sampled_from(["RS256", "PS256", "HS256", "ES256", "none", "EdDSA", "hk", "JWT", "at+jwt"]),
+    max_size=6)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@st.composite
+def tokens(draw) -> str:
+    kind = draw(st.sampled_from(["structured", "signed", "mutated", "text", "segments"]))
+    if kind == "structured":
+        return ".".join([b64(json.dumps(draw(headers)).encode()), b64(json.dumps(draw(claim_sets)).encode()),
+                         b64(draw(st.binary(max_size=300)))])
+    if kind == "signed":
+        head = {k: v for k, v in draw(headers).items() if k != "alg"}
+        return t.sign_any_header(KEY, {"alg": "RS256", "kid": "hk", **head}, draw(claim_sets))
+    if kind == "mutated":
+        position = draw(st.integers(0, len(VALID) - 1))
+        return VALID[:position] + draw(st.characters()) + VALID[position + 1:]
+    if kind == "segments":
+        return ".".join(draw(st.lists(st.text(alphabet="AZaz09-_=+/.", max_size=40), max_size=7)))
+    return draw(st.text(max_size=200))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(token=tokens(), prefix=st.sampled_from(["Bearer ", "bearer ", "", "Basic ", "Bearer  "]))
+def test_any_token_gets_a_4xx_or_passes_never_a_crash(token, prefix):
+    reply = ROUTER.dispatch(auth_object(prefix + token))
+    code = reply.request.return_overrides.response_code
+    assert code == -1 or 400 <= code < 500
+    assert ROUTER.crashes == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.one_of(st.text(max_size=300), st.builds(lambda d: json.dumps(d), json_values)))
+def test_any_config_data_is_a_named_500_or_works_never_a_crash(raw):
+    reply = ROUTER.dispatch(auth_object("Bearer " + VALID, config=raw))
+    code = reply.request.return_overrides.response_code
+    assert code in (-1, 500) or 400 <= code < 500
+    if code == 500:
+        assert reply.request.return_overrides.response_error.startswith("Auth plugin misconfigured: ")
+    assert ROUTER.crashes == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(hook_type=st.integers(0, 7), hook_name=st.text(max_size=30),
+       header_map=st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=10),
+       spec=st.dictionaries(st.sampled_from(["OrgID", "APIID", "config_data", "x"]), st.text(max_size=60)))
+def test_any_object_from_the_gateway_is_answered(hook_type, hook_name, header_map, spec):
+    obj = Object(hook_type=hook_type, hook_name=hook_name)
+    obj.request.headers.update(header_map)
+    obj.spec.update(spec)
+    reply = ROUTER.dispatch(obj)
+    assert reply is obj
+    if hook_type == HookType.CustomKeyCheck:
+        code = reply.request.return_overrides.response_code
+        assert code >= 400 or reply.HasField("session")
+    assert ROUTER.crashes == 0
+
+
+def test_a_huge_deeply_nested_token_is_refused_quickly():
+    payload = b64(("[" * 50000 + "]" * 50000).encode())
+    token = ".".join([b64(b'{"alg":"RS256","kid":"hk"}'), payload, "sig"])
+    started = time.perf_counter()
+    reply = ROUTER.dispatch(auth_object("Bearer " + token, config=config_data()))
+    assert reply.request.return_overrides.response_code == 403
+    assert time.perf_counter() - started < 1.0
