@@ -129,6 +129,7 @@ class JwksCache:
         self.stats = FetchStats()
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._required: set[str] = set()
 
     # -- request path ---------------------------------------------------------------------------
 
@@ -161,8 +162,12 @@ class JwksCache:
         entry = self._entries.get(url)
         return bool(entry and entry.keyset and kid in entry.keyset.keys)
 
-    def prefetch(self, url: str, ttl: float) -> bool:
+    def prefetch(self, url: str, ttl: float, required: bool = False) -> bool:
+        """Load ``url`` now; a required URL keeps the server unready until it has keys."""
         entry = self._entry(url, ttl)
+        if required:
+            with self._lock:
+                self._required.add(url)
         try:
             self._fetch_shared(entry)
             return True
@@ -172,10 +177,18 @@ class JwksCache:
     # -- state for health and metrics ---------------------------------------------------------
 
     def ready(self) -> bool:
-        """True when every known URL has a usable key set (or none is known yet)."""
+        """Required URLs have usable keys, and no set that once loaded has gone past max-stale.
+
+        A URL that never loaded (one API's typo) does not make the whole server unready.
+        """
         with self._lock:
             entries = list(self._entries.values())
-        return all(self._usable(e) is not None for e in entries)
+            required = set(self._required)
+        for entry in entries:
+            usable = self._usable(entry) is not None
+            if not usable and (entry.url in required or entry.keyset is not None):
+                return False
+        return all(url in self._entries for url in required)
 
     def ages(self) -> dict[str, float]:
         now = self._clock()

@@ -134,7 +134,7 @@ class PluginServer:
             log.error("server-wide configuration from the environment is invalid: %s", exc.detail)
             return
         if config.key_source.jwks_url:
-            self.app.jwks.prefetch(config.key_source.jwks_url, config.jwks_cache_ttl)
+            self.app.jwks.prefetch(config.key_source.jwks_url, config.jwks_cache_ttl, required=True)
 
     def update_health(self) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if self.app.jwks.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -154,7 +154,7 @@ class PluginServer:
 
     def wait(self) -> None:
         """Block until stop() has finished; refresh health meanwhile."""
-        while not self._done.wait(5.0):
+        while not self._done.wait(1.0):
             if not self._stopped.is_set():
                 self.update_health()
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import json
 import os
 import secrets
 import subprocess
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from plugin import bundle
 from plugin.devstack.procs import (
     LOOPBACK,
     BackgroundHTTPServer,
@@ -43,16 +42,16 @@ NATIVE_API_ID = "auth0-native"
 PLUGIN_API_ID = "auth0-plugin"
 KEYLESS_API_ID = "keyless"
 DEFAULT_POLICY_ID = "auth0-policy"
-EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 
 
 # -- getting a gateway binary ------------------------------------------------------
 
 
-def find_gateway_binary(timeout: float = 3600.0) -> Path:
+def find_gateway_binary(*, show_progress: bool = False, timeout: float = 3600.0) -> Path:
     """Run scripts/build-gateway.sh (which honours TYK_GATEWAY_BIN and caches its build).
 
     Raises StackError carrying the script's own explanation when no binary can be had.
+    ``show_progress`` lets a first, minutes-long build talk to the terminal.
     """
     env_bin = os.environ.get("TYK_GATEWAY_BIN")
     if not BUILD_SCRIPT.exists():
@@ -62,16 +61,16 @@ def find_gateway_binary(timeout: float = 3600.0) -> Path:
     proc = subprocess.run(
         ["bash", str(BUILD_SCRIPT)],
         cwd=REPO_ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=None if show_progress else subprocess.PIPE,
         text=True,
         timeout=timeout,
         check=False,
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        raise StackError(
-            f"scripts/build-gateway.sh failed (exit {proc.returncode}):\n{proc.stderr.strip()}"
-        )
+        detail = proc.stderr.strip() if proc.stderr else "see its output above"
+        raise StackError(f"scripts/build-gateway.sh failed (exit {proc.returncode}):\n{detail}")
     return Path(lines[-1])
 
 
@@ -219,7 +218,8 @@ def default_policies() -> list[dict[str, Any]]:
 
 
 def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    return manifest
 
 
 def build_bundle(output_dir: Path, manifest_path: Path = MANIFEST, key_path: Path | None = None) -> Path:
@@ -228,30 +228,7 @@ def build_bundle(output_dir: Path, manifest_path: Path = MANIFEST, key_path: Pat
     The gateway caches bundles by name, so a changed bundle must get a new name.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        from plugin.bundle import build  # type: ignore[attr-defined]
-    except ImportError:
-        if key_path is not None:
-            raise StackError("signed bundles need plugin.bundle") from None
-        return _build_unsigned_bundle(output_dir, manifest_path)
-    return Path(build(manifest_path, output_dir / "bundle.zip", key_path=key_path, versioned=True))
-
-
-def _build_unsigned_bundle(output_dir: Path, manifest_path: Path) -> Path:
-    """Same shape as ``tyk bundle build -y``: listed files plus manifest.json with its md5."""
-    manifest = load_manifest(manifest_path)
-    base = manifest_path.parent
-    files = [(name, (base / name).read_bytes()) for name in manifest.get("file_list", [])]
-    manifest["checksum"] = hashlib.md5(b"".join(data for _, data in files)).hexdigest()
-    manifest["signature"] = ""
-    body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    name = f"bundle-{hashlib.sha256(body + b''.join(d for _, d in files)).hexdigest()[:12]}.zip"
-    out = output_dir / name
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for file_name, data in files:
-            zf.writestr(file_name, data)
-        zf.writestr("manifest.json", body)
-    return out
+    return bundle.build(manifest_path, output_dir / "bundle.zip", key_path=key_path, versioned=True)
 
 
 class _FilesHandler(SimpleHTTPRequestHandler):
@@ -507,9 +484,7 @@ class Gateway:
 
     def admin(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> HTTPResult:
         """The Gateway API (``/tyk/...``), authenticated with the node secret."""
-        return http_request(
-            method, self.url + path, headers={"X-Tyk-Authorization": self.secret}, body=body
-        )
+        return http_request(method, self.url + path, headers={"X-Tyk-Authorization": self.secret}, body=body)
 
     def loaded_api_ids(self) -> set[str]:
         result = self.admin("GET", "/tyk/apis")
@@ -523,7 +498,10 @@ class Gateway:
 
     def session(self, key_id: str) -> dict[str, Any] | None:
         result = self.admin("GET", f"/tyk/keys/{key_id}")
-        return result.json() if result.status == 200 else None
+        if result.status != 200:
+            return None
+        session: dict[str, Any] = result.json()
+        return session
 
     def log_text(self) -> str:
         return self._proc.log_text() if self._proc else _read(self.log_path)
@@ -553,5 +531,3 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-

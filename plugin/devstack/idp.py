@@ -62,7 +62,7 @@ class SigningKey:
     def generate(cls, tenant: str = "stand-in") -> SigningKey:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, tenant)])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -131,9 +131,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         hs256_secret: str | None = None,
     ) -> None:
         super().__init__(host, port)
-        self.audiences: tuple[str, ...] = (
-            (audience,) if isinstance(audience, str) else tuple(audience)
-        )
+        self.audiences: tuple[str, ...] = (audience,) if isinstance(audience, str) else tuple(audience)
         if not self.audiences:
             raise ValueError("at least one audience is required")
         self.clients: dict[str, Client] = dict(clients or {})
@@ -413,8 +411,10 @@ class AuthZeroStandIn(BackgroundHTTPServer):
             return 403, _oauth_error("unauthorized_client", f"Grant type '{grant}' not allowed for the client.")
         client_id, secret = basic or (params.get("client_id"), params.get("client_secret"))
         client = self.clients.get(str(client_id)) if client_id else None
-        if client is None or not isinstance(secret, str) or not hmac.compare_digest(
-            client.secret.encode(), secret.encode()
+        if (
+            client is None
+            or not isinstance(secret, str)
+            or not hmac.compare_digest(client.secret.encode(), secret.encode())
         ):
             return 401, _oauth_error("access_denied", "Unauthorized")
         audience = params.get("audience")
@@ -519,7 +519,7 @@ class _Handler(QuietHandler):
             self.send_json(status, body, headers=headers)
         elif path.startswith(TEST_PREFIX):
             try:
-                status, body = self.idp._test_hook(path[len(TEST_PREFIX):], params)
+                status, body = self.idp._test_hook(path[len(TEST_PREFIX) :], params)
             except (TypeError, ValueError) as exc:
                 status, body = 400, {"error": str(exc)}
             self.send_json(status, body)
@@ -572,9 +572,7 @@ def token_curl(token_url: str, client_id: str, client_secret: str, audience: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m plugin.devstack.idp", description="Run the Auth0 stand-in alone."
-    )
+    parser = argparse.ArgumentParser(prog="python -m plugin.devstack.idp", description="Run the Auth0 stand-in alone.")
     parser.add_argument("--host", default=os.environ.get("STACK_IDP_HOST", LOOPBACK))
     parser.add_argument("--port", type=int, default=int(os.environ.get("STACK_IDP_PORT", "0")))
     parser.add_argument("--audience", default=os.environ.get("STACK_AUDIENCE", DEFAULT_AUDIENCE))

@@ -5,6 +5,7 @@ Everything here is loopback-only plumbing; none of it is on the plugin's request
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import http.client
 import json
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -231,10 +232,8 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 continue
         # Reap group members that ignored SIGTERM after the leader exited.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def log_text(self) -> str:
         try:
@@ -295,7 +294,7 @@ class BackgroundHTTPServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> BackgroundHTTPServer:
+    def start(self) -> Self:
         if self._httpd is not None:
             return self
         httpd = ThreadingHTTPServer((self.host, self.requested_port), self.handler_class)
@@ -337,7 +336,7 @@ class BackgroundHTTPServer:
         host = LOOPBACK if self.host in ("", "0.0.0.0") else self.host
         return f"http://{host}:{self.port}/"
 
-    def __enter__(self: Any) -> Any:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import time
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            return self.command("PING") == "PONG"
+            return bool(self.command("PING") == "PONG")
         except OSError:
             return False
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -37,6 +37,8 @@ from plugin.devstack.procs import (
 )
 from plugin.devstack.redis import RedisServer
 from plugin.devstack.upstream import EchoUpstream
+
+T = TypeVar("T")
 
 DEMO_CLIENT_ID = "demo-m2m-client"
 DEMO_SCOPE = "read:echo"
@@ -147,7 +149,7 @@ class Stack:
         return f"tcp://{LOOPBACK}:{self.ports['plugin']}"
 
     @staticmethod
-    def _need(part: Any, name: str) -> Any:
+    def _need(part: T | None, name: str) -> T:
         if part is None:
             raise StackError(f"the stack's {name} is not running")
         return part
@@ -325,7 +327,8 @@ class Stack:
         secret = self.client_secret or "{CLIENT_SECRET}"
         get_token = token_curl(self.token_url, self.client_id, secret, self.audience)
         extract = (
-            "TOKEN=$(" + get_token.replace("curl --request", "curl -s --request")
+            "TOKEN=$("
+            + get_token.replace("curl --request", "curl -s --request")
             + " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
         call = f'curl -X GET {self.url}/{api}/get -H "Accept: application/json" -H "Authorization: Bearer $TOKEN"'
@@ -364,8 +367,9 @@ class Stack:
             "client_id": self.client_id,
             "plugin": self.plugin_address if self.plugin else None,
             "ports": self.ports,
-            "apis": {api_id: f"{self.url}/{api_id}/" for api_id in
-                     (gw.PLUGIN_API_ID, gw.NATIVE_API_ID, gw.KEYLESS_API_ID)},
+            "apis": {
+                api_id: f"{self.url}/{api_id}/" for api_id in (gw.PLUGIN_API_ID, gw.NATIVE_API_ID, gw.KEYLESS_API_ID)
+            },
         }
 
     def summary(self) -> str:
@@ -394,9 +398,7 @@ def _bundle_keypair(directory: Path) -> tuple[Path, Path]:
     private = directory / "bundle-signing.pem"
     public = directory / "bundle-signing.pub.pem"
     private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     private.chmod(0o600)
     public.write_bytes(
@@ -418,7 +420,7 @@ def _env_port(name: str) -> int:
 
 
 def add_cli(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "stack",
         help="run Redis, an Auth0 stand-in, the plugin, an echo upstream and the Tyk gateway",
         description=(
@@ -429,13 +431,31 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
             "The gateway binary comes from scripts/build-gateway.sh (honours TYK_GATEWAY_BIN)."
         ),
     )
-    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("STACK_WORKDIR", ".stack")),
-                        help="where configs and logs go (default .stack/, wiped at start)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("STACK_WORKDIR", ".stack")),
+        help="where configs and logs go (default .stack/; the previous run's files are replaced)",
+    )
     parser.add_argument("--no-plugin", action="store_true", help="do not start the plugin server")
     parser.add_argument("--sign-bundle", action="store_true", help="sign the bundle and make the gateway verify it")
     parser.add_argument("--log-level", default=os.environ.get("STACK_GATEWAY_LOG_LEVEL", "info"))
     parser.set_defaults(func=run_cli)
     return parser
+
+
+STACK_FILE = "stack.json"
+_RUN_ENTRIES = ("gateway", "bundles", "bundle-keys", "redis", "plugin.log", STACK_FILE)
+
+
+def _clear_previous_run(workdir: Path) -> None:
+    """Remove only what an earlier run wrote, so a mistyped --workdir cannot wipe anything else."""
+    for name in _RUN_ENTRIES:
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def stack_from_env(args: argparse.Namespace) -> Stack:
@@ -451,8 +471,7 @@ def stack_from_env(args: argparse.Namespace) -> Stack:
         client_id = os.environ.get("STACK_CLIENT_ID", "").strip() or DEMO_CLIENT_ID
         client_secret = os.environ.get("STACK_CLIENT_SECRET", "").strip() or None
     workdir: Path = args.workdir.resolve()
-    if workdir.exists():
-        shutil.rmtree(workdir)
+    _clear_previous_run(workdir)
     return Stack(
         workdir=workdir,
         ports={name: _env_port(name) for name in DEFAULT_PORTS},
@@ -470,13 +489,21 @@ def run_cli(args: argparse.Namespace) -> int:
     stack = stack_from_env(args)
     print(f"starting the stack in {stack.workdir} ...", flush=True)
     try:
+        stack.gateway_bin = gw.find_gateway_binary(show_progress=True)
         stack.start()
     except StackError as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 1
     if not stack.with_plugin:
         print("note: the plugin server is not running; /auth0-plugin/ will answer 403.", flush=True)
-    (stack.workdir / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
+    stack_file = stack.workdir / STACK_FILE
+    stack_file.write_text(json.dumps(stack.describe(), indent=2))
+
+    def stop() -> None:
+        stack_file.unlink(missing_ok=True)
+        stack.stop()
+        print("stack stopped", flush=True)
+
     banner = "\n".join(
         [
             stack.summary(),
@@ -487,4 +514,4 @@ def run_cli(args: argparse.Namespace) -> int:
             "Ctrl-C to stop.",
         ]
     )
-    return serve_until_signal(stack.stop, banner=banner, check=stack.failure)
+    return serve_until_signal(stop, banner=banner, check=stack.failure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -32,17 +33,13 @@ class _Handler(QuietHandler):
                 self.send_bytes(code, b"" if code in (204, 304) else b"{}\n")
             return
         if head == "delay" and len(segments) == 2:
-            try:
+            with contextlib.suppress(ValueError):
                 time.sleep(min(MAX_DELAY, max(0.0, float(segments[1]))))
-            except ValueError:
-                pass
         elif head not in ("anything", "get", "post", "put", "patch", "delete", "headers", "ip", "delay"):
             self.read_body()
             self.send_json(404, {"error": "not found", "path": path})
             return
-        elif head in ("get", "post", "put", "patch", "delete") and (
-            self.command != head.upper() or len(segments) > 1
-        ):
+        elif head in ("get", "post", "put", "patch", "delete") and (self.command != head.upper() or len(segments) > 1):
             self.read_body()
             self.send_json(405, {"error": "method not allowed", "method": self.command, "path": path})
             return
@@ -71,7 +68,7 @@ class _Handler(QuietHandler):
                 parsed_json = json.loads(raw)
             except ValueError:
                 parsed_json = None
-        host = self.headers.get("Host") or f"{LOOPBACK}:{self.server.server_address[1]}"
+        host = self.headers.get("Host") or LOOPBACK
         return {
             "args": args,
             "data": text,

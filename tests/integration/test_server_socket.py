@@ -120,3 +120,47 @@ def test_bad_listen_address_is_refused_naming_the_flag():
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "--listen" in result.stderr
+
+
+def test_health_is_not_serving_until_the_default_tenant_keys_load(jwks_server):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    jwks_server.status = 503
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", env={"AUTH0_JWT_SOURCE": jwks_server.url})
+    try:
+        stub = health_pb2_grpc.HealthStub(proc.channel)
+        check = lambda: stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status  # noqa: E731
+        assert check() == health_pb2.HealthCheckResponse.NOT_SERVING
+        jwks_server.status = 200
+        deadline = time.time() + 15
+        while check() != health_pb2.HealthCheckResponse.SERVING and time.time() < deadline:
+            time.sleep(0.2)
+        assert check() == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        proc.stop()
+
+
+def test_saturation_is_answered_at_once_not_queued(jwks_server, keys):
+    jwks_server.delay = 2.0  # every call waits on the cold JWKS fetch
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", env={"TYK_AUTH0_MAX_CONCURRENT": "2"})
+    try:
+        stub = object_pb2_grpc.DispatcherStub(proc.channel)
+        obj = auth_object("Bearer " + t.sign(keys[0]), config=config_for(jwks_server))
+        started = time.time()
+        finished: dict[int, float] = {}
+        futures = []
+        for i in range(8):
+            future = stub.Dispatch.future(obj, timeout=10)
+            future.add_done_callback(lambda _f, i=i: finished.__setitem__(i, time.time() - started))
+            futures.append(future)
+        refused = []
+        for i, future in enumerate(futures):
+            try:
+                future.result()
+            except grpc.RpcError as error:
+                refused.append((error.code(), finished[i]))
+        assert refused, "no call was refused although 8 were sent with room for 2"
+        assert all(code is grpc.StatusCode.RESOURCE_EXHAUSTED for code, _ in refused)
+        assert min(elapsed for _, elapsed in refused) < 1.0
+    finally:
+        proc.stop()

@@ -157,3 +157,21 @@ def test_jwks_with_too_many_keys_is_refused(key):
 def test_unusable_jwks_documents_are_fetch_errors(body):
     with pytest.raises(FetchError):
         parse_jwks(body, max_keys=10)
+
+
+def test_a_required_tenant_without_keys_makes_the_cache_unready(key):
+    fake = t.FakeJwks(keys=[key], failing=True)
+    cache = make(fake)
+    assert not cache.prefetch(URL, 600, required=True)
+    assert not cache.ready()
+    fake.failing = False
+    cache._entries[URL].last_attempt = float("-inf")
+    assert cache.prefetch(URL, 600, required=True)
+    assert cache.ready()
+
+
+def test_one_api_with_an_unreachable_jwks_does_not_make_the_server_unready(key):
+    cache = make(t.FakeJwks(failing=True))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key("https://typo.example.com/jwks.json", "k1", 600)
+    assert cache.ready()

@@ -1,0 +1,56 @@
+"""The echo ceiling: a Dispatcher that returns the request, on the plugin's own server stack.
+
+It is ``plugin.server.PluginServer`` (same grpc.server, thread pool, options, health
+service and logging) with only the hook router swapped for one that does nothing, so
+the ratio plugin ÷ echo isolates what the auth check costs.
+
+    python -m bench.servers echo --listen tcp://127.0.0.1:PORT [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import threading
+from typing import Any
+
+from plugin import logs
+from plugin.coprocess import Object
+from plugin.server import PluginServer, ServerSettings, build_app
+
+
+class EchoRouter:
+    """Stands in for HookRouter: the reply is the received Object, untouched."""
+
+    def __init__(self, auth_hook: str) -> None:
+        self.auth_hook = auth_hook
+
+    def dispatch(self, obj: Object) -> Object:
+        return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.servers")
+    parser.add_argument("mode", choices=["echo"])
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--threads", type=int, default=ServerSettings.threads)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logs.setup(args.log_level)
+    settings = ServerSettings(listen=args.listen, threads=args.threads)
+    app = build_app(settings)
+    server = PluginServer(settings, app=dataclasses.replace(app, router=EchoRouter(app.router.auth_hook)))
+    server.start()
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        threading.Thread(target=server.stop, args=(1.0,), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

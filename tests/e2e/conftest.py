@@ -1,0 +1,46 @@
+"""One real stack (Redis, Auth0 stand-in, plugin, echo upstream, Tyk) for the e2e session.
+
+The gateway comes from scripts/build-gateway.sh, which honours TYK_GATEWAY_BIN. When no
+binary can be had, every e2e test is skipped with the script's own explanation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugin.devstack.gateway import find_gateway_binary
+from plugin.devstack.procs import StackError
+from plugin.devstack.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def gateway_binary() -> Path:
+    try:
+        return find_gateway_binary()
+    except StackError as exc:
+        pytest.skip(f"no Tyk gateway binary (set TYK_GATEWAY_BIN to one): {exc}")
+
+
+@pytest.fixture(scope="session")
+def stack(gateway_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("stack")
+    with Stack(workdir=workdir, gateway_bin=gateway_binary) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def plugin_stack(stack: Stack) -> Stack:
+    """The stack, or a skip when the plugin server is not part of this checkout yet."""
+    if stack.plugin is None:
+        pytest.skip("the plugin server (plugin.server) is not available in this checkout")
+    return stack
+
+
+@pytest.fixture
+def subject() -> str:
+    """A fresh token subject: the gateway keys sessions (rate limits, quotas) by identity."""
+    return f"e2e-{uuid.uuid4().hex[:12]}@clients"

@@ -1,0 +1,368 @@
+"""The Auth0 stand-in behaves like an Auth0 tenant where the plugin and Tyk can tell."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from plugin.devstack.idp import AuthZeroStandIn, Client, SigningKey, b64url
+from plugin.devstack.procs import http_request
+
+AUDIENCE = "https://api.example.test/"
+OTHER_AUDIENCE = "https://other.example.test/"
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[AuthZeroStandIn]:
+    clients = {
+        "m2m": Client("s3cret", claims={"pol": "auth0-policy"}, scope="read:echo write:echo"),
+        "narrow": Client("narrow-secret", audiences=(AUDIENCE,)),
+    }
+    with AuthZeroStandIn(audience=[AUDIENCE, OTHER_AUDIENCE], clients=clients) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _reset_hooks(idp: AuthZeroStandIn) -> Iterator[None]:
+    yield
+    idp.fail_jwks(None)
+    idp.jwks_delay(0)
+
+
+def fetch_jwks(idp: AuthZeroStandIn) -> dict:
+    result = http_request("GET", idp.jwks_url)
+    assert result.status == 200, result.text
+    return result.json()
+
+
+def verify(token: str, jwks: dict, audience: str = AUDIENCE, issuer: str | None = None) -> dict:
+    kid = jwt.get_unverified_header(token)["kid"]
+    jwk = next(k for k in jwks["keys"] if k["kid"] == kid)
+    key = jwt.PyJWK(jwk).key
+    return jwt.decode(token, key, algorithms=["RS256"], audience=audience, issuer=issuer)
+
+
+def token_request(idp: AuthZeroStandIn, **body: str) -> tuple[int, dict]:
+    result = http_request("POST", idp.token_url, body=body)
+    return result.status, result.json()
+
+
+# -- discovery and JWKS ------------------------------------------------------------
+
+
+def test_discovery_document_points_at_the_tenant(idp: AuthZeroStandIn) -> None:
+    doc = http_request("GET", idp.discovery_url).json()
+    assert doc["issuer"] == idp.issuer
+    assert idp.issuer.endswith("/") and idp.issuer.startswith("http://127.0.0.1:")
+    assert doc["jwks_uri"] == idp.jwks_url == idp.issuer + ".well-known/jwks.json"
+    assert doc["token_endpoint"] == idp.issuer + "oauth/token"
+    assert "client_credentials" in doc["grant_types_supported"]
+
+
+def test_jwks_publishes_current_and_next_key_like_auth0(idp: AuthZeroStandIn) -> None:
+    keys = fetch_jwks(idp)["keys"]
+    assert [k["kid"] for k in keys[:2]] == [idp.current_key.kid, idp.next_key.kid]
+    for jwk in keys:
+        assert {"kty", "use", "alg", "n", "e", "kid", "x5t", "x5c"} <= set(jwk)
+        assert (jwk["kty"], jwk["use"], jwk["alg"], jwk["e"]) == ("RSA", "sig", "RS256", "AQAB")
+        der = base64.b64decode(jwk["x5c"][0])
+        assert jwk["x5t"] == b64url(hashlib.sha1(der).digest())
+        cert_key = x509.load_der_x509_certificate(der).public_key()
+        # The certificate carries the same public key as n/e.
+        n = int.from_bytes(base64.urlsafe_b64decode(jwk["n"] + "=="), "big")
+        assert isinstance(cert_key, rsa.RSAPublicKey)
+        assert cert_key.public_numbers().n == n
+        assert n.bit_length() == 2048
+
+
+def test_jwks_fetches_are_counted(idp: AuthZeroStandIn) -> None:
+    before = idp.jwks_fetches
+    fetch_jwks(idp)
+    fetch_jwks(idp)
+    assert idp.jwks_fetches == before + 2
+
+
+# -- the token endpoint ------------------------------------------------------------
+
+
+def test_walkthrough_token_request_returns_an_auth0_shaped_token(idp: AuthZeroStandIn) -> None:
+    status, body = token_request(
+        idp, client_id="m2m", client_secret="s3cret", audience=AUDIENCE, grant_type="client_credentials"
+    )
+    assert status == 200, body
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 86400
+    assert body["scope"] == "read:echo write:echo"
+
+    token = body["access_token"]
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": "RS256", "typ": "JWT", "kid": idp.current_key.kid}
+
+    claims = verify(token, fetch_jwks(idp), issuer=idp.issuer)
+    assert claims["iss"] == idp.issuer
+    assert claims["sub"] == "m2m@clients"
+    assert claims["aud"] == AUDIENCE
+    assert claims["azp"] == "m2m"
+    assert claims["gty"] == "client-credentials"
+    assert claims["scope"] == "read:echo write:echo"
+    assert claims["pol"] == "auth0-policy"
+    assert claims["exp"] - claims["iat"] == 86400
+    assert abs(claims["iat"] - time.time()) < 5
+
+
+def test_form_encoded_and_basic_auth_token_requests_work_too(idp: AuthZeroStandIn) -> None:
+    form = f"grant_type=client_credentials&client_id=m2m&client_secret=s3cret&audience={AUDIENCE}"
+    result = http_request(
+        "POST", idp.token_url, body=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert result.status == 200, result.text
+    basic = base64.b64encode(b"m2m:s3cret").decode()
+    result = http_request(
+        "POST",
+        idp.token_url,
+        body={"grant_type": "client_credentials", "audience": AUDIENCE},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert result.status == 200, result.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"client_id": "m2m", "client_secret": "wrong"}, 401, "access_denied"),
+        ({"client_id": "nobody", "client_secret": "s3cret"}, 401, "access_denied"),
+        ({"client_id": "m2m"}, 401, "access_denied"),
+        ({"client_id": "m2m", "client_secret": "s3cret", "audience": "https://unknown/"}, 403, "access_denied"),
+        ({"client_id": "m2m", "client_secret": "s3cret", "audience": ""}, 403, "access_denied"),
+        ({"client_id": "narrow", "client_secret": "narrow-secret", "audience": OTHER_AUDIENCE}, 403, "access_denied"),
+        ({"client_id": "m2m", "client_secret": "s3cret", "grant_type": "password"}, 403, "unauthorized_client"),
+        ({"client_id": "m2m", "client_secret": "s3cret", "grant_type": ""}, 400, "invalid_request"),
+    ],
+)
+def test_token_errors_look_like_auth0(idp: AuthZeroStandIn, body: dict, status: int, error: str) -> None:
+    request = {"audience": AUDIENCE, "grant_type": "client_credentials", **body}
+    got_status, got = token_request(idp, **request)
+    assert (got_status, got["error"]) == (status, error)
+    assert got["error_description"]
+    if status == 401:
+        assert got == {"error": "access_denied", "error_description": "Unauthorized"}
+
+
+def test_unknown_audience_names_the_service(idp: AuthZeroStandIn) -> None:
+    _, body = token_request(
+        idp, client_id="m2m", client_secret="s3cret", audience="https://unknown/", grant_type="client_credentials"
+    )
+    assert body["error_description"] == "Service not found: https://unknown/"
+
+
+def test_second_audience_is_granted(idp: AuthZeroStandIn) -> None:
+    status, body = token_request(
+        idp, client_id="m2m", client_secret="s3cret", audience=OTHER_AUDIENCE, grant_type="client_credentials"
+    )
+    assert status == 200
+    assert verify(body["access_token"], fetch_jwks(idp), audience=OTHER_AUDIENCE)["aud"] == OTHER_AUDIENCE
+
+
+def test_malformed_body_is_a_400(idp: AuthZeroStandIn) -> None:
+    result = http_request("POST", idp.token_url, body=b"{not json", headers={"Content-Type": "application/json"})
+    assert result.status == 400
+    assert result.json()["error"] == "invalid_request"
+
+
+# -- issue_token for tests ---------------------------------------------------------
+
+
+def test_issue_token_overrides_claims_and_headers(idp: AuthZeroStandIn) -> None:
+    token = idp.issue_token(
+        "m2m",
+        pol="limited",
+        sub="someone@clients",
+        claims={"https://example.com/roles": ["a"]},
+        drop=["scope"],
+        headers={"typ": "at+jwt", "x-extra": 1},
+        lifetime=60,
+    )
+    header = jwt.get_unverified_header(token)
+    assert header["typ"] == "at+jwt" and header["x-extra"] == 1 and header["kid"] == idp.current_key.kid
+    claims = verify(token, fetch_jwks(idp))
+    assert claims["pol"] == "limited"
+    assert claims["sub"] == "someone@clients"
+    assert claims["https://example.com/roles"] == ["a"]
+    assert "scope" not in claims
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_issue_token_can_drop_header_fields(idp: AuthZeroStandIn) -> None:
+    token = idp.issue_token("m2m", headers={"kid": None, "typ": None})
+    assert jwt.get_unverified_header(token) == {"alg": "RS256"}
+
+
+def test_issue_token_for_an_unregistered_client_still_has_auth0_claims(idp: AuthZeroStandIn) -> None:
+    claims = verify(idp.issue_token("made-up"), fetch_jwks(idp))
+    assert claims["sub"] == "made-up@clients" and claims["azp"] == "made-up"
+
+
+def test_unknown_key_is_not_in_the_jwks(idp: AuthZeroStandIn) -> None:
+    token = idp.issue_token("m2m", key="unknown")
+    kid = jwt.get_unverified_header(token)["kid"]
+    assert kid == idp.unknown_key.kid
+    assert kid not in {k["kid"] for k in fetch_jwks(idp)["keys"]}
+    public = idp.unknown_key.private_key.public_key()
+    assert jwt.decode(token, public, algorithms=["RS256"], audience=AUDIENCE)["sub"] == "m2m@clients"
+
+
+@pytest.mark.parametrize("alg", ["RS384", "RS512", "PS256", "PS384", "PS512"])
+def test_other_rsa_algorithms_verify_with_the_published_key(idp: AuthZeroStandIn, alg: str) -> None:
+    token = idp.issue_token("m2m", alg=alg)
+    assert jwt.get_unverified_header(token)["alg"] == alg
+    public = idp.current_key.private_key.public_key()
+    assert jwt.decode(token, public, algorithms=[alg], audience=AUDIENCE)["azp"] == "m2m"
+
+
+def test_hs256_token_uses_the_api_signing_secret(idp: AuthZeroStandIn) -> None:
+    token = idp.issue_token("m2m", alg="HS256")
+    assert "kid" not in jwt.get_unverified_header(token)
+    assert jwt.decode(token, idp.hs256_secret, algorithms=["HS256"], audience=AUDIENCE)["azp"] == "m2m"
+
+
+def test_es256_and_none_tokens_can_be_minted(idp: AuthZeroStandIn) -> None:
+    es = idp.issue_token("m2m", alg="ES256")
+    assert jwt.get_unverified_header(es)["alg"] == "ES256"
+    unsigned = idp.issue_token("m2m", alg="none")
+    assert unsigned.endswith(".") and unsigned.count(".") == 2
+    assert jwt.get_unverified_header(unsigned)["alg"] == "none"
+
+
+def test_bad_key_choice_is_rejected(idp: AuthZeroStandIn) -> None:
+    with pytest.raises(ValueError):
+        idp.issue_token("m2m", key="sideways")
+    with pytest.raises(ValueError):
+        idp.issue_token("m2m", alg="XX999")
+
+
+# -- rotation ----------------------------------------------------------------------
+
+
+def test_rotation_follows_auth0() -> None:
+    with AuthZeroStandIn(audience=AUDIENCE, clients={"c": Client("s")}) as idp:
+        with pytest.raises(ValueError):
+            idp.issue_token("c", key="previous")
+        first, upcoming = idp.current_key, idp.next_key
+        old_token = idp.issue_token("c")
+        early_next = idp.issue_token("c", key="next")
+
+        new_current = idp.rotate()
+        assert new_current is upcoming is idp.current_key
+        assert idp.next_key not in (first, upcoming)
+        kids = [k["kid"] for k in fetch_jwks(idp)["keys"]]
+        assert kids == [upcoming.kid, idp.next_key.kid, first.kid]
+
+        # Tokens signed before the rotation still verify; new ones use the old "next" key.
+        jwks = fetch_jwks(idp)
+        verify(old_token, jwks)
+        verify(early_next, jwks)
+        assert jwt.get_unverified_header(idp.issue_token("c"))["kid"] == upcoming.kid
+        assert jwt.get_unverified_header(idp.issue_token("c", key="previous"))["kid"] == first.kid
+
+        assert idp.revoke_previous() == [first.kid]
+        kids = [k["kid"] for k in fetch_jwks(idp)["keys"]]
+        assert first.kid not in kids and len(kids) == 2
+        # A token signed with the revoked key can still be minted for negative tests.
+        assert jwt.get_unverified_header(idp.issue_token("c", key="previous"))["kid"] == first.kid
+        assert idp.stats()["revoked_kids"] == [first.kid]
+
+
+def test_two_rotations_keep_both_previous_keys_until_revoked() -> None:
+    with AuthZeroStandIn(audience=AUDIENCE) as idp:
+        a = idp.current_key
+        idp.rotate()
+        b = idp.current_key
+        idp.rotate()
+        assert [k.kid for k in idp.previous_keys] == [b.kid, a.kid]
+        assert len(fetch_jwks(idp)["keys"]) == 4
+        idp.revoke_previous()
+        assert len(fetch_jwks(idp)["keys"]) == 2
+
+
+# -- failure hooks -----------------------------------------------------------------
+
+
+def test_jwks_failure_hook(idp: AuthZeroStandIn) -> None:
+    idp.fail_jwks(503)
+    before = idp.jwks_fetches
+    result = http_request("GET", idp.jwks_url)
+    assert result.status == 503
+    assert idp.jwks_fetches == before + 1
+    idp.fail_jwks(None)
+    assert http_request("GET", idp.jwks_url).status == 200
+
+
+def test_jwks_delay_hook(idp: AuthZeroStandIn) -> None:
+    idp.jwks_delay(0.4)
+    start = time.monotonic()
+    assert http_request("GET", idp.jwks_url).status == 200
+    assert time.monotonic() - start >= 0.35
+
+
+def test_hooks_are_reachable_over_http() -> None:
+    with AuthZeroStandIn(audience=AUDIENCE, clients={"c": Client("s", claims={"pol": "p"})}) as idp:
+        base = idp.url + "__test__/"
+        old_current = idp.current_key.kid
+        assert http_request("POST", base + "rotate").status == 200
+        assert idp.current_key.kid != old_current
+        assert idp.previous_keys[0].kid == old_current
+
+        stats = http_request("GET", base + "stats").json()
+        assert stats["current_kid"] == idp.current_key.kid
+        assert stats["previous_kids"] == [old_current]
+
+        assert http_request("POST", base + "revoke-previous").status == 200
+        assert idp.previous_keys == ()
+
+        assert http_request("POST", base + "jwks-fail", body={"status": 500}).status == 200
+        assert http_request("GET", idp.jwks_url).status == 500
+        assert http_request("POST", base + "jwks-fail", body={"status": None}).status == 200
+        assert http_request("GET", idp.jwks_url).status == 200
+
+        assert http_request("POST", base + "jwks-delay", body={"seconds": 0.2}).status == 200
+        assert idp.stats()["jwks_delay"] == 0.2
+        assert http_request("POST", base + "reset").status == 200
+        assert idp.stats()["jwks_delay"] == 0 and idp.jwks_fetches == 0
+
+        minted = http_request(
+            "POST", base + "token", body={"client_id": "c", "claims": {"pol": "limited"}, "key": "next"}
+        ).json()["access_token"]
+        assert jwt.get_unverified_header(minted)["kid"] == idp.next_key.kid
+        assert verify(minted, fetch_jwks(idp))["pol"] == "limited"
+
+        assert http_request("POST", base + "nope").status == 404
+        assert http_request("POST", base + "token", body={"key": "sideways"}).status == 400
+
+
+def test_jwks_publishes_public_material_only(idp: AuthZeroStandIn) -> None:
+    for jwk in fetch_jwks(idp)["keys"]:
+        assert not {"d", "p", "q", "dp", "dq", "qi"} & set(jwk)
+    public = serialization.load_pem_public_key(idp.current_key.public_pem())
+    assert isinstance(public, rsa.RSAPublicKey)
+    assert public.public_numbers() == idp.current_key.private_key.public_key().public_numbers()
+
+
+def test_signing_key_kid_is_the_thumbprint() -> None:
+    key = SigningKey.generate()
+    assert key.kid == key.x5t
+    assert json.loads(json.dumps(key.jwk()))["kid"] == key.kid
+
+
+def test_url_needs_a_started_server() -> None:
+    idp = AuthZeroStandIn()
+    with pytest.raises(RuntimeError):
+        _ = idp.url
