@@ -21,7 +21,8 @@ from plugin import claims as claimlib
 from plugin import policies as policylib
 from plugin.config import ApiConfig, env_config_data, parse_config_data
 from plugin.coprocess import Object, SessionState
-from plugin.errors import ConfigurationError, MissingToken
+from plugin.errors import ConfigurationError, MissingToken, NoMatchingPolicy
+from plugin.policy_index import PolicyIndex
 from plugin.session import build_session, key_id, stamp
 from plugin.tokens import strip_bearer
 from plugin.verify import Verifier
@@ -75,9 +76,10 @@ class CachedAuth:
 
 class Authenticator:
     def __init__(self, verifier: Verifier, configs: ConfigStore, cache_size: int = 100_000,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, policy_index: PolicyIndex | None = None) -> None:
         self.verifier = verifier
         self.configs = configs
+        self.policy_index = policy_index
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: TLRUCache[tuple[int, bytes], CachedAuth] | None = TLRUCache(
@@ -109,9 +111,18 @@ class Authenticator:
                 cached = self._verify(raw, config, spec.get("OrgID", ""), now)
                 with self._lock:
                     cache[cache_key] = cached
+        if self.policy_index is not None:
+            self._check_policies(spec.get("OrgID", ""), cached.session.apply_policies)
         obj.session.CopyFrom(cached.session)
         stamp(obj.session, now, cached.exp, config.id_extractor_ttl)
         obj.metadata["token"] = cached.session_key
+
+    def _check_policies(self, org_id: str, policies: Any) -> None:
+        """Native JWT refuses a token naming a policy the org does not have, before any session."""
+        assert self.policy_index is not None
+        for policy_id in policies:
+            if self.policy_index.known(org_id, policy_id) is False:
+                raise NoMatchingPolicy("key not authorized: no matching policy")
 
     def _verify(self, raw: str, config: ApiConfig, org_id: str, now: float) -> CachedAuth:
         verified = self.verifier.verify(raw, config)

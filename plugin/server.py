@@ -9,6 +9,7 @@ import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,6 +23,7 @@ from plugin.errors import ConfigurationError
 from plugin.hooks import HookRouter
 from plugin.jwks import JwksCache, JwksSettings
 from plugin.manifest import ManifestError, load_hook_names, manifest_path
+from plugin.policy_index import PolicyIndex, from_gateway, from_path
 from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier
 
 log = logging.getLogger("plugin.server")
@@ -59,6 +61,9 @@ class ServerSettings:
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     token_cache_size: int = 100_000
     grace: float = 10.0
+    gateway_url: str = ""
+    gateway_secret: str = ""
+    policies_path: str = ""
     jwks: JwksSettings = JwksSettings()
 
 
@@ -89,7 +94,12 @@ def build_app(settings: ServerSettings) -> App:
     jwks = JwksCache(settings.jwks)
     configs = ConfigStore()
     verifier = Verifier(jwks, max_token_bytes=settings.max_token_bytes)
-    authenticator = Authenticator(verifier, configs, cache_size=settings.token_cache_size)
+    policy_index = None
+    if settings.policies_path:
+        policy_index = PolicyIndex(from_path(Path(settings.policies_path)))
+    elif settings.gateway_url and settings.gateway_secret:
+        policy_index = PolicyIndex(from_gateway(settings.gateway_url, settings.gateway_secret))
+    authenticator = Authenticator(verifier, configs, cache_size=settings.token_cache_size, policy_index=policy_index)
     router = HookRouter(hooks.auth_check, authenticator.authenticate)
     return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs)
 
@@ -120,6 +130,8 @@ class PluginServer:
     def start(self) -> None:
         self.server.start()
         self.app.jwks.start()
+        if self.app.authenticator.policy_index is not None:
+            self.app.authenticator.policy_index.start()
         self._prefetch_default_tenant()
         self.update_health()
         log.info("listening on %s (auth hook %r)", self.settings.listen, self.app.router.auth_hook)
@@ -149,6 +161,8 @@ class PluginServer:
         self.health.enter_graceful_shutdown()
         self.server.stop(self.settings.grace if grace is None else grace).wait()
         self.app.jwks.stop()
+        if self.app.authenticator.policy_index is not None:
+            self.app.authenticator.policy_index.stop()
         log.info("stopped")
         self._done.set()
 
@@ -198,6 +212,11 @@ def add_cli(subparsers: Any) -> None:
                         help="seconds past its TTL a key set keeps serving while the IdP is unreachable")
     parser.add_argument("--jwks-timeout", type=float, default=float(env("TYK_AUTH0_JWKS_TIMEOUT", "3")),
                         help="seconds one JWKS fetch may take")
+    parser.add_argument("--tyk-gateway-url", default=env("TYK_AUTH0_GATEWAY_URL", ""),
+                        help="the gateway's API base URL; with TYK_AUTH0_GATEWAY_SECRET the plugin reads the policy list "
+                             "and refuses unknown policies as native JWT does")
+    parser.add_argument("--tyk-policies", default=env("TYK_AUTH0_POLICIES_PATH", ""),
+                        help="or: the gateway's policy_path directory / policy file, read for the same purpose")
     parser.add_argument("--workers", type=int, default=int(env("TYK_AUTH0_WORKERS", "1")),
                         help="server processes, one per loopback address from the --listen host up, answered by a "
                              "DNS responder so the gateway can spread calls (default %(default)s)")
@@ -226,7 +245,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     jwks = JwksSettings(fetch_timeout=args.jwks_timeout, min_refetch_interval=args.jwks_min_refetch_interval,
                         max_stale=args.jwks_max_stale)
     return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks,
-                                max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size))
+                                max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size,
+                                gateway_url=args.tyk_gateway_url, gateway_secret=os.environ.get("TYK_AUTH0_GATEWAY_SECRET", ""),
+                                policies_path=args.tyk_policies))
 
 
 def _run_workers(args: argparse.Namespace) -> int:
@@ -248,7 +269,8 @@ def _run_workers(args: argparse.Namespace) -> int:
             "--token-cache-size", str(args.token_cache_size),
             "--jwks-min-refetch-interval", str(args.jwks_min_refetch_interval),
             "--jwks-max-stale", str(args.jwks_max_stale), "--jwks-timeout", str(args.jwks_timeout),
-            "--log-level", args.log_level, "--workers", "1"]
+            "--log-level", args.log_level, "--workers", "1",
+            "--tyk-gateway-url", args.tyk_gateway_url, "--tyk-policies", args.tyk_policies]
     if args.manifest:
         argv += ["--manifest", args.manifest]
     if args.log_json:

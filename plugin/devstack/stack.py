@@ -186,9 +186,6 @@ class Stack:
 
         self.upstream = EchoUpstream(LOOPBACK, self.ports["upstream"]).start()
 
-        if self.with_plugin:
-            self.start_plugin()
-
         if self.use_bundle:
             self._build_bundle()
             self.bundles = gw.BundleServer(self.workdir / "bundles", LOOPBACK, self.ports["bundles"]).start()
@@ -207,6 +204,9 @@ class Stack:
             extra_config=self.gateway_config,
         )
         self.gateway.start()
+        # After the gateway (which connects lazily): its policy files exist when the plugin reads them.
+        if self.with_plugin:
+            self.start_plugin()
 
     def stop(self) -> None:
         """Stop whatever is running, newest first; safe to call more than once."""
@@ -269,6 +269,8 @@ class Stack:
             self.ports["plugin"], _ = pick_port(self.requested_ports.get("plugin", 0))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(gw.REPO_ROOT), env.get("PYTHONPATH")]))
+        # The plugin reads the gateway's policy files so an unknown policy gets native JWT's refusal.
+        env.setdefault("TYK_AUTH0_POLICIES_PATH", str(self.workdir / "gateway" / "policies"))
         env.update(self.plugin_env)
         argv = [sys.executable, "-m", "plugin", "serve", "--listen", self.plugin_address, *self.plugin_args]
         self.plugin = ManagedProcess("plugin", argv, self.workdir / "plugin.log", env=env, cwd=gw.REPO_ROOT)

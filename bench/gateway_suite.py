@@ -1,0 +1,156 @@
+"""Gateway level: wrk through the real Tyk gateway (plugin.devstack.Stack) to the echo upstream.
+
+APIs, all with the same token and upstream:
+  keyless        no auth: the gateway + upstream ceiling
+  native_jwt     Tyk's own JWT middleware (the baseline every plugin figure is divided by)
+  plugin_idext   the gRPC plugin with the manifest's ID extractor: repeat tokens are answered
+                 from the gateway's session cache until id_extractor_deadline
+  plugin_noext   the gRPC plugin with the extractor disabled: every request calls the plugin
+
+Everything (gateway, Redis, plugin, upstream, wrk) shares the machine's cores; nothing is
+pinned, as in a one-box deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.load import median
+from bench.procs import REPO_ROOT, run_clients
+
+NOEXT_API_ID = "auth0-plugin-noext"
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+_LATENCY = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", re.M)
+_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_TOTAL = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m)")
+
+
+def gateway_binary() -> tuple[Path | None, str]:
+    """A gateway binary without building one (a build can take many minutes): (path, reason if none)."""
+    env_bin = os.environ.get("TYK_GATEWAY_BIN")
+    if env_bin:
+        return (Path(env_bin), "") if os.access(env_bin, os.X_OK) else (None, f"TYK_GATEWAY_BIN={env_bin} is not executable")
+    cache = Path(os.environ.get("TYK_GATEWAY_CACHE", REPO_ROOT / ".cache" / "gateway"))
+    if not any(cache.glob("tyk-*/tyk")):
+        return None, "no gateway binary: set TYK_GATEWAY_BIN, or build one first with `make gateway`"
+    try:
+        from plugin.devstack.gateway import find_gateway_binary
+        return find_gateway_binary(timeout=120), ""
+    except Exception as exc:  # noqa: BLE001 - any failure here means "skip, and say why"
+        return None, f"no gateway binary: {exc}"
+
+
+def parse_wrk(out: str, latency: bool = True) -> dict[str, Any]:
+    latencies = {f"p{q}_ms": float(v) * _UNIT_MS[u] for q, v, u in _LATENCY.findall(out)}
+    rate, total = _RATE.search(out), _TOTAL.search(out)
+    non2xx, errors = _NON2XX.search(out), _ERRORS.search(out)
+    if rate is None or total is None or (latency and "p99_ms" not in latencies):
+        raise RuntimeError(f"cannot read wrk output:\n{out[-1500:]}")
+    return {
+        "req_per_s": float(rate.group(1)),
+        "requests": int(total.group(1)),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
+        **latencies,
+    }
+
+
+def wrk(url: str, token: str, connections: int, duration: float, latency: bool = True) -> dict[str, Any]:
+    argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(duration))}s",
+            "-H", f"Authorization: Bearer {token}"]
+    if latency:
+        argv.append("--latency")
+    (result,), client_cpu = run_clients([[*argv, url]], timeout=duration + 60)
+    code, out = result
+    if code != 0:
+        raise RuntimeError(f"wrk failed (exit {code}):\n{out[-1500:]}")
+    parsed = parse_wrk(out, latency)
+    parsed["client_cpu_s"] = client_cpu
+    return parsed
+
+
+def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0, reps: int = 3,
+                      connections: int = 64, progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        return {"available": False, "reason": "wrk is not installed (Debian package wrk)"}
+    binary, reason = gateway_binary()
+    if binary is None:
+        return {"available": False, "reason": reason}
+    try:
+        from plugin.devstack import gateway as gw
+        from plugin.devstack.stack import Stack
+    except ImportError as exc:
+        return {"available": False, "reason": f"plugin.devstack.stack is not importable: {exc}"}
+    workdir.mkdir(parents=True, exist_ok=True)
+    apis = {"keyless": gw.KEYLESS_API_ID, "native_jwt": gw.NATIVE_API_ID, "plugin_idext": gw.PLUGIN_API_ID,
+            "plugin_noext": NOEXT_API_ID}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in apis}
+    progress("gateway: starting the stack (Redis, IdP stand-in, plugin, upstream, Tyk)")
+    try:
+        stack = Stack(workdir=workdir / "stack", gateway_bin=binary, extra_apis=[], extra_policies=[],
+                      log_level="error")
+        stack.start()
+    except Exception as exc:  # noqa: BLE001 - a stack that cannot start means "skip, and say why"
+        return {"available": False, "reason": f"the stack did not start: {exc}"}
+    try:
+        # The no-extractor API needs the upstream's URL, known only once the stack runs.
+        manifest = gw.load_manifest()
+        section = dict(manifest["custom_middleware"])
+        section["id_extractor"] = {**section.get("id_extractor", {}), "disabled": True}
+        target = stack.upstream.url if stack.upstream else ""
+        noext = gw.plugin_api(target, stack.config_data(), bundle=None, manifest={"custom_middleware": section},
+                              api_id=NOEXT_API_ID, listen_path=f"/{NOEXT_API_ID}/")
+        assert stack.gateway is not None
+        stack.gateway.put_api(noext)
+        stack.gateway.put_policy(gw.policy(gw.DEFAULT_POLICY_ID, (gw.NATIVE_API_ID, gw.PLUGIN_API_ID, NOEXT_API_ID),
+                                           name="Auth0 policy"))
+        stack.gateway.reload()
+        token = stack.token()
+        for name, api_id in apis.items():
+            answer = stack.get(f"/{api_id}/get", headers={"Authorization": f"Bearer {token}"})
+            if answer.status != 200:
+                raise RuntimeError(f"gateway/{name}: sanity request answered {answer.status} {answer.text[:200]}")
+        for rep in range(reps):
+            for name, api_id in apis.items():
+                url = f"{stack.url}/{api_id}/get"
+                if warmup > 0:
+                    wrk(url, token, connections, warmup, latency=False)
+                result = wrk(url, token, connections, duration)
+                runs[name].append(result)
+                progress(f"gateway: rep {rep + 1}/{reps} {name:<13} {result['req_per_s']:8,.0f} req/s"
+                         f"  p99 {result['p99_ms']:6.1f} ms" + (f"  {result['non_2xx']} non-2xx" if result["non_2xx"] else ""))
+        failure = stack.failure()
+        if failure:
+            raise RuntimeError(f"the stack broke during the run: {failure}")
+    finally:
+        stack.stop()
+    base = runs["native_jwt"]
+    cases: dict[str, Any] = {}
+    for name, rs in runs.items():
+        cases[name] = {
+            "req_per_s": median([r["req_per_s"] for r in rs]),
+            "p50_ms": median([r["p50_ms"] for r in rs]),
+            "p90_ms": median([r["p90_ms"] for r in rs]),
+            "p99_ms": median([r["p99_ms"] for r in rs]),
+            "non_2xx": sum(r["non_2xx"] for r in rs),
+            "socket_errors": sum(r["socket_errors"] for r in rs),
+            "ratio": median([r["req_per_s"] / b["req_per_s"] for r, b in zip(rs, base)]),
+            "p99_ratio": median([r["p99_ms"] / b["p99_ms"] for r, b in zip(rs, base)]),
+            "runs": rs,
+        }
+    return {
+        "available": True,
+        "cases": cases,
+        "baseline": "native_jwt",
+        "connections": connections,
+        "duration_s": duration,
+        "reps": reps,
+        "pinning": "none (gateway, Redis, plugin, upstream and wrk share all cores)",
+    }

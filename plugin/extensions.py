@@ -1,0 +1,625 @@
+"""Custom hooks for Tyk Python users, written the way Tyk's embedded Python plugins are written.
+
+A user file defines ``hooks = Hooks()`` and decorates functions with
+``@hooks.pre("Name")``, ``@hooks.post(...)``, ``@hooks.post_key_auth(...)`` or
+``@hooks.response(...)``. Handlers get ``(request, session, metadata, spec)``
+(``(request, response, session, metadata, spec)`` for response hooks), as in the
+embedded runtime, so a plugin moves from the embedded driver to this gRPC server
+with its bodies unchanged. Names must match the bundle manifest's hook names:
+the gateway calls hooks by name.
+
+The gateway reads back only request edits and ``return_overrides`` from Pre,
+Post and PostKeyAuth replies (and only the response from Response replies);
+session and metadata edits are ignored outside the auth check. A hook that
+raises never leaks its error: the client gets what the gateway itself answers
+for a failed hook, 500 ``{"error": "Middleware error"}``.
+
+Also here: the built-in post-auth hook that copies verified claims into
+upstream request headers (``claims_to_headers``, ``strip_authorization``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cachetools import LRUCache
+
+from plugin.coprocess import HookType, Object, SessionState, mini_request_object_pb2, response_object_pb2
+from plugin.errors import AuthError, ConfigurationError
+
+log = logging.getLogger("plugin.extensions")
+
+MIDDLEWARE_ERROR = "Middleware error"
+MIDDLEWARE_ERROR_STATUS = 500
+# The gateway's error template renders {"error": msg} with this layout; a failed response hook mirrors it.
+_TEMPLATE_BODY = '{\n    "error": "%s"\n}'
+
+KINDS: Mapping[str, int] = {
+    "pre": HookType.Pre,
+    "post": HookType.Post,
+    "post_key_auth": HookType.PostKeyAuth,
+    "response": HookType.Response,
+}
+_KIND_BY_TYPE = {v: k for k, v in KINDS.items()}
+
+Handler = Callable[..., Any]
+RouterHook = Callable[[Object], None]
+OutcomeObserver = Callable[[str, str], None]
+
+
+class HookError(Exception):
+    """A hook cannot be registered or loaded; raised at startup, never on the request path."""
+
+
+class Refuse(Exception):
+    """Raise in a hook to answer the client ``{"error": message}`` with ``status`` (>= 400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError("Refuse status must be 4xx or 5xx")
+        self.status = status
+        self.message = message
+        super().__init__(f"{status} {message}")
+
+
+# -- wrappers ---------------------------------------------------------------------------------------
+
+
+class Request:
+    """The request as Tyk's embedded ``TykCoProcessRequest`` presents it, over the gRPC message.
+
+    ``headers`` and ``params`` are what the client sent; edits go through
+    ``add_header``/``delete_header``/``add_param``/``delete_param``, which the
+    gateway applies after the hook (deletes first, then sets).
+    """
+
+    __slots__ = ("object",)
+
+    def __init__(self, message: mini_request_object_pb2.MiniRequestObject) -> None:
+        self.object = message
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.object.headers
+
+    @property
+    def params(self) -> Mapping[str, str]:
+        return self.object.params
+
+    def get_header(self, key: str) -> str | None:
+        """Case-insensitive: the gateway sends Go-canonical names (``X-User-Id``)."""
+        headers = self.object.headers
+        if key in headers:
+            return headers[key]
+        lowered = key.lower()
+        for name, value in headers.items():
+            if name.lower() == lowered:
+                return value
+        return None
+
+    def add_header(self, key: str, value: str) -> None:
+        self.object.set_headers[key] = value
+
+    def delete_header(self, key: str) -> None:
+        # The gateway deletes before it sets, so a pending set would survive a later delete.
+        if key in self.object.set_headers:
+            del self.object.set_headers[key]
+        if key not in self.object.delete_headers:
+            self.object.delete_headers.append(key)
+
+    def add_param(self, key: str, value: str) -> None:
+        self.object.add_params[key] = value
+
+    def delete_param(self, key: str) -> None:
+        if key in self.object.add_params:
+            del self.object.add_params[key]
+        if key not in self.object.delete_params:
+            self.object.delete_params.append(key)
+
+    @property
+    def url(self) -> str:
+        return self.object.url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        self.object.url = value
+
+    @property
+    def method(self) -> str:
+        return self.object.method
+
+    @method.setter
+    def method(self, value: str) -> None:
+        self.object.method = value
+
+    @property
+    def body(self) -> str:
+        return self.object.body
+
+    @body.setter
+    def body(self, value: str) -> None:
+        # The gateway forwards raw_body, so both must change together.
+        self.object.body = value
+        self.object.raw_body = value.encode("utf-8")
+
+    @property
+    def raw_body(self) -> bytes:
+        return self.object.raw_body
+
+    @raw_body.setter
+    def raw_body(self, value: bytes) -> None:
+        self.object.raw_body = value
+        try:
+            self.object.body = value.decode("utf-8")
+        except UnicodeDecodeError:
+            self.object.body = ""
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer the client ``{"error": message}`` with ``status`` instead of calling the upstream."""
+        overrides = self.object.return_overrides
+        overrides.response_code = status
+        overrides.response_error = message
+
+
+class Response:
+    """The upstream response in a Response hook: status, headers and body, all editable."""
+
+    __slots__ = ("object",)
+
+    def __init__(self, message: response_object_pb2.ResponseObject) -> None:
+        self.object = message
+
+    @property
+    def status_code(self) -> int:
+        return self.object.status_code
+
+    @status_code.setter
+    def status_code(self, value: int) -> None:
+        self.object.status_code = value
+
+    @property
+    def headers(self) -> MutableMapping[str, str]:
+        """Single-valued view; the gateway re-syncs its multi-valued copy when this changes."""
+        return self.object.headers
+
+    def add_header(self, key: str, value: str) -> None:
+        self.object.headers[key] = value
+
+    def delete_header(self, key: str) -> None:
+        if key in self.object.headers:
+            del self.object.headers[key]
+
+    @property
+    def body(self) -> str:
+        return self.object.raw_body.decode("utf-8", errors="replace")
+
+    @body.setter
+    def body(self, value: str) -> None:
+        self.object.raw_body = value.encode("utf-8")
+        self.object.body = value
+
+    @property
+    def raw_body(self) -> bytes:
+        return self.object.raw_body
+
+    @raw_body.setter
+    def raw_body(self, value: bytes) -> None:
+        self.object.raw_body = value
+
+
+# -- registration -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    kind: str
+    handler: Handler
+    arity: int
+
+    @property
+    def hook_type(self) -> int:
+        return KINDS[self.kind]
+
+
+def _arity(handler: Handler, kind: str) -> int:
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        raise HookError(f"{kind} hook {handler!r} has no inspectable signature") from None
+    params = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 5 if kind == "response" else 4
+    count = sum(1 for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                 inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    allowed = (5,) if kind == "response" else (3, 4)
+    if count not in allowed:
+        shape = ("(request, response, session, metadata, spec)" if kind == "response"
+                 else "(request, session, metadata, spec) or (request, session, spec)")
+        raise HookError(f"{kind} hook {getattr(handler, '__name__', handler)!r} must take {shape}")
+    return count
+
+
+class Hooks:
+    """A set of named hooks; a user module exposes one as ``hooks``."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Registered] = {}
+
+    def pre(self, name: str | Handler | None = None) -> Any:
+        return self._decorator("pre", name)
+
+    def post(self, name: str | Handler | None = None) -> Any:
+        return self._decorator("post", name)
+
+    def post_key_auth(self, name: str | Handler | None = None) -> Any:
+        return self._decorator("post_key_auth", name)
+
+    def response(self, name: str | Handler | None = None) -> Any:
+        return self._decorator("response", name)
+
+    def add(self, kind: str, name: str, handler: Handler) -> Handler:
+        """Register without a decorator (e.g. a callable object)."""
+        if kind not in KINDS:
+            raise HookError(f"unknown hook kind {kind!r}; use one of {', '.join(KINDS)}")
+        if not isinstance(name, str) or not name:
+            raise HookError("a hook needs a non-empty name (the one in the bundle manifest)")
+        if name in self._by_name:
+            raise HookError(f"hook {name!r} is registered twice")
+        self._by_name[name] = Registered(name=name, kind=kind, handler=handler, arity=_arity(handler, kind))
+        return handler
+
+    def _decorator(self, kind: str, name: str | Handler | None) -> Any:
+        if callable(name):  # bare @hooks.pre: the function's name is the hook name, as in Tyk
+            return self.add(kind, name.__name__, name)
+
+        def register(handler: Handler) -> Handler:
+            return self.add(kind, name or handler.__name__, handler)
+
+        return register
+
+    def __iter__(self) -> Iterator[Registered]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def get(self, name: str) -> Registered | None:
+        return self._by_name.get(name)
+
+    def names(self, kind: str | None = None) -> tuple[str, ...]:
+        return tuple(r.name for r in self._by_name.values() if kind is None or r.kind == kind)
+
+
+# -- running a hook ---------------------------------------------------------------------------------
+
+
+def _metadata_string(value: Any) -> str:
+    """Metadata is a string map; other values travel as compact JSON, as the gateway encodes them."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _apply_result(obj: Object, result: Any, metadata: dict[str, str], original: dict[str, str],
+                  arity: int) -> None:
+    if result is not None:
+        if not isinstance(result, tuple) or len(result) != arity - 1:
+            shape = "(request, session, metadata)" if arity == 4 else "(request, session)"
+            raise TypeError(f"hook returned {type(result).__name__}; return None or {shape}")
+        returned_request, returned_session = result[0], result[1]
+        if isinstance(returned_request, Request):
+            returned_request = returned_request.object
+        if returned_request is not obj.request:
+            if not isinstance(returned_request, mini_request_object_pb2.MiniRequestObject):
+                raise TypeError("hook returned a request that is neither the Request wrapper nor its message")
+            obj.request.CopyFrom(returned_request)
+        if returned_session is not obj.session:
+            if not isinstance(returned_session, SessionState):
+                raise TypeError("hook returned a session that is not a SessionState")
+            obj.session.CopyFrom(returned_session)
+        if arity == 4:
+            if not isinstance(result[2], Mapping):
+                raise TypeError("hook returned metadata that is not a mapping")
+            metadata = dict(result[2])
+    if metadata != original:
+        obj.metadata.clear()
+        for key, value in metadata.items():
+            obj.metadata[str(key)] = _metadata_string(value)
+
+
+def _apply_response(obj: Object, result: Any) -> None:
+    if result is None:
+        return
+    if isinstance(result, Response):
+        result = result.object
+    if not isinstance(result, response_object_pb2.ResponseObject):
+        raise TypeError(f"response hook returned {type(result).__name__}; return None or the response")
+    if result is not obj.response:
+        obj.response.CopyFrom(result)
+
+
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+
+
+def _refuse_request(obj: Object, status: int, message: str, url: str, method: str) -> None:
+    request = obj.request
+    # A half-applied edit must not reach the gateway: a bad url alone turns any answer into its own 500.
+    request.url = url
+    request.method = method
+    overrides = request.return_overrides
+    overrides.headers.clear()
+    overrides.override_error = False
+    overrides.response_body = ""
+    overrides.response_code = status
+    overrides.response_error = message
+
+
+def _refuse_response(obj: Object, status: int, message: str) -> None:
+    response = obj.response
+    body = (_TEMPLATE_BODY % json.dumps(message)[1:-1]).encode("utf-8")
+    response.status_code = status
+    response.raw_body = body
+    response.body = body.decode("utf-8")
+    response.headers.clear()
+    response.headers["Content-Type"] = "application/json"
+    del response.multivalue_headers[:]
+    response.multivalue_headers.add(key="Content-Type", values=["application/json"])
+
+
+def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | None = None) -> None:
+    """Call one user hook on ``obj`` in place; any failure becomes the gateway's own hook-failure answer."""
+    url, method = obj.request.url, obj.request.method
+    actual = _KIND_BY_TYPE.get(obj.hook_type)
+    outcome = "ok"
+    try:
+        if actual != registered.kind:
+            raise HookError(f"hook {registered.name!r} is registered as {registered.kind} but the gateway "
+                            f"called it as {actual or obj.hook_type}: fix the manifest or the decorator")
+        request = Request(obj.request)
+        spec = dict(obj.spec)
+        if registered.kind == "response":
+            original = dict(obj.metadata)
+            result = registered.handler(request, Response(obj.response), obj.session, original, spec)
+            _apply_response(obj, result)
+        else:
+            original = dict(obj.metadata)
+            metadata = dict(original)
+            if registered.arity == 4:
+                result = registered.handler(request, obj.session, metadata, spec)
+            else:
+                result = registered.handler(request, obj.session, spec)
+            _apply_result(obj, result, metadata, original, registered.arity)
+    except Exception as exc:  # noqa: BLE001 - a user hook must never take the answer down with it
+        api = obj.spec.get("APIID", "-")
+        if isinstance(exc, Refuse):
+            status, message, outcome = exc.status, exc.message, "refused"
+            log.info("hook refused hook=%s api=%s status=%d", registered.name, api, status)
+        elif isinstance(exc, AuthError):
+            status, message, outcome = exc.status, exc.message, "refused"
+            log.info("hook refused hook=%s api=%s status=%d reason=%s", registered.name, api, status, exc.reason)
+        else:
+            status, message, outcome = MIDDLEWARE_ERROR_STATUS, MIDDLEWARE_ERROR, "hook_error"
+            log.error("hook failed hook=%s api=%s error=%s at %s", registered.name, api,
+                      type(exc).__name__, _where(exc))
+            log.debug("hook %s traceback", registered.name, exc_info=True)
+        if obj.hook_type == HookType.Response:
+            _refuse_response(obj, status, message)
+        else:
+            _refuse_request(obj, status, message, url, method)
+    if observe is not None:
+        observe(registered.kind, outcome)
+
+
+def as_router_hooks(*hook_sets: Hooks, on_outcome: OutcomeObserver | None = None) -> dict[str, RouterHook]:
+    """What ``HookRouter(auth_hook, authenticate, hooks=...)`` takes; names must be unique across sets."""
+    routed: dict[str, RouterHook] = {}
+    for hook_set in hook_sets:
+        for registered in hook_set:
+            if registered.name in routed:
+                raise HookError(f"hook {registered.name!r} is defined more than once")
+
+            def call(obj: Object, _registered: Registered = registered) -> None:
+                run_hook(_registered, obj, on_outcome)
+
+            routed[registered.name] = call
+    return routed
+
+
+def manifest_problems(hook_sets: Iterable[Hooks], manifest: Any) -> list[str]:
+    """Names the manifest and the loaded hooks disagree on (``manifest`` is a ``plugin.manifest.HookNames``)."""
+    registered = {r.name: r.kind for s in hook_sets for r in s}
+    problems = []
+    for kind in KINDS:
+        for name in getattr(manifest, kind, ()):
+            if name not in registered:
+                problems.append(f"manifest {kind} hook {name!r} has no handler: the gateway's calls pass through")
+            elif registered[name] != kind:
+                problems.append(f"manifest lists {name!r} under {kind} but it is registered as {registered[name]}")
+    listed = {n for kind in KINDS for n in getattr(manifest, kind, ())}
+    problems += [f"hook {name!r} is not in the manifest: the gateway never calls it"
+                 for name in registered if name not in listed]
+    return problems
+
+
+# -- loading user hooks -----------------------------------------------------------------------------
+
+
+def load_module(target: str, attribute: str = "hooks") -> Hooks:
+    """The ``Hooks`` a user file or importable module defines (``path.py``, ``pkg.mod``, ``pkg.mod:name``)."""
+    if ":" in target and not Path(target).exists():
+        target, attribute = target.rsplit(":", 1)
+    path = Path(target)
+    try:
+        if target.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise HookError(f"hooks file {target} does not exist")
+            name = "tyk_auth0_user_hooks_" + re.sub(r"\W", "_", path.stem)
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise HookError(f"cannot load {target} as a Python module")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses and pickling look the module up by name
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+        else:
+            module = importlib.import_module(target)
+    except HookError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - startup: report the user's error in one line
+        raise HookError(f"cannot load hooks from {target}: {type(exc).__name__}: {exc}") from exc
+    found = getattr(module, attribute, None)
+    if not isinstance(found, Hooks):
+        raise HookError(f"{target} defines no {attribute} = Hooks() (got {type(found).__name__})")
+    return found
+
+
+# -- built-in: verified claims to upstream headers ----------------------------------------------------
+
+CLAIMS_TO_HEADERS_HOOK = "Auth0ClaimsToHeaders"
+CLAIM_METADATA_PREFIX = "claim:"
+MAX_HEADER_VALUE = 8192
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name
+_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade",
+                               "te", "trailer", "keep-alive", "proxy-connection"})
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class HeaderRules:
+    claims_to_headers: tuple[tuple[str, str], ...] = ()
+    strip_authorization: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.claims_to_headers) or self.strip_authorization
+
+
+def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
+    """``claims_to_headers`` and ``strip_authorization`` from config_data; ConfigurationError names the key."""
+    mapping = data.get("claims_to_headers")
+    pairs: list[tuple[str, str]] = []
+    if mapping is not None:
+        if not isinstance(mapping, dict):
+            raise ConfigurationError("claims_to_headers", "must be an object of claim name -> header name")
+        seen: set[str] = set()
+        for claim, header in mapping.items():
+            if not claim or not isinstance(header, str) or not _TOKEN.match(header):
+                raise ConfigurationError("claims_to_headers", f"claim {claim!r}: {header!r} is not a valid header name")
+            if header.lower() in _RESERVED_HEADERS or header.lower() == "authorization":
+                raise ConfigurationError("claims_to_headers", f"header {header!r} cannot be set from a claim")
+            if header.lower() in seen:
+                raise ConfigurationError("claims_to_headers", f"header {header!r} is named twice")
+            seen.add(header.lower())
+            pairs.append((claim, header))
+    strip = data.get("strip_authorization", False)
+    if not isinstance(strip, bool):
+        raise ConfigurationError("strip_authorization", "must be true or false")
+    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=strip)
+
+
+def claim_metadata(claims: Mapping[str, Any], names: Iterable[str]) -> dict[str, str]:
+    """Session metadata entries the auth check writes for the claims-to-headers hook (``claim:<name>``)."""
+    from plugin.claims import lookup  # local: keeps this module importable from plugin.config
+
+    entries: dict[str, str] = {}
+    for name in names:
+        value = lookup(claims, name)
+        if value is not None:
+            entries[CLAIM_METADATA_PREFIX + name] = _metadata_string(value)
+    return entries
+
+
+class ClaimsToHeaders:
+    """Post-auth hook: configured claims (from session metadata) become upstream request headers.
+
+    Every configured header is deleted first, so a client can never supply its
+    own ``X-User-Id``; it is then set only when the verified token carried the claim.
+    """
+
+    def __init__(self, cache_size: int = 256) -> None:
+        self._lock = threading.Lock()
+        self._rules: LRUCache[str, HeaderRules] = LRUCache(maxsize=cache_size)
+
+    def rules(self, raw: str | None) -> HeaderRules:
+        if not raw:
+            return HeaderRules()
+        found = self._rules.get(raw)
+        if found is None:
+            try:
+                data = json.loads(raw)
+            except (ValueError, RecursionError):
+                raise ConfigurationError("config_data", "is not valid JSON") from None
+            found = parse_header_rules(data if isinstance(data, dict) else {})
+            with self._lock:
+                self._rules[raw] = found
+        return found
+
+    def __call__(self, request: Request, session: SessionState, metadata: dict[str, str],
+                 spec: dict[str, str]) -> None:
+        rules = self.rules(spec.get("config_data"))
+        if not rules:
+            return
+        if rules.strip_authorization:
+            request.delete_header("Authorization")
+        stored = session.metadata
+        for claim, header in rules.claims_to_headers:
+            request.delete_header(header)
+            value = stored.get(CLAIM_METADATA_PREFIX + claim)
+            if value is None:
+                continue
+            if len(value) > MAX_HEADER_VALUE or _CONTROL.search(value):
+                log.warning("claim not forwarded api=%s claim=%s: value too long or has control characters",
+                            spec.get("APIID", "-"), claim[:64])
+                continue
+            request.add_header(header, value)
+
+
+def builtin_hooks() -> Hooks:
+    """The hooks this server always serves (add their names to the bundle manifest to use them)."""
+    hooks = Hooks()
+    hooks.add("post_key_auth", CLAIMS_TO_HEADERS_HOOK, ClaimsToHeaders())
+    return hooks
+
+
+def add_serve_arguments(parser: Any) -> None:
+    """``serve --hooks``: user hook files or modules to load at startup."""
+    parser.add_argument("--hooks", action="append", default=None, metavar="FILE_OR_MODULE",
+                        help="Python file or module defining hooks = Hooks(); repeatable "
+                             "(env TYK_AUTH0_HOOKS, comma-separated; flags replace the env)")
+
+
+def hook_targets(args: Any, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``--hooks`` values, else those of ``TYK_AUTH0_HOOKS``."""
+    if getattr(args, "hooks", None):
+        return list(args.hooks)
+    env = os.environ if environ is None else environ
+    return [t.strip() for t in env.get("TYK_AUTH0_HOOKS", "").split(",") if t.strip()]
+
+
+def load_all(targets: Iterable[str]) -> list[Hooks]:
+    """The built-in hooks followed by each user target's hooks."""
+    return [builtin_hooks(), *(load_module(t) for t in targets)]

@@ -1,0 +1,279 @@
+"""Prometheus metrics and the health endpoints, on their own small HTTP server.
+
+The request path only increments a counter and observes one histogram; state the
+server already keeps (JWKS fetch counts and ages, verified-token cache hits,
+readiness) is read when Prometheus scrapes, through callables bound at startup,
+so nothing is counted twice and nothing is locked per request. Every metric
+lives in a registry this object owns: two servers in one process (tests) never
+share series.
+
+Label values are bounded: ``hook`` is the hook type, ``outcome`` is ``ok`` or a
+fixed refusal ``reason`` from :mod:`plugin.errors` (see ``OUTCOMES``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from plugin.coprocess import HookType, Object
+from plugin.errors import AuthError
+
+log = logging.getLogger("plugin.metrics")
+
+# Every ``reason`` an AuthError can carry (tests keep this list equal to plugin.errors).
+REASONS: tuple[str, ...] = (
+    "audience", "claims", "config", "expired", "identity", "invalid", "issued_in_future", "issuer",
+    "jwks_unavailable", "missing", "no_policy", "not_valid_yet", "signature", "signing_method",
+    "unknown_hook", "unknown_kid",
+)
+# ok; a refusal reason; "refused" (a user hook's deliberate refusal); "hook_error" (a user hook raised);
+# "internal_error" (the auth check crashed; the client got 403 "Key not authorised").
+OUTCOMES: frozenset[str] = frozenset({"ok", "refused", "hook_error", "internal_error", *REASONS})
+HOOKS: tuple[str, ...] = ("auth_check", "pre", "post", "post_key_auth", "response", "unknown")
+_HOOK_BY_TYPE = {HookType.CustomKeyCheck: "auth_check", HookType.Pre: "pre", HookType.Post: "post",
+                 HookType.PostKeyAuth: "post_key_auth", HookType.Response: "response"}
+
+# Auth checks take ~50 µs from cache, ~100 µs to verify, up to the JWKS timeout on a cold fetch.
+VERIFY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                  1.0, 2.5, 5.0)
+
+Readiness = Callable[[], "bool | tuple[bool, str]"]
+
+
+class _Sources:
+    """Callables that read the server's own state at scrape time."""
+
+    def __init__(self) -> None:
+        self.token_cache: Callable[[], tuple[int, int]] | None = None
+        self.jwks_fetches: Callable[[], tuple[int, int]] | None = None
+        self.jwks_ages: Callable[[], Mapping[str, float]] | None = None
+        self.ready: Readiness | None = None
+
+
+class _ScrapeCollector(Collector):
+    def __init__(self, sources: _Sources, readiness: Callable[[], tuple[bool, str]]) -> None:
+        self._sources = sources
+        self._readiness = readiness
+
+    def describe(self) -> list[Metric]:
+        return []  # families appear only once their source is bound
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._sources
+        if s.token_cache is not None:
+            found = _safe(s.token_cache)
+            if found is not None:
+                hits, misses = found
+                yield CounterMetricFamily("tyk_auth0_token_cache_hits", "Auth checks answered from the "
+                                          "verified-token cache.", value=hits)
+                yield CounterMetricFamily("tyk_auth0_token_cache_misses", "Auth checks that verified the "
+                                          "token (not in the verified-token cache).", value=misses)
+        if s.jwks_fetches is not None:
+            found = _safe(s.jwks_fetches)
+            if found is not None:
+                family = CounterMetricFamily("tyk_auth0_jwks_fetches", "JWKS fetches by result.",
+                                             labels=["result"])
+                family.add_metric(["ok"], found[0])
+                family.add_metric(["error"], found[1])
+                yield family
+        if s.jwks_ages is not None:
+            ages = _safe(s.jwks_ages)
+            if ages is not None:
+                family = GaugeMetricFamily("tyk_auth0_jwks_age_seconds", "Seconds since the key set of "
+                                           "each JWKS URL was last fetched successfully.", labels=["url"])
+                for url, age in sorted(ages.items()):
+                    family.add_metric([url], age)
+                yield family
+        ready, _ = self._readiness()
+        yield GaugeMetricFamily("tyk_auth0_ready", "1 when the server can verify tokens (keys loaded), "
+                                "else 0.", value=1.0 if ready else 0.0)
+
+
+def _safe(source: Callable[[], Any]) -> Any:
+    try:
+        return source()
+    except Exception:  # noqa: BLE001 - a broken source must not take /metrics down
+        log.exception("metrics source failed")
+        return None
+
+
+class Metrics:
+    """The plugin's metrics and the HTTP server that exposes them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("tyk_auth0_requests", "Calls answered, by hook type and outcome (ok or the "
+                                "refusal reason).", ["hook", "outcome"], registry=self.registry)
+        self.verify_seconds = Histogram("tyk_auth0_verify_seconds", "Time of one auth check, token to session "
+                                        "(cache hits included).", buckets=VERIFY_BUCKETS, registry=self.registry)
+        self.requests.labels("auth_check", "ok")  # the series exists before the first request
+        self._sources = _Sources()
+        self.registry.register(_ScrapeCollector(self._sources, self.readiness))
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- recording --------------------------------------------------------------------------------
+
+    def request(self, hook: str, outcome: str) -> None:
+        """Count one answered call; unknown label values are folded so the series stay bounded."""
+        self.requests.labels(hook if hook in HOOKS else "unknown",
+                             outcome if outcome in OUTCOMES else "internal_error").inc()
+
+    def hook_outcome(self, kind: str, outcome: str) -> None:
+        """Observer for ``plugin.extensions.as_router_hooks(on_outcome=...)``."""
+        self.request(kind, outcome)
+
+    def instrument_auth(self, authenticate: Callable[[Object], None]) -> Callable[[Object], None]:
+        """Wrap the auth check so every call is timed and counted by outcome; errors pass through."""
+        requests, histogram = self.requests, self.verify_seconds
+        ok = requests.labels("auth_check", "ok")
+
+        def instrumented(obj: Object) -> None:
+            started = time.perf_counter()
+            try:
+                authenticate(obj)
+            except AuthError as error:
+                requests.labels("auth_check", error.reason if error.reason in OUTCOMES else "internal_error").inc()
+                raise
+            except Exception:
+                requests.labels("auth_check", "internal_error").inc()
+                raise
+            else:
+                ok.inc()
+            finally:
+                histogram.observe(time.perf_counter() - started)
+
+        return instrumented
+
+    def bind(self, *, token_cache: Callable[[], tuple[int, int]] | None = None,
+             jwks_fetches: Callable[[], tuple[int, int]] | None = None,
+             jwks_ages: Callable[[], Mapping[str, float]] | None = None,
+             ready: Readiness | None = None) -> None:
+        """Where scrape-time values come from: (hits, misses), (ok, failed), {url: age}, readiness."""
+        if token_cache is not None:
+            self._sources.token_cache = token_cache
+        if jwks_fetches is not None:
+            self._sources.jwks_fetches = jwks_fetches
+        if jwks_ages is not None:
+            self._sources.jwks_ages = jwks_ages
+        if ready is not None:
+            self._sources.ready = ready
+
+    def readiness(self) -> tuple[bool, str]:
+        check = self._sources.ready
+        if check is None:
+            return True, "no readiness check bound"
+        try:
+            answer = check()
+        except Exception as exc:  # noqa: BLE001 - a failing check means not ready, not a crash
+            return False, f"readiness check failed: {type(exc).__name__}"
+        if isinstance(answer, tuple):
+            return bool(answer[0]), str(answer[1])
+        return bool(answer), "ready" if answer else "not ready"
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    # -- HTTP server ------------------------------------------------------------------------------
+
+    def start(self, host: str = "0.0.0.0", port: int = 9464) -> int:
+        """Serve /metrics, /healthz and /readyz from a daemon thread; returns the bound port."""
+        if self._httpd is not None:
+            raise RuntimeError("metrics server already started")
+        handler = _handler(self)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._httpd = server_class((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
+        self._thread.start()
+        bound = self._httpd.server_address[1]
+        log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", bound)
+        return bound
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "tyk-auth0-plugin"
+        sys_version = ""
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._answer(head=False)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._answer(head=True)
+
+        def _answer(self, head: bool) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, content_type = metrics.exposition(self.headers.get("Accept", ""))
+                self._send(200, body, content_type, head)
+            elif path == "/healthz":
+                self._json(200, {"status": "ok"}, head)
+            elif path == "/readyz":
+                ready, reason = metrics.readiness()
+                self._json(200 if ready else 503, {"status": "ready" if ready else "not ready", "reason": reason},
+                           head)
+            else:
+                self._json(404, {"error": "not found"}, head)
+
+        def _json(self, status: int, document: dict[str, str], head: bool) -> None:
+            self._send(status, json.dumps(document).encode() + b"\n", "application/json", head)
+
+        def _send(self, status: int, body: bytes, content_type: str, head: bool) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+            pass  # probes every few seconds would drown the plugin's own log
+
+    return Handler
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` as given to ``--metrics-listen``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--metrics-listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:9464")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def add_serve_arguments(parser: Any, environ: Mapping[str, str] | None = None) -> None:
+    """``serve --metrics-listen``: where /metrics, /healthz and /readyz are served (off when empty)."""
+    env = os.environ if environ is None else environ
+    parser.add_argument("--metrics-listen", default=env.get("TYK_AUTH0_METRICS_LISTEN", ""), metavar="HOST:PORT",
+                        help="serve /metrics, /healthz and /readyz here, e.g. 0.0.0.0:9464 "
+                             "(env TYK_AUTH0_METRICS_LISTEN; default: off)")

@@ -1,0 +1,103 @@
+"""Which Tyk policies exist, so an unknown policy id gets native JWT's refusal rather than a bare 403.
+
+Native JWT looks the token's policy up before it builds a session and answers
+``key not authorized: no matching policy``; through a plugin the gateway only finds out when it
+applies the policies and answers ``Forbidden``. The index lets the plugin give the native answer.
+It reads the gateway's own list (``GET /tyk/policies`` with the gateway secret) or a policy file or
+directory, refreshed in the background. While it has nothing, it answers "unknown" and the plugin
+leaves the decision to the gateway, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("plugin.policies")
+
+
+def _ids(policies: Iterable[Any]) -> frozenset[tuple[str, str]]:
+    found = set()
+    for policy in policies:
+        if isinstance(policy, dict):
+            pid = policy.get("id") or policy.get("_id")
+            if isinstance(pid, str) and pid:
+                found.add((str(policy.get("org_id", "")), pid))
+    return frozenset(found)
+
+
+def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], frozenset[tuple[str, str]]]:
+    def load() -> frozenset[tuple[str, str]]:
+        request = urllib.request.Request(url.rstrip("/") + "/tyk/policies", headers={"X-Tyk-Authorization": secret})
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - operator-set URL
+            document = json.loads(response.read(8 * 1024 * 1024))
+        if not isinstance(document, list):
+            raise ValueError("the gateway's policy list is not a JSON array")
+        return _ids(document)
+
+    return load
+
+
+def from_path(path: Path) -> Callable[[], frozenset[tuple[str, str]]]:
+    """A policy_path directory (one policy per file) or a policy_record_name file (a map id -> policy)."""
+
+    def load() -> frozenset[tuple[str, str]]:
+        if path.is_dir():
+            return _ids(json.loads(p.read_text()) for p in sorted(path.glob("*.json")))
+        document = json.loads(path.read_text())
+        if isinstance(document, dict):
+            return _ids({**policy, "id": policy.get("id") or key} for key, policy in document.items()
+                        if isinstance(policy, dict))
+        return _ids(document if isinstance(document, list) else [])
+
+    return load
+
+
+class PolicyIndex:
+    """Owns the set of (org id, policy id) pairs; ``known`` answers None until a first load succeeds."""
+
+    def __init__(self, loader: Callable[[], frozenset[tuple[str, str]]], interval: float = 30.0) -> None:
+        self._loader = loader
+        self.interval = interval
+        self._ids: frozenset[tuple[str, str]] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        try:
+            ids = self._loader()
+            if not ids:
+                raise ValueError("no policies")  # never conclude "every policy is unknown" from nothing
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            log.warning("policy list unavailable (%s): unknown policies are left to the gateway",
+                        type(exc).__name__)
+            return False
+        if ids != self._ids:
+            log.info("policy list loaded: %d policies", len(ids))
+        self._ids = ids
+        return True
+
+    def known(self, org_id: str, policy_id: str) -> bool | None:
+        ids = self._ids
+        if ids is None:
+            return None
+        return (org_id, policy_id) in ids
+
+    def start(self) -> None:
+        def run() -> None:
+            while True:
+                loaded = self.refresh()
+                if self._stop.wait(self.interval if loaded else min(self.interval, 0.5)):
+                    return
+
+        self._thread = threading.Thread(target=run, name="policy-index", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

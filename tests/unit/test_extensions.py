@@ -1,0 +1,369 @@
+"""Custom hooks: Tyk's embedded-Python idiom over gRPC, failures answered as the gateway answers them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import grpc
+import grpc_testing
+import pytest
+
+from plugin import extensions as ext
+from plugin.coprocess import HookType, Object, SessionState, object_pb2
+from plugin.errors import ConfigurationError, NoMatchingPolicy
+from plugin.hooks import HookRouter
+from plugin.manifest import HookNames
+from plugin.server import DispatcherService
+from tests.support import tokens as t
+from tests.support.objects import AUTH_HOOK, auth_object, config_data
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "docs" / "examples" / "hooks_example.py"
+
+
+def hook_object(name: str, hook_type: int, **kwargs) -> Object:
+    obj = auth_object("Bearer abc.def.ghi", hook_name=name, hook_type=hook_type, **kwargs)
+    if hook_type != HookType.Pre:
+        obj.session.alias = "client-abc@clients"
+        obj.session.metadata["scope"] = "read:things"
+        obj.metadata["scope"] = "read:things"  # the gateway mirrors session metadata here for non-auth hooks
+    if hook_type == HookType.Response:
+        obj.response.status_code = 200
+        obj.response.raw_body = b'{"ok":true}'
+        obj.response.headers["Server"] = "nginx"
+        obj.response.headers["Content-Type"] = "application/json"
+        obj.response.multivalue_headers.add(key="Server", values=["nginx"])
+        obj.response.multivalue_headers.add(key="Content-Type", values=["application/json"])
+    return obj
+
+
+def route(*sets: ext.Hooks, **kwargs) -> HookRouter:
+    def no_auth(obj: Object) -> None:
+        raise AssertionError("auth must not run")
+
+    return HookRouter(AUTH_HOOK, no_auth, hooks=ext.as_router_hooks(*sets, **kwargs))
+
+
+def overrides(obj: Object) -> tuple[int, str]:
+    return obj.request.return_overrides.response_code, obj.request.return_overrides.response_error
+
+
+# -- decorators and registration -------------------------------------------------------------------------
+
+def test_decorators_register_by_name_and_kind():
+    hooks = ext.Hooks()
+
+    @hooks.pre("A")
+    def a(request, session, metadata, spec): ...
+
+    @hooks.post("B")
+    def b(request, session, spec): ...
+
+    @hooks.post_key_auth
+    def c(request, session, metadata, spec): ...
+
+    @hooks.response("D")
+    def d(request, response, session, metadata, spec): ...
+
+    assert [(r.name, r.kind, r.arity) for r in hooks] == [
+        ("A", "pre", 4), ("B", "post", 3), ("c", "post_key_auth", 4), ("D", "response", 5)]
+    assert hooks.names("pre") == ("A",) and "D" in hooks and len(hooks) == 4
+    assert a.__name__ == "a"  # the decorator returns the function itself, still callable in unit tests
+
+
+def test_duplicate_names_and_wrong_signatures_fail_at_startup():
+    hooks = ext.Hooks()
+    hooks.pre("A")(lambda request, session, metadata, spec: None)
+    with pytest.raises(ext.HookError, match="twice"):
+        hooks.post("A")(lambda request, session, metadata, spec: None)
+    with pytest.raises(ext.HookError, match="must take"):
+        hooks.pre("B")(lambda request: None)
+    with pytest.raises(ext.HookError, match="response"):
+        hooks.response("C")(lambda request, session, metadata, spec: None)
+    other = ext.Hooks()
+    other.post("A")(lambda request, session, metadata, spec: None)
+    with pytest.raises(ext.HookError, match="more than once"):
+        ext.as_router_hooks(hooks, other)
+
+
+# -- wrappers and edits -------------------------------------------------------------------------------------
+
+def test_request_wrapper_reads_and_edits_like_tyk_embedded_request():
+    hooks = ext.Hooks()
+    seen = {}
+
+    @hooks.pre("Edit")
+    def edit(request, session, metadata, spec):
+        seen.update(url=request.url, method=request.method, body=request.body, params=dict(request.params),
+                    agent=request.get_header("user-agent"), api=spec["APIID"], raw=type(request.object).__name__)
+        request.add_header("X-Added", "1")
+        request.delete_header("X-Forwarded-For")
+        request.add_param("y", "2")
+        request.delete_param("x")
+        request.url = "/auth0-plugin/other"
+        request.method = "POST"
+        request.body = "new body"
+
+    obj = route(hooks).dispatch(hook_object("Edit", HookType.Pre))
+    assert seen == {"url": "/auth0-plugin/get?x=1", "method": "GET", "body": "hello body", "params": {"x": "1"},
+                    "agent": "curl/8.5.0", "api": "auth0-plugin", "raw": "MiniRequestObject"}
+    request = obj.request
+    assert dict(request.set_headers) == {"X-Added": "1"}
+    assert list(request.delete_headers) == ["X-Forwarded-For"]
+    assert dict(request.add_params) == {"y": "2"} and list(request.delete_params) == ["x"]
+    assert (request.url, request.method, request.raw_body) == ("/auth0-plugin/other", "POST", b"new body")
+    assert overrides(obj) == (-1, "")
+
+
+def test_delete_after_add_wins_because_the_gateway_deletes_before_it_sets():
+    request = ext.Request(hook_object("X", HookType.Pre).request)
+    request.add_header("X-A", "1")
+    request.delete_header("X-A")
+    request.delete_header("X-A")
+    assert "X-A" not in request.object.set_headers and list(request.object.delete_headers) == ["X-A"]
+
+
+def test_returned_tuple_replaces_session_and_metadata_like_tyk():
+    hooks = ext.Hooks()
+
+    @hooks.post_key_auth("Tag")
+    def tag(request, session, metadata, spec):
+        new_session = SessionState(alias="someone-else")
+        metadata["tier"] = {"level": 2}
+        return request, new_session, metadata
+
+    obj = route(hooks).dispatch(hook_object("Tag", HookType.PostKeyAuth))
+    assert obj.session.alias == "someone-else"
+    assert dict(obj.metadata) == {"scope": "read:things", "tier": '{"level":2}'}
+
+
+def test_three_argument_hooks_get_request_session_spec():
+    hooks = ext.Hooks()
+
+    @hooks.post("Three")
+    def three(request, session, spec):
+        request.add_header("X-Alias", session.alias)
+        return request, session
+
+    obj = route(hooks).dispatch(hook_object("Three", HookType.Post))
+    assert obj.request.set_headers["X-Alias"] == "client-abc@clients"
+
+
+def test_response_hook_edits_status_headers_and_body():
+    hooks = ext.Hooks()
+
+    @hooks.response("Resp")
+    def resp(request, response, session, metadata, spec):
+        assert response.status_code == 200 and session.alias == "client-abc@clients"
+        response.delete_header("Server")
+        response.add_header("X-Seen", "yes")
+        response.body = '{"ok":false}'
+        response.status_code = 202
+        return response
+
+    obj = route(hooks).dispatch(hook_object("Resp", HookType.Response))
+    assert obj.response.status_code == 202
+    assert dict(obj.response.headers) == {"Content-Type": "application/json", "X-Seen": "yes"}
+    assert obj.response.raw_body == b'{"ok":false}'
+
+
+# -- failures are answered the gateway's way -------------------------------------------------------------
+
+@pytest.mark.parametrize("hook_type", [HookType.Pre, HookType.Post, HookType.PostKeyAuth])
+def test_a_raising_request_hook_answers_500_middleware_error_without_internals(hook_type, caplog):
+    hooks = ext.Hooks()
+    kind = {HookType.Pre: "pre", HookType.Post: "post", HookType.PostKeyAuth: "post_key_auth"}[hook_type]
+
+    def broken(request, session, metadata, spec):
+        request.url = "::not a url::"
+        request.add_header("X-Half", "done")
+        raise KeyError("secret-header-value")
+
+    hooks.add(kind, "Broken", broken)
+    outcomes = []
+    with caplog.at_level(logging.INFO, logger="plugin.extensions"):
+        obj = route(hooks, on_outcome=lambda k, o: outcomes.append((k, o))).dispatch(hook_object("Broken", hook_type))
+    assert overrides(obj) == (500, "Middleware error")
+    assert obj.request.url == "/auth0-plugin/get?x=1" and obj.request.method == "GET"
+    assert "secret-header-value" not in obj.SerializeToString().decode("latin-1")
+    assert "KeyError" in caplog.text and "secret-header-value" not in caplog.text
+    assert outcomes == [(kind, "hook_error")]
+
+
+def test_a_raising_response_hook_answers_a_500_json_response():
+    hooks = ext.Hooks()
+
+    @hooks.response("Broken")
+    def broken(request, response, session, metadata, spec):
+        raise RuntimeError("boom")
+
+    obj = route(hooks).dispatch(hook_object("Broken", HookType.Response))
+    assert obj.response.status_code == 500
+    assert json.loads(obj.response.raw_body) == {"error": "Middleware error"}
+    assert dict(obj.response.headers) == {"Content-Type": "application/json"}
+    assert [(h.key, list(h.values)) for h in obj.response.multivalue_headers] == [("Content-Type", ["application/json"])]
+
+
+def test_refuse_and_auth_errors_answer_with_their_own_status_and_text():
+    hooks = ext.Hooks()
+
+    @hooks.post_key_auth("NeedsScope")
+    def needs_scope(request, session, metadata, spec):
+        raise ext.Refuse(403, "write:things scope required")
+
+    @hooks.post_key_auth("NoPolicy")
+    def no_policy(request, session, metadata, spec):
+        raise NoMatchingPolicy()
+
+    router = route(hooks)
+    assert overrides(router.dispatch(hook_object("NeedsScope", HookType.PostKeyAuth))) == (
+        403, "write:things scope required")
+    assert overrides(router.dispatch(hook_object("NoPolicy", HookType.PostKeyAuth))) == (
+        403, "key not authorized: no matching policy found")
+
+
+def test_a_bad_return_value_is_a_hook_error():
+    hooks = ext.Hooks()
+    hooks.post("Bad")(lambda request, session, metadata, spec: "nope")
+    assert overrides(route(hooks).dispatch(hook_object("Bad", HookType.Post))) == (500, "Middleware error")
+
+
+def test_a_hook_called_in_the_wrong_slot_fails_closed():
+    hooks = ext.Hooks()
+    hooks.post_key_auth("Slot")(lambda request, session, metadata, spec: None)
+    assert overrides(route(hooks).dispatch(hook_object("Slot", HookType.Pre))) == (500, "Middleware error")
+
+
+def test_hooks_run_through_the_grpc_servicer():
+    hooks = ext.Hooks()
+    hooks.pre("Hello")(lambda request, session, metadata, spec: request.add_header("X-Hello", "1"))
+    service = object_pb2.DESCRIPTOR.services_by_name["Dispatcher"]
+    server = grpc_testing.server_from_dictionary({service: DispatcherService(route(hooks))},
+                                                 grpc_testing.strict_real_time())
+    call = server.invoke_unary_unary(service.methods_by_name["Dispatch"], (), hook_object("Hello", HookType.Pre), None)
+    reply, _, code, _ = call.termination()
+    assert code is grpc.StatusCode.OK and reply.request.set_headers["X-Hello"] == "1"
+
+
+# -- loading user files ------------------------------------------------------------------------------------
+
+def test_the_example_hook_file_loads_and_its_hooks_work():
+    hooks = ext.load_module(str(EXAMPLE))
+    assert {(r.name, r.kind) for r in hooks} == {
+        ("AddRequestId", "pre"), ("RequireWriteScopeForWrites", "post_key_auth"), ("HideUpstreamServer", "response")}
+    router = route(hooks)
+    pre = router.dispatch(hook_object("AddRequestId", HookType.Pre))
+    assert len(pre.request.set_headers["X-Request-Id"]) == 32
+    write = hook_object("RequireWriteScopeForWrites", HookType.PostKeyAuth)
+    write.request.method = "POST"
+    assert overrides(router.dispatch(write)) == (403, "write:things scope required")
+    read = router.dispatch(hook_object("RequireWriteScopeForWrites", HookType.PostKeyAuth))
+    assert overrides(read) == (-1, "") and read.request.set_headers["X-Scopes"] == "read:things"
+    resp = router.dispatch(hook_object("HideUpstreamServer", HookType.Response))
+    assert "Server" not in resp.response.headers
+
+
+def test_load_module_by_module_name_and_attribute(tmp_path, monkeypatch):
+    (tmp_path / "my_hooks_pkg.py").write_text(
+        "from plugin.extensions import Hooks\nmine = Hooks()\nmine.pre('P')(lambda r, s, m, sp: None)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert ext.load_module("my_hooks_pkg:mine").names() == ("P",)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("x = 1\n", "defines no hooks"),
+    ("raise RuntimeError('at import')\n", "RuntimeError: at import"),
+    ("def broken(:\n", "SyntaxError"),
+])
+def test_load_module_reports_bad_files(tmp_path, content, match):
+    path = tmp_path / "bad_hooks.py"
+    path.write_text(content)
+    with pytest.raises(ext.HookError, match=match):
+        ext.load_module(str(path))
+
+
+def test_load_module_reports_a_missing_file():
+    with pytest.raises(ext.HookError, match="does not exist"):
+        ext.load_module("/nonexistent/hooks.py")
+
+
+def test_manifest_problems_name_missing_and_mismatched_hooks():
+    hooks = ext.load_module(str(EXAMPLE))
+    manifest = HookNames(auth_check=AUTH_HOOK, pre=("AddRequestId", "Missing"), post=("HideUpstreamServer",))
+    problems = ext.manifest_problems([hooks], manifest)
+    assert any("'Missing' has no handler" in p for p in problems)
+    assert any("'HideUpstreamServer' under post but it is registered as response" in p for p in problems)
+    assert any("'RequireWriteScopeForWrites' is not in the manifest" in p for p in problems)
+
+
+def test_hook_targets_prefer_flags_over_the_environment():
+    class Args:
+        hooks = None
+
+    assert ext.hook_targets(Args(), {"TYK_AUTH0_HOOKS": "a.py, b "}) == ["a.py", "b"]
+    Args.hooks = ["c.py"]
+    assert ext.hook_targets(Args(), {"TYK_AUTH0_HOOKS": "a.py"}) == ["c.py"]
+
+
+# -- built-in: claims to upstream headers ---------------------------------------------------------------
+
+CLAIMS_CONFIG = config_data(claims_to_headers={"sub": "X-User-Id", "https://example.com/org": "X-Org",
+                                               "org.team": "X-Team"}, strip_authorization=True)
+
+
+def post_auth_object(claims: dict, config: str = CLAIMS_CONFIG, client_headers: dict | None = None) -> Object:
+    obj = hook_object(ext.CLAIMS_TO_HEADERS_HOOK, HookType.PostKeyAuth, config=config)
+    obj.request.headers.update(client_headers or {})
+    for key, value in ext.claim_metadata(claims, ["sub", "https://example.com/org", "org.team"]).items():
+        obj.session.metadata[key] = value
+    return obj
+
+
+def test_claim_metadata_uses_the_claim_prefix_literal_names_and_dotted_paths():
+    claims = t.claims(**{"https://example.com/org": "acme", "org": {"team": ["a", "b"]}})
+    assert ext.claim_metadata(claims, ["sub", "https://example.com/org", "org.team", "absent"]) == {
+        "claim:sub": "client-abc@clients", "claim:https://example.com/org": "acme", "claim:org.team": '["a","b"]'}
+
+
+def test_claims_become_headers_and_client_copies_are_always_removed():
+    router = route(ext.builtin_hooks())
+    obj = router.dispatch(post_auth_object(t.claims(**{"https://example.com/org": "acme"}),
+                                           client_headers={"X-Team": "spoofed", "X-User-Id": "admin"}))
+    request = obj.request
+    assert dict(request.set_headers) == {"X-User-Id": "client-abc@clients", "X-Org": "acme"}
+    assert set(request.delete_headers) == {"Authorization", "X-User-Id", "X-Org", "X-Team"}
+    assert overrides(obj) == (-1, "")
+
+
+def test_claims_to_headers_does_nothing_without_configuration():
+    obj = route(ext.builtin_hooks()).dispatch(post_auth_object(t.claims(), config=config_data()))
+    assert not obj.request.set_headers and not obj.request.delete_headers
+
+
+def test_a_claim_with_control_characters_is_not_forwarded():
+    obj = post_auth_object(t.claims())
+    obj.session.metadata["claim:sub"] = "evil\r\nX-Admin: true"
+    reply = route(ext.builtin_hooks()).dispatch(obj)
+    assert "X-User-Id" not in reply.request.set_headers and "X-User-Id" in reply.request.delete_headers
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"claims_to_headers": ["sub"]}, "claims_to_headers"),
+    ({"claims_to_headers": {"sub": "Bad Header"}}, "claims_to_headers"),
+    ({"claims_to_headers": {"sub": "Host"}}, "claims_to_headers"),
+    ({"claims_to_headers": {"sub": "Authorization"}}, "claims_to_headers"),
+    ({"claims_to_headers": {"sub": "X-A", "azp": "x-a"}}, "claims_to_headers"),
+    ({"strip_authorization": "yes"}, "strip_authorization"),
+])
+def test_bad_header_rules_name_the_key(data, key):
+    with pytest.raises(ConfigurationError) as info:
+        ext.parse_header_rules(data)
+    assert info.value.key == key
+
+
+def test_a_bad_header_rule_answers_500_naming_the_key():
+    obj = post_auth_object(t.claims(), config=config_data(claims_to_headers={"sub": "Bad Header"}))
+    code, message = overrides(route(ext.builtin_hooks()).dispatch(obj))
+    assert code == 500 and message.startswith("Auth plugin misconfigured: claims_to_headers:")

@@ -1,0 +1,193 @@
+"""Metrics: bounded labels, scrape-time sources, and the /metrics, /healthz, /readyz endpoints."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from plugin import errors
+from plugin import extensions as ext
+from plugin.auth import Authenticator, ConfigStore
+from plugin.coprocess import HookType
+from plugin.hooks import HookRouter
+from plugin.jwks import JwksCache, JwksSettings
+from plugin.metrics import HOOKS, OUTCOMES, REASONS, Metrics, parse_listen
+from plugin.verify import Verifier
+from tests.support import tokens as t
+from tests.support.objects import AUTH_HOOK, auth_object
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = metrics.exposition()
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+
+
+def all_reasons() -> set[str]:
+    found, pending = set(), [errors.AuthError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls.reason)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def test_reasons_list_every_refusal_reason_in_plugin_errors():
+    assert set(REASONS) == all_reasons()
+    assert OUTCOMES >= set(REASONS) | {"ok"}
+
+
+def test_each_metrics_object_owns_its_registry():
+    a, b = Metrics(), Metrics()
+    a.request("auth_check", "expired")
+    assert samples(a)[("tyk_auth0_requests_total", (("hook", "auth_check"), ("outcome", "expired")))] == 1
+    assert ("tyk_auth0_requests_total", (("hook", "auth_check"), ("outcome", "expired"))) not in samples(b)
+
+
+def test_unknown_label_values_are_folded_to_keep_series_bounded():
+    metrics = Metrics()
+    metrics.request("SomeHookName", "whatever")
+    assert samples(metrics)[("tyk_auth0_requests_total", (("hook", "unknown"), ("outcome", "internal_error")))] == 1
+    assert {"auth_check", "unknown"} <= set(HOOKS)
+
+
+@pytest.fixture()
+def wired(idp):
+    """An authenticator wired exactly as the server wires it, with the metrics around it."""
+    metrics = Metrics()
+    jwks = JwksCache(JwksSettings(), fetcher=idp)
+    authenticator = Authenticator(Verifier(jwks), ConfigStore(defaults={}))
+    router = HookRouter(AUTH_HOOK, metrics.instrument_auth(authenticator.authenticate),
+                        hooks=ext.as_router_hooks(ext.builtin_hooks(), on_outcome=metrics.hook_outcome))
+    metrics.bind(token_cache=lambda: (authenticator.hits, authenticator.misses),
+                 jwks_fetches=lambda: (jwks.stats.ok, jwks.stats.failed), jwks_ages=jwks.ages, ready=jwks.ready)
+    return metrics, router
+
+
+def test_auth_outcomes_latency_cache_and_jwks_are_exported(wired, signing_key):
+    metrics, router = wired
+    token = t.sign(signing_key)
+    router.dispatch(auth_object(f"Bearer {token}"))
+    router.dispatch(auth_object(f"Bearer {token}"))
+    router.dispatch(auth_object(None))
+    router.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(exp=1))))
+    router.dispatch(auth_object("Bearer x", hook_name=ext.CLAIMS_TO_HEADERS_HOOK, hook_type=HookType.PostKeyAuth))
+    found = samples(metrics)
+
+    def requests(hook: str, outcome: str) -> float:
+        return found.get(("tyk_auth0_requests_total", (("hook", hook), ("outcome", outcome))), 0)
+
+    assert requests("auth_check", "ok") == 2
+    assert requests("auth_check", "missing") == 1
+    assert requests("auth_check", "expired") == 1
+    assert requests("post_key_auth", "ok") == 1
+    assert found[("tyk_auth0_verify_seconds_count", ())] == 4
+    assert found[("tyk_auth0_token_cache_hits_total", ())] == 1
+    assert found[("tyk_auth0_token_cache_misses_total", ())] == 2
+    assert found[("tyk_auth0_jwks_fetches_total", (("result", "ok"),))] == 1
+    assert found[("tyk_auth0_jwks_fetches_total", (("result", "error"),))] == 0
+    url = "https://tenant.example.auth0.com/.well-known/jwks.json"
+    assert 0 <= found[("tyk_auth0_jwks_age_seconds", (("url", url),))] < 60
+    assert found[("tyk_auth0_ready", ())] == 1
+
+
+def test_a_crashing_auth_check_is_counted_as_internal_error():
+    metrics = Metrics()
+
+    def crash(obj):
+        raise ZeroDivisionError
+
+    router = HookRouter(AUTH_HOOK, metrics.instrument_auth(crash))
+    reply = router.dispatch(auth_object("Bearer x"))
+    assert reply.request.return_overrides.response_error == "Key not authorised"
+    assert samples(metrics)[("tyk_auth0_requests_total", (("hook", "auth_check"), ("outcome", "internal_error")))] == 1
+
+
+def test_a_failing_source_does_not_break_the_scrape():
+    metrics = Metrics()
+    metrics.bind(jwks_ages=lambda: 1 / 0, token_cache=lambda: (3, 4))
+    found = samples(metrics)
+    assert found[("tyk_auth0_token_cache_hits_total", ())] == 3
+    assert not any(name == "tyk_auth0_jwks_age_seconds" for name, _ in found)
+
+
+@pytest.fixture()
+def served():
+    metrics = Metrics()
+    state = {"ready": False}
+    metrics.bind(ready=lambda: (state["ready"], "JWKS not loaded yet") if not state["ready"] else True)
+    port = metrics.start("127.0.0.1", 0)
+    yield metrics, state, f"http://127.0.0.1:{port}"
+    metrics.stop()
+
+
+def test_http_endpoints(served):
+    metrics, state, base = served
+    metrics.request("auth_check", "ok")
+    status, body, content_type = get(base + "/metrics")
+    assert status == 200 and content_type.startswith("text/plain")
+    assert b'tyk_auth0_requests_total{hook="auth_check",outcome="ok"} 1.0' in body
+    assert b"tyk_auth0_ready 0.0" in body
+    assert get(base + "/healthz")[:2] == (200, b'{"status": "ok"}\n')
+    status, body, content_type = get(base + "/readyz")
+    assert (status, content_type) == (503, "application/json")
+    assert json.loads(body) == {"status": "not ready", "reason": "JWKS not loaded yet"}
+    state["ready"] = True
+    status, body, _ = get(base + "/readyz")
+    assert status == 200 and json.loads(body)["status"] == "ready"
+    assert get(base + "/nope")[0] == 404
+
+
+def test_readiness_that_raises_is_not_ready():
+    metrics = Metrics()
+    metrics.bind(ready=lambda: {}["missing"])
+    assert metrics.readiness() == (False, "readiness check failed: KeyError")
+    assert Metrics().readiness()[0] is True  # nothing bound: ready while the process runs
+
+
+def test_openmetrics_is_served_when_asked(served):
+    _, _, base = served
+    request = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert response.read().endswith(b"# EOF\n")
+
+
+def test_stop_releases_the_port_and_start_twice_is_refused():
+    metrics = Metrics()
+    port = metrics.start("127.0.0.1", 0)
+    with pytest.raises(RuntimeError):
+        metrics.start("127.0.0.1", 0)
+    metrics.stop()
+    metrics.stop()
+    again = Metrics()
+    assert again.start("127.0.0.1", port) == port
+    again.stop()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0.0.0.0:9464", ("0.0.0.0", 9464)), (":9464", ("0.0.0.0", 9464)), ("[::1]:80", ("::1", 80)),
+])
+def test_parse_listen(value, expected):
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize("value", ["9464", "host:", "host:99999", "host:x"])
+def test_parse_listen_refuses_bad_values(value):
+    with pytest.raises(ValueError):
+        parse_listen(value)

@@ -1,0 +1,50 @@
+"""An unknown policy id gets native JWT's words once the plugin knows the gateway's policies."""
+
+from __future__ import annotations
+
+import json
+
+from plugin.policy_index import PolicyIndex, from_path
+from tests.support import tokens as t
+from tests.support.objects import auth_object
+
+
+def write_policies(directory, *ids, org="default"):
+    directory.mkdir(exist_ok=True)
+    for pid in ids:
+        (directory / f"{pid}.json").write_text(json.dumps({"id": pid, "org_id": org, "access_rights": {}}))
+
+
+def test_policies_are_read_from_a_policy_path_directory(tmp_path):
+    write_policies(tmp_path / "p", "gold", "silver")
+    index = PolicyIndex(from_path(tmp_path / "p"))
+    assert index.refresh()
+    assert index.known("default", "gold") is True
+    assert index.known("default", "bronze") is False
+    assert index.known("other-org", "gold") is False
+
+
+def test_a_policy_record_file_maps_ids_to_policies(tmp_path):
+    (tmp_path / "policies.json").write_text(json.dumps({"gold": {"org_id": "default"}}))
+    index = PolicyIndex(from_path(tmp_path / "policies.json"))
+    assert index.refresh() and index.known("default", "gold")
+
+
+def test_nothing_loaded_means_unknown_not_refused(tmp_path):
+    index = PolicyIndex(from_path(tmp_path / "missing"))
+    assert not index.refresh()
+    assert index.known("default", "gold") is None
+    (tmp_path / "empty").mkdir()
+    assert not PolicyIndex(from_path(tmp_path / "empty")).refresh()
+
+
+def test_unknown_policy_is_refused_with_native_jwt_words(plugin, signing_key, tmp_path):
+    write_policies(tmp_path / "p", "auth0-policy")
+    index = PolicyIndex(from_path(tmp_path / "p"))
+    index.refresh()
+    plugin.authenticator.policy_index = index
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="no-such"))))
+    assert (reply.request.return_overrides.response_code, reply.request.return_overrides.response_error) == (
+        403, "key not authorized: no matching policy")
+    ok = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key)))
+    assert ok.request.return_overrides.response_code == -1
