@@ -76,6 +76,23 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def children_named(name: str) -> list[int]:
+    """Direct children of this process whose executable name is ``name`` (e.g. the gateway's ``tyk``)."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*"):
+        try:
+            pids = [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ValueError):
+            continue
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == name[:15]:
+                    found.append(pid)
+            except FileNotFoundError:
+                continue
+    return found
+
+
 def tree_cpu_seconds(pid: int) -> float:
     return sum(cpu_seconds(p) for p in descendants(pid))
 

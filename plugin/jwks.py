@@ -144,7 +144,7 @@ class JwksCache:
             return key
         if kid in entry.unknown_kids:
             raise UnknownKey("kid not in JWKS (negative cache)")
-        if self._may_fetch(entry):
+        if entry.inflight is not None or self._may_fetch(entry):  # join a running fetch, or start one
             try:
                 keyset = self._fetch_shared(entry)
             except KeysUnavailable:
@@ -153,6 +153,9 @@ class JwksCache:
                 key = keyset.keys.get(kid)
                 if key is not None:
                     return key
+        latest = entry.keyset  # a fetch may have finished since this request looked
+        if latest is not None and kid in latest.keys:
+            return latest.keys[kid]
         with self._lock:
             entry.unknown_kids[kid] = True
         raise UnknownKey("kid not in JWKS")

@@ -40,6 +40,7 @@ MANIFEST = REPO_ROOT / "manifest.json"
 ORG_ID = "default"
 NATIVE_API_ID = "auth0-native"
 PLUGIN_API_ID = "auth0-plugin"
+PLUGIN_SUBJECT_API_ID = "auth0-plugin-subject"
 KEYLESS_API_ID = "keyless"
 DEFAULT_POLICY_ID = "auth0-policy"
 
@@ -160,6 +161,14 @@ def plugin_api(
     return api
 
 
+def manifest_without_id_extractor(manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The same hooks without the ID extractor: the gateway keys sessions by the plugin's token
+    (org id + md5 of the subject), so quotas follow the Auth0 subject across renewed tokens."""
+    variant = copy.deepcopy(dict(manifest or load_manifest()))
+    variant["custom_middleware"].pop("id_extractor", None)
+    return variant
+
+
 def keyless_api(target_url: str, *, api_id: str = KEYLESS_API_ID) -> dict[str, Any]:
     """No auth at all: the gateway's own ceiling for benchmarks."""
     api = _api(api_id, "Keyless", f"/{api_id}/", target_url)
@@ -205,7 +214,7 @@ def policy(
 
 def default_policies() -> list[dict[str, Any]]:
     """``auth0-policy`` for the walkthrough plus small ones tests can hit quickly."""
-    auth0_apis = (NATIVE_API_ID, PLUGIN_API_ID)
+    auth0_apis = (NATIVE_API_ID, PLUGIN_API_ID, PLUGIN_SUBJECT_API_ID)
     return [
         policy(DEFAULT_POLICY_ID, auth0_apis, name="Auth0 policy"),
         policy("limited", auth0_apis, rate=3, per=60, name="3 requests a minute"),

@@ -251,6 +251,8 @@ class Stack:
         return [
             gw.native_jwt_api(target, self.jwks_url),
             gw.plugin_api(target, self.config_data(), bundle=bundle),
+            gw.plugin_api(target, self.config_data(), bundle=None, manifest=gw.manifest_without_id_extractor(),
+                          api_id=gw.PLUGIN_SUBJECT_API_ID, listen_path=f"/{gw.PLUGIN_SUBJECT_API_ID}/"),
             gw.keyless_api(target),
             *[dict(a) for a in self.extra_apis],
         ]

@@ -28,7 +28,9 @@ def gateway_binary() -> Path:
 @pytest.fixture(scope="session")
 def stack(gateway_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
-    with Stack(workdir=workdir, gateway_bin=gateway_binary) as running:
+    # A short unknown-kid refetch interval keeps the rotation tests brief; production keeps 10 s.
+    with Stack(workdir=workdir, gateway_bin=gateway_binary,
+               plugin_args=["--jwks-min-refetch-interval", "2"]) as running:
         yield running
 
 

@@ -175,3 +175,35 @@ def test_one_api_with_an_unreachable_jwks_does_not_make_the_server_unready(key):
     with pytest.raises(KeysUnavailable):
         cache.get_key("https://typo.example.com/jwks.json", "k1", 600)
     assert cache.ready()
+
+
+def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key):
+    fake = t.FakeJwks(keys=[key])
+    cache = make(fake, min_refetch_interval=10)
+    cache.get_key(URL, "k1", 600)
+    cache._entries[URL].last_attempt = float("-inf")
+    rotated = t.rsa_key("k2")
+    fake.keys.append(rotated)
+    slow_fetcher = fake
+
+    def slow(*args):
+        time.sleep(0.3)
+        return slow_fetcher(*args)
+
+    cache._fetcher = slow
+    results: list[object] = []
+
+    def lookup() -> None:
+        try:
+            results.append(cache.get_key(URL, "k2", 600))
+        except UnknownKey as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=lookup) for _ in range(10)]
+    for th in threads:
+        th.start()
+        time.sleep(0.01)
+    for th in threads:
+        th.join()
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert fake.fetches == 2

@@ -1,0 +1,1012 @@
+"""``tyk-auth0-plugin check``: what would the plugin answer for this token on this API, and why.
+
+The verdict comes from the real auth check (the hook router, the authenticator and
+the verifier the server runs), fed the same key set this command fetched, so it
+is exactly what the gateway's client would see. The explanation walks the same
+pipeline functions one step at a time (parse, algorithm, key, signature, header,
+exp/iat/nbf, iss, aud, identity, policies) to say which check refuses the token
+and what usually causes it. The token itself and its signature are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import dataclasses
+import ipaddress
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from plugin import claims as claimlib
+from plugin import policies as policylib
+from plugin import tokens as tokenlib
+from plugin.auth import Authenticator, ConfigStore
+from plugin.config import SETTINGS, SIGNING_METHODS, ApiConfig, env_config_data, parse_config_data
+from plugin.coprocess import HookType, Object
+from plugin.errors import (
+    AuthError,
+    BadSignature,
+    ConfigurationError,
+    InvalidToken,
+    KeysUnavailable,
+    MissingToken,
+    UnexpectedSigningMethod,
+    UnknownKey,
+)
+from plugin.hooks import HookRouter
+from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_jwks
+from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
+from plugin.session import build_session, key_id, stamp
+from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier, check_header, check_issuer_and_audience, check_times
+
+EXIT_PASS, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+_HOOK = "TykAuth0PluginCheck"
+_MAX_DOC_BYTES = 256 * 1024
+_NATIVE_KEYS = {s.native: s.key for s in SETTINGS if s.native and " " not in s.native}
+Fetch = Callable[[str, float, int], bytes]
+
+
+class UsageError(Exception):
+    """Bad input to the command itself (exit 2)."""
+
+
+# -- where the configuration comes from ----------------------------------------------------------------
+
+
+@dataclass
+class ApiSource:
+    kind: str  # classic | oas | config_data | environment
+    origin: str
+    api_id: str = ""
+    org_id: str = ""
+    data: dict[str, Any] | None = None  # config_data as the API definition holds it
+    raw_config: str | None = None  # spec["config_data"] as the gateway would send it
+    notes: list[str] = field(default_factory=list)
+
+
+def gateway_json(value: Any) -> str:
+    """config_data as the gateway's json.Marshal sends it: compact, sorted keys, <>& escaped."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+def _with_data(source: ApiSource, data: Any, enabled: bool) -> ApiSource:
+    if not isinstance(data, dict):
+        if data is not None:
+            raise UsageError(f"{source.origin}: config_data must be a JSON object")
+        data = {}
+    source.data = data
+    source.raw_config = gateway_json(data) if enabled and data else None
+    if not enabled and data:
+        source.notes.append("config_data is disabled on this API: the gateway sends none, so the server-wide "
+                            "environment defaults (AUTH0_DOMAIN, ...) apply")
+    return source
+
+
+def load_api(path: str) -> ApiSource:
+    """A classic API definition (``config_data``) or a Tyk OAS one (``x-tyk-api-gateway``)."""
+    document = _read_json(path, "API definition")
+    if not isinstance(document, dict):
+        raise UsageError(f"API definition {path} is not a JSON object")
+    tyk = document.get("x-tyk-api-gateway")
+    if isinstance(tyk, dict):
+        return _load_oas(path, tyk)
+    source = ApiSource(kind="classic", origin=path, api_id=str(document.get("api_id", "")),
+                       org_id=str(document.get("org_id", "")))
+    notes = source.notes
+    if document.get("use_keyless"):
+        notes.append("use_keyless is true: the gateway never calls the auth hook on this API")
+    if not (document.get("enable_coprocess_auth") or document.get("custom_plugin_auth_enabled")):
+        notes.append("neither enable_coprocess_auth nor custom_plugin_auth_enabled is true: the auth hook is "
+                     "not called (the API falls back to standard token auth)")
+    if document.get("enable_jwt"):
+        notes.append("enable_jwt is true: Tyk's native JWT middleware runs as well as the plugin; turn it off "
+                     "once the plugin does the authentication")
+    data = document.get("config_data")
+    for native, key in sorted(_NATIVE_KEYS.items()):
+        value = document.get(native)
+        if value not in (None, "", [], {}, 0) and not (isinstance(data, dict) and key in data):
+            notes.append(f"native setting {native} is ignored by the plugin: put it in config_data as {key!r} "
+                         "(docs/migration.md)")
+    return _with_data(source, data, not document.get("config_data_disabled", False))
+
+
+def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
+    info = tyk.get("info") if isinstance(tyk.get("info"), dict) else {}
+    source = ApiSource(kind="oas", origin=path, api_id=str(info.get("id", "")), org_id=str(info.get("orgId", "")))
+    auth = ((tyk.get("server") or {}).get("authentication") or {})
+    custom = auth.get("custom") if isinstance(auth, dict) else None
+    if not (isinstance(auth, dict) and auth.get("enabled") and isinstance(custom, dict) and custom.get("enabled")):
+        source.notes.append("server.authentication.custom is not enabled: the gateway never calls the auth hook")
+    plugin_config = (((tyk.get("middleware") or {}).get("global") or {}).get("pluginConfig") or {})
+    if plugin_config.get("driver") not in (None, "grpc"):
+        source.notes.append(f"pluginConfig.driver is {plugin_config.get('driver')!r}: this plugin needs 'grpc'")
+    data = plugin_config.get("data") or {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: pluginConfig.data must be an object")
+    return _with_data(source, data.get("value"), bool(data.get("enabled", False)))
+
+
+def load_config_data(value: str) -> ApiSource:
+    """``--config-data``: inline JSON or a file holding the config_data object."""
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"--config-data is not valid JSON: {exc}") from None
+        return _with_data(ApiSource(kind="config_data", origin="--config-data"), data, True)
+    return _with_data(ApiSource(kind="config_data", origin=value), _read_json(value, "config_data file"), True)
+
+
+# -- the report ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    name: str
+    status: str  # pass | fail | skip
+    detail: str
+    hints: list[str] = field(default_factory=list)
+    reached: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Report:
+    source: ApiSource
+    org_id: str
+    now: float
+    config: ApiConfig | None = None
+    config_error: ConfigurationError | None = None
+    notes: list[str] = field(default_factory=list)
+    discovery: dict[str, Any] | None = None
+    jwks: dict[str, Any] | None = None
+    token: dict[str, Any] | None = None
+    steps: list[Step] = field(default_factory=list)
+    response: dict[str, Any] | None = None
+    session: dict[str, Any] | None = None
+    failed_step: str | None = None  # the check whose refusal the client sees
+    verdict: str = "no_token"  # pass | refused | config_error | no_token | keys_unavailable
+    exit_code: int = EXIT_PASS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "api": {"source": self.source.kind, "origin": self.source.origin, "api_id": self.source.api_id,
+                    "org_id": self.org_id},
+            "config": _config_summary(self.config) if self.config else None,
+            "config_error": ({"key": self.config_error.key, "problem": self.config_error.problem}
+                             if self.config_error else None),
+            "notes": self.source.notes + self.notes,
+            "discovery": self.discovery,
+            "jwks": self.jwks,
+            "token": self.token,
+            "steps": [s.as_dict() for s in self.steps],
+            "failed_step": self.failed_step,
+            "response": self.response,
+            "session": self.session,
+        }
+
+
+def _config_summary(config: ApiConfig) -> dict[str, Any]:
+    return {
+        "jwks_url": config.key_source.jwks_url,
+        "static_key": config.key_source.static_key is not None,
+        "issuers": list(config.issuers),
+        "audiences": list(config.audiences),
+        "signing_method": config.signing_method,
+        "allowed_algorithms": sorted(config.allowed_algorithms),
+        "identity_field": config.identity_field,
+        "policy_field": config.policy_field,
+        "default_policies": list(config.default_policies),
+        "scope_claim": config.scope_claim,
+        "scope_to_policy": dict(config.scope_to_policy),
+        "skew": {"exp": config.exp_skew, "iat": config.iat_skew, "nbf": config.nbf_skew},
+        "id_extractor_ttl": config.id_extractor_ttl,
+        "hash_key_function": config.hash_key_function,
+    }
+
+
+# -- time formatting -------------------------------------------------------------------------------------
+
+
+def iso(value: Any) -> str | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 90:
+        return f"{int(seconds)} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    if seconds < 48 * 3600:
+        return f"{round(seconds / 3600)} h"
+    return f"{round(seconds / 86400)} d"
+
+
+def relative(claim: str, value: Any, now: float) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"{claim} is not a number ({json.dumps(value)[:40]})"
+    if value == 0:
+        return f"{claim} is 0 (ignored, as the gateway ignores it)"
+    delta = int(value) - int(now)
+    if claim == "exp":
+        return f"expires in {span(delta)}" if delta > 0 else f"expired {span(delta)} ago"
+    if claim == "iat":
+        return f"issued {span(delta)} ago" if delta <= 0 else f"issued in {span(delta)}, in the future"
+    return f"valid since {span(delta)} ago" if delta <= 0 else f"not valid for another {span(delta)}"
+
+
+# -- the checker -------------------------------------------------------------------------------------------
+
+
+class Checker:
+    def __init__(self, fetch: Fetch = http_fetch, clock: Callable[[], float] = time.time, timeout: float = 5.0,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.fetch = fetch
+        self.clock = clock
+        self.timeout = timeout
+        self.environ = os.environ if environ is None else environ
+
+    def run(self, source: ApiSource, token: str | None, org_id: str | None = None,
+            discovery: bool = True) -> Report:
+        report = Report(source=source, org_id=source.org_id if org_id is None else org_id, now=self.clock())
+        defaults = env_config_data(self.environ)
+        if source.raw_config is None and source.kind == "config_data":
+            source.notes.append("config_data is empty: the server-wide environment defaults apply")
+        try:
+            report.config = parse_config_data(source.raw_config, defaults, self.environ)
+        except ConfigurationError as exc:
+            report.config_error = exc
+            report.notes += _config_error_hints(exc, source.data or {})
+            report.response = _response(exc.status, exc.message)
+            report.verdict, report.exit_code = "config_error", EXIT_USAGE
+            return report
+        config = report.config
+        report.notes += _config_notes(config, source.data or {}, self.environ)
+        if not report.org_id:
+            report.notes.append("no org id: pass --org-id (the API's org_id) to get the exact session key")
+        if discovery:
+            report.discovery = self._discovery(config)
+        body, fetch_error = self._jwks(config, report)
+        if token is None:
+            if report.jwks is not None and not report.jwks.get("ok"):
+                report.verdict, report.exit_code = "keys_unavailable", EXIT_REFUSED
+            return report
+        self._explain(report, token, config, body, fetch_error)
+        return report
+
+    # -- network ---------------------------------------------------------------------------------------
+
+    def _get_json(self, url: str) -> tuple[Any, str | None, bytes | None]:
+        try:
+            body = self.fetch(url, self.timeout, _MAX_DOC_BYTES)
+        except FetchError as exc:
+            return None, str(exc), None
+        try:
+            return json.loads(body), None, body
+        except (ValueError, RecursionError):
+            return None, "response is not JSON", body
+
+    def _discovery(self, config: ApiConfig) -> dict[str, Any] | None:
+        issuer = next((i for i in config.issuers if _fetchable(i)), None)
+        if issuer is None:
+            return None
+        url = issuer + ("" if issuer.endswith("/") else "/") + ".well-known/openid-configuration"
+        document, error, _ = self._get_json(url)
+        result: dict[str, Any] = {"url": url, "ok": error is None and isinstance(document, dict)}
+        if error is not None or not isinstance(document, dict):
+            result["error"] = error or "not a JSON object"
+            return result
+        result["issuer"] = document.get("issuer")
+        result["jwks_uri"] = document.get("jwks_uri")
+        problems = []
+        if document.get("issuer") not in config.issuers:
+            problem = f"the discovery document's issuer is {document.get('issuer')!r}, not in the accepted {list(config.issuers)}"
+            if isinstance(document.get("issuer"), str) and any(
+                    i.rstrip("/") == document["issuer"].rstrip("/") for i in config.issuers):
+                problem += ": they differ only by the trailing slash, and Auth0 issuers end with a slash"
+            problems.append(problem)
+        jwks_url = config.key_source.jwks_url
+        if jwks_url and document.get("jwks_uri") and document["jwks_uri"] != jwks_url:
+            problems.append(f"the tenant publishes its keys at {document['jwks_uri']}, but the API fetches {jwks_url}")
+        result["problems"] = problems
+        return result
+
+    def _jwks(self, config: ApiConfig, report: Report) -> tuple[bytes | None, str | None]:
+        url = config.key_source.jwks_url
+        if url is None:
+            report.jwks = None
+            return None, None
+        try:
+            body = self.fetch(url, self.timeout, JwksSettings().max_bytes)
+            keys = parse_jwks(body, JwksSettings().max_keys)
+        except FetchError as exc:
+            report.jwks = {"url": url, "ok": False, "error": str(exc), "keys": []}
+            return None, str(exc)
+        entries = []
+        try:
+            raw_entries = json.loads(body).get("keys", [])
+        except (ValueError, AttributeError):
+            raw_entries = []
+        for jwk in raw_entries:
+            if isinstance(jwk, dict):
+                kid = jwk.get("kid", "")
+                entries.append({"kid": kid, "kty": jwk.get("kty"), "alg": jwk.get("alg"), "use": jwk.get("use"),
+                                "usable": isinstance(kid, str) and kid in keys})
+        report.jwks = {"url": url, "ok": True, "keys": entries}
+        return body, None
+
+    # -- the token -------------------------------------------------------------------------------------
+
+    def _explain(self, report: Report, token: str, config: ApiConfig, body: bytes | None,
+                 fetch_error: str | None) -> None:
+        now = report.now
+        reply = self._dispatch(report, token, config, body, fetch_error)
+        overrides = reply.request.return_overrides
+        walk = _Walk(config, report, body, fetch_error)
+        walk.run(token, report.org_id)
+        if overrides.response_code >= 400:
+            report.response = _response(overrides.response_code, overrides.response_error)
+            report.verdict, report.exit_code = "refused", EXIT_REFUSED
+        else:
+            report.verdict, report.exit_code = "pass", EXIT_PASS
+            report.response = {"status": None, "passes": True}
+            session = reply.session
+            report.session = {
+                "policies": list(session.apply_policies),
+                "key_id": reply.metadata.get("token", ""),
+                "alias": session.alias,
+                "expires": session.expires or None,
+                "expires_iso": iso(session.expires) if session.expires else None,
+                "expires_relative": relative("exp", session.expires, now) if session.expires else None,
+                "deadline": session.id_extractor_deadline,
+                "deadline_iso": iso(session.id_extractor_deadline),
+                "metadata": dict(session.metadata),
+            }
+        expected = walk.failure
+        explained = (expected.status, expected.message) if expected is not None else None
+        answered = (overrides.response_code, overrides.response_error) if overrides.response_code >= 400 else None
+        if explained != answered:
+            report.notes.append(f"the step-by-step explanation ({expected.message if expected else 'pass'}) and the "
+                                f"verdict ({answered or 'pass'}) disagree: please report this")
+
+    def _dispatch(self, report: Report, token: str, config: ApiConfig, body: bytes | None,
+                  fetch_error: str | None) -> Object:
+        """The real auth check, on the key set fetched above, at the same instant."""
+
+        def fetched(url: str, timeout: float, max_bytes: int) -> bytes:
+            if body is None:
+                raise FetchError(fetch_error or "not fetched")
+            return body
+
+        clock = lambda: report.now  # noqa: E731 - one instant for the verdict and the explanation
+        jwks = JwksCache(JwksSettings(fetch_timeout=self.timeout), fetcher=fetched, clock=time.monotonic)
+        authenticator = Authenticator(Verifier(jwks, clock=clock), ConfigStore(defaults=env_config_data(self.environ)),
+                                      cache_size=1, clock=clock)
+        obj = Object(hook_type=HookType.CustomKeyCheck, hook_name=_HOOK)
+        if token:
+            obj.request.headers["Authorization"] = token if _has_bearer(token) else f"Bearer {token}"
+        obj.request.url = "/"
+        obj.request.method = "GET"
+        obj.request.return_overrides.response_code = -1
+        obj.spec["OrgID"] = report.org_id
+        obj.spec["APIID"] = report.source.api_id
+        if report.source.raw_config is not None:
+            obj.spec["config_data"] = report.source.raw_config
+        return HookRouter(_HOOK, authenticator.authenticate).dispatch(obj)
+
+
+def _has_bearer(token: str) -> bool:
+    return token[:7].upper() == "BEARER "
+
+
+def _fetchable(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    if parts.scheme == "http" and parts.hostname:
+        if parts.hostname == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            return False
+    return False
+
+
+def _response(status: int, message: str) -> dict[str, Any]:
+    return {"status": status, "body": {"error": message}}
+
+
+# -- the step-by-step walk ---------------------------------------------------------------------------------
+
+
+class _Walk:
+    """The pipeline's checks called one at a time, in its order, recording each outcome."""
+
+    def __init__(self, config: ApiConfig, report: Report, body: bytes | None, fetch_error: str | None) -> None:
+        self.config = config
+        self.report = report
+        self.body = body
+        self.fetch_error = fetch_error
+        self.failure: AuthError | None = None
+        self.data = report.source.data or {}
+
+    def step(self, name: str, error: AuthError | None, detail: str, hints: Sequence[str] = (),
+             counts: bool = True) -> bool:
+        reached = self.failure is None
+        status = "pass" if error is None else "fail"
+        self.report.steps.append(Step(name, status, detail, list(hints), reached))
+        if error is not None and reached and counts:
+            self.failure = error
+            self.report.failed_step = name
+        return error is None
+
+    def skip(self, name: str, detail: str = "not reached") -> None:
+        self.report.steps.append(Step(name, "skip", detail, [], False))
+
+    def run(self, token: str, org_id: str) -> None:
+        config, now = self.config, self.report.now
+        if not token:
+            self.step("authorization", MissingToken(), "no token: the request has no Authorization header",
+                      ["send 'Authorization: Bearer <access token>'"])
+            for name in ("parse", "algorithm", "key", "signature"):
+                self.skip(name)
+            return
+        raw = tokenlib.strip_bearer(token if _has_bearer(token) else f"Bearer {token}")
+        self.step("authorization", None, "Authorization: Bearer <token> (the token itself is never printed)")
+        if not self.step("size", InvalidToken() if len(raw) > DEFAULT_MAX_TOKEN_BYTES else None,
+                         f"{len(raw)} bytes (limit {DEFAULT_MAX_TOKEN_BYTES})",
+                         ["a token this large is refused before parsing"] if len(raw) > DEFAULT_MAX_TOKEN_BYTES else ()):
+            return
+        try:
+            parsed = tokenlib.parse(raw)
+        except InvalidToken as exc:
+            self.step("parse", exc, f"malformed: {exc.detail}", _parse_hints(raw))
+            return
+        self.step("parse", None, "three base64url segments, JSON header and payload")
+        self.report.token = _token_summary(parsed, now)
+
+        alg = parsed.alg
+        family = next((m for m, algs in SIGNING_METHODS.items() if alg in algs), None)
+        if alg in config.allowed_algorithms:
+            self.step("algorithm", None, f"{alg} is admitted ({config.signing_method} family)")
+        else:
+            self.step("algorithm", UnexpectedSigningMethod(alg),
+                      f"{alg} is not admitted: the API allows {' '.join(sorted(config.allowed_algorithms))}",
+                      _alg_hints(alg, family, config))
+
+        if self.failure is None:
+            key = self._key(parsed.header, parsed.claims)
+            if key is not None:
+                self._signature(parsed, key)
+            else:
+                self.skip("signature")
+        else:
+            self.skip("key")
+            self.skip("signature")
+
+        try:
+            check_header(parsed.header)
+            self.step("header", None, f"typ {parsed.header.get('typ', '(absent)')}, no crit")
+        except InvalidToken as exc:
+            self.step("header", exc, exc.detail, _header_hints(parsed.header))
+
+        self._times(parsed.claims, now)
+        self._claims(parsed.claims, org_id)
+
+    def _key(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> VerificationKey | None:
+        source = self.config.key_source
+        if source.jwks_url is None:
+            assert source.static_key is not None
+            if self.config.signing_method == "hmac":
+                self.step("key", None, "the HMAC secret from jwt_source")
+                return source.static_key
+            key = load_static_public_key(source.static_key)
+            self.step("key", None, f"the static {type(key).__name__.lstrip('_')} key from jwt_source")
+            return key
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            self.step("key", InvalidToken("kid is not a string"),
+                      "the token has no kid header" if kid is None else f"kid is not a string ({json.dumps(kid)[:40]})",
+                      ["a JWKS holds several keys: the token's kid header picks one; Auth0 access tokens "
+                       "always carry one"])
+            return None
+        if self.body is None:
+            self.step("key", KeysUnavailable("JWKS fetch failed"), f"the JWKS could not be fetched: {self.fetch_error}",
+                      ["the server answers every token 403 \"Key not authorized\" until it has fetched the key set "
+                       "once; afterwards it keeps serving the last good set through outages",
+                       f"check that the plugin host can reach {source.jwks_url}"])
+            return None
+        keys = parse_jwks(self.body, JwksSettings().max_keys)
+        if kid not in keys:
+            hints = [f"the JWKS publishes {', '.join(sorted(keys)) or 'no usable key'}",
+                     "the token comes from another tenant or environment, or its key was rotated out and revoked"]
+            iss = claims.get("iss")
+            if isinstance(iss, str) and self.config.issuers and iss not in self.config.issuers:
+                hints.append(f"the token's issuer is {iss!r}: it was not issued by the configured tenant")
+            self.step("key", UnknownKey("kid not in JWKS"), f"kid {kid!r} is not in the JWKS", hints)
+            return None
+        self.step("key", None, f"kid {kid!r} found in the JWKS")
+        return keys[kid]
+
+    def _signature(self, parsed: tokenlib.ParsedToken, key: VerificationKey) -> None:
+        try:
+            signature = tokenlib.decode_segment(parsed.signature_b64)
+        except InvalidToken as exc:
+            self.step("signature", exc, "the signature segment is not base64url")
+            return
+        try:
+            valid = verify_signature(parsed.alg, key, parsed.signing_input, signature)
+        except KeyTypeMismatch:
+            kind = "HMAC secret" if isinstance(key, bytes) else f"{type(key).__name__.lstrip('_')}"
+            self.step("signature", InvalidToken("key cannot verify this algorithm"),
+                      f"the key found is a {kind} and cannot check {parsed.alg}",
+                      ["the key published under this kid is of another type than the token's alg"])
+            return
+        if valid:
+            self.step("signature", None, f"verifies ({parsed.alg})")
+            return
+        hints = ["the token was altered after signing, or was signed by another key published under the same kid "
+                 "(another tenant or environment)"]
+        if self.config.signing_method == "hmac":
+            hints += _hmac_hints(parsed, signature, self.data, self.report)
+        self.step("signature", BadSignature("signature does not verify"), "the signature does not verify", hints)
+
+    def _times(self, claims: Mapping[str, Any], now: float) -> None:
+        config = self.config
+        try:
+            check_times(claims, now, config)
+            verdict: AuthError | None = None
+        except AuthError as exc:
+            verdict = exc
+        skews = {"exp": config.exp_skew, "iat": config.iat_skew, "nbf": config.nbf_skew}
+        for claim in ("exp", "iat", "nbf"):
+            if claim not in claims:
+                self.step(claim, None, "absent (not checked)", ["tokens without exp never expire"] if claim == "exp" else (),
+                          counts=False)
+                continue
+            try:
+                check_times({claim: claims[claim]}, now, config)
+                error = None
+            except AuthError as exc:
+                error = exc
+            detail = relative(claim, claims[claim], now)
+            if iso(claims[claim]):
+                detail += f" ({iso(claims[claim])})"
+            hints = []
+            if skews[claim]:
+                hints.append(f"with a tolerance of {skews[claim]} s (jwt_{_SKEW_NAMES[claim]}_validation_skew)")
+            if error is not None:
+                hints += _TIME_HINTS[claim]
+            counts = verdict is not None and error is not None and type(error) is type(verdict)
+            if error is not None and not counts and verdict is not None:
+                hints.append(f"the gateway reports the last failing time check instead: {verdict.detail}")
+            self.step(claim, error, detail, hints, counts=counts)
+        if verdict is not None and self.failure is None:
+            self.failure = verdict
+
+    def _claims(self, claims: Mapping[str, Any], org_id: str) -> None:
+        config = self.config
+        if config.issuers:
+            try:
+                check_issuer_and_audience(claims, dataclasses.replace(config, audiences=()))
+                self.step("issuer", None, f"{claims.get('iss')!r} is accepted")
+            except AuthError as exc:
+                self.step("issuer", exc, exc.detail, _issuer_hints(claims.get("iss"), config.issuers))
+        else:
+            self.step("issuer", None, "not checked (no issuer configured)", counts=False)
+        if config.audiences:
+            try:
+                check_issuer_and_audience(claims, dataclasses.replace(config, issuers=()))
+                self.step("audience", None, f"matches {' or '.join(repr(a) for a in config.audiences)}")
+            except AuthError as exc:
+                self.step("audience", exc, exc.detail, _audience_hints(claims, config.audiences))
+        else:
+            self.step("audience", None, "not checked (no audience configured)", counts=False)
+        try:
+            identity = claimlib.identity(claims, config.identity_field)
+        except AuthError as exc:
+            self.step("identity", exc, exc.message, _identity_hints(claims, config))
+            self.skip("policies")
+            return
+        field_name = config.identity_field
+        if field_name and claimlib.string_claim(claims, field_name) == identity:
+            base = f"{field_name} = {identity!r}"
+        else:
+            base = f"sub = {identity!r}" + (f" (fallback: {field_name!r} is absent)" if field_name else "")
+        self.step("identity", None, base)
+        try:
+            policies = policylib.resolve(claims, config)
+        except AuthError as exc:
+            self.step("policies", exc, exc.message, _policy_hints(claims, config))
+            return
+        self.step("policies", None, f"{', '.join(policies)} ({_policy_origin(claims, config, policies)})",
+                  ["the gateway then applies these policies from its own store (same org); an id it does not know "
+                   "gives 403 {\"error\": \"Forbidden\"}"])
+        if self.failure is None:
+            session = build_session(claims, identity, policies, config, key_id(org_id, identity, config.hash_key_function),
+                                    None)
+            stamp(session, self.report.now, None, config.id_extractor_ttl)
+            self.step("session", None, f"key {session.metadata['TykJWTSessionID']}")
+
+
+_SKEW_NAMES = {"exp": "expires_at", "iat": "issued_at", "nbf": "not_before"}
+_TIME_HINTS = {
+    "exp": ["get a new access token (Auth0 access tokens live 24 h unless the API sets another lifetime)"],
+    "iat": ["the token says it was issued in the future: this machine's clock or the IdP's is off; "
+            "jwt_issued_at_validation_skew tolerates a few seconds of drift"],
+    "nbf": ["the token is not valid yet: wait, or check the clocks; jwt_not_before_validation_skew tolerates drift"],
+}
+
+
+def _token_summary(parsed: tokenlib.ParsedToken, now: float) -> dict[str, Any]:
+    header = parsed.header
+    times = {c: {"value": parsed.claims[c], "iso": iso(parsed.claims[c]), "relative": relative(c, parsed.claims[c], now)}
+             for c in ("exp", "iat", "nbf") if c in parsed.claims}
+    return {
+        "header": {"alg": header.get("alg"), "kid": header.get("kid"), "typ": header.get("typ"),
+                   "other": sorted(k for k in header if k not in ("alg", "kid", "typ"))},
+        "claims": parsed.claims,
+        "times": times,
+    }
+
+
+# -- hints -------------------------------------------------------------------------------------------------
+
+
+def _parse_hints(raw: str) -> list[str]:
+    parts = raw.split(".")
+    if len(parts) == 5:
+        return ["five segments: an encrypted token (JWE). The Auth0 API has token encryption on; the plugin "
+                "verifies signed tokens (JWS) only"]
+    if len(parts) == 1 and re.fullmatch(r"[A-Za-z0-9_-]{16,64}", raw):
+        return ["this looks like an opaque Auth0 access token: request the token with an `audience` parameter "
+                "(your API's identifier) to get a JWT"]
+    if len(parts) != 3:
+        return [f"{len(parts)} segment(s): a JWT has three (header.payload.signature); was it cut when copied?"]
+    if any(c in raw for c in "+/="):
+        return ["the token holds '+', '/' or '=': JWTs use unpadded base64url; was it URL-decoded or re-encoded?"]
+    return ["a segment is not base64url-encoded JSON, or alg is missing or unknown"]
+
+
+def _alg_hints(alg: str, family: str | None, config: ApiConfig) -> list[str]:
+    if alg == "none":
+        return ["unsigned tokens (alg none) are never accepted"]
+    if alg == "EdDSA":
+        return ["EdDSA is not supported by Tyk's JWT middleware, so not here either"]
+    if family == config.signing_method:
+        return [f"jwt_allowed_algorithms admits only {', '.join(sorted(config.allowed_algorithms))}"]
+    if family == "hmac":
+        return ["an HMAC-signed token on an API verified with public keys: either the Auth0 API signs with HS256 "
+                "(then set jwt_signing_method to hmac and jwt_source to the base64 of its signing secret), or "
+                "this is an algorithm-confusion forgery"]
+    if config.signing_method == "hmac":
+        return [f"jwt_signing_method is 'hmac' (Tyk's native default when the field is left empty) but the token "
+                f"is {alg}: Auth0 signs with RS256, so set \"jwt_signing_method\": \"rsa\""]
+    if family == "ecdsa":
+        return [f"{alg} is ECDSA: Auth0 tenants sign with RS256 (or PS256); use jwt_signing_method 'ecdsa' only "
+                "for an EC key you provide"]
+    return [f"the API's jwt_signing_method is {config.signing_method!r}; a {alg} token needs {family!r}"]
+
+
+def _header_hints(header: Mapping[str, Any]) -> list[str]:
+    if "crit" in header:
+        return ["the crit header demands extensions the plugin does not implement"]
+    return [f"typ {header.get('typ')!r} is not an access-token type (JWT or at+jwt): ID tokens and logout tokens "
+            "are not access tokens"]
+
+
+def _issuer_hints(iss: Any, accepted: Sequence[str]) -> list[str]:
+    if not isinstance(iss, str):
+        return [f"accepted issuers: {', '.join(accepted)}"]
+    hints = []
+    for candidate in accepted:
+        if iss.rstrip("/") == candidate.rstrip("/"):
+            if candidate.endswith("/"):
+                hints.append(f"issuer {iss!r} does not match {candidate!r} — Auth0 issuers end with a slash")
+            else:
+                hints.append(f"issuer {iss!r} does not match {candidate!r}: the configured issuer lacks the trailing "
+                             "slash Auth0 issuers end with")
+        else:
+            a, b = urlsplit(iss), urlsplit(candidate)
+            if a.path == b.path and a.hostname != b.hostname and a.hostname and b.hostname:
+                hints.append(f"the token was issued by {a.hostname}, the API accepts {b.hostname}: Auth0 tokens carry "
+                             "the issuer of the domain they were requested from (custom domain vs tenant domain); "
+                             "list both in `issuer` if clients use both")
+            elif a.hostname == b.hostname and a.scheme != b.scheme:
+                hints.append(f"{a.scheme} vs {b.scheme}: the issuer is compared exactly")
+    return hints or [f"accepted issuers: {', '.join(accepted)}"]
+
+
+def _audience_hints(claims: Mapping[str, Any], accepted: Sequence[str]) -> list[str]:
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+    hints = []
+    if "aud" not in claims:
+        hints.append("the token has no aud: request it with audience=<your API identifier>")
+    elif any(a == claims.get("azp") or re.fullmatch(r"[A-Za-z0-9]{32}", a) for a in audiences):
+        hints.append("its aud is a client id: this is an ID token; send the access token instead")
+    elif audiences and all(a.endswith("/userinfo") for a in audiences):
+        hints.append("the token is only for Auth0's /userinfo: request it with audience=<your API identifier>")
+    hints.append(f"the API accepts {', '.join(repr(a) for a in accepted)} (Auth0 puts the API Identifier, exactly "
+                 "as registered, in aud)")
+    return hints
+
+
+def _identity_hints(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
+    return [f"jwt_identity_base_field is {config.identity_field!r}; the token's claims are "
+            f"{', '.join(sorted(claims)) or 'none'}",
+            "Auth0 access tokens carry no email or name unless an Action adds them (with a namespaced name)"]
+
+
+def _policy_hints(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
+    hints = []
+    value = claimlib.lookup(claims, config.policy_field) if config.policy_field else None
+    if value is None:
+        hints.append(f"the policy claim {config.policy_field!r} is absent" if config.policy_field
+                     else "no policy claim is configured (jwt_policy_field_name)")
+        candidates = [k for k in claims if k != config.policy_field and re.search(r"(^|[/:_.])pol(icy|icies)?$", k, re.I)]
+        if candidates:
+            hints.append(f"the token has {', '.join(repr(c) for c in candidates)}: set jwt_policy_field_name to it")
+        hints.append("add it in an Auth0 Action (api.accessToken.setCustomClaim('https://example.com/pol', "
+                     "'<policy id>')), or set jwt_default_policies")
+    else:
+        hints.append(f"the policy claim holds {json.dumps(value)[:60]}: it must be a policy id or a list of ids")
+    if config.scope_to_policy:
+        found = policylib.token_scopes(claims, config)
+        hints.append(f"scopes {found or '(none)'}; mapped scopes: {', '.join(sorted(config.scope_to_policy))}")
+    return hints
+
+
+def _policy_origin(claims: Mapping[str, Any], config: ApiConfig, policies: Sequence[str]) -> str:
+    base = policylib.policy_claim(claims, config.policy_field)
+    if base and tuple(policies[:len(base)]) == base and len(policies) == len(base):
+        return f"from claim {config.policy_field!r}"
+    if not base and tuple(policies) == config.default_policies:
+        return "jwt_default_policies"
+    return "from the scope mapping"
+
+
+def _hmac_hints(parsed: tokenlib.ParsedToken, signature: bytes, data: Mapping[str, Any], report: Report) -> list[str]:
+    """Try the usual base64 mistakes with the secret; say which one would have verified."""
+    source = data.get("jwt_source")
+    if not isinstance(source, str) or not source or re.match(r"(?i)^https?://", source):
+        return ["jwt_source must be the base64 of the Auth0 API's signing secret"]
+    candidates = [("jwt_source is used as the secret as-is", source.encode())]
+    try:
+        once = base64.b64decode(source, validate=True)
+        candidates.append(("jwt_source decoded twice (it was base64-encoded twice)",
+                           base64.b64decode(once, validate=True)))
+    except (binascii.Error, ValueError):
+        pass
+    for label, key in candidates:
+        try:
+            if verify_signature(parsed.alg, key, parsed.signing_input, signature):
+                return [f"the signature verifies when {label}: jwt_source must be base64 of the secret, exactly once "
+                        "(printf %s \"$SECRET\" | base64 -w0)"]
+        except KeyTypeMismatch:
+            continue
+    return ["jwt_source must be the base64 of the Auth0 API's signing secret (printf %s \"$SECRET\" | base64 -w0)"]
+
+
+def _config_error_hints(error: ConfigurationError, data: Mapping[str, Any]) -> list[str]:
+    hints = [f"every request to this API would get 500 {json.dumps({'error': error.message})}"]
+    if error.key in ("jwt_source", "jwt_source_env", "jwt_source_file"):
+        value = data.get("jwt_source")
+        if isinstance(value, str):
+            if "-" in value or "_" in value:
+                hints.append("jwt_source uses the base64url alphabet ('-', '_'): the gateway wants standard base64 "
+                             "(base64 -w0)")
+            if re.search(r"\s", value.strip()):
+                hints.append("jwt_source has line breaks or spaces: encode with base64 -w0")
+            elif len(value.strip()) % 4:
+                hints.append("jwt_source is missing its '=' padding")
+    return hints
+
+
+def _config_notes(config: ApiConfig, data: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    notes = []
+    if not config.audiences:
+        notes.append("audience is not set: any token of the tenant passes, whatever API it was issued for "
+                     "(Auth0 advises checking aud)")
+    if not config.issuers:
+        notes.append("no issuer is configured: iss is not checked")
+    for issuer in config.issuers:
+        host = urlsplit(issuer).hostname or ""
+        if host.endswith("auth0.com") and not issuer.endswith("/"):
+            notes.append(f"issuer {issuer!r} does not end with a slash: Auth0 issuers do "
+                         f"({issuer + '/'!r}), so every token would fail the issuer check")
+    if config.signing_method == "hmac" and config.key_source.jwks_url:
+        notes.append("jwt_signing_method is hmac but the keys come from a JWKS: a JWKS publishes public keys, "
+                     "never HMAC secrets, so every token is refused; Auth0 RS256 APIs need 'rsa'")
+    source = data.get("jwt_source")
+    if isinstance(source, str) and source:
+        if re.match(r"(?i)^https?://", source):
+            notes.append("jwt_source is a plain URL: the plugin accepts it; Tyk's native JWT middleware wants it "
+                         "base64-encoded (a plain URL fails on its JWKS cache hits)")
+        else:
+            try:
+                decoded = base64.b64decode(source, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                decoded = ""
+            if re.match(r"(?i)^\s*https?://", decoded):
+                notes.append(f"jwt_source is base64 of the URL {decoded.strip()}")
+                if decoded != decoded.strip():
+                    notes.append("the decoded jwt_source ends with a newline or spaces (echo without -n?): the "
+                                 "plugin strips them, Tyk's native middleware would not")
+    return notes
+
+
+# -- output ------------------------------------------------------------------------------------------------
+
+_MARK = {"pass": "[ok]  ", "fail": "[FAIL]", "skip": "[--]  "}
+
+
+def render_text(report: Report, out: TextIO) -> None:
+    w = out.write
+    source = report.source
+    label = {"classic": "classic API definition", "oas": "Tyk OAS API definition", "config_data": "config_data",
+             "environment": "environment"}[source.kind]
+    w(f"API        {source.api_id or '-'} ({label} {source.origin}), org {report.org_id or '-'}\n")
+    if report.config_error is not None:
+        w(f"Config     INVALID: {report.config_error.key}: {report.config_error.problem}\n")
+    elif report.config is not None:
+        c = report.config
+        w("Config     ok\n")
+        keys = f"JWKS {c.key_source.jwks_url}" if c.key_source.jwks_url else f"static key from jwt_source ({c.signing_method})"
+        w(f"  keys       {keys}\n")
+        w(f"  issuer     {', '.join(c.issuers) or '(not checked)'}\n")
+        w(f"  audience   {', '.join(c.audiences) or '(not checked)'}\n")
+        w(f"  algorithms {' '.join(sorted(c.allowed_algorithms))} (jwt_signing_method {c.signing_method})\n")
+        w(f"  identity   {c.identity_field}   policy claim {c.policy_field or '-'}   default policies "
+          f"{', '.join(c.default_policies) or '-'}\n")
+    for note in source.notes + report.notes:
+        w(f"  note: {note}\n")
+    if report.discovery is not None:
+        d = report.discovery
+        if d["ok"]:
+            w(f"Discovery  {d['url']}: ok\n")
+            for problem in d.get("problems", []):
+                w(f"  problem: {problem}\n")
+        else:
+            w(f"Discovery  {d['url']}: unavailable ({d['error']})\n")
+    if report.jwks is not None:
+        j = report.jwks
+        if j["ok"]:
+            described = ", ".join(f"{k['kid'] or '(no kid)'} ({k['kty']}{' ' + k['alg'] if k.get('alg') else ''}"
+                                  f"{'' if k['usable'] else ', ignored'})" for k in j["keys"])
+            w(f"JWKS       {len(j['keys'])} key(s): {described}\n")
+        else:
+            w(f"JWKS       {j['url']}: unavailable ({j['error']})\n")
+    if report.token is not None:
+        h = report.token["header"]
+        w("\nToken\n")
+        other = f"  other {', '.join(h['other'])}" if h["other"] else ""
+        w(f"  header   alg {h['alg']}  kid {h['kid'] if h['kid'] is not None else '(none)'}  "
+          f"typ {h['typ'] if h['typ'] is not None else '(none)'}{other}\n")
+        first = True
+        for name, value in report.token["claims"].items():
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            if len(shown) > 200:
+                shown = shown[:197] + "..."
+            if name in report.token["times"]:
+                t = report.token["times"][name]
+                shown = f"{shown}  {t['iso'] or ''} ({t['relative']})".replace(" ()", "")
+            w(f"  {'claims' if first else '':<8} {name} = {shown}\n")
+            first = False
+    if report.steps:
+        w("\nChecks\n")
+        for step in report.steps:
+            suffix = "" if step.reached or step.status == "skip" else " (not reached: would " + (
+                "pass" if step.status == "pass" else "fail") + ")"
+            w(f"  {_MARK[step.status]} {step.name:<13} {step.detail}{suffix}\n")
+            for hint in step.hints:
+                w(f"  {'':6} {'':<13} - {hint}\n")
+    w("\n")
+    if report.verdict == "pass":
+        w("Verdict    PASS: the plugin accepts this token\n")
+    elif report.verdict == "refused":
+        where = f" at {report.failed_step}" if report.failed_step else ""
+        w(f"Verdict    REFUSED{where}\n")
+    elif report.verdict == "config_error":
+        w("Verdict    CONFIGURATION ERROR\n")
+    elif report.verdict == "keys_unavailable":
+        w("Verdict    KEYS UNAVAILABLE: every token would be refused until the JWKS can be fetched\n")
+    else:
+        w("Verdict    configuration ok (no --token given)\n")
+    if report.response and report.response.get("status"):
+        w(f"Gateway    {report.response['status']} {json.dumps(report.response['body'])}\n")
+    if report.session is not None:
+        s = report.session
+        w("Gateway    continues with this session (then applies its policies)\n")
+        w("Session\n")
+        w(f"  policies   {', '.join(s['policies'])}\n")
+        w(f"  key id     {s['key_id']}\n")
+        w(f"  alias      {s['alias']}\n")
+        w(f"  expires    {s['expires_iso'] or 'never'}{' (' + s['expires_relative'] + ')' if s['expires_relative'] else ''}\n")
+        w(f"  deadline   {s['deadline_iso']} (id_extractor_deadline: the gateway reuses this session for the "
+          "same token until then)\n")
+        meta = ", ".join(f"{k}={v}" for k, v in s["metadata"].items())
+        w(f"  metadata   {meta}\n")
+
+
+# -- command line -----------------------------------------------------------------------------------------
+
+
+def add_cli(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "check", help="explain what the plugin would answer for a token on an API",
+        description="Parse an API's plugin configuration, fetch the tenant's discovery document and JWKS, and "
+                    "explain step by step whether a token passes. Exit 0: passes; 1: refused; 2: bad usage or "
+                    "configuration.")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--api", metavar="FILE", help="classic or Tyk OAS API definition (JSON)")
+    where.add_argument("--config-data", metavar="FILE|JSON", help="the config_data object, inline or in a file")
+    parser.add_argument("--token", metavar="TOKEN", help="the access token, or - to read it from stdin (keeps it "
+                        "out of your shell history); a 'Bearer ' prefix is fine")
+    parser.add_argument("--org-id", default=None, help="the API's org_id (default: from --api)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-discovery", action="store_true", help="skip fetching the OpenID discovery document")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per HTTP fetch (default %(default)s)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | None = None,
+         checker: Checker | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        if args.api:
+            source = load_api(args.api)
+        elif args.config_data:
+            source = load_config_data(args.config_data)
+        else:
+            source = ApiSource(kind="environment", origin="(AUTH0_* environment variables)")
+        token = args.token
+        if token == "-":
+            token = (stdin or sys.stdin).read().strip()
+        if args.timeout <= 0:
+            raise UsageError("--timeout must be > 0")
+    except UsageError as exc:
+        print(f"tyk-auth0-plugin check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = (checker or Checker(timeout=args.timeout)).run(source, token, args.org_id, not args.no_discovery)
+    if args.json:
+        json.dump(report.as_dict(), out, indent=2, ensure_ascii=False, default=str)
+        out.write("\n")
+    else:
+        render_text(report, out)
+    return report.exit_code

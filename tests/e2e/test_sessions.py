@@ -1,0 +1,114 @@
+"""The session really comes from the token's policy claim, and the gateway enforces it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from plugin.devstack.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+SEED_CURL_BODY_KEYS = {"client_id", "client_secret", "audience", "grant_type"}
+UNEXPECTED_BODY = b'{\n    "error": "Key not authorized: Unexpected signing method"\n}'
+
+
+def get(stack: Stack, path: str, token: str):
+    return stack.get(path, headers={"Accept": "application/json", "Authorization": f"Bearer {token}"})
+
+
+def test_seed_walkthrough_through_the_plugin(plugin_stack: Stack) -> None:
+    token = plugin_stack.request_token()  # POST /oauth/token with the seed's JSON body
+    result = get(plugin_stack, "/auth0-plugin/get", token)
+    assert result.status == 200, result.text
+    assert result.json()["path"] == "/get"
+
+
+def test_wrong_algorithm_gets_the_seed_error_through_the_plugin(plugin_stack: Stack, subject: str) -> None:
+    result = get(plugin_stack, "/auth0-plugin/get", plugin_stack.token(sub=subject, alg="HS256"))
+    assert result.status == 403
+    assert result.body == UNEXPECTED_BODY
+
+
+def test_rate_limit_of_the_token_policy_gives_429_at_the_fourth_request(plugin_stack: Stack, subject: str) -> None:
+    token = plugin_stack.token(sub=subject, pol="limited")  # rate 3 per 60 s
+    statuses = [get(plugin_stack, "/auth0-plugin/get", token).status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_quota_of_the_token_policy_gives_403_quota_exceeded(plugin_stack: Stack, subject: str) -> None:
+    token = plugin_stack.token(sub=subject, pol="quota3")
+    results = [get(plugin_stack, "/auth0-plugin/get", token) for _ in range(4)]
+    assert [r.status for r in results] == [200, 200, 200, 403]
+    assert results[3].body == b'{\n    "error": "Quota exceeded"\n}'
+
+
+def test_policy_without_access_to_the_api_is_403_disallowed(plugin_stack: Stack, subject: str) -> None:
+    result = get(plugin_stack, "/auth0-plugin/get", plugin_stack.token(sub=subject, pol="no-access"))
+    assert result.status == 403
+    assert result.body == b'{\n    "error": "Access to this API has been disallowed"\n}'
+
+
+def test_quota_belongs_to_the_auth0_subject_and_survives_a_renewed_token(plugin_stack: Stack, subject: str) -> None:
+    path = "/auth0-plugin-subject/get"
+    first = plugin_stack.token(sub=subject, pol="quota3")
+    assert [get(plugin_stack, path, first).status for _ in range(2)] == [200, 200]
+    time.sleep(1.1)  # a renewed token: new iat/exp, so a different token string
+    renewed = plugin_stack.token(sub=subject, pol="quota3")
+    assert renewed != first
+    assert [get(plugin_stack, path, renewed).status for _ in range(2)] == [200, 403]
+
+
+def test_native_jwt_and_the_plugin_share_one_key_per_subject(plugin_stack: Stack, subject: str) -> None:
+    token = plugin_stack.token(sub=subject, pol="quota3")
+    assert get(plugin_stack, "/auth0-native/get", token).status == 200
+    assert get(plugin_stack, "/auth0-plugin-subject/get", token).status == 200
+    assert get(plugin_stack, "/auth0-native/get", token).status == 200
+    assert get(plugin_stack, "/auth0-plugin-subject/get", token).status == 403  # the 4th on the same quota
+
+
+def test_key_rotation_while_requests_flow_rejects_no_valid_token(plugin_stack: Stack) -> None:
+    """Through the plugin no valid token is refused; native JWT's figure is printed beside it."""
+    idp = plugin_stack.idp
+    assert idp is not None and plugin_stack.gateway is not None
+    statuses: list[int] = []
+    native: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        n = 0
+        while not stop.is_set():
+            token = plugin_stack.token(sub=f"rotation-{n % 20}@clients")
+            statuses.append(get(plugin_stack, "/auth0-plugin/get", token).status)
+            native.append(get(plugin_stack, "/auth0-native/get", token).status)
+            n += 1
+
+    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(3):
+            time.sleep(2.5)
+            idp.rotate()  # next becomes current (already published); a new next appears
+        time.sleep(2.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+        plugin_stack.gateway.flush_jwks_cache()  # native JWT needs this after a rotation; later tests use native
+    rejected = [s for s in statuses if s != 200]
+    print(f"\nrotation: {len(statuses)} requests per API across 3 rotations; rejected: plugin {len(rejected)}, "
+          f"native JWT {sum(1 for s in native if s != 200)}")
+    assert len(statuses) > 50
+    assert rejected == []
+
+
+def test_gateway_session_cache_is_never_used_past_the_token_exp(plugin_stack: Stack, subject: str) -> None:
+    token = plugin_stack.token(sub=subject, lifetime=3)
+    assert get(plugin_stack, "/auth0-plugin/get", token).status == 200
+    time.sleep(4.2)
+    result = get(plugin_stack, "/auth0-plugin/get", token)
+    assert result.status == 401
+    assert result.body == b'{\n    "error": "Key not authorized: token has expired"\n}'
