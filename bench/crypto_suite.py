@@ -73,8 +73,8 @@ def profile(fn: Callable[[], Any], calls: int, top: int = 12) -> list[dict[str, 
     return rows[:top]
 
 
-def run_crypto_suite(workdir: Path, seconds: float = 0.4, reps: int = 5,
-                     progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+def run_crypto_suite(workdir: Path, seconds: float = 0.25, reps: int = 5,
+                     progress: Callable[[str], None] = lambda line: None, profile_calls: int = 3000) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     key = rsa_key("rG3sWqY0aVn8o2uN1kLw4e")
     stranger = rsa_key("kEwYq0pV4sN7mT2zR9bL6d")
@@ -130,9 +130,8 @@ def run_crypto_suite(workdir: Path, seconds: float = 0.4, reps: int = 5,
             progress(f"crypto: rep {rep + 1}/{reps} RSA verify {samples['rsa2048_verify'][-1]:9,.0f}/s, "
                      f"cold authenticate {samples['authenticate_cold'][-1]:7,.0f}/s")
         profiles = {
-            "authenticate_cold": profile(cases["authenticate_cold"], 3000),
-            "dispatch_unknown_kid": profile(cases["dispatch_unknown_kid"], 3000),
-            "dispatch_bad_sig": profile(cases["dispatch_bad_sig"], 3000),
+            name: profile(cases[name], profile_calls)
+            for name in ("authenticate_cold", "dispatch_unknown_kid", "dispatch_bad_sig")
         }
     finally:
         root.handlers[:], root.level = saved

@@ -16,8 +16,11 @@ import argparse
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from bench.payloads import EXTRA_HEADERS, Hs256Minter
@@ -57,8 +60,14 @@ def run(tokens: int, samples: int = 20) -> dict[str, Any]:
                 refused += 1
             if n % every == 0:
                 curve.append((n, status_mb("VmRSS")))
+                if len(curve) % 4 == 1:
+                    print(f"memory: {n:,}/{tokens:,} tokens, RSS {curve[-1][1]:.0f} MB", file=sys.stderr, flush=True)
         elapsed = time.perf_counter() - started
         auth = server.app.authenticator
+        cache = settings.token_cache_size
+        # RSS per distinct token while the cache fills, and where a full cache lands.
+        filling = [(n, rss) for n, rss in curve if 0 < n <= cache]
+        per_token_kb = (filling[-1][1] - baseline) * 1024 / filling[-1][0] if filling else float("nan")
         return {
             "tokens": tokens,
             "refused": refused,
@@ -68,6 +77,8 @@ def run(tokens: int, samples: int = 20) -> dict[str, Any]:
             "baseline_rss_mb": baseline,
             "peak_rss_mb": status_mb("VmHWM"),
             "final_rss_mb": status_mb("VmRSS"),
+            "kb_per_cached_token": per_token_kb,
+            "projected_full_cache_mb": baseline + per_token_kb * cache / 1024,
             "curve": curve,
             "seconds": elapsed,
             "tokens_per_s": tokens / elapsed,
@@ -75,6 +86,36 @@ def run(tokens: int, samples: int = 20) -> dict[str, Any]:
         }
     finally:
         server.stop(0)
+
+
+def run_memory_suite(tokens: int, progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Run the measurement in a fresh child process, so nothing else lives in the measured heap."""
+    from bench.procs import REPO_ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "bench.memory", "--tokens", str(tokens)], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        errors: list[str] = []
+        for line in proc.stderr:
+            if line.startswith("memory: "):
+                progress(line.rstrip())
+            else:
+                errors.append(line)
+        out = proc.stdout.read()
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if code != 0:
+        raise RuntimeError(f"memory child exited {code}:\n{''.join(errors[-30:])}")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result["available"] = True
+    result["note"] = ("HS256 tokens (jwt_signing_method hmac) so a million distinct tokens are cheap to mint; "
+                      "the server keeps the same per-token state as for RS256")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

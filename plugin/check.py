@@ -840,6 +840,8 @@ def _config_error_hints(error: ConfigurationError, data: Mapping[str, Any]) -> l
 
 def _config_notes(config: ApiConfig, data: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
     notes = []
+    if "YOUR_TENANT" in (config.key_source.jwks_url or "") + " ".join(config.issuers):
+        notes.append("the configuration still holds the YOUR_TENANT placeholder: put your Auth0 tenant domain there")
     if not config.audiences:
         notes.append("audience is not set: any token of the tenant passes, whatever API it was issued for "
                      "(Auth0 advises checking aud)")

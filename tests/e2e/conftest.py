@@ -29,7 +29,8 @@ def gateway_binary() -> Path:
 def stack(gateway_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
     # A short unknown-kid refetch interval keeps the rotation tests brief; production keeps 10 s.
-    with Stack(workdir=workdir, gateway_bin=gateway_binary,
+    # The whole e2e session runs through a bundle signed by our builder, with public_key_path set.
+    with Stack(workdir=workdir, gateway_bin=gateway_binary, sign_bundle=True,
                plugin_args=["--jwks-min-refetch-interval", "2"]) as running:
         yield running
 

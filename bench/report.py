@@ -1,0 +1,295 @@
+"""Turning suite results into targets, a text table, results.json and results.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MEMORY_TARGET_MB = 300.0
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, so a reader can tell whether they transfer."""
+    import cachetools
+    import cryptography
+    import google.protobuf
+    import grpc
+    import jwt
+    from google.protobuf.internal import api_implementation
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "not installed"
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "protobuf": f"{google.protobuf.__version__} ({api_implementation.Type()})",
+        "pyjwt": jwt.__version__,
+        "cryptography": cryptography.__version__,
+        "cachetools": cachetools.__version__,
+        "h2load": version(["h2load", "--version"]),
+        "wrk": version(["wrk", "-v"]),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def derived(suites: dict[str, Any]) -> dict[str, Any]:
+    """Cross-suite figures: what the cold path costs above echo, and RSA's share of it."""
+    out: dict[str, Any] = {}
+    echo = _get(suites, "plugin", "cases", "echo", "cpu_us_per_call")
+    for case in ("warm", "cold", "unknown_kid", "bad_sig"):
+        cpu = _get(suites, "plugin", "cases", case, "cpu_us_per_call")
+        if echo is not None and cpu is not None:
+            out[f"{case}_cpu_us_above_echo"] = cpu - echo
+    rsa = _get(suites, "crypto", "cases", "rsa2048_verify", "us_per_op")
+    inproc = _get(suites, "crypto", "cases", "authenticate_cold", "us_per_op")
+    if rsa is not None:
+        out["rsa_us"] = rsa
+    if inproc is not None:
+        out["authenticate_cold_in_process_us"] = inproc
+        if rsa is not None:
+            out["rsa_share_of_in_process_cold"] = rsa / inproc
+    above = out.get("cold_cpu_us_above_echo")
+    if above is not None and rsa is not None and above > 0:
+        out["rsa_share_of_cold_above_echo"] = rsa / above
+        if inproc is not None:
+            out["cold_in_server_overhead_us"] = above - inproc
+    return out
+
+
+def targets(suites: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, op: str, bound: float, why_missing: str = "suite not run") -> None:
+        if value is None:
+            rows.append({"target": name, "value": None, "bound": f"{op} {bound:g}", "status": f"not measured ({why_missing})"})
+            return
+        ok = value >= bound if op == ">=" else value <= bound if op == "<=" else value < bound
+        status = "met" if ok else "not met"
+        if quick:
+            status += " (quick run: indicative only)"
+        rows.append({"target": name, "value": value, "bound": f"{op} {bound:g}", "status": status})
+
+    workers_missing = _get(suites, "workers", "reason") or "suite not run"
+    gateway_missing = _get(suites, "gateway", "reason") or _get(suites, "gateway", "error") or "suite not run"
+    add("warm calls/s ÷ echo", _get(suites, "plugin", "cases", "warm", "ratio"), ">=", 0.85)
+    add("warm p99 ÷ echo p99", _get(suites, "plugin", "cases", "warm", "p99_ratio"), "<=", 1.2)
+    add("cold calls/s ÷ echo", _get(suites, "plugin", "cases", "cold", "ratio"), ">=", 0.6)
+    add("2 workers ÷ 1 worker (cold calls/s)", _get(suites, "workers", "ratio"), ">=", 1.6, workers_missing)
+    add("gateway: plugin+ID extractor ÷ native JWT req/s",
+        _get(suites, "gateway", "cases", "plugin_idext", "ratio"), ">=", 1.0, gateway_missing)
+    add("gateway: plugin+ID extractor p99 ÷ native JWT p99",
+        _get(suites, "gateway", "cases", "plugin_idext", "p99_ratio"), "<=", 1.2, gateway_missing)
+    add("gateway: plugin without extractor ÷ native JWT req/s",
+        _get(suites, "gateway", "cases", "plugin_noext", "ratio"), ">=", 0.5, gateway_missing)
+    peak = _get(suites, "memory", "peak_rss_mb")
+    add(f"peak RSS MB after {_get(suites, 'memory', 'tokens') or 'N'} distinct tokens", peak, "<", MEMORY_TARGET_MB)
+    return rows
+
+
+def _f(value: Any, fmt: str, missing: str = "–") -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return missing
+    return format(value, fmt)
+
+
+def table(results: dict[str, Any]) -> str:
+    suites = results["suites"]
+    lines: list[str] = []
+    plugin = suites.get("plugin")
+    if plugin:
+        if plugin.get("available"):
+            lines.append(f"Plugin level: h2load, {plugin['in_flight']} calls in flight on 1 HTTP/2 connection, "
+                         f"{plugin['request_bytes']} B request ({plugin['headers']} headers, {plugin['token_bytes']} B "
+                         f"RS256 token), serve --threads {plugin['threads']}; pinning: {plugin['pinning']}; "
+                         f"median of {plugin['reps']} interleaved reps × {plugin['duration_s']:g} s")
+            lines.append(f"  {'case':<12} {'calls/s':>9} {'× echo':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99×echo':>8} "
+                         f"{'CPU µs/call':>11} {'server cores':>12}")
+            for name, case in plugin["cases"].items():
+                lines.append(f"  {name:<12} {_f(case['calls_per_s'], ',.0f'):>9} {_f(case.get('ratio', 1.0), '.2f'):>7} "
+                             f"{_f(case['p50_ms'], '.1f'):>7} {_f(case['p99_ms'], '.1f'):>7} "
+                             f"{_f(case.get('p99_ratio', 1.0), '.2f'):>8} {_f(case['cpu_us_per_call'], '.0f'):>11} "
+                             f"{_f(case['server_cores'], '.2f'):>12}")
+            for note in plugin.get("notes", []):
+                lines.append(f"  note: {note}")
+        else:
+            lines.append(f"Plugin level: not run: {plugin.get('reason') or plugin.get('error')}")
+    workers = suites.get("workers")
+    if workers:
+        if workers.get("available"):
+            lines.append(f"Workers: {workers['case']}, 2 h2load connections ({workers['in_flight']} in flight), "
+                         f"pinning: {workers['pinning']}")
+            for label, key in (("1 worker", "workers_1"), ("2 workers", "workers_2")):
+                case = workers[key]
+                lines.append(f"  {label:<12} {_f(case['calls_per_s'], ',.0f'):>9} {_f(case.get('ratio', 1.0), '.2f'):>7} "
+                             f"{_f(case['p50_ms'], '.1f'):>7} {_f(case['p99_ms'], '.1f'):>7} "
+                             f"{_f(case.get('p99_ratio', 1.0), '.2f'):>8} {_f(case['cpu_us_per_call'], '.0f'):>11} "
+                             f"{_f(case['server_cores'], '.2f'):>12}")
+        else:
+            lines.append(f"Workers: not available: {workers.get('reason') or workers.get('error')}")
+    crypto = suites.get("crypto")
+    if crypto:
+        if crypto.get("available"):
+            lines.append(f"Crypto floor and cold path in-process (median of {crypto['reps']} interleaved reps)")
+            for name, case in crypto["cases"].items():
+                lines.append(f"  {name:<24} {_f(case['ops_per_s'], ',.0f'):>10} /s {_f(case['us_per_op'], '.1f'):>7} µs")
+        else:
+            lines.append(f"Crypto: not run: {crypto.get('error')}")
+    d = results.get("derived", {})
+    if "cold_cpu_us_above_echo" in d:
+        lines.append(f"  cold path server CPU above echo: {d['cold_cpu_us_above_echo']:.0f} µs/call; "
+                     f"RSA verify {d.get('rsa_us', float('nan')):.1f} µs = "
+                     f"{100 * d.get('rsa_share_of_cold_above_echo', float('nan')):.0f} % of it; in-process the whole "
+                     f"cold authenticate is {d.get('authenticate_cold_in_process_us', float('nan')):.0f} µs "
+                     f"(RSA {100 * d.get('rsa_share_of_in_process_cold', float('nan')):.0f} %)")
+    memory = suites.get("memory")
+    if memory:
+        if memory.get("available"):
+            lines.append(f"Memory: {memory['tokens']:,} distinct {memory['algorithm']} tokens through one server process "
+                         f"(token cache {memory['cache_size_setting']:,}): peak RSS {memory['peak_rss_mb']:.0f} MB "
+                         f"(start {memory['baseline_rss_mb']:.0f} MB), {memory['tokens_per_s']:,.0f} tokens/s in-process")
+        else:
+            lines.append(f"Memory: not run: {memory.get('error')}")
+    gateway = suites.get("gateway")
+    if gateway:
+        if gateway.get("available"):
+            lines.append(f"Gateway level: wrk -c{gateway['connections']} through Tyk, same token and upstream; "
+                         f"pinning: {gateway['pinning']}; median of {gateway['reps']} reps × {gateway['duration_s']:g} s")
+            lines.append(f"  {'API':<13} {'req/s':>8} {'× native':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99×native':>10} "
+                         f"{'gw µs/req':>9} {'plugin µs/req':>13}")
+            for name, case in gateway["cases"].items():
+                lines.append(f"  {name:<13} {_f(case['req_per_s'], ',.0f'):>8} {_f(case['ratio'], '.2f'):>8} "
+                             f"{_f(case['p50_ms'], '.1f'):>7} {_f(case['p99_ms'], '.1f'):>7} {_f(case['p99_ratio'], '.2f'):>10} "
+                             f"{_f(case.get('gateway_cpu_us_per_req'), '.0f'):>9} {_f(case.get('plugin_cpu_us_per_req'), '.0f'):>13}")
+        else:
+            lines.append(f"Gateway level: skipped: {gateway.get('reason') or gateway.get('error')}")
+    lines.append("Targets (ratios from this run)")
+    for row in results["targets"]:
+        value = row["value"]
+        shown = "–" if value is None else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+        lines.append(f"  {row['target']:<55} {shown:>7}  {row['bound']:<7} {row['status']}")
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Four panels: plugin calls/s (and workers), latency, memory curve, gateway req/s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suites = results["suites"]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    title = f"tyk-auth0-plugin benchmarks — {results['machine']['nproc']} cores, {results['machine']['cpu_model']}"
+    if results.get("quick"):
+        title += " (QUICK RUN: not for judging)"
+    fig.suptitle(title, fontsize=11)
+
+    def empty(ax: Any, text: str) -> None:
+        ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9)
+        ax.set_axis_off()
+
+    plugin, workers = suites.get("plugin") or {}, suites.get("workers") or {}
+    ax = axes[0][0]
+    if plugin.get("available"):
+        names = list(plugin["cases"])
+        rates = [plugin["cases"][n]["calls_per_s"] for n in names]
+        labels = [f"×{plugin['cases'][n].get('ratio', 1.0):.2f}" for n in names]
+        colors = ["#888888"] + ["#1f77b4"] * (len(names) - 1)
+        if workers.get("available"):
+            names += ["1 worker\n(cold)", "2 workers\n(cold)"]
+            rates += [workers["workers_1"]["calls_per_s"], workers["workers_2"]["calls_per_s"]]
+            labels += ["×1.00", f"×{workers['ratio']:.2f}"]
+            colors += ["#ff7f0e", "#ff7f0e"]
+        bars = ax.bar(names, rates, color=colors)
+        for bar, label in zip(bars, labels):
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel("calls/s")
+        ax.set_title("Plugin level (h2load, 64 in flight): calls/s, ratio to echo / 1 worker", fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    else:
+        empty(ax, "plugin suite not run")
+
+    ax = axes[0][1]
+    if plugin.get("available"):
+        names = list(plugin["cases"])
+        xs = range(len(names))
+        ax.bar([x - 0.2 for x in xs], [plugin["cases"][n]["p50_ms"] for n in names], width=0.4, label="p50")
+        ax.bar([x + 0.2 for x in xs], [plugin["cases"][n]["p99_ms"] for n in names], width=0.4, label="p99")
+        ax.set_xticks(list(xs), names, fontsize=8)
+        ax.set_ylabel("ms")
+        ax.legend(fontsize=8)
+        ax.set_title("Plugin level latency at saturation (queueing dominates: p50 ≈ in-flight ÷ rate)", fontsize=9)
+    else:
+        empty(ax, "plugin suite not run")
+
+    memory = suites.get("memory") or {}
+    ax = axes[1][0]
+    if memory.get("available"):
+        xs, ys = zip(*memory["curve"])
+        ax.plot(xs, ys, marker=".")
+        ax.axhline(MEMORY_TARGET_MB, color="red", linestyle="--", label=f"target {MEMORY_TARGET_MB:.0f} MB")
+        ax.axvline(memory["cache_size_setting"], color="gray", linestyle=":", label="token cache size")
+        ax.set_xlabel("distinct tokens")
+        ax.set_ylabel("RSS MB")
+        ax.legend(fontsize=8)
+        ax.set_title(f"Memory: RSS of one server process (peak {memory['peak_rss_mb']:.0f} MB)", fontsize=9)
+    else:
+        empty(ax, "memory suite not run")
+
+    gateway = suites.get("gateway") or {}
+    ax = axes[1][1]
+    if gateway.get("available"):
+        names = list(gateway["cases"])
+        bars = ax.bar(names, [gateway["cases"][n]["req_per_s"] for n in names],
+                      color=["#888888", "#2ca02c", "#1f77b4", "#9467bd"][: len(names)])
+        for bar, n in zip(bars, names):
+            ax.annotate(f"×{gateway['cases'][n]['ratio']:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel("req/s")
+        ax.set_title("Gateway level (wrk through Tyk): req/s, ratio to native JWT", fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    else:
+        empty(ax, f"gateway suite: {gateway.get('reason') or gateway.get('error') or 'not run'}")
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+Progress = Callable[[str], None]

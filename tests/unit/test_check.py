@@ -1,0 +1,346 @@
+"""`tyk-auth0-plugin check` gives the servicer's exact answer for a token, and says which check refused it."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from plugin import check
+from tests.support import tokens as t
+from tests.support.jwks_server import JwksServer
+from tests.support.objects import auth_object, config_data
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = int(time.time())
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="tyk-auth0-plugin")
+    check.add_cli(root.add_subparsers(dest="command", required=True))
+    return root
+
+
+def run(*argv: str, stdin: str = "") -> tuple[int, str]:
+    args = parser().parse_args(["check", *argv])
+    out = io.StringIO()
+    code = args.func(args, out=out, stdin=io.StringIO(stdin))
+    return code, out.getvalue()
+
+
+def run_json(*argv: str) -> tuple[int, dict]:
+    code, text = run(*argv, "--json")
+    return code, json.loads(text)
+
+
+@pytest.fixture(scope="module")
+def jwks_server(signing_key, next_key):
+    with JwksServer(signing_key, next_key) as server:  # shared: shutting one down costs half a second
+        yield server
+
+
+@pytest.fixture()
+def cfg(jwks_server) -> str:
+    return config_data(jwt_source=jwks_server.url)
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def tampered(key: t.SigningKey) -> str:
+    header, _, signature = t.sign(key).split(".")
+    return f"{header}.{t.b64url(json.dumps(t.claims(pol='admin')).encode())}.{signature}"
+
+
+# name -> (token factory, the step the text must name as failing, or None for a pass)
+CORPUS = {
+    "valid": (lambda k: t.sign(k), None),
+    "valid_ps256": (lambda k: t.sign(k, alg="PS256"), None),
+    "expired": (lambda k: t.sign(k, t.claims(exp=NOW - 3 * 3600)), "exp"),
+    "nbf_future": (lambda k: t.sign(k, t.claims(nbf=NOW + 600)), "nbf"),
+    "iat_future": (lambda k: t.sign(k, t.claims(iat=NOW + 600)), "iat"),
+    "expired_and_nbf_future": (lambda k: t.sign(k, t.claims(exp=NOW - 5, nbf=NOW + 600)), "nbf"),
+    "wrong_iss": (lambda k: t.sign(k, t.claims(iss="https://tenant.example.auth0.com")), "issuer"),
+    "missing_iss": (lambda k: t.sign(k, t.claims(iss=t.DROP)), "issuer"),
+    "wrong_aud": (lambda k: t.sign(k, t.claims(aud=["https://other", "https://x/userinfo"])), "audience"),
+    "alg_none": (lambda k: t.raw_token({"alg": "none", "typ": "JWT", "kid": k.kid}, t.claims(), b""), "algorithm"),
+    "hs256_confusion": (lambda k: t.hs256_with_public_pem(k), "algorithm"),
+    "es256": (lambda k: t.sign(t.ec_key()), "algorithm"),
+    "tampered": (tampered, "signature"),
+    "same_kid_other_key": (lambda k: t.sign(t.rsa_key(k.kid)), "signature"),
+    "garbage": (lambda k: "garbage", "parse"),
+    "jwe": (lambda k: ".".join(t.b64url(p) for p in [b'{"alg":"RSA-OAEP-256"}', b"k", b"iv", b"ct", b"tag"]), "parse"),
+    "unknown_kid": (lambda k: t.sign(t.rsa_key("never-published")), "key"),
+    "no_kid": (lambda k: t.sign(k, headers={"kid": t.DROP}), "key"),
+    "id_token_typ": (lambda k: t.sign(k, headers={"typ": "id_token+jwt"}), "header"),
+    "crit": (lambda k: t.sign(k, headers={"crit": ["exp"]}), "header"),
+    "no_policy": (lambda k: t.sign(k, t.claims(pol=t.DROP)), "policies"),
+    "empty_sub": (lambda k: t.sign(k, t.claims(sub="")), "identity"),
+    "huge": (lambda k: t.sign(k, t.claims(blob="x" * 70_000)), "size"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_verdict_equals_the_servicer_answer(case, plugin, signing_key, cfg):
+    make, failing = CORPUS[case]
+    token = make(signing_key)
+    reply = plugin.dispatch(auth_object(bearer(token), config=cfg))
+    code, report = run_json("--config-data", cfg, "--token", token, "--org-id", "default", "--no-discovery")
+    assert not [n for n in report["notes"] if "disagree" in n]
+    overrides = reply.request.return_overrides
+    if failing is None:
+        assert (code, report["verdict"]) == (0, "pass")
+        assert overrides.response_code == -1
+        assert report["session"]["policies"] == list(reply.session.apply_policies)
+        assert report["session"]["key_id"] == reply.metadata["token"]
+        assert report["session"]["alias"] == reply.session.alias
+        assert report["session"]["expires"] == reply.session.expires
+    else:
+        assert (code, report["verdict"]) == (1, "refused")
+        assert report["response"] == {"status": overrides.response_code,
+                                      "body": {"error": overrides.response_error}}
+        assert report["failed_step"] == failing
+
+
+@pytest.mark.parametrize("case", sorted(c for c, (_, failing) in CORPUS.items() if failing))
+def test_text_output_names_the_failing_check_and_the_gateway_answer(case, plugin, signing_key, cfg):
+    make, failing = CORPUS[case]
+    token = make(signing_key)
+    reply = plugin.dispatch(auth_object(bearer(token), config=cfg))
+    code, text = run("--config-data", cfg, "--token", token, "--no-discovery")
+    assert code == 1
+    assert f"[FAIL] {failing}" in text
+    assert f"REFUSED at {failing}" in text
+    overrides = reply.request.return_overrides
+    assert f'Gateway    {overrides.response_code} {json.dumps({"error": overrides.response_error})}' in text
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+@pytest.mark.parametrize("case", ["valid", "tampered", "expired"])
+def test_the_token_and_its_signature_are_never_printed(case, as_json, signing_key, cfg):
+    token = CORPUS[case][0](signing_key)
+    code, text = run("--config-data", cfg, "--token", token, "--no-discovery", *(["--json"] if as_json else []))
+    signature = token.split(".")[2]
+    assert token not in text and signature not in text
+    assert "key-current" in text  # the kid is shown
+
+
+def test_valid_token_shows_the_session(signing_key, cfg):
+    token = t.sign(signing_key, t.claims(exp=NOW + 7200))
+    code, text = run("--config-data", cfg, "--token", bearer(token), "--org-id", "default", "--no-discovery")
+    expected_key = "default" + hashlib.md5(b"client-abc@clients").hexdigest()
+    assert code == 0 and "Verdict    PASS" in text
+    assert f"key id     {expected_key}" in text
+    assert "policies   auth0-policy" in text
+    assert "alias      client-abc@clients" in text
+    assert "expires in 2 h" in text
+    assert "deadline" in text
+
+
+def test_relative_times_and_hints(signing_key, cfg):
+    token = t.sign(signing_key, t.claims(exp=NOW - 3 * 3600))
+    _, text = run("--config-data", cfg, "--token", token, "--no-discovery")
+    assert "expired 3 h ago" in text
+    token = t.sign(signing_key, t.claims(iss="https://tenant.example.auth0.com"))
+    _, text = run("--config-data", cfg, "--token", token, "--no-discovery")
+    assert ("issuer 'https://tenant.example.auth0.com' does not match 'https://tenant.example.auth0.com/' "
+            "— Auth0 issuers end with a slash") in text
+
+
+def test_alg_hint_names_the_hmac_default(signing_key, jwks_server):
+    config = config_data(jwt_source=base64.b64encode(b"secret").decode(), jwt_signing_method="hmac")
+    code, text = run("--config-data", config, "--token", t.sign(signing_key), "--no-discovery")
+    assert code == 1 and "Tyk's native default when the field is left empty" in text
+
+
+def test_hmac_secret_encoded_twice_is_diagnosed():
+    secret = b"auth0-api-signing-secret"
+    header = t.b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = t.b64url(json.dumps(t.claims()).encode())
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    token = f"{header}.{payload}.{t.b64url(signature)}"
+    twice = base64.b64encode(base64.b64encode(secret)).decode()
+    config = config_data(jwt_source=twice, jwt_signing_method="hmac")
+    code, text = run("--config-data", config, "--token", token, "--no-discovery")
+    assert code == 1 and "[FAIL] signature" in text and "decoded twice" in text
+    good = config_data(jwt_source=base64.b64encode(secret).decode(), jwt_signing_method="hmac")
+    assert run("--config-data", good, "--token", token, "--no-discovery")[0] == 0
+
+
+def test_token_from_stdin(signing_key, cfg):
+    code, text = run("--config-data", cfg, "--token", "-", "--no-discovery", stdin=t.sign(signing_key) + "\n")
+    assert code == 0 and "PASS" in text
+
+
+def test_empty_token_is_authorization_field_missing(plugin, cfg):
+    reply = plugin.dispatch(auth_object(None, config=cfg))
+    code, report = run_json("--config-data", cfg, "--token", "", "--no-discovery")
+    assert code == 1
+    assert report["response"]["body"]["error"] == reply.request.return_overrides.response_error
+    assert report["response"]["status"] == 400
+
+
+# -- configuration -------------------------------------------------------------------------------------------
+
+def test_bad_config_is_exit_2_with_the_servicer_answer(plugin, signing_key):
+    bad = config_data(audiance="https://api.example.com")
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config=bad))
+    code, report = run_json("--config-data", bad, "--token", t.sign(signing_key), "--no-discovery")
+    assert code == 2 and report["verdict"] == "config_error"
+    assert report["config_error"]["key"] == "audiance"
+    assert report["response"] == {"status": 500, "body": {"error": reply.request.return_overrides.response_error}}
+    code, text = run("--config-data", bad, "--no-discovery")
+    assert code == 2 and "INVALID: audiance: unknown setting (did you mean 'audience'?)" in text
+
+
+def test_base64url_jwt_source_gets_a_hint():
+    code, text = run("--config-data", json.dumps({"jwt_source": "aHR0cHM6Ly9-_", "audience": "x"}), "--no-discovery")
+    assert code == 2 and "base64url alphabet" in text
+
+
+def test_base64_jwks_url_with_a_trailing_newline_is_noted(jwks_server):
+    encoded = base64.b64encode((jwks_server.url + "\n").encode()).decode()
+    code, text = run("--config-data", config_data(jwt_source=encoded), "--no-discovery")
+    assert code == 0
+    assert f"jwt_source is base64 of the URL {jwks_server.url}" in text and "ends with a newline" in text
+
+
+def test_without_a_token_the_config_and_keys_are_shown(cfg):
+    code, report = run_json("--config-data", cfg, "--no-discovery")
+    assert code == 0 and report["verdict"] == "no_token"
+    assert [k["kid"] for k in report["jwks"]["keys"]] == ["key-current", "key-next"]
+    assert report["config"]["issuers"] == ["https://tenant.example.auth0.com/"]
+
+
+def test_jwks_down_refuses_like_the_servicer(make_plugin, idp, signing_key, jwks_server, cfg):
+    idp.failing = True
+    token = t.sign(signing_key)
+    reply = make_plugin().dispatch(auth_object(bearer(token), config=cfg))
+    jwks_server.status = 503
+    try:
+        code, report = run_json("--config-data", cfg, "--no-discovery")
+        assert code == 1 and report["verdict"] == "keys_unavailable"
+        assert report["jwks"]["error"] == "HTTP 503"
+        code, report = run_json("--config-data", cfg, "--token", token, "--no-discovery")
+    finally:
+        jwks_server.status = 200
+    assert code == 1 and report["failed_step"] == "key"
+    assert report["response"]["body"]["error"] == reply.request.return_overrides.response_error == "Key not authorized"
+
+
+def test_unknown_setting_in_an_api_definition_file(tmp_path):
+    path = tmp_path / "api.json"
+    path.write_text("{not json")
+    assert run("--api", str(path))[0] == 2
+    assert run("--api", str(tmp_path / "missing.json"))[0] == 2
+
+
+def test_api_and_config_data_are_mutually_exclusive():
+    with pytest.raises(SystemExit) as info:
+        parser().parse_args(["check", "--api", "a", "--config-data", "{}"])
+    assert info.value.code == 2
+
+
+@pytest.mark.parametrize("example", ["api-classic.json", "api-oas.json"])
+def test_classic_and_oas_definitions_are_read(example, tmp_path, signing_key, jwks_server):
+    document = json.loads((ROOT / "bundle" / example).read_text())
+    data = {"jwt_source": jwks_server.url, "issuer": t.ISSUER, "audience": t.AUDIENCE,
+            "jwt_default_policies": ["auth0-policy"]}
+    if example == "api-classic.json":
+        document["config_data"] = data
+        document["jwt_identity_base_field"] = "email"  # a leftover native setting
+    else:
+        document["x-tyk-api-gateway"]["middleware"]["global"]["pluginConfig"]["data"]["value"] = data
+    path = tmp_path / example
+    path.write_text(json.dumps(document))
+    code, report = run_json("--api", str(path), "--token", t.sign(signing_key, t.claims(pol=t.DROP)), "--no-discovery")
+    assert code == 0
+    assert report["api"]["org_id"] == "default" and report["api"]["api_id"] == "auth0-plugin"
+    assert report["session"]["policies"] == ["auth0-policy"]
+    assert report["session"]["key_id"] == "default" + hashlib.md5(b"client-abc@clients").hexdigest()
+    if example == "api-classic.json":
+        assert any("native setting jwt_identity_base_field is ignored" in n for n in report["notes"])
+
+
+def test_oas_with_config_data_disabled_falls_back_to_the_environment(tmp_path, monkeypatch):
+    for name in ("AUTH0_DOMAIN", "AUTH0_JWT_SOURCE", "AUTH0_ISSUER", "AUTH0_AUDIENCE"):
+        monkeypatch.delenv(name, raising=False)
+    document = json.loads((ROOT / "bundle" / "api-oas.json").read_text())
+    document["x-tyk-api-gateway"]["middleware"]["global"]["pluginConfig"]["data"]["enabled"] = False
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(document))
+    code, report = run_json("--api", str(path), "--no-discovery")
+    assert code == 2 and report["config_error"]["key"] == "config_data"
+    assert any("config_data is disabled" in n for n in report["notes"])
+
+
+def test_gateway_json_matches_go_marshal():
+    assert check.gateway_json({"b": "<&>", "a": [1, {"d": 1, "c": 2}]}) == \
+        '{"a":[1,{"c":2,"d":1}],"b":"\\u003c\\u0026\\u003e"}'
+
+
+# -- discovery -----------------------------------------------------------------------------------------------
+
+class Tenant:
+    """A loopback 'tenant' serving discovery and a JWKS at the paths Auth0 uses."""
+
+    def __init__(self, key: t.SigningKey) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/.well-known/openid-configuration":
+                    body = json.dumps({"issuer": owner.base + "/",
+                                       "jwks_uri": owner.base + "/.well-known/jwks.json"}).encode()
+                elif self.path == "/.well-known/jwks.json":
+                    body = json.dumps(t.jwks(key)).encode()
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_discovery_document_is_checked_against_the_configuration(signing_key):
+    tenant = Tenant(signing_key)
+    try:
+        config = json.dumps({"jwt_source": tenant.base + "/.well-known/jwks.json", "issuer": tenant.base + "/",
+                             "audience": t.AUDIENCE})
+        token = t.sign(signing_key, t.claims(iss=tenant.base + "/"))
+        code, report = run_json("--config-data", config, "--token", token)
+        assert code == 0
+        assert report["discovery"]["ok"] and report["discovery"]["problems"] == []
+        assert report["discovery"]["url"] == tenant.base + "/.well-known/openid-configuration"
+        # the same tenant configured without the trailing slash
+        config = json.dumps({"jwt_source": tenant.base + "/keys.json", "issuer": tenant.base,
+                             "audience": t.AUDIENCE})
+        code, text = run("--config-data", config)
+        assert "differ only by the trailing slash" in text
+        assert f"the tenant publishes its keys at {tenant.base}/.well-known/jwks.json" in text
+        assert "JWKS" in text and "unavailable (HTTP 404)" in text
+        assert code == 1
+    finally:
+        tenant.close()
