@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -39,11 +40,13 @@ from plugin.errors import (
     InvalidToken,
     KeysUnavailable,
     MissingToken,
+    NoMatchingPolicy,
     UnexpectedSigningMethod,
     UnknownKey,
 )
 from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_jwks
+from plugin.policy_index import PolicyIndex, from_path
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
 from plugin.session import build_session, key_id, stamp
 from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier, check_header, check_issuer_and_audience, check_times
@@ -279,10 +282,16 @@ class Checker:
         self.clock = clock
         self.timeout = timeout
         self.environ = os.environ if environ is None else environ
+        self.policy_index: PolicyIndex | None = None
 
     def run(self, source: ApiSource, token: str | None, org_id: str | None = None,
-            discovery: bool = True) -> Report:
+            discovery: bool = True, policies_path: str | None = None) -> Report:
         report = Report(source=source, org_id=source.org_id if org_id is None else org_id, now=self.clock())
+        self.policy_index = None
+        if policies_path:
+            self.policy_index = PolicyIndex(from_path(Path(policies_path)))
+            if not self.policy_index.refresh():
+                report.notes.append(f"no policy could be read from {policies_path}: policy ids are not checked")
         defaults = env_config_data(self.environ)
         if source.raw_config is None and source.kind == "config_data":
             source.notes.append("config_data is empty: the server-wide environment defaults apply")
@@ -376,7 +385,7 @@ class Checker:
         now = report.now
         reply = self._dispatch(report, token, config, body, fetch_error)
         overrides = reply.request.return_overrides
-        walk = _Walk(config, report, body, fetch_error)
+        walk = _Walk(config, report, body, fetch_error, self.policy_index)
         walk.run(token, report.org_id)
         if overrides.response_code >= 400:
             report.response = _response(overrides.response_code, overrides.response_error)
@@ -415,7 +424,7 @@ class Checker:
         clock = lambda: report.now  # noqa: E731 - one instant for the verdict and the explanation
         jwks = JwksCache(JwksSettings(fetch_timeout=self.timeout), fetcher=fetched, clock=time.monotonic)
         authenticator = Authenticator(Verifier(jwks, clock=clock), ConfigStore(defaults=env_config_data(self.environ)),
-                                      cache_size=1, clock=clock)
+                                      cache_size=1, clock=clock, policy_index=self.policy_index)
         obj = Object(hook_type=HookType.CustomKeyCheck, hook_name=_HOOK)
         if token:
             obj.request.headers["Authorization"] = token if _has_bearer(token) else f"Bearer {token}"
@@ -457,8 +466,10 @@ def _response(status: int, message: str) -> dict[str, Any]:
 class _Walk:
     """The pipeline's checks called one at a time, in its order, recording each outcome."""
 
-    def __init__(self, config: ApiConfig, report: Report, body: bytes | None, fetch_error: str | None) -> None:
+    def __init__(self, config: ApiConfig, report: Report, body: bytes | None, fetch_error: str | None,
+                 policy_index: PolicyIndex | None = None) -> None:
         self.config = config
+        self.policy_index = policy_index
         self.report = report
         self.body = body
         self.fetch_error = fetch_error
@@ -654,9 +665,20 @@ class _Walk:
         except AuthError as exc:
             self.step("policies", exc, exc.message, _policy_hints(claims, config))
             return
-        self.step("policies", None, f"{', '.join(policies)} ({_policy_origin(claims, config, policies)})",
-                  ["the gateway then applies these policies from its own store (same org); an id it does not know "
-                   "gives 403 {\"error\": \"Forbidden\"}"])
+        origin = _policy_origin(claims, config, policies)
+        index = self.policy_index
+        unknown = [p for p in policies if index is not None and index.known(org_id, p) is False]
+        if unknown:
+            self.step("policies", NoMatchingPolicy("key not authorized: no matching policy"),
+                      f"{', '.join(policies)} ({origin}): {', '.join(unknown)} not among the gateway's policies",
+                      [f"the gateway has no policy {', '.join(repr(u) for u in unknown)} in org {org_id!r} "
+                       "(policies are looked up by org id and policy id)"])
+            return
+        checked = index is not None and all(index.known(org_id, p) for p in policies)
+        self.step("policies", None, f"{', '.join(policies)} ({origin})" + (", all known to the gateway" if checked else ""),
+                  [] if checked else ["the gateway then applies these policies from its own store (same org); an id "
+                                      "it does not know gives 403 {\"error\": \"Forbidden\"} (--tyk-policies checks "
+                                      "them here)"])
         if self.failure is None:
             session = build_session(claims, identity, policies, config, key_id(org_id, identity, config.hash_key_function),
                                     None)
@@ -981,6 +1003,8 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--token", metavar="TOKEN", help="the access token, or - to read it from stdin (keeps it "
                         "out of your shell history); a 'Bearer ' prefix is fine")
     parser.add_argument("--org-id", default=None, help="the API's org_id (default: from --api)")
+    parser.add_argument("--tyk-policies", metavar="PATH", help="the gateway's policy_path directory or "
+                        "policy_record_name file: also check that the token's policies exist")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-discovery", action="store_true", help="skip fetching the OpenID discovery document")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per HTTP fetch (default %(default)s)")
@@ -1005,7 +1029,8 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
     except UsageError as exc:
         print(f"tyk-auth0-plugin check: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    report = (checker or Checker(timeout=args.timeout)).run(source, token, args.org_id, not args.no_discovery)
+    report = (checker or Checker(timeout=args.timeout)).run(source, token, args.org_id, not args.no_discovery,
+                                                             args.tyk_policies)
     if args.json:
         json.dump(report.as_dict(), out, indent=2, ensure_ascii=False, default=str)
         out.write("\n")

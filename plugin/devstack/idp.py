@@ -147,6 +147,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         self._jwks_status: int | None = None
         self._jwks_delay = 0.0
         self._jwks_fetches = 0
+        self._jwks_fetches_by_agent: dict[str, int] = {}
         self._token_requests = 0
 
     # -- addresses ---------------------------------------------------------------
@@ -244,6 +245,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
     def reset_counters(self) -> None:
         with self._lock:
             self._jwks_fetches = 0
+            self._jwks_fetches_by_agent.clear()
             self._token_requests = 0
 
     def stats(self) -> dict[str, Any]:
@@ -391,9 +393,15 @@ class AuthZeroStandIn(BackgroundHTTPServer):
 
     # -- request handling (called from server threads) ---------------------------
 
-    def _serve_jwks(self) -> tuple[int, dict[str, Any]]:
+    def jwks_fetches_by(self, agent_prefix: str) -> int:
+        """Fetches whose User-Agent starts with ``agent_prefix`` (tells the plugin from the gateway)."""
+        with self._lock:
+            return sum(n for agent, n in self._jwks_fetches_by_agent.items() if agent.startswith(agent_prefix))
+
+    def _serve_jwks(self, agent: str = "") -> tuple[int, dict[str, Any]]:
         with self._lock:
             self._jwks_fetches += 1
+            self._jwks_fetches_by_agent[agent] = self._jwks_fetches_by_agent.get(agent, 0) + 1
             status, delay = self._jwks_status, self._jwks_delay
         if delay:
             time.sleep(delay)
@@ -493,7 +501,7 @@ class _Handler(QuietHandler):
     def do_GET(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
         if path == "/.well-known/jwks.json":
-            status, body = self.idp._serve_jwks()
+            status, body = self.idp._serve_jwks(self.headers.get("User-Agent", ""))
             self.send_json(
                 status,
                 body,

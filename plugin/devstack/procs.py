@@ -217,6 +217,15 @@ class ManagedProcess:
             return None
         return f"{self.name} exited with status {code}; log tail:\n{self.log_tail()}"
 
+    def kill(self) -> None:
+        """SIGKILL the whole group at once: a crash, not a shutdown (for fault injection)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5.0)
+
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:

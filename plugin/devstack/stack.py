@@ -85,6 +85,7 @@ class Stack:
         sign_bundle: bool = False,
         plugin_args: Sequence[str] = (),
         plugin_env: Mapping[str, str] | None = None,
+        config_overrides: Mapping[str, Any] | None = None,
         gateway_config: Mapping[str, Any] | None = None,
         extra_apis: Iterable[Mapping[str, Any]] = (),
         extra_policies: Iterable[Mapping[str, Any]] = (),
@@ -103,6 +104,7 @@ class Stack:
         self.sign_bundle = sign_bundle
         self.plugin_args = tuple(plugin_args)
         self.plugin_env = dict(plugin_env or {})
+        self.config_overrides = dict(config_overrides or {})
         self.gateway_config = dict(gateway_config or {})
         self.extra_apis = list(extra_apis)
         self.extra_policies = list(extra_policies)
@@ -241,6 +243,7 @@ class Stack:
             "jwt_policy_field_name": "pol",
             "jwt_default_policies": [gw.DEFAULT_POLICY_ID],
         }
+        common.update(self.config_overrides)
         if self.auth0_domain:
             return {"auth0_domain": self.auth0_domain, **common}
         return {"issuer": self.issuer, "jwt_source": self.jwks_url, **common}

