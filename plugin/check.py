@@ -55,6 +55,14 @@ EXIT_PASS, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _HOOK = "TykAuth0PluginCheck"
 _MAX_DOC_BYTES = 256 * 1024
 _NATIVE_KEYS = {s.native: s.key for s in SETTINGS if s.native and " " not in s.native}
+# Tyk OAS native JWT (server.authentication.securitySchemes.<name>) fields and their config_data twins.
+OAS_NATIVE_KEYS = {
+    "source": "jwt_source", "signingMethod": "jwt_signing_method", "identityBaseField": "jwt_identity_base_field",
+    "policyFieldName": "jwt_policy_field_name", "defaultPolicies": "jwt_default_policies",
+    "allowedIssuers": "issuer", "allowedAudiences": "audience", "scopes": "jwt_scope_claim_name / jwt_scope_to_policy_mapping",
+    "expiresAtValidationSkew": "jwt_expires_at_validation_skew", "issuedAtValidationSkew": "jwt_issued_at_validation_skew",
+    "notBeforeValidationSkew": "jwt_not_before_validation_skew",
+}
 Fetch = Callable[[str, float, int], bytes]
 
 
@@ -143,6 +151,12 @@ def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
     custom = auth.get("custom") if isinstance(auth, dict) else None
     if not (isinstance(auth, dict) and auth.get("enabled") and isinstance(custom, dict) and custom.get("enabled")):
         source.notes.append("server.authentication.custom is not enabled: the gateway never calls the auth hook")
+    schemes = auth.get("securitySchemes") if isinstance(auth, dict) else None
+    for name, scheme in sorted((schemes or {}).items()) if isinstance(schemes, dict) else ():
+        if isinstance(scheme, dict) and scheme.get("enabled") and any(k in scheme for k in OAS_NATIVE_KEYS):
+            fields = ", ".join(f"{k} -> {OAS_NATIVE_KEYS[k]}" for k in OAS_NATIVE_KEYS if k in scheme)
+            source.notes.append(f"native JWT security scheme {name!r} is enabled: Tyk's JWT middleware runs as well "
+                                f"as the plugin; its settings go to config_data as {fields} (docs/migration.md)")
     plugin_config = (((tyk.get("middleware") or {}).get("global") or {}).get("pluginConfig") or {})
     if plugin_config.get("driver") not in (None, "grpc"):
         source.notes.append(f"pluginConfig.driver is {plugin_config.get('driver')!r}: this plugin needs 'grpc'")

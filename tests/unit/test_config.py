@@ -127,3 +127,14 @@ def test_environment_gives_defaults_for_apis_without_config_data():
 def test_every_setting_is_documented():
     for setting in SETTINGS:
         assert setting.doc.strip(), setting.key
+
+
+def test_hmac_secret_can_come_from_a_file(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(base64.b64encode(b"from-file").decode() + "\n")
+    config = parse(jwt_signing_method="hmac", jwt_source_file=str(secret_file))
+    assert config.key_source.static_key == b"from-file"
+
+
+def test_unreadable_secret_file_is_named(tmp_path):
+    assert error_key(jwt_signing_method="hmac", jwt_source_file=str(tmp_path / "missing")) == "jwt_source_file"

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -107,3 +108,41 @@ def test_a_huge_deeply_nested_token_is_refused_quickly():
     reply = ROUTER.dispatch(auth_object("Bearer " + token, config=config_data()))
     assert reply.request.return_overrides.response_code == 403
     assert time.perf_counter() - started < 1.0
+
+
+def _dispatch(token: str, config: str | None = None):
+    reply = ROUTER.dispatch(auth_object("Bearer " + token, config=config or config_data()))
+    return reply.request.return_overrides.response_code, reply.request.return_overrides.response_error
+
+
+def test_duplicate_claims_take_the_last_value_as_the_gateway_does():
+    header = b64(b'{"alg":"RS256","kid":"hk"}')
+    forged_payload = b64(b'{"sub":"x","pol":"gold","pol":"auth0-policy","iss":"https://tenant.example.auth0.com/",'
+                         b'"aud":"https://api.example.com","exp":9999999999}')
+    code, _ = _dispatch(f"{header}.{forged_payload}.{b64(b'x' * 256)}")
+    assert code == 403
+
+
+def test_nested_jwt_is_refused():
+    inner = VALID
+    token = t.sign_any_header(KEY, {"alg": "RS256", "kid": "hk", "cty": "JWT"}, None)
+    header, _, _ = token.split(".")
+    nested = f"{header}.{b64(inner.encode())}.{b64(b'sig')}"
+    assert _dispatch(nested)[0] == 403
+
+
+@pytest.mark.parametrize("authorization", [
+    "Bearer\u00a0" + VALID,            # no-break space instead of a space
+    "Bearer " + VALID.replace("e", "\u0435", 1),  # Cyrillic e inside the token
+    "\uff22earer " + VALID,            # fullwidth B
+    "Bearer " + VALID + "\u200b",      # zero-width space appended
+    "Bearer " + VALID + "\x00",
+])
+def test_unicode_tricks_in_the_header_are_refused(authorization):
+    reply = ROUTER.dispatch(auth_object(authorization))
+    assert reply.request.return_overrides.response_code == 403
+    assert ROUTER.crashes == 0
+
+
+def test_oversized_token_is_refused_before_any_parsing():
+    assert _dispatch("a" * 70_000 + "." + "b" * 10 + "." + "c")[0] == 403
