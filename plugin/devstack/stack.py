@@ -86,6 +86,7 @@ class Stack:
         plugin_args: Sequence[str] = (),
         plugin_env: Mapping[str, str] | None = None,
         config_overrides: Mapping[str, Any] | None = None,
+        with_gateway: bool = True,
         gateway_config: Mapping[str, Any] | None = None,
         extra_apis: Iterable[Mapping[str, Any]] = (),
         extra_policies: Iterable[Mapping[str, Any]] = (),
@@ -105,6 +106,7 @@ class Stack:
         self.plugin_args = tuple(plugin_args)
         self.plugin_env = dict(plugin_env or {})
         self.config_overrides = dict(config_overrides or {})
+        self.with_gateway = with_gateway
         self.gateway_config = dict(gateway_config or {})
         self.extra_apis = list(extra_apis)
         self.extra_policies = list(extra_policies)
@@ -168,7 +170,7 @@ class Stack:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        binary = self.gateway_bin or gw.find_gateway_binary()
+        binary = (self.gateway_bin or gw.find_gateway_binary()) if self.with_gateway else None
 
         for name in DEFAULT_PORTS:
             wanted = self.requested_ports.get(name, 0)
@@ -187,6 +189,11 @@ class Stack:
             self.idp.start()
 
         self.upstream = EchoUpstream(LOOPBACK, self.ports["upstream"]).start()
+
+        if binary is None:  # plugin-only: no gateway could be had
+            if self.with_plugin:
+                self.start_plugin()
+            return
 
         if self.use_bundle:
             self._build_bundle()
@@ -330,7 +337,8 @@ class Stack:
     def get(self, path: str, **kwargs: Any) -> HTTPResult:
         return self.request("GET", path, **kwargs)
 
-    def curl_commands(self, api: str = gw.PLUGIN_API_ID) -> str:
+    def _token_commands(self) -> tuple[str, str]:
+        """The walkthrough's token curl, and the same piped into $TOKEN."""
         secret = self.client_secret or "{CLIENT_SECRET}"
         get_token = token_curl(self.token_url, self.client_id, secret, self.audience)
         extract = (
@@ -338,6 +346,10 @@ class Stack:
             + get_token.replace("curl --request", "curl -s --request")
             + " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
+        return get_token, extract
+
+    def curl_commands(self, api: str = gw.PLUGIN_API_ID) -> str:
+        get_token, extract = self._token_commands()
         call = f'curl -X GET {self.url}/{api}/get -H "Accept: application/json" -H "Authorization: Bearer $TOKEN"'
         return "\n".join(
             [
@@ -364,6 +376,11 @@ class Stack:
 
     def describe(self) -> dict[str, Any]:
         """Addresses as data, written to ``stack.json`` for scripts driving a running stack."""
+        if self.gateway is None:
+            return {"gateway": None, "issuer": self.issuer, "jwks_url": self.jwks_url, "token_url": self.token_url,
+                    "audience": self.audience, "client_id": self.client_id,
+                    "plugin": self.plugin_address if self.plugin else None, "ports": self.ports,
+                    "config_data": self.config_data()}
         return {
             "gateway": self.url,
             "gateway_secret": self._need(self.gateway, "gateway").secret,
@@ -378,6 +395,28 @@ class Stack:
                 api_id: f"{self.url}/{api_id}/" for api_id in (gw.PLUGIN_API_ID, gw.NATIVE_API_ID, gw.KEYLESS_API_ID)
             },
         }
+
+    def plugin_only_summary(self) -> str:
+        """What runs, and how to try a token, when no gateway binary could be had."""
+        get_token, extract = self._token_commands()
+        config = json.dumps(self.config_data(), separators=(",", ":"))
+        return "\n".join([
+            *self.notes,
+            "No Tyk gateway could be had (see the build error above; set TYK_GATEWAY_BIN to a v5.14.0 binary).",
+            "Running without it:",
+            f"IdP            {'Auth0 tenant ' + self.auth0_domain if self.auth0_domain else 'Auth0 stand-in ' + self.issuer}",
+            f"plugin         {self.plugin_address}" + (f"  (log {self.plugin.log_path})" if self.plugin else ""),
+            f"upstream       {self._need(self.upstream, 'upstream').url}",
+            "",
+            "# 1. Get a token (the walkthrough's Auth0 'Test' tab curl):",
+            get_token,
+            "",
+            "#    ...or straight into $TOKEN:",
+            extract,
+            "",
+            "# 2. Ask the plugin's own checker what the gateway would answer for it:",
+            f"tyk-auth0-plugin check --config-data '{config}' --token \"$TOKEN\"",
+        ])
 
     def summary(self) -> str:
         gateway = self._need(self.gateway, "gateway")
@@ -497,6 +536,10 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"starting the stack in {stack.workdir} ...", flush=True)
     try:
         stack.gateway_bin = gw.find_gateway_binary(show_progress=True)
+    except StackError as exc:
+        print(f"stack: no gateway ({exc}); starting the rest without it", file=sys.stderr)
+        stack.with_gateway = False
+    try:
         stack.start()
     except StackError as exc:
         print(f"stack: {exc}", file=sys.stderr)
@@ -511,6 +554,8 @@ def run_cli(args: argparse.Namespace) -> int:
         stack.stop()
         print("stack stopped", flush=True)
 
+    if stack.gateway is None:
+        return serve_until_signal(stop, banner=stack.plugin_only_summary() + "\nCtrl-C to stop.", check=stack.failure)
     banner = "\n".join(
         [
             stack.summary(),
