@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{cores()} cores; pinning {'off' if args.no_pin or cores() < 2 else 'server core 0, client core 1'}")
     results: dict[str, Any] = {
         "schema": 1,
-        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
         "machine": report.machine(),

@@ -25,11 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import median
-from bench.procs import REPO_ROOT, Process, children_named, free_port, port_open, run_clients, tree_cpu_seconds, wait_for
+from bench.procs import (
+    REPO_ROOT,
+    Process,
+    children_named,
+    free_port,
+    port_open,
+    run_clients,
+    tree_cpu_seconds,
+    wait_for,
+)
 
 NOEXT_API_ID = "auth0-plugin-noext"
 _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-_LATENCY = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", re.M)
+_LATENCY = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
 _RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 _NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")

@@ -8,6 +8,7 @@ whose replies shrink to 0 bytes is flagged rather than reported as fast.
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.payloads import GRPC_PATH
-from bench.procs import pinned, run_clients
+from bench.procs import MachineLoad, pinned, run_clients
 
 
 @dataclass
@@ -32,6 +33,8 @@ class LoadResult:
     server_cpu_s: float
     client_cpu_s: float
     reply_bytes: float
+    other_cores: float  # CPU the rest of the machine used meanwhile (other jobs on a shared box)
+    steal_cores: float  # CPU the hypervisor gave to neighbours
 
     @property
     def cpu_us_per_call(self) -> float:
@@ -57,13 +60,13 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted sequence."""
     if not sorted_values:
         return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[rank]
 
 
 def h2load_command(host: str, port: int, body: Path, streams: int, duration: float,
                    log_file: Path | None, core: int | None) -> list[str]:
-    argv = ["h2load", "-c", "1", "-m", str(streams), "-D", f"{max(1, int(round(duration * 1000)))}ms",
+    argv = ["h2load", "-c", "1", "-m", str(streams), "-D", f"{max(1, round(duration * 1000))}ms",
             "-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers"]
     if log_file is not None:
         argv += ["--log-file", str(log_file)]
@@ -83,9 +86,10 @@ def drive(targets: Sequence[tuple[str, int]], body: Path, in_flight: int, durati
     for log in logs:
         log.unlink(missing_ok=True)
     commands = [h2load_command(h, p, body, streams, duration, log, core) for (h, p), log in zip(targets, logs)]
-    cpu0, t0 = server_cpu(), time.monotonic()
+    cpu0, t0, machine = server_cpu(), time.monotonic(), MachineLoad()
     results, client_cpu = run_clients(commands, timeout=duration + 30)
     wall, cpu1 = time.monotonic() - t0, server_cpu()
+    busy, steal = machine.cores(wall)
     _check(results)
     succeeded = failed = data = 0
     rate = 0.0
@@ -107,6 +111,7 @@ def drive(targets: Sequence[tuple[str, int]], body: Path, in_flight: int, durati
         calls=succeeded, failed=failed, wall_s=wall, calls_per_s=rate,
         p50_ms=percentile(latencies, 50), p90_ms=percentile(latencies, 90), p99_ms=percentile(latencies, 99),
         server_cpu_s=cpu1 - cpu0, client_cpu_s=client_cpu, reply_bytes=data / succeeded if succeeded else 0.0,
+        other_cores=max(0.0, busy - steal - (cpu1 - cpu0 + client_cpu) / wall), steal_cores=steal,
     )
 
 
@@ -117,5 +122,5 @@ def _check(results: Sequence[tuple[int, str]]) -> None:
 
 
 def median(values: Sequence[float]) -> float:
-    clean = [v for v in values if v == v]
+    clean = [v for v in values if not math.isnan(v)]
     return statistics.median(clean) if clean else float("nan")

@@ -19,8 +19,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.payloads import EXTRA_HEADERS, Hs256Minter

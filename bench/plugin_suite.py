@@ -13,6 +13,7 @@ repetition before the median, so drift of the machine hits the case and its base
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -24,7 +25,15 @@ import grpc
 
 from bench.load import LoadResult, drive, median
 from bench.payloads import api_config, grpc_frame, request_object, rsa_token
-from bench.procs import Process, cores, free_port, port_open, wait_for
+from bench.procs import (
+    Process,
+    clean_env,
+    cores,
+    free_port,
+    pinned,
+    port_open,
+    wait_for,
+)
 from plugin.coprocess import Object, object_pb2_grpc
 from tests.support.jwks_server import JwksServer
 from tests.support.tokens import SigningKey, rsa_key
@@ -96,13 +105,14 @@ def dispatch_once(port: int, obj: Object, host: str = "127.0.0.1") -> Object:
 
 
 def start_server(name: str, argv: Sequence[str], host: str, port: int, opts: Options, hosts: Sequence[str] = ()) -> Process:
-    proc = Process(name, argv, opts.workdir / f"{name}.log").start()
+    proc = Process(name, argv, opts.workdir / f"{name}.log", env=clean_env()).start()
     try:
         for h in (host, *hosts):
-            wait_for(lambda h=h: port_open(h, port), 30, f"{name} to listen on {h}:{port}", proc.alive)
-    except BaseException:
+            wait_for(functools.partial(port_open, h, port), 30, f"{name} to listen on {h}:{port}", proc.alive)
+    except (RuntimeError, KeyboardInterrupt) as exc:
+        tail = proc.log_tail()
         proc.stop()
-        raise RuntimeError(f"{name} did not start:\n{proc.log_tail()}") from None
+        raise RuntimeError(f"{name} did not start ({exc}):\n{tail}") from None
     return proc
 
 
@@ -138,6 +148,8 @@ def summarise(runs: Sequence[LoadResult], baseline: Sequence[LoadResult] | None)
         "cpu_us_per_call": median([r.cpu_us_per_call for r in runs]),
         "server_cores": median([r.server_cores for r in runs]),
         "client_cpu_share": median([r.client_cpu_s / r.wall_s for r in runs]),
+        "other_cores": median([r.other_cores for r in runs]),
+        "steal_cores": median([r.steal_cores for r in runs]),
         "reply_bytes": median([r.reply_bytes for r in runs]),
         "failed_calls": sum(r.failed for r in runs),
         "calls_per_s_range": [min(r.calls_per_s for r in runs), max(r.calls_per_s for r in runs)],
@@ -181,7 +193,6 @@ def run_plugin_suite(opts: Options) -> dict[str, Any]:
             for name, argv in specs.items():
                 ports[name] = free_port()
                 opts.progress(f"plugin: starting {name} server")
-                from bench.procs import pinned
                 servers[name] = start_server(
                     name, pinned([*argv, "--listen", f"tcp://127.0.0.1:{ports[name]}"], opts.server_core),
                     "127.0.0.1", ports[name], opts)
@@ -202,7 +213,8 @@ def run_plugin_suite(opts: Options) -> dict[str, Any]:
                         raise RuntimeError(f"{case.server} server died:\n{server.log_tail()}")
                     case.runs.append(result)
                     opts.progress(f"plugin: rep {rep + 1}/{opts.reps} {case.name:<12} {result.calls_per_s:8,.0f} calls/s"
-                                  f"  p99 {result.p99_ms:6.1f} ms  {result.cpu_us_per_call:5.0f} µs CPU/call")
+                                  f"  p99 {result.p99_ms:6.1f} ms  {result.cpu_us_per_call:5.0f} µs CPU/call"
+                                  f"  other load {result.other_cores:.2f} cores")
             for case in cases:
                 problem = case.check(case.obj, dispatch_once(ports[case.server], case.obj))
                 if problem:
@@ -272,7 +284,7 @@ def run_workers_suite(opts: Options) -> dict[str, Any]:
                     runs[count].append(result)
                     opts.progress(f"workers: rep {rep + 1}/{opts.reps} {count} worker(s) cold "
                                   f"{result.calls_per_s:8,.0f} calls/s  p99 {result.p99_ms:6.1f} ms"
-                                  f"  {result.server_cores:.2f} cores")
+                                  f"  {result.server_cores:.2f} cores, other load {result.other_cores:.2f} cores")
         finally:
             for proc, _ in deployments.values():
                 proc.stop()

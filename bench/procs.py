@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +19,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without the plugin's own settings, so every server runs with the flags given."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TYK_AUTH0_", "AUTH0_"))}
 
 
 def pinned(argv: Sequence[str], core: int | None) -> list[str]:
@@ -74,6 +79,25 @@ def descendants(pid: int) -> list[int]:
             except (FileNotFoundError, ProcessLookupError, ValueError):
                 continue
     return found
+
+
+def system_jiffies() -> tuple[int, int]:
+    """(busy, steal) jiffies of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal, steal
+
+
+class MachineLoad:
+    """Cores the whole machine was busy over a window, to tell our load from everyone else's."""
+
+    def __init__(self) -> None:
+        self.busy0, self.steal0 = system_jiffies()
+
+    def cores(self, wall: float) -> tuple[float, float]:
+        """(busy cores, stolen cores) since construction."""
+        busy, steal = system_jiffies()
+        return (busy - self.busy0) / CLK_TCK / wall, (steal - self.steal0) / CLK_TCK / wall
 
 
 def children_named(name: str) -> list[int]:
@@ -160,8 +184,9 @@ class Process:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> Process:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -17,14 +17,15 @@ from typing import Any
 
 from plugin import logs
 from plugin.coprocess import Object
+from plugin.hooks import HookRouter
 from plugin.server import PluginServer, ServerSettings, build_app
 
 
-class EchoRouter:
-    """Stands in for HookRouter: the reply is the received Object, untouched."""
+class EchoRouter(HookRouter):
+    """A HookRouter whose every call is answered with the received Object, untouched."""
 
     def __init__(self, auth_hook: str) -> None:
-        self.auth_hook = auth_hook
+        super().__init__(auth_hook, lambda _obj: None)
 
     def dispatch(self, obj: Object) -> Object:
         return obj

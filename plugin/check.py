@@ -16,13 +16,14 @@ import binascii
 import dataclasses
 import ipaddress
 import json
+import logging
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -46,10 +47,16 @@ from plugin.errors import (
 )
 from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_jwks
-from plugin.policy_index import PolicyIndex, from_path
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
+from plugin.policy_index import PolicyIndex, from_path
 from plugin.session import build_session, key_id, stamp
-from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier, check_header, check_issuer_and_audience, check_times
+from plugin.verify import (
+    DEFAULT_MAX_TOKEN_BYTES,
+    Verifier,
+    check_header,
+    check_issuer_and_audience,
+    check_times,
+)
 
 EXIT_PASS, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _HOOK = "TykAuth0PluginCheck"
@@ -257,7 +264,7 @@ def iso(value: Any) -> str | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None
     try:
-        return datetime.fromtimestamp(int(value), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(int(value), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -290,6 +297,8 @@ def relative(claim: str, value: Any, now: float) -> str:
 
 
 class Checker:
+    """Runs one check: configuration, discovery, JWKS, then the token through the real auth check."""
+
     def __init__(self, fetch: Fetch = http_fetch, clock: Callable[[], float] = time.time, timeout: float = 5.0,
                  environ: Mapping[str, str] | None = None) -> None:
         self.fetch = fetch
@@ -318,7 +327,7 @@ class Checker:
             report.verdict, report.exit_code = "config_error", EXIT_USAGE
             return report
         config = report.config
-        report.notes += _config_notes(config, source.data or {}, self.environ)
+        report.notes += _config_notes(config, source.data or {})
         if not report.org_id:
             report.notes.append("no org id: pass --org-id (the API's org_id) to get the exact session key")
         if discovery:
@@ -333,22 +342,22 @@ class Checker:
 
     # -- network ---------------------------------------------------------------------------------------
 
-    def _get_json(self, url: str) -> tuple[Any, str | None, bytes | None]:
+    def _get_json(self, url: str) -> tuple[Any, str | None]:
         try:
             body = self.fetch(url, self.timeout, _MAX_DOC_BYTES)
         except FetchError as exc:
-            return None, str(exc), None
+            return None, str(exc)
         try:
-            return json.loads(body), None, body
+            return json.loads(body), None
         except (ValueError, RecursionError):
-            return None, "response is not JSON", body
+            return None, "response is not JSON"
 
     def _discovery(self, config: ApiConfig) -> dict[str, Any] | None:
         issuer = next((i for i in config.issuers if _fetchable(i)), None)
         if issuer is None:
             return None
         url = issuer + ("" if issuer.endswith("/") else "/") + ".well-known/openid-configuration"
-        document, error, _ = self._get_json(url)
+        document, error = self._get_json(url)
         result: dict[str, Any] = {"url": url, "ok": error is None and isinstance(document, dict)}
         if error is not None or not isinstance(document, dict):
             result["error"] = error or "not a JSON object"
@@ -815,7 +824,7 @@ def _policy_hints(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
     if value is None:
         hints.append(f"the policy claim {config.policy_field!r} is absent" if config.policy_field
                      else "no policy claim is configured (jwt_policy_field_name)")
-        candidates = [k for k in claims if k != config.policy_field and re.search(r"(^|[/:_.])pol(icy|icies)?$", k, re.I)]
+        candidates = [k for k in claims if k != config.policy_field and re.search(r"(^|[/:_.])pol(icy|icies)?$", k, re.IGNORECASE)]
         if candidates:
             hints.append(f"the token has {', '.join(repr(c) for c in candidates)}: set jwt_policy_field_name to it")
         hints.append("add it in an Auth0 Action (api.accessToken.setCustomClaim('https://example.com/pol', "
@@ -874,7 +883,7 @@ def _config_error_hints(error: ConfigurationError, data: Mapping[str, Any]) -> l
     return hints
 
 
-def _config_notes(config: ApiConfig, data: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+def _config_notes(config: ApiConfig, data: Mapping[str, Any]) -> list[str]:
     notes = []
     if "YOUR_TENANT" in (config.key_source.jwks_url or "") + " ".join(config.issuers):
         notes.append("the configuration still holds the YOUR_TENANT placeholder: put your Auth0 tenant domain there")
@@ -1043,8 +1052,15 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
     except UsageError as exc:
         print(f"tyk-auth0-plugin check: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    report = (checker or Checker(timeout=args.timeout)).run(source, token, args.org_id, not args.no_discovery,
-                                                             args.tyk_policies)
+    # The pipeline logs for operators (fetch failures, refusals); here the report says it all.
+    plugin_log = logging.getLogger("plugin")
+    previous = plugin_log.level
+    plugin_log.setLevel(logging.CRITICAL)
+    try:
+        report = (checker or Checker(timeout=args.timeout)).run(source, token, args.org_id, not args.no_discovery,
+                                                                 args.tyk_policies)
+    finally:
+        plugin_log.setLevel(previous)
     if args.json:
         json.dump(report.as_dict(), out, indent=2, ensure_ascii=False, default=str)
         out.write("\n")

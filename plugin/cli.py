@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from plugin import bundle, server
+    from plugin import bundle, check, server
     from plugin.devstack import stack
 
     parser = argparse.ArgumentParser(
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     server.add_cli(sub)
     bundle.add_cli(sub)
+    check.add_cli(sub)
     stack.add_cli(sub)
     return parser
 

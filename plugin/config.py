@@ -62,6 +62,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session_metadata_claims", None, "[\"sub\", \"azp\", \"scope\"]", "Claims copied into the session's metadata (never the token itself)."),
     Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`)."),
     Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh; it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
+    Setting("claims_to_headers", None, "{}", "Map of claim name to upstream header name, set by the `Auth0ClaimsToHeaders` post-auth hook (docs/hooks.md)."),
+    Setting("strip_authorization", None, "false", "With the `Auth0ClaimsToHeaders` hook: remove the `Authorization` header before the upstream call."),
     Setting("hash_key_function", "TYK_HASH_KEY_FUNCTION", "", "The gateway's `hash_key_function`, so the session key id matches the one native JWT derives for the same identity.", "hash_key_function (tyk.conf)"),
 )
 
@@ -97,12 +99,15 @@ class ApiConfig:
     id_extractor_ttl: int = 300
     jwks_cache_ttl: int = 600
     hash_key_function: str = ""
+    claims_to_headers: tuple[tuple[str, str], ...] = ()
+    strip_authorization: bool = False
 
     def __hash__(self) -> int:  # the mapping field is a plain dict; hash on its items
         return hash((self.key_source, self.issuers, self.audiences, self.allowed_algorithms,
                      self.identity_field, self.policy_field, self.default_policies, self.scope_claim,
                      tuple(sorted(self.scope_to_policy.items())), self.exp_skew, self.iat_skew,
-                     self.nbf_skew, self.metadata_claims, self.id_extractor_ttl, self.hash_key_function))
+                     self.nbf_skew, self.metadata_claims, self.id_extractor_ttl, self.hash_key_function,
+                     self.claims_to_headers, self.strip_authorization))
 
 
 def env_config_data(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -170,7 +175,12 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise ConfigurationError("jwt_scope_to_policy_mapping", "must be an object of scope -> policy id strings")
 
+    from plugin.extensions import parse_header_rules  # local: extensions imports the coprocess stubs
+
+    header_rules = parse_header_rules(data)
     return ApiConfig(
+        claims_to_headers=header_rules.claims_to_headers,
+        strip_authorization=header_rules.strip_authorization,
         key_source=key_source,
         issuers=issuers,
         audiences=_strings(data, "audience"),

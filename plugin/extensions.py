@@ -36,7 +36,13 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from plugin.coprocess import HookType, Object, SessionState, mini_request_object_pb2, response_object_pb2
+from plugin.coprocess import (
+    HookType,
+    Object,
+    SessionState,
+    mini_request_object_pb2,
+    response_object_pb2,
+)
 from plugin.errors import AuthError, ConfigurationError
 
 log = logging.getLogger("plugin.extensions")
@@ -459,7 +465,7 @@ def manifest_problems(hook_sets: Iterable[Hooks], manifest: Any) -> list[str]:
                 problems.append(f"manifest lists {name!r} under {kind} but it is registered as {registered[name]}")
     listed = {n for kind in KINDS for n in getattr(manifest, kind, ())}
     problems += [f"hook {name!r} is not in the manifest: the gateway never calls it"
-                 for name in registered if name not in listed]
+                 for name in registered if name not in listed and name not in BUILTIN_HOOKS]
     return problems
 
 
@@ -501,6 +507,7 @@ def load_module(target: str, attribute: str = "hooks") -> Hooks:
 # -- built-in: verified claims to upstream headers ----------------------------------------------------
 
 CLAIMS_TO_HEADERS_HOOK = "Auth0ClaimsToHeaders"
+BUILTIN_HOOKS = frozenset({CLAIMS_TO_HEADERS_HOOK})  # served always, used only when a manifest lists them
 CLAIM_METADATA_PREFIX = "claim:"
 MAX_HEADER_VALUE = 8192
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name
@@ -543,7 +550,9 @@ def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
 
 def claim_metadata(claims: Mapping[str, Any], names: Iterable[str]) -> dict[str, str]:
     """Session metadata entries the auth check writes for the claims-to-headers hook (``claim:<name>``)."""
-    from plugin.claims import lookup  # local: keeps this module importable from plugin.config
+    from plugin.claims import (
+        lookup,  # local: keeps this module importable from plugin.config
+    )
 
     entries: dict[str, str] = {}
     for name in names:

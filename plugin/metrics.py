@@ -119,7 +119,8 @@ class Metrics:
                                 "refusal reason).", ["hook", "outcome"], registry=self.registry)
         self.verify_seconds = Histogram("tyk_auth0_verify_seconds", "Time of one auth check, token to session "
                                         "(cache hits included).", buckets=VERIFY_BUCKETS, registry=self.registry)
-        self.requests.labels("auth_check", "ok")  # the series exists before the first request
+        self._children: dict[tuple[str, str], Any] = {}  # label children, looked up once (labels() locks)
+        self._child("auth_check", "ok")  # the series exists before the first request
         self._sources = _Sources()
         self.registry.register(_ScrapeCollector(self._sources, self.readiness))
         self._httpd: ThreadingHTTPServer | None = None
@@ -129,8 +130,16 @@ class Metrics:
 
     def request(self, hook: str, outcome: str) -> None:
         """Count one answered call; unknown label values are folded so the series stay bounded."""
-        self.requests.labels(hook if hook in HOOKS else "unknown",
-                             outcome if outcome in OUTCOMES else "internal_error").inc()
+        # Folded first, so the cache holds at most len(HOOKS) * len(OUTCOMES) children.
+        self._child(hook if hook in HOOKS else "unknown",
+                           outcome if outcome in OUTCOMES else "internal_error").inc()
+
+    def _child(self, hook: str, outcome: str) -> Any:
+        key = (hook, outcome)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children.setdefault(key, self.requests.labels(*key))
+        return child
 
     def hook_outcome(self, kind: str, outcome: str) -> None:
         """Observer for ``plugin.extensions.as_router_hooks(on_outcome=...)``."""
@@ -138,18 +147,18 @@ class Metrics:
 
     def instrument_auth(self, authenticate: Callable[[Object], None]) -> Callable[[Object], None]:
         """Wrap the auth check so every call is timed and counted by outcome; errors pass through."""
-        requests, histogram = self.requests, self.verify_seconds
-        ok = requests.labels("auth_check", "ok")
+        histogram, record = self.verify_seconds, self.request
+        ok = self._child("auth_check", "ok")
 
         def instrumented(obj: Object) -> None:
             started = time.perf_counter()
             try:
                 authenticate(obj)
             except AuthError as error:
-                requests.labels("auth_check", error.reason if error.reason in OUTCOMES else "internal_error").inc()
+                record("auth_check", error.reason)
                 raise
             except Exception:
-                requests.labels("auth_check", "internal_error").inc()
+                record("auth_check", "internal_error")
                 raise
             else:
                 ok.inc()
@@ -181,7 +190,8 @@ class Metrics:
         except Exception as exc:  # noqa: BLE001 - a failing check means not ready, not a crash
             return False, f"readiness check failed: {type(exc).__name__}"
         if isinstance(answer, tuple):
-            return bool(answer[0]), str(answer[1])
+            ready = bool(answer[0])
+            return ready, "ready" if ready else str(answer[1])
         return bool(answer), "ready" if answer else "not ready"
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:

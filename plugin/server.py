@@ -15,7 +15,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from plugin import logs
+from plugin import extensions, logs
+from plugin import metrics as metricslib
 from plugin.auth import Authenticator, ConfigStore
 from plugin.config import parse_config_data
 from plugin.coprocess import Event, EventReply, Object, object_pb2_grpc
@@ -64,6 +65,8 @@ class ServerSettings:
     gateway_url: str = ""
     gateway_secret: str = ""
     policies_path: str = ""
+    metrics_listen: str = ""
+    hooks: tuple[str, ...] = ()
     jwks: JwksSettings = JwksSettings()
 
 
@@ -87,6 +90,7 @@ class App:
     authenticator: Authenticator
     jwks: JwksCache
     configs: ConfigStore
+    metrics: metricslib.Metrics
 
 
 def build_app(settings: ServerSettings) -> App:
@@ -100,8 +104,15 @@ def build_app(settings: ServerSettings) -> App:
     elif settings.gateway_url and settings.gateway_secret:
         policy_index = PolicyIndex(from_gateway(settings.gateway_url, settings.gateway_secret))
     authenticator = Authenticator(verifier, configs, cache_size=settings.token_cache_size, policy_index=policy_index)
-    router = HookRouter(hooks.auth_check, authenticator.authenticate)
-    return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs)
+    metrics = metricslib.Metrics()
+    hook_sets = extensions.load_all(settings.hooks)
+    for problem in extensions.manifest_problems(hook_sets, hooks):
+        log.warning("hooks: %s", problem)
+    router = HookRouter(hooks.auth_check, metrics.instrument_auth(authenticator.authenticate),
+                        hooks=extensions.as_router_hooks(*hook_sets, on_outcome=metrics.hook_outcome))
+    metrics.bind(token_cache=lambda: (authenticator.hits, authenticator.misses),
+                 jwks_fetches=lambda: (jwks.stats.ok, jwks.stats.failed), jwks_ages=jwks.ages)
+    return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs, metrics=metrics)
 
 
 class PluginServer:
@@ -133,6 +144,10 @@ class PluginServer:
         if self.app.authenticator.policy_index is not None:
             self.app.authenticator.policy_index.start()
         self._prefetch_default_tenant()
+        self.app.metrics.bind(ready=lambda: (not self._stopped.is_set() and self.app.jwks.ready(),
+                                             "stopping" if self._stopped.is_set() else "JWKS not loaded"))
+        if self.settings.metrics_listen:
+            self.app.metrics.start(*metricslib.parse_listen(self.settings.metrics_listen))
         self.update_health()
         log.info("listening on %s (auth hook %r)", self.settings.listen, self.app.router.auth_hook)
 
@@ -176,10 +191,15 @@ class PluginServer:
 def serve(settings: ServerSettings) -> int:
     try:
         server = PluginServer(settings)
-    except (ListenError, ManifestError) as exc:
+    except (ListenError, ManifestError, extensions.HookError) as exc:
         log.error("%s", exc)
         return 2
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("--metrics-listen %s: %s", settings.metrics_listen, exc.strerror)
+        server.stop(0)
+        return 2
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s: finishing in-flight calls", signal.Signals(signum).name)
@@ -224,6 +244,8 @@ def add_cli(subparsers: Any) -> None:
                         help="with --workers > 1: HOST:PORT of the DNS responder (default %(default)s)")
     parser.add_argument("--dns-name", default=env("TYK_AUTH0_DNS_NAME", "tyk-auth0-plugin.internal"),
                         help="with --workers > 1: the name it answers (default %(default)s)")
+    metricslib.add_serve_arguments(parser)
+    extensions.add_serve_arguments(parser)
     parser.add_argument("--log-level", default=env("TYK_AUTH0_LOG_LEVEL", "INFO"))
     parser.add_argument("--log-json", action="store_true", default=env("TYK_AUTH0_LOG_JSON", "") == "1")
     parser.set_defaults(func=_run_serve)
@@ -247,7 +269,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks,
                                 max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size,
                                 gateway_url=args.tyk_gateway_url, gateway_secret=os.environ.get("TYK_AUTH0_GATEWAY_SECRET", ""),
-                                policies_path=args.tyk_policies))
+                                policies_path=args.tyk_policies, metrics_listen=args.metrics_listen,
+                                hooks=tuple(extensions.hook_targets(args))))
 
 
 def _run_workers(args: argparse.Namespace) -> int:
@@ -270,7 +293,10 @@ def _run_workers(args: argparse.Namespace) -> int:
             "--jwks-min-refetch-interval", str(args.jwks_min_refetch_interval),
             "--jwks-max-stale", str(args.jwks_max_stale), "--jwks-timeout", str(args.jwks_timeout),
             "--log-level", args.log_level, "--workers", "1",
-            "--tyk-gateway-url", args.tyk_gateway_url, "--tyk-policies", args.tyk_policies]
+            "--tyk-gateway-url", args.tyk_gateway_url, "--tyk-policies", args.tyk_policies,
+            "--metrics-listen", ""]  # one metrics port cannot serve N processes: workers expose none
+    for target in extensions.hook_targets(args):
+        argv += ["--hooks", target]
     if args.manifest:
         argv += ["--manifest", args.manifest]
     if args.log_json:

@@ -51,6 +51,10 @@ def build_session(claims: Mapping[str, Any], identity: str, policies: tuple[str,
     for name in config.metadata_claims:
         if name in claims and claims[name] is not None:
             metadata[name] = metadata_value(claims[name])
+    if config.claims_to_headers:
+        from plugin.extensions import claim_metadata
+
+        metadata.update(claim_metadata(claims, (claim for claim, _ in config.claims_to_headers)))
     return session
 
 

@@ -370,3 +370,39 @@ def test_tyk_policies_checks_policy_ids_like_the_servicer(tmp_path, idp, signing
     code, text = run("--config-data", cfg, "--token", t.sign(signing_key), "--org-id", "default",
                      "--tyk-policies", str(tmp_path), "--no-discovery")
     assert code == 0 and "all known to the gateway" in text
+
+
+# -- the guides stay in step with the code ----------------------------------------------------------------
+
+def test_troubleshooting_covers_every_refusal_text_and_the_check_command():
+    from plugin import errors
+
+    text = (ROOT / "docs" / "troubleshooting.md").read_text()
+    fixed = [errors.MissingToken(), errors.UnexpectedSigningMethod(), errors.InvalidToken(), errors.TokenExpired(),
+             errors.TokenUsedBeforeIssued(), errors.TokenNotValidYet(), errors.NoMatchingPolicy(),
+             errors.NoMatchingPolicy("key not authorized: no matching policy found in scope claim"),
+             errors.UnknownHook()]
+    for error in fixed:
+        assert f"`{error.message}`" in text, error.message
+    for fragment in ("Key not authorized: invalid issuer claim:", "no matching audience found in token",
+                     "no suitable claims for user ID were found", "found an empty user ID in sub claim",
+                     "Auth plugin misconfigured:", "`Forbidden`", "`Middleware error`", "tyk-auth0-plugin check",
+                     "Auth0 issuers end with a slash"):
+        assert fragment in text, fragment
+    from plugin.metrics import REASONS
+
+    for reason in REASONS:
+        if reason not in ("claims", "unknown_hook"):  # claims is the base class; unknown_hook is 'Key not authorised'
+            assert f"`{reason}`" in text, reason
+
+
+def test_migration_guide_names_every_native_twin():
+    from plugin.config import SETTINGS
+
+    text = (ROOT / "docs" / "migration.md").read_text()
+    for setting in SETTINGS:
+        if setting.native:
+            native = setting.native.split(" ")[0]
+            assert f"`{native}`" in text and f"`{setting.key}`" in text, setting.key
+    for oas in check.OAS_NATIVE_KEYS:
+        assert f"`{oas}" in text, oas

@@ -292,7 +292,8 @@ def test_load_module_reports_a_missing_file():
 def test_manifest_problems_name_missing_and_mismatched_hooks():
     hooks = ext.load_module(str(EXAMPLE))
     manifest = HookNames(auth_check=AUTH_HOOK, pre=("AddRequestId", "Missing"), post=("HideUpstreamServer",))
-    problems = ext.manifest_problems([hooks], manifest)
+    problems = ext.manifest_problems([ext.builtin_hooks(), hooks], manifest)
+    assert not any(ext.CLAIMS_TO_HEADERS_HOOK in p for p in problems)  # built-ins are optional
     assert any("'Missing' has no handler" in p for p in problems)
     assert any("'HideUpstreamServer' under post but it is registered as response" in p for p in problems)
     assert any("'RequireWriteScopeForWrites' is not in the manifest" in p for p in problems)
@@ -367,3 +368,12 @@ def test_a_bad_header_rule_answers_500_naming_the_key():
     obj = post_auth_object(t.claims(), config=config_data(claims_to_headers={"sub": "Bad Header"}))
     code, message = overrides(route(ext.builtin_hooks()).dispatch(obj))
     assert code == 500 and message.startswith("Auth plugin misconfigured: claims_to_headers:")
+
+
+def test_hooks_guide_documents_the_api_and_the_builtin_hook():
+    text = (ROOT / "docs" / "hooks.md").read_text()
+    for fragment in ("@hooks.pre(", "@hooks.post_key_auth(", "@hooks.post(", "@hooks.response(", "Refuse(",
+                     "examples/hooks_example.py", ext.CLAIMS_TO_HEADERS_HOOK, ext.CLAIM_METADATA_PREFIX,
+                     "claims_to_headers", "strip_authorization", "Middleware error", "--hooks", "TYK_AUTH0_HOOKS"):
+        assert fragment in text, fragment
+    assert (ROOT / "docs" / "examples" / "hooks_example.py").is_file()
