@@ -428,12 +428,27 @@ class Checker:
                 "deadline_iso": iso(session.id_extractor_deadline),
                 "metadata": dict(session.metadata),
             }
+        self._access_rights(report, reply)
         expected = walk.failure
         explained = (expected.status, expected.message) if expected is not None else None
         answered = (overrides.response_code, overrides.response_error) if overrides.response_code >= 400 else None
         if explained != answered:
             report.notes.append(f"the step-by-step explanation ({expected.message if expected else 'pass'}) and the "
                                 f"verdict ({answered or 'pass'}) disagree: please report this")
+
+    def _access_rights(self, report: Report, reply: Object) -> None:
+        """After the plugin, the gateway checks the session's access rights for this API."""
+        index, api_id = self.policy_index, report.source.api_id
+        if report.verdict != "pass" or index is None or not api_id:
+            return
+        if index.grants(report.org_id, list(reply.session.apply_policies), api_id) is False:
+            report.steps.append(Step("access rights", "fail",
+                                     f"none of {', '.join(reply.session.apply_policies)} grants API {api_id!r}",
+                                     ["the gateway applies this after the plugin: add the API to the policy's "
+                                      "access rights, or give the token another policy"]))
+            report.failed_step = "access rights"
+            report.response = _response(403, "Access to this API has been disallowed")
+            report.verdict, report.exit_code = "refused", EXIT_REFUSED
 
     def _dispatch(self, report: Report, token: str, config: ApiConfig, body: bytes | None,
                   fetch_error: str | None) -> Object:
@@ -1026,6 +1041,8 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--token", metavar="TOKEN", help="the access token, or - to read it from stdin (keeps it "
                         "out of your shell history); a 'Bearer ' prefix is fine")
     parser.add_argument("--org-id", default=None, help="the API's org_id (default: from --api)")
+    parser.add_argument("--api-id", default=None,
+                        help="the API's api_id, for the access-rights check (default: from --api)")
     parser.add_argument("--tyk-policies", metavar="PATH", help="the gateway's policy_path directory or "
                         "policy_record_name file: also check that the token's policies exist")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -1044,6 +1061,8 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
             source = load_config_data(args.config_data)
         else:
             source = ApiSource(kind="environment", origin="(AUTH0_* environment variables)")
+        if args.api_id:
+            source.api_id = args.api_id
         token = args.token
         if token == "-":
             token = (stdin or sys.stdin).read().strip()

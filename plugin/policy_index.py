@@ -22,18 +22,23 @@ from typing import Any
 log = logging.getLogger("plugin.policies")
 
 
-def _ids(policies: Iterable[Any]) -> frozenset[tuple[str, str]]:
-    found = set()
+PolicyRights = dict[tuple[str, str], frozenset[str]]  # (org id, policy id) -> API ids it grants
+
+
+def _ids(policies: Iterable[Any]) -> PolicyRights:
+    found: PolicyRights = {}
     for policy in policies:
         if isinstance(policy, dict):
             pid = policy.get("id") or policy.get("_id")
             if isinstance(pid, str) and pid:
-                found.add((str(policy.get("org_id", "")), pid))
-    return frozenset(found)
+                rights = policy.get("access_rights")
+                apis = frozenset(rights) if isinstance(rights, dict) else frozenset()
+                found[(str(policy.get("org_id", "")), pid)] = apis
+    return found
 
 
-def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], frozenset[tuple[str, str]]]:
-    def load() -> frozenset[tuple[str, str]]:
+def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], PolicyRights]:
+    def load() -> PolicyRights:
         request = urllib.request.Request(url.rstrip("/") + "/tyk/policies", headers={"X-Tyk-Authorization": secret})
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - operator-set URL
             document = json.loads(response.read(8 * 1024 * 1024))
@@ -44,10 +49,10 @@ def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], fr
     return load
 
 
-def from_path(path: Path) -> Callable[[], frozenset[tuple[str, str]]]:
+def from_path(path: Path) -> Callable[[], PolicyRights]:
     """A policy_path directory (one policy per file) or a policy_record_name file (a map id -> policy)."""
 
-    def load() -> frozenset[tuple[str, str]]:
+    def load() -> PolicyRights:
         if path.is_dir():
             return _ids(json.loads(p.read_text()) for p in sorted(path.glob("*.json")))
         document = json.loads(path.read_text())
@@ -60,12 +65,12 @@ def from_path(path: Path) -> Callable[[], frozenset[tuple[str, str]]]:
 
 
 class PolicyIndex:
-    """Owns the set of (org id, policy id) pairs; ``known`` answers None until a first load succeeds."""
+    """Owns the gateway's policies (ids and the APIs they grant); answers None until a first load succeeds."""
 
-    def __init__(self, loader: Callable[[], frozenset[tuple[str, str]]], interval: float = 30.0) -> None:
+    def __init__(self, loader: Callable[[], PolicyRights], interval: float = 30.0) -> None:
         self._loader = loader
         self.interval = interval
-        self._ids: frozenset[tuple[str, str]] | None = None
+        self._ids: PolicyRights | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -88,6 +93,13 @@ class PolicyIndex:
         if ids is None:
             return None
         return (org_id, policy_id) in ids
+
+    def grants(self, org_id: str, policy_ids: Iterable[str], api_id: str) -> bool | None:
+        """Whether any of the policies gives access to ``api_id``: the gateway's next check after auth."""
+        ids = self._ids
+        if ids is None or any((org_id, p) not in ids for p in policy_ids):
+            return None
+        return any(api_id in ids[(org_id, p)] for p in policy_ids)
 
     def start(self) -> None:
         def run() -> None:

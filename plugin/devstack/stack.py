@@ -51,6 +51,7 @@ DEFAULT_PORTS: Mapping[str, tuple[str, int]] = {
     "upstream": ("STACK_UPSTREAM_PORT", 8081),
     "bundles": ("STACK_BUNDLE_PORT", 8082),
     "redis": ("STACK_REDIS_PORT", 6380),
+    "metrics": ("STACK_METRICS_PORT", 9464),
 }
 
 
@@ -147,6 +148,11 @@ class Stack:
         if self.auth0_domain:
             return f"https://{self.auth0_domain}/oauth/token"
         return self._need(self.idp, "IdP").token_url
+
+    @property
+    def metrics_url(self) -> str:
+        """The plugin's /metrics, /healthz and /readyz."""
+        return f"http://{LOOPBACK}:{self.ports['metrics']}"
 
     @property
     def plugin_address(self) -> str:
@@ -284,7 +290,8 @@ class Stack:
         # The plugin reads the gateway's policy files so an unknown policy gets native JWT's refusal.
         env.setdefault("TYK_AUTH0_POLICIES_PATH", str(self.workdir / "gateway" / "policies"))
         env.update(self.plugin_env)
-        argv = [sys.executable, "-m", "plugin", "serve", "--listen", self.plugin_address, *self.plugin_args]
+        argv = [sys.executable, "-m", "plugin", "serve", "--listen", self.plugin_address,
+                "--metrics-listen", f"{LOOPBACK}:{self.ports['metrics']}", *self.plugin_args]
         self.plugin = ManagedProcess("plugin", argv, self.workdir / "plugin.log", env=env, cwd=gw.REPO_ROOT)
         self.plugin.start()
         port = self.ports["plugin"]
@@ -428,7 +435,7 @@ class Stack:
             f"  /{gw.KEYLESS_API_ID}/       no auth",
             f"IdP            {idp}  (jwks {self.jwks_url})",
             f"plugin         {self.plugin_address}"
-            + (f"  (log {self.plugin.log_path})" if self.plugin else "  (not started)"),
+            + (f"  (log {self.plugin.log_path}; metrics {self.metrics_url}/metrics)" if self.plugin else "  (not started)"),
             f"upstream       {self._need(self.upstream, 'upstream').url}",
             f"redis          {self._need(self.redis, 'redis').url}",
         ]

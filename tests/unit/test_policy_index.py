@@ -48,3 +48,16 @@ def test_unknown_policy_is_refused_with_native_jwt_words(plugin, signing_key, tm
         403, "key not authorized: no matching policy")
     ok = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key)))
     assert ok.request.return_overrides.response_code == -1
+
+
+def test_grants_tells_whether_any_policy_gives_access_to_the_api(tmp_path):
+    directory = tmp_path / "p"
+    directory.mkdir()
+    (directory / "a.json").write_text(json.dumps({"id": "a", "org_id": "default", "access_rights": {"api-1": {}}}))
+    (directory / "b.json").write_text(json.dumps({"id": "b", "org_id": "default", "access_rights": {"api-2": {}}}))
+    index = PolicyIndex(from_path(directory))
+    index.refresh()
+    assert index.grants("default", ["a"], "api-1") is True
+    assert index.grants("default", ["a", "b"], "api-2") is True
+    assert index.grants("default", ["a"], "api-2") is False
+    assert index.grants("default", ["nope"], "api-1") is None
