@@ -11,16 +11,17 @@ import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import LRUCache, TLRUCache
+from cachetools import LRUCache
 
 from plugin import claims as claimlib
 from plugin import policies as policylib
 from plugin.config import ApiConfig, env_config_data, parse_config_data
-from plugin.coprocess import Object, SessionState
+from plugin.coprocess import Object
 from plugin.errors import ConfigurationError, MissingToken, NoMatchingPolicy
 from plugin.policy_index import PolicyIndex
 from plugin.session import build_session, key_id, stamp
@@ -66,12 +67,46 @@ class ConfigStore:
 
 @dataclass(frozen=True, slots=True)
 class CachedAuth:
-    session: SessionState
+    session: bytes  # the serialized SessionState: a tenth of the live object's memory
+    policies: tuple[str, ...]
     session_key: str
     jwks_url: str | None
     kid: str | None
     exp: float | None
     expires_at: float  # wall-clock second after which the token no longer verifies
+
+
+class TokenCache:
+    """Verified tokens by (config serial, sha256 of the token); bounded, oldest out first.
+
+    A plain ordered dict: a hit is one dict lookup and one comparison, with no lock (single
+    dict operations are atomic under the GIL); only inserts and evictions take the lock.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[int, bytes], CachedAuth] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, bytes], now: float) -> CachedAuth | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.expires_at > now:
+            return entry
+        with self._lock:
+            self._entries.pop(key, None)
+        return None
+
+    def put(self, key: tuple[int, bytes], entry: CachedAuth) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> list[tuple[int, bytes]]:
+        return list(self._entries)
 
 
 class Authenticator:
@@ -81,10 +116,7 @@ class Authenticator:
         self.configs = configs
         self.policy_index = policy_index
         self._clock = clock
-        self._lock = threading.Lock()
-        self._cache: TLRUCache[tuple[int, bytes], CachedAuth] | None = TLRUCache(
-            maxsize=cache_size, ttu=lambda _k, v, _now: v.expires_at, timer=clock
-        ) if cache_size > 0 else None
+        self._cache = TokenCache(cache_size) if cache_size > 0 else None
         self.hits = 0
         self.misses = 0
 
@@ -102,19 +134,18 @@ class Authenticator:
             cached = self._verify(raw, config, spec.get("OrgID", ""), now)
         else:
             cache_key = (serial, hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest())
-            with self._lock:
-                cached = cache.get(cache_key)
+            cached = cache.get(cache_key, now)
             if cached is not None and (cached.kid is None or self.verifier.jwks.has_kid(cached.jwks_url or "", cached.kid)):
                 self.hits += 1
             else:
                 self.misses += 1
                 cached = self._verify(raw, config, spec.get("OrgID", ""), now)
-                with self._lock:
-                    cache[cache_key] = cached
+                cache.put(cache_key, cached)
         if self.policy_index is not None:
-            self._check_policies(spec.get("OrgID", ""), cached.session.apply_policies)
-        obj.session.CopyFrom(cached.session)
-        stamp(obj.session, now, cached.exp, config.id_extractor_ttl)
+            self._check_policies(spec.get("OrgID", ""), cached.policies)
+        session = obj.session
+        session.MergeFromString(cached.session)
+        stamp(session, now, cached.exp, config.id_extractor_ttl)
         obj.metadata["token"] = cached.session_key
 
     def _check_policies(self, org_id: str, policies: Any) -> None:
@@ -132,7 +163,8 @@ class Authenticator:
         session = build_session(verified.claims, identity, policies, config, session_key, verified.exp)
         expires_at = (verified.exp + config.exp_skew) if verified.exp is not None else now + NO_EXP_CACHE_SECONDS
         return CachedAuth(
-            session=session,
+            session=session.SerializeToString(),
+            policies=policies,
             session_key=session_key,
             jwks_url=config.key_source.jwks_url,
             kid=verified.kid,
