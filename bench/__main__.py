@@ -25,6 +25,7 @@ from bench.procs import REPO_ROOT, cores
 
 SUITES = ("plugin", "workers", "crypto", "memory", "gateway")
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks"
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT,
                         help="where results.json and results.png go (default docs/benchmarks)")
     parser.add_argument("--duration", type=float, help="measured seconds per load point (default 3, quick 1)")
-    parser.add_argument("--warmup", type=float, help="warm-up seconds before each load point (default 1, quick 0.3)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds before each load point (default 0.5, quick 0.3)")
     parser.add_argument("--reps", type=int, help="interleaved repetitions (default 3, quick 1)")
     parser.add_argument("--in-flight", type=int, default=64, help="concurrent calls (default %(default)s)")
     parser.add_argument("--threads", type=int, default=4, help="serve --threads for every server (default %(default)s)")
@@ -51,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         chosen = (*chosen, "workers")
     args.suites = [s for s in SUITES if s in chosen]
     args.duration = args.duration or (1.0 if args.quick else 3.0)
-    args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5)
     args.reps = args.reps or (1 if args.quick else 3)
     args.memory_tokens = args.memory_tokens or (20_000 if args.quick else 1_000_000)
     return args
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "schema": 1,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
         "quick": args.quick,
         "machine": report.machine(),
     }
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"chart failed: {exc}")
     print(report.table(results))
     print(f"\nwrote {out_dir / 'results.json'} and {out_dir / 'results.png'} in {results['duration_s']:.0f} s")
+    if out_dir.resolve() == DEFAULT_OUTPUT.resolve() and not args.quick and report.update_doc(DOC, results):
+        print(f"updated the results block of {DOC.relative_to(REPO_ROOT)}")
     return 0 if ok else 1
 
 

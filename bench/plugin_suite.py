@@ -14,6 +14,7 @@ repetition before the median, so drift of the machine hits the case and its base
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from bench.procs import (
     Process,
     clean_env,
     cores,
+    descendants,
     free_port,
     pinned,
     port_open,
@@ -249,53 +251,99 @@ def run_plugin_suite(opts: Options) -> dict[str, Any]:
     }
 
 
+def pin_workers(supervisor: int, port: int, workers: int) -> dict[int, int]:
+    """Pin every thread of each worker (found below ``supervisor``) to core N-1 for address 127.0.0.N.
+
+    What a ``--workers`` supervisor could do itself: one GIL per core, and no thread of a
+    worker ever hands the GIL across cores.
+    """
+    ncores = cores()
+    pinned_to: dict[int, int] = {}
+    for pid in descendants(supervisor):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        listen = next((a.decode() for a in argv if a.startswith(b"tcp://127.") and a.endswith(f":{port}".encode())), None)
+        if listen is None or (workers > 1 and pid == supervisor):  # --workers 1 runs no supervisor
+            continue
+        core = (int(listen.removeprefix("tcp://").split(":")[0].split(".")[-1]) - 1) % ncores
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {core})
+        pinned_to[pid] = core
+    return pinned_to
+
+
+@dataclass
+class Deployment:
+    label: str
+    workers: int
+    pin: bool
+    proc: Process | None = None
+    port: int = 0
+    runs: list[LoadResult] = field(default_factory=list)
+
+
 def run_workers_suite(opts: Options) -> dict[str, Any]:
-    """Cold path, ``serve --workers 1`` vs ``--workers 2``, two h2load connections either way."""
+    """Cold path, ``serve --workers 1`` vs ``--workers 2`` (as shipped, and with each worker pinned to a core).
+
+    Two h2load connections either way (one per worker address; both to the one address
+    for a single worker), with the calls in flight split between them.
+    """
     if not serve_supports("--workers"):
         return {"available": False, "reason": "`serve --workers` is not available in this checkout"}
     opts.workdir.mkdir(parents=True, exist_ok=True)
     key = rsa_key("rG3sWqY0aVn8o2uN1kLw4e")
-    deployments: dict[int, tuple[Process, int]] = {}
-    runs: dict[int, list[LoadResult]] = {1: [], 2: []}
+    deployments = [Deployment("workers_1", 1, False), Deployment("workers_2", 2, False)]
+    if cores() >= 2:
+        deployments += [Deployment("workers_1_pinned", 1, True), Deployment("workers_2_pinned", 2, True)]
     with JwksServer(key) as jwks:
         fx = Fixture.create(jwks, key)
         body = opts.workdir / "workers-cold.bin"
         body.write_bytes(grpc_frame(fx.valid))
         try:
-            for count in (1, 2):
-                port = free_port()
+            for dep in deployments:
+                dep.port = port = free_port()
                 argv = [sys.executable, "-m", "plugin", "serve", "--listen", f"tcp://127.0.0.1:{port}",
-                        "--threads", str(opts.threads), "--token-cache-size", "0", "--workers", str(count),
+                        "--threads", str(opts.threads), "--token-cache-size", "0", "--workers", str(dep.workers),
                         "--dns-listen", "127.0.0.1:0"]
-                hosts = [f"127.0.0.{i + 1}" for i in range(count)]
-                opts.progress(f"workers: starting serve --workers {count}")
-                proc = start_server(f"workers{count}", argv, hosts[0], port, opts, hosts[1:])
-                deployments[count] = (proc, port)
+                hosts = [f"127.0.0.{i + 1}" for i in range(dep.workers)]
+                opts.progress(f"workers: starting serve --workers {dep.workers}" + (" (pinned)" if dep.pin else ""))
+                dep.proc = start_server(dep.label, argv, hosts[0], port, opts, hosts[1:])
                 for host in hosts:
                     problem = _granted(fx.valid, dispatch_once(port, fx.valid, host))
                     if problem:
-                        raise RuntimeError(f"workers {count} at {host}: sanity call failed: {problem}")
+                        raise RuntimeError(f"{dep.label} at {host}: sanity call failed: {problem}")
+                if dep.pin and len(pin_workers(dep.proc.pid, port, dep.workers)) != dep.workers:
+                    raise RuntimeError(f"{dep.label}: could not find every worker to pin")
             for rep in range(opts.reps):
-                for count in (1, 2):
-                    proc, port = deployments[count]
-                    targets = [(f"127.0.0.{(i % count) + 1}", port) for i in range(2)]
-                    result = drive(targets, body, opts.in_flight, opts.duration, opts.warmup, proc.cpu,
+                for dep in deployments:
+                    assert dep.proc is not None
+                    targets = [(f"127.0.0.{(i % dep.workers) + 1}", dep.port) for i in range(2)]
+                    result = drive(targets, body, opts.in_flight, opts.duration, opts.warmup, dep.proc.cpu,
                                    opts.workdir, None)
-                    runs[count].append(result)
-                    opts.progress(f"workers: rep {rep + 1}/{opts.reps} {count} worker(s) cold "
+                    dep.runs.append(result)
+                    opts.progress(f"workers: rep {rep + 1}/{opts.reps} {dep.label:<16} cold "
                                   f"{result.calls_per_s:8,.0f} calls/s  p99 {result.p99_ms:6.1f} ms"
                                   f"  {result.server_cores:.2f} cores, other load {result.other_cores:.2f} cores")
         finally:
-            for proc, _ in deployments.values():
-                proc.stop()
-    one, two = summarise(runs[1], None), summarise(runs[2], runs[1])
-    return {
+            for dep in deployments:
+                if dep.proc is not None:
+                    dep.proc.stop()
+    out: dict[str, Any] = {
         "available": True,
         "case": "cold (serve --token-cache-size 0)",
-        "workers_1": one,
-        "workers_2": two,
-        "ratio": two["ratio"],
         "connections": 2,
         "in_flight": opts.in_flight,
-        "pinning": "none (workers need both cores; h2load shares them)",
+        "pinning": "none for workers_1 and workers_2 (as shipped; h2load shares the cores); *_pinned: each "
+                   "worker's threads pinned to core N-1 for address 127.0.0.N after start, h2load unpinned",
     }
+    for dep in deployments:
+        base = next(d for d in deployments if d.workers == 1 and d.pin == dep.pin)
+        out[dep.label] = summarise(dep.runs, None if dep is base else base.runs)
+    out["ratio"] = out["workers_2"]["ratio"]
+    if "workers_2_pinned" in out:
+        out["ratio_pinned"] = out["workers_2_pinned"]["ratio"]
+        shipped, pinned_runs = deployments[1].runs, deployments[3].runs
+        out["pinned_2_vs_shipped_2"] = median([p.calls_per_s / u.calls_per_s for p, u in zip(pinned_runs, shipped)])
+    return out

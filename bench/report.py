@@ -50,7 +50,7 @@ def machine() -> dict[str, Any]:
         "cryptography": cryptography.__version__,
         "cachetools": cachetools.__version__,
         "h2load": version(["h2load", "--version"]),
-        "wrk": version(["wrk", "-v"]),
+        "wrk": " ".join(version(["wrk", "-v"]).split()[:2]),
         "loadavg_at_start": list(os.getloadavg()),
     }
 
@@ -160,8 +160,11 @@ def table(results: dict[str, Any]) -> str:
         if workers.get("available"):
             lines.append(f"Workers: {workers['case']}, 2 h2load connections ({workers['in_flight']} in flight), "
                          f"pinning: {workers['pinning']}")
-            for label, key in (("1 worker", "workers_1"), ("2 workers", "workers_2")):
-                case = workers[key]
+            for label, key in (("1 worker", "workers_1"), ("2 workers", "workers_2"),
+                               ("1, pinned", "workers_1_pinned"), ("2, pinned", "workers_2_pinned")):
+                case = workers.get(key)
+                if case is None:
+                    continue
                 lines.append(f"  {label:<12} {_f(case['calls_per_s'], ',.0f'):>9} {_f(case.get('ratio', 1.0), '.2f'):>7} "
                              f"{_f(case['p50_ms'], '.1f'):>7} {_f(case['p99_ms'], '.1f'):>7} "
                              f"{_f(case.get('p99_ratio', 1.0), '.2f'):>8} {_f(case['cpu_us_per_call'], '.0f'):>11} "
@@ -245,10 +248,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
         labels = [f"×{plugin['cases'][n].get('ratio', 1.0):.2f}" for n in names]
         colors = ["#888888"] + ["#1f77b4"] * (len(names) - 1)
         if workers.get("available"):
-            names += ["1 worker\n(cold)", "2 workers\n(cold)"]
-            rates += [workers["workers_1"]["calls_per_s"], workers["workers_2"]["calls_per_s"]]
-            labels += ["×1.00", f"×{workers['ratio']:.2f}"]
-            colors += ["#ff7f0e", "#ff7f0e"]
+            for key, name in (("workers_1", "1 worker\n(cold)"), ("workers_2", "2 workers\n(cold)"),
+                              ("workers_1_pinned", "1 pinned\n(cold)"), ("workers_2_pinned", "2 pinned\n(cold)")):
+                if key in workers:
+                    names.append(name)
+                    rates.append(workers[key]["calls_per_s"])
+                    labels.append(f"×{workers[key].get('ratio', 1.0):.2f}")
+                    colors.append("#ff7f0e")
         bars = ax.bar(names, rates, color=colors)
         for bar, label in zip(bars, labels):
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
@@ -307,3 +313,109 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 Progress = Callable[[str], None]
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The latest run as Markdown, for the generated block of docs/benchmarks.md."""
+    suites, m, d = results["suites"], results["machine"], results.get("derived", {})
+    out = [
+        f"Run {results['generated']} with `{results['command']}` in {results['duration_s']:.0f} s"
+        + (" (**quick run: not for judging**)" if results.get("quick") else "") + ".",
+        "",
+        (f"Machine: {m['nproc']} cores, {m['cpu_model']}, Linux {m['kernel']}; Python {m['python']}, grpcio {m['grpcio']}, "
+        f"protobuf {m['protobuf']}, PyJWT {m['pyjwt']}, cryptography {m['cryptography']}, cachetools {m['cachetools']}; "
+        f"{m['h2load']}; {m['wrk']}. Load average at start: {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}."),
+        "",
+    ]
+    plugin = suites.get("plugin") or {}
+    if plugin.get("available"):
+        out += [(f"**Plugin level** (h2load, {plugin['in_flight']} calls in flight on one HTTP/2 connection, "
+                f"{plugin['request_bytes']} B request with {plugin['headers']} headers and a {plugin['token_bytes']} B RS256 "
+                f"token; `serve --threads {plugin['threads']}`; pinning: {plugin['pinning']}; median of {plugin['reps']} "
+                f"interleaved repetitions × {plugin['duration_s']:g} s):"), "",
+                _md_row(["case", "calls/s", "× echo", "p50 ms", "p99 ms", "p99 × echo", "server CPU µs/call",
+                         "other load (cores)"]),
+                _md_row(["---"] + ["---:"] * 7)]
+        for name, c in plugin["cases"].items():
+            out.append(_md_row([name, _f(c["calls_per_s"], ",.0f"), _f(c.get("ratio", 1.0), ".2f"), _f(c["p50_ms"], ".1f"),
+                                _f(c["p99_ms"], ".1f"), _f(c.get("p99_ratio", 1.0), ".2f"), _f(c["cpu_us_per_call"], ".0f"),
+                                _f(c.get("other_cores"), ".2f")]))
+        out.append("")
+    workers = suites.get("workers") or {}
+    if workers.get("available"):
+        out += [(f"**Workers** (cold path, `serve --token-cache-size 0`; 2 h2load connections, {workers['in_flight']} "
+                 "in flight; as shipped nothing is pinned and h2load shares the cores; *pinned*: each worker's threads "
+                 "pinned to its own core after start):"), "",
+                _md_row(["deployment", "calls/s", "× 1 worker", "p50 ms", "p99 ms", "server CPU µs/call", "server cores"]),
+                _md_row(["---"] + ["---:"] * 6)]
+        for key, label in (("workers_1", "`--workers 1`"), ("workers_2", "`--workers 2`"),
+                           ("workers_1_pinned", "`--workers 1`, pinned"), ("workers_2_pinned", "`--workers 2`, pinned")):
+            c = workers.get(key)
+            if c:
+                out.append(_md_row([label, _f(c["calls_per_s"], ",.0f"), _f(c.get("ratio", 1.0), ".2f"), _f(c["p50_ms"], ".1f"),
+                                    _f(c["p99_ms"], ".1f"), _f(c["cpu_us_per_call"], ".0f"), _f(c["server_cores"], ".2f")]))
+        out.append("")
+    elif workers:
+        out += [f"**Workers**: not available: {workers.get('reason') or workers.get('error')}", ""]
+    crypto = suites.get("crypto") or {}
+    if crypto.get("available"):
+        out += [f"**Crypto floor and the cold path in-process** (no gRPC; median of {crypto['reps']} interleaved reps):", "",
+                _md_row(["operation", "per second", "µs each"]), _md_row(["---", "---:", "---:"])]
+        for name, c in crypto["cases"].items():
+            out.append(_md_row([f"`{name}`", _f(c["ops_per_s"], ",.0f"), _f(c["us_per_op"], ".1f")]))
+        if "rsa_share_of_cold_above_echo" in d:
+            out += ["", (f"The cold path costs **{d['cold_cpu_us_above_echo']:.0f} µs** of server CPU per call above the echo "
+                        f"servicer; one RSA-2048 verify is {d['rsa_us']:.1f} µs, **{100 * d['rsa_share_of_cold_above_echo']:.0f} %** "
+                        f"of that. In-process the whole cold `authenticate()` is {d['authenticate_cold_in_process_us']:.0f} µs "
+                        f"(RSA {100 * d['rsa_share_of_in_process_cold']:.0f} %); the other "
+                        f"{d['cold_in_server_overhead_us']:.0f} µs appear only inside the server (GIL hand-offs with gRPC's "
+                        f"threads, colder CPU caches).")]
+        out.append("")
+    memory = suites.get("memory") or {}
+    if memory.get("available"):
+        out += [(f"**Memory**: {memory['tokens']:,} distinct {memory['algorithm']} tokens through one server process "
+                f"(default `--token-cache-size` {memory['cache_size_setting']:,}): peak RSS **{memory['peak_rss_mb']:.0f} MB** "
+                f"(at start {memory['baseline_rss_mb']:.0f} MB; {memory['kb_per_cached_token']:.1f} KB per cached token while "
+                f"the cache fills)."), ""]
+    gateway = suites.get("gateway") or {}
+    if gateway.get("available"):
+        out += [(f"**Gateway level** (wrk, {gateway['connections']} connections, through Tyk to one echo upstream, same "
+                 "token everywhere; nothing pinned: gateway, Redis, plugin, upstream and wrk share the cores; median of "
+                 f"{gateway['reps']} reps × {gateway['duration_s']:g} s):"), "",
+                _md_row(["API", "req/s", "× native JWT", "p50 ms", "p99 ms", "p99 × native", "gateway CPU µs/req",
+                         "plugin CPU µs/req"]),
+                _md_row(["---"] + ["---:"] * 7)]
+        for name, c in gateway["cases"].items():
+            out.append(_md_row([name, _f(c["req_per_s"], ",.0f"), _f(c["ratio"], ".2f"), _f(c["p50_ms"], ".1f"),
+                                _f(c["p99_ms"], ".1f"), _f(c["p99_ratio"], ".2f"), _f(c.get("gateway_cpu_us_per_req"), ".0f"),
+                                _f(c.get("plugin_cpu_us_per_req"), ".0f")]))
+        out.append("")
+    elif gateway:
+        out += [f"**Gateway level**: skipped: {gateway.get('reason') or gateway.get('error')}", ""]
+    out += ["**Targets** (ratios from this one run):", "", _md_row(["target", "figure", "bound", "status"]),
+            _md_row(["---", "---:", "---", "---"])]
+    for row in results["targets"]:
+        value = row["value"]
+        shown = "–" if value is None else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+        bound = row["bound"].replace(">=", "≥").replace("<=", "≤")
+        out.append(_md_row([row["target"], shown, bound, f"**{row['status']}**"]))
+    return "\n".join(out) + "\n"
+
+
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+def update_doc(doc: Path, results: dict[str, Any]) -> bool:
+    """Replace the generated block of ``doc`` with this run; False when the doc has no such block."""
+    if not doc.exists():
+        return False
+    text = doc.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        return False
+    doc.write_text(text[: start + len(BEGIN)] + "\n" + markdown(results) + text[end:])
+    return True

@@ -144,7 +144,7 @@ class Authenticator:
         if self.policy_index is not None:
             self._check_policies(spec.get("OrgID", ""), cached.policies)
         session = obj.session
-        session.MergeFromString(cached.session)
+        session.ParseFromString(cached.session)  # replaces, never appends, whatever the gateway sent
         stamp(session, now, cached.exp, config.id_extractor_ttl)
         obj.metadata["token"] = cached.session_key
 

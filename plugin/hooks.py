@@ -7,6 +7,9 @@ request's url, method and body back from it, so nothing may be dropped.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 
 from plugin.coprocess import HookType, Object
@@ -15,6 +18,34 @@ from plugin.errors import AuthError, UnknownHook
 log = logging.getLogger("plugin.hooks")
 
 Hook = Callable[[Object], None]
+_AUTH = HookType.CustomKeyCheck  # resolved once: enum attribute lookups cost on the hot path
+
+
+class RefusalLog:
+    """One INFO line per interval summing refusals by reason; each one at DEBUG.
+
+    A line per refusal would let a flood of forged tokens cost as much in logging as in checking.
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._counts: Counter[tuple[str, int, str]] = Counter()
+        self._lock = threading.Lock()
+        self._since = float("-inf")  # the first refusal is logged at once
+
+    def record(self, api: str, status: int, reason: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("auth denied api=%s status=%d reason=%s", api, status, reason)
+        now = self._clock()
+        with self._lock:
+            self._counts[(api, status, reason)] += 1
+            if now - self._since < self.interval:
+                return
+            counts, self._counts, since, self._since = self._counts, Counter(), self._since, now
+        summary = " ".join(f"api={a} status={s} reason={r} count={n}" for (a, s, r), n in counts.most_common())
+        window = f"in the last {now - since:.0f} s" if since != float("-inf") else "(first)"
+        log.info("auth denied %s: %s", window, summary)
 
 
 def refuse(obj: Object, error: AuthError) -> None:
@@ -28,11 +59,12 @@ class HookRouter:
         self.auth_hook = auth_hook
         self._authenticate = authenticate
         self._hooks = dict(hooks or {})
+        self.refusals = RefusalLog()
         self.crashes = 0  # unexpected exceptions in the auth check; always 0 in a healthy build
 
     def dispatch(self, obj: Object) -> Object:
         api = obj.spec.get("APIID", "-")
-        if obj.hook_type == HookType.CustomKeyCheck:
+        if obj.hook_type == _AUTH:
             if obj.hook_name != self.auth_hook:
                 log.warning("auth call for unknown hook api=%s hook=%r: refused", api, obj.hook_name[:64])
                 refuse(obj, UnknownHook())
@@ -40,7 +72,7 @@ class HookRouter:
             try:
                 self._authenticate(obj)
             except AuthError as error:
-                log.info("auth denied api=%s status=%d reason=%s", api, error.status, error.reason)
+                self.refusals.record(api, error.status, error.reason)
                 obj.ClearField("session")
                 refuse(obj, error)
             except Exception as exc:  # noqa: BLE001 - fail closed, and say where without request data

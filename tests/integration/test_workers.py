@@ -20,7 +20,7 @@ def test_two_workers_share_the_calls_of_one_round_robin_client(tmp_path):
     log = (tmp_path / "workers.log").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "plugin", "serve", "--workers", "2", "--listen", f"tcp://127.0.0.1:{port}",
-         "--dns-listen", f"127.0.0.1:{dns_port}"],
+         "--dns-listen", f"127.0.0.1:{dns_port}", "--log-level", "DEBUG"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         target = f"dns://127.0.0.1:{dns_port}/tyk-auth0-plugin.internal:{port}"

@@ -386,3 +386,21 @@ def test_wrong_claim_types_get_a_4xx_never_a_crash(plugin, signing_key, override
     code, message = reply_error(reply)
     assert code == -1 or 400 <= code < 500, (code, message)
     assert message != "Key not authorised"  # the crash fallback
+
+
+def test_refusals_are_summed_into_one_log_line_per_interval(caplog):
+    import logging
+
+    from plugin.hooks import RefusalLog
+
+    now = [0.0]
+    refusals = RefusalLog(interval=10, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="plugin.hooks"):
+        for _ in range(500):
+            refusals.record("api-a", 403, "signature")
+            now[0] += 0.01
+        now[0] += 10
+        refusals.record("api-a", 401, "expired")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "count=499" in lines[1] and "reason=expired count=1" in lines[1]
