@@ -23,7 +23,7 @@ from typing import Any
 from bench import report
 from bench.procs import REPO_ROOT, cores
 
-SUITES = ("plugin", "workers", "crypto", "memory", "gateway")
+SUITES = ("plugin", "workers", "crypto", "memory", "gateway", "gateway-workers")
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 
@@ -64,7 +64,7 @@ def progress(line: str) -> None:
 
 def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], bool]:
     from bench.crypto_suite import run_crypto_suite
-    from bench.gateway_suite import run_gateway_suite
+    from bench.gateway_suite import run_gateway_suite, run_gateway_workers
     from bench.memory import run_memory_suite
     from bench.plugin_suite import Options, run_plugin_suite, run_workers_suite
 
@@ -79,6 +79,9 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], bool]:
         "memory": lambda: run_memory_suite(args.memory_tokens, progress=progress),
         "gateway": lambda: run_gateway_suite(workdir / "gateway", duration=args.duration, warmup=args.warmup,
                                              reps=args.reps, connections=args.in_flight, progress=progress),
+        "gateway-workers": lambda: run_gateway_workers(workdir / "gateway-workers", duration=args.duration,
+                                                       warmup=args.warmup, reps=args.reps,
+                                                       connections=args.in_flight, progress=progress),
     }
     suites: dict[str, Any] = {}
     ok = True

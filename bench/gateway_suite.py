@@ -189,3 +189,88 @@ def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0,
         "reps": reps,
         "pinning": "none (gateway, Redis, plugin, upstream and wrk share all cores)",
     }
+
+
+def run_gateway_workers(workdir: Path, duration: float = 3.0, warmup: float = 1.0, reps: int = 3,
+                        connections: int = 64, progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """The plugin on every request (no ID extractor), with 1 then 2 plugin workers behind the gateway.
+
+    Two workers are reached the way the README says: the gateway's ``dns://`` target with
+    ``grpc_round_robin_load_balancing``, answered by ``serve --workers``' DNS responder.
+    """
+    if shutil.which("wrk") is None:
+        return {"available": False, "reason": "wrk is not installed (Debian package wrk)"}
+    binary, reason = gateway_binary()
+    if binary is None:
+        return {"available": False, "reason": reason}
+    from plugin.devstack import gateway as gw
+    from plugin.devstack.stack import Stack
+
+    results: dict[str, list[dict[str, Any]]] = {}
+    upstream_port = free_port()
+    upstream = Process("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
+                       workdir / "workers-upstream.log").start()
+    wait_for(lambda: port_open("127.0.0.1", upstream_port), 20, "the bench upstream", upstream.alive)
+    target = f"http://127.0.0.1:{upstream_port}"
+    try:
+        return _workers_runs(binary, workdir, target, duration, warmup, reps, connections, progress, results)
+    finally:
+        upstream.stop()
+
+
+def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, warmup: float, reps: int,
+                  connections: int, progress: Callable[[str], None],
+                  results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    from plugin.devstack import gateway as gw
+    from plugin.devstack.stack import Stack
+
+    for workers in (1, 2):
+        dns_port = free_port()
+        plugin_args: list[str] = []
+        gateway_config: dict[str, Any] = {}
+        stack = Stack(workdir=workdir / f"workers-{workers}", gateway_bin=binary, log_level="error")
+        if workers > 1:
+            plugin_args = ["--workers", str(workers), "--dns-listen", f"127.0.0.1:{dns_port}"]
+        stack.plugin_args = tuple(plugin_args)
+        progress(f"gateway workers: starting the stack with {workers} plugin worker(s)")
+        try:
+            stack.start()
+            assert stack.gateway is not None
+            for api in list(stack.gateway.apis.values()):
+                stack.gateway.put_api({**api, "proxy": {**api["proxy"], "target_url": target}})
+            if workers > 1:
+                port = stack.ports["plugin"]
+                stack.gateway.extra_config = {"coprocess_options": {
+                    "enable_coprocess": True,
+                    "coprocess_grpc_server": f"dns://127.0.0.1:{dns_port}/tyk-auth0-plugin.internal:{port}",
+                    "grpc_round_robin_load_balancing": True}}
+            stack.gateway.restart()
+            token = stack.token()
+            url = f"{stack.url}/{gw.PLUGIN_SUBJECT_API_ID}/get"
+            answer = stack.get(f"/{gw.PLUGIN_SUBJECT_API_ID}/get", headers={"Authorization": f"Bearer {token}"})
+            if answer.status != 200:
+                raise RuntimeError(f"sanity request answered {answer.status} {answer.text[:200]}")
+            runs = []
+            for rep in range(reps):
+                if warmup > 0:
+                    wrk(url, token, connections, warmup, latency=False)
+                result = wrk(url, token, connections, duration)
+                runs.append(result)
+                progress(f"gateway workers: {workers} worker(s) rep {rep + 1}/{reps} "
+                         f"{result['req_per_s']:8,.0f} req/s  p99 {result['p99_ms']:6.1f} ms")
+            results[str(workers)] = runs
+        except Exception as exc:  # noqa: BLE001 - report, do not crash the whole harness
+            return {"available": False, "reason": f"{workers} worker(s): {exc}"}
+        finally:
+            stack.stop()
+    one, two = results["1"], results["2"]
+    return {
+        "available": True,
+        "api": "plugin on every request (no ID extractor), same token",
+        "one_worker_req_per_s": median([r["req_per_s"] for r in one]),
+        "two_workers_req_per_s": median([r["req_per_s"] for r in two]),
+        "ratio": median([b["req_per_s"] / a["req_per_s"] for a, b in zip(one, two)]),
+        "one_worker_p99_ms": median([r["p99_ms"] for r in one]),
+        "two_workers_p99_ms": median([r["p99_ms"] for r in two]),
+        "runs": results,
+    }

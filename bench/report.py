@@ -101,7 +101,7 @@ def targets(suites: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
         if value is None:
             rows.append({"target": name, "value": None, "bound": f"{op} {bound:g}", "status": f"not measured ({why_missing})"})
             return
-        ok = value >= bound if op == ">=" else value <= bound if op == "<=" else value < bound
+        ok = {">=": value >= bound, "<=": value <= bound, ">": value > bound, "<": value < bound}[op]
         status = "met" if ok else "not met"
         if quick:
             status += " (quick run: indicative only)"
@@ -123,6 +123,10 @@ def targets(suites: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
         _get(suites, "gateway", "cases", "plugin_idext", "p99_ratio"), "<=", 1.2, gateway_missing)
     add("gateway: plugin without extractor ÷ native JWT req/s",
         _get(suites, "gateway", "cases", "plugin_noext", "ratio"), ">=", 0.5, gateway_missing)
+    workers_missing = (_get(suites, "gateway-workers", "reason") or _get(suites, "gateway-workers", "error")
+                       or "suite not run")
+    add("gateway: 2 plugin workers ÷ 1 (plugin on every request)",
+        _get(suites, "gateway-workers", "ratio"), ">", 1.0, workers_missing)
     peak = _get(suites, "memory", "peak_rss_mb")
     add(f"peak RSS MB after {_get(suites, 'memory', 'tokens') or 'N'} distinct tokens", peak, "<", MEMORY_TARGET_MB)
     return rows
@@ -196,6 +200,11 @@ def table(results: dict[str, Any]) -> str:
                          f"(start {memory['baseline_rss_mb']:.0f} MB), {memory['tokens_per_s']:,.0f} tokens/s in-process")
         else:
             lines.append(f"Memory: not run: {memory.get('error')}")
+    gw_workers = suites.get("gateway-workers")
+    if gw_workers and gw_workers.get("available"):
+        lines.append(f"Gateway level, plugin workers (dns:// + round robin): 1 worker "
+                     f"{gw_workers['one_worker_req_per_s']:,.0f} req/s, 2 workers "
+                     f"{gw_workers['two_workers_req_per_s']:,.0f} req/s, ratio {gw_workers['ratio']:.2f}")
     gateway = suites.get("gateway")
     if gateway:
         if gateway.get("available"):
