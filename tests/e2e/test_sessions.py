@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -112,3 +113,17 @@ def test_gateway_session_cache_is_never_used_past_the_token_exp(plugin_stack: St
     result = get(plugin_stack, "/auth0-plugin/get", token)
     assert result.status == 401
     assert result.body == b'{\n    "error": "Key not authorized: token has expired"\n}'
+
+
+def test_request_body_query_and_headers_reach_the_upstream_through_the_plugin(plugin_stack: Stack, subject: str) -> None:
+    token = plugin_stack.token(sub=subject)
+    result = plugin_stack.request("POST", "/auth0-plugin/anything?x=1&y=2",
+                                  headers={"Authorization": f"Bearer {token}", "X-Custom": "kept",
+                                           "Content-Type": "application/json"},
+                                  body={"hello": "world"})
+    assert result.status == 200, result.text
+    echo = result.json()
+    assert echo["method"] == "POST"
+    assert echo["args"] == {"x": "1", "y": "2"}
+    assert echo["headers"]["X-Custom"] == "kept"
+    assert json.loads(echo["data"] if isinstance(echo.get("data"), str) else json.dumps(echo["json"])) == {"hello": "world"}
