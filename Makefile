@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: run test install install-test system-deps gateway serve stubs docs
+.PHONY: run test install install-test system-deps gateway serve stubs docs bench chaos
 
 run: install  ## the whole walkthrough locally: Redis, Tyk, the plugin, an Auth0 stand-in, an echo upstream
 	$(PYTHON) -m plugin stack
@@ -10,18 +10,20 @@ run: install  ## the whole walkthrough locally: Redis, Tyk, the plugin, an Auth0
 serve: install  ## the plugin server alone on tcp://127.0.0.1:5555
 	$(PYTHON) -m plugin serve
 
-test: install-test system-deps  ## unit, integration, then end-to-end tests through a real gateway
+test: install-test system-deps  ## unit and integration tests, then end-to-end tests through a real gateway
+	$(PYTHON) -m pytest -m "not e2e"
 	-bash scripts/build-gateway.sh
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -m e2e
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -e .
 
 install-test:
-	$(PIP) install --quiet --disable-pip-version-check -e '.[test]'
+	$(PIP) install --quiet --disable-pip-version-check -e '.[test,bench]'
 
-system-deps:  ## Debian packages the end-to-end tests use
-	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+system-deps:  ## Debian packages the tests use: Redis and wrk (end to end), h2load (benchmark harness check)
+	@command -v redis-server >/dev/null && command -v wrk >/dev/null && command -v h2load >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq redis-server wrk nghttp2-client; }
 
 gateway:  ## build (or reuse) the pinned Tyk gateway
 	bash scripts/build-gateway.sh
@@ -31,3 +33,9 @@ stubs:  ## regenerate plugin/coprocess from proto/
 
 docs:  ## regenerate docs/configuration.md from the code's settings
 	$(PYTHON) scripts/gen_docs.py
+
+bench: install-test  ## the benchmark harness (tables, docs/benchmarks/results.json and .png)
+	$(PYTHON) -m bench
+
+chaos: install  ## faults injected into the real stack (needs a gateway binary)
+	$(PYTHON) -m plugin.devstack.chaos
