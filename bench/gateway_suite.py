@@ -207,6 +207,7 @@ def run_gateway_workers(workdir: Path, duration: float = 3.0, warmup: float = 1.
     from plugin.devstack.stack import Stack
 
     results: dict[str, list[dict[str, Any]]] = {}
+    workdir.mkdir(parents=True, exist_ok=True)
     upstream_port = free_port()
     upstream = Process("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
                        workdir / "workers-upstream.log").start()

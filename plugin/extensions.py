@@ -44,6 +44,7 @@ from plugin.coprocess import (
     response_object_pb2,
 )
 from plugin.errors import AuthError, ConfigurationError
+from plugin.logs import exception_site
 
 log = logging.getLogger("plugin.extensions")
 
@@ -360,14 +361,6 @@ def _apply_response(obj: Object, result: Any) -> None:
         obj.response.CopyFrom(result)
 
 
-def _where(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "?"
-    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
-
 
 def _refuse_request(obj: Object, status: int, message: str, url: str, method: str) -> None:
     request = obj.request
@@ -428,7 +421,7 @@ def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | Non
         else:
             status, message, outcome = MIDDLEWARE_ERROR_STATUS, MIDDLEWARE_ERROR, "hook_error"
             log.error("hook failed hook=%s api=%s error=%s at %s", registered.name, api,
-                      type(exc).__name__, _where(exc))
+                      type(exc).__name__, exception_site(exc))
             log.debug("hook %s traceback", registered.name, exc_info=True)
         if obj.hook_type == HookType.Response:
             _refuse_response(obj, status, message)

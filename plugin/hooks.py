@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 from plugin.coprocess import HookType, Object
 from plugin.errors import AuthError, UnknownHook
+from plugin.logs import exception_site
 
 log = logging.getLogger("plugin.hooks")
 
@@ -34,9 +35,9 @@ class RefusalLog:
         self._lock = threading.Lock()
         self._since = float("-inf")  # the first refusal is logged at once
 
-    def record(self, api: str, status: int, reason: str) -> None:
+    def record(self, api: str, status: int, reason: str, request_id: str = "") -> None:
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("auth denied api=%s status=%d reason=%s", api, status, reason)
+            log.debug("auth denied api=%s status=%d reason=%s request_id=%s", api, status, reason, request_id or "-")
         now = self._clock()
         with self._lock:
             self._counts[(api, status, reason)] += 1
@@ -87,12 +88,14 @@ class HookRouter:
             try:
                 self._authenticate(obj)
             except AuthError as error:
-                self.refusals.record(api, error.status, error.reason)
+                self.refusals.record(api, error.status, error.reason,
+                                     obj.request.headers.get("X-Request-Id", "")[:64])
                 obj.ClearField("session")
                 refuse(obj, error)
             except Exception as exc:  # noqa: BLE001 - fail closed, and say where without request data
                 self.crashes += 1
-                log.error("auth check crashed api=%s error=%s at %s", api, type(exc).__name__, _where(exc))
+                log.error("auth check crashed api=%s error=%s at %s", api, type(exc).__name__,
+                          exception_site(exc))
                 obj.ClearField("session")
                 refuse(obj, UnknownHook())
             slim_auth_reply(obj)
@@ -102,11 +105,3 @@ class HookRouter:
             hook(obj)
         return obj
 
-
-def _where(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "?"
-    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"

@@ -115,6 +115,27 @@ def build_app(settings: ServerSettings) -> App:
     return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs, metrics=metrics)
 
 
+def reload(app: App, settings: ServerSettings) -> None:
+    """SIGHUP: re-read what can change without a restart; key sets and in-flight calls are untouched.
+
+    The manifest's hook name, every API's parsed config_data (so a rotated secret behind
+    ``jwt_source_file`` or ``jwt_source_env`` is read again; verified tokens of the old
+    configuration are no longer reachable), and the gateway's policy list. The JWKS cache
+    survives, so a reload never costs a fetch.
+    """
+    try:
+        hooks = load_hook_names(manifest_path(settings.manifest))
+    except ManifestError as exc:
+        log.error("reload: %s; keeping auth hook %r", exc, app.router.auth_hook)
+    else:
+        app.router.auth_hook = hooks.auth_check
+    app.configs.clear()
+    if app.authenticator.policy_index is not None:
+        app.authenticator.policy_index.refresh()
+    log.info("reloaded: auth hook %r, API configurations will be parsed again, JWKS cache kept",
+             app.router.auth_hook)
+
+
 class PluginServer:
     def __init__(self, settings: ServerSettings, app: App | None = None) -> None:
         self.settings = settings
@@ -205,8 +226,12 @@ def serve(settings: ServerSettings) -> int:
         log.info("received %s: finishing in-flight calls", signal.Signals(signum).name)
         threading.Thread(target=server.stop, name="shutdown", daemon=True).start()
 
+    def on_hangup(_signum: int, _frame: Any) -> None:
+        threading.Thread(target=reload, args=(server.app, settings), name="reload", daemon=True).start()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     server.wait()
     return 0
 
@@ -311,6 +336,7 @@ def _run_workers(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda _s, _f: supervisor.reload())
     try:
         return supervisor.run()
     finally:

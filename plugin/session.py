@@ -1,10 +1,11 @@
 """The Tyk session for a verified token, keyed the way native JWT keys the same identity.
 
-``key_id`` is what the gateway stores the session under (without an ID
-extractor): org id + md5 of the identity, or the base64 JSON form when the
-gateway hashes keys with a ``hash_key_function``. One Auth0 subject therefore
-keeps one Tyk key, and its quota, across token renewals and across a switch
-between native JWT and this plugin.
+``key_id`` is what the gateway stores the session under when the API has no ID
+extractor: org id + md5 of the identity, or the base64 JSON form when the gateway
+hashes keys with a ``hash_key_function``. One Auth0 subject then keeps one Tyk key,
+and its quota, across token renewals and across a switch between native JWT and
+this plugin. With the ID extractor the gateway keys the session by the
+Authorization header instead, so quotas are per token: the price of the cache.
 """
 
 from __future__ import annotations

@@ -151,3 +151,9 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def reload(self) -> None:
+        """Pass SIGHUP on: every worker re-reads its configuration."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGHUP)

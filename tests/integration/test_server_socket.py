@@ -164,3 +164,41 @@ def test_saturation_is_answered_at_once_not_queued(jwks_server, keys):
         assert min(elapsed for _, elapsed in refused) < 1.0
     finally:
         proc.stop()
+
+
+def test_sighup_rereads_configuration_and_keeps_the_jwks_cache(tmp_path, jwks_server, keys):
+    import base64
+    import hashlib
+    import hmac as hmaclib
+
+    secret_file = tmp_path / "hmac-secret"
+    secret_file.write_text(base64.b64encode(b"first-secret").decode())
+    config = json.dumps({"jwt_signing_method": "hmac", "jwt_source_file": str(secret_file),
+                         "jwt_default_policies": ["p"]})
+    jwks_config = config_for(jwks_server)
+
+    def hs256(secret: bytes) -> str:
+        head = t.b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = t.b64url(json.dumps(t.claims()).encode())
+        signature = hmaclib.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{t.b64url(signature)}"
+
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}")
+    try:
+        code = lambda token, cfg=config: call(proc.channel, auth_object("Bearer " + token, config=cfg)).request.return_overrides.response_code  # noqa: E731
+        assert code(t.sign(keys[0]), jwks_config) == -1
+        fetches = jwks_server.fetches
+        assert code(hs256(b"first-secret")) == -1
+        secret_file.write_text(base64.b64encode(b"second-secret").decode())
+        assert code(hs256(b"second-secret")) == 403  # not re-read yet
+        proc.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while code(hs256(b"second-secret")) != -1 and time.time() < deadline:
+            time.sleep(0.1)
+        assert code(hs256(b"second-secret")) == -1
+        assert code(hs256(b"first-secret")) == 403
+        assert code(t.sign(keys[0]), jwks_config) == -1
+        assert jwks_server.fetches == fetches  # the key set survived the reload
+    finally:
+        _, stderr = proc.stop()
+    assert "reloaded" in stderr
