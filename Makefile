@@ -11,9 +11,8 @@ serve: install  ## the plugin server alone on tcp://127.0.0.1:5555
 	$(PYTHON) -m plugin serve
 
 test: install-test system-deps  ## unit and integration tests, then end-to-end tests through a real gateway
-	$(PYTHON) -m pytest -m "not e2e"
 	-bash scripts/build-gateway.sh
-	$(PYTHON) -m pytest -m e2e
+	$(PYTHON) -m pytest tests/unit tests/integration tests/e2e
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -e .
