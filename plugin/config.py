@@ -15,7 +15,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -295,5 +295,3 @@ def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) 
         raise ConfigurationError(key, f"must be a whole number of seconds >= {minimum}")
     return value
 
-
-ConfigParser = Callable[[str | None], ApiConfig]

@@ -20,8 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from cachetools import TTLCache
 
@@ -78,19 +77,18 @@ class KeySet:
 class _Entry:
     url: str
     ttl: float
+    unknown_kids: TTLCache[str, bool]  # kids just looked for and absent, until the next allowed fetch
     keyset: KeySet | None = None
     last_attempt: float = float("-inf")
     failures: int = 0
     next_retry: float = 0.0
     inflight: Future[KeySet] | None = None
-    unknown_kids: TTLCache[str, bool] = field(default_factory=lambda: TTLCache(maxsize=1024, ttl=10.0))
 
 
 @dataclass
 class FetchStats:
     ok: int = 0
     failed: int = 0
-    by_url: dict[str, int] = field(default_factory=dict)
 
 
 def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
@@ -203,9 +201,9 @@ class JwksCache:
     def _entry(self, url: str, ttl: float) -> _Entry:
         entry = self._entries.get(url)
         if entry is None:
+            negative: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=max(self.settings.min_refetch_interval, 0.001))
             with self._lock:
-                entry = self._entries.setdefault(url, _Entry(url=url, ttl=ttl))
-                entry.unknown_kids = TTLCache(maxsize=1024, ttl=self.settings.min_refetch_interval)
+                entry = self._entries.setdefault(url, _Entry(url=url, ttl=ttl, unknown_kids=negative))
         if ttl < entry.ttl:
             entry.ttl = ttl
         return entry
@@ -276,7 +274,6 @@ class JwksCache:
             entry.next_retry = 0.0
             entry.unknown_kids.clear()
             self.stats.ok += 1
-            self.stats.by_url[entry.url] = self.stats.by_url.get(entry.url, 0) + 1
         if changed:
             log.info("jwks loaded url=%s kids=%s", entry.url, ",".join(sorted(by_kid)) or "-")
         return keyset
@@ -319,14 +316,3 @@ class JwksCache:
         if self._refresher is not None:
             self._refresher.join(timeout=2)
             self._refresher = None
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                url: {
-                    "kids": sorted(e.keyset.keys) if e.keyset else [],
-                    "failures": e.failures,
-                    "age": (self._clock() - e.keyset.fetched_at) if e.keyset else None,
-                }
-                for url, e in self._entries.items()
-            }
