@@ -175,8 +175,6 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise ConfigurationError("jwt_scope_to_policy_mapping", "must be an object of scope -> policy id strings")
 
-    from plugin.extensions import parse_header_rules  # local: extensions imports the coprocess stubs
-
     header_rules = parse_header_rules(data)
     return ApiConfig(
         claims_to_headers=header_rules.claims_to_headers,
@@ -295,3 +293,41 @@ def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) 
         raise ConfigurationError(key, f"must be a whole number of seconds >= {minimum}")
     return value
 
+
+# -- claims_to_headers (read by the Auth0ClaimsToHeaders hook in plugin.extensions) -----------------
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name
+_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade",
+                               "te", "trailer", "keep-alive", "proxy-connection"})
+
+
+@dataclass(frozen=True)
+class HeaderRules:
+    claims_to_headers: tuple[tuple[str, str], ...] = ()
+    strip_authorization: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.claims_to_headers) or self.strip_authorization
+
+
+def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
+    """``claims_to_headers`` and ``strip_authorization`` from config_data; ConfigurationError names the key."""
+    mapping = data.get("claims_to_headers")
+    pairs: list[tuple[str, str]] = []
+    if mapping is not None:
+        if not isinstance(mapping, dict):
+            raise ConfigurationError("claims_to_headers", "must be an object of claim name -> header name")
+        seen: set[str] = set()
+        for claim, header in mapping.items():
+            if not claim or not isinstance(header, str) or not _TOKEN.match(header):
+                raise ConfigurationError("claims_to_headers", f"claim {claim!r}: {header!r} is not a valid header name")
+            if header.lower() in _RESERVED_HEADERS or header.lower() == "authorization":
+                raise ConfigurationError("claims_to_headers", f"header {header!r} cannot be set from a claim")
+            if header.lower() in seen:
+                raise ConfigurationError("claims_to_headers", f"header {header!r} is named twice")
+            seen.add(header.lower())
+            pairs.append((claim, header))
+    strip = data.get("strip_authorization", False)
+    if not isinstance(strip, bool):
+        raise ConfigurationError("strip_authorization", "must be true or false")
+    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=strip)

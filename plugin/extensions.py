@@ -44,7 +44,9 @@ from plugin.coprocess import (
     response_object_pb2,
 )
 from plugin.errors import AuthError, ConfigurationError
+from plugin.config import HeaderRules, parse_header_rules  # noqa: F401 - part of this module's API
 from plugin.logs import exception_site
+from plugin.session import CLAIM_METADATA_PREFIX, claim_metadata, metadata_value  # noqa: F401
 
 log = logging.getLogger("plugin.extensions")
 
@@ -316,13 +318,6 @@ class Hooks:
 # -- running a hook ---------------------------------------------------------------------------------
 
 
-def _metadata_string(value: Any) -> str:
-    """Metadata is a string map; other values travel as compact JSON, as the gateway encodes them."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _apply_result(obj: Object, result: Any, metadata: dict[str, str], original: dict[str, str],
                   arity: int) -> None:
     if result is not None:
@@ -347,7 +342,7 @@ def _apply_result(obj: Object, result: Any, metadata: dict[str, str], original: 
     if metadata != original:
         obj.metadata.clear()
         for key, value in metadata.items():
-            obj.metadata[str(key)] = _metadata_string(value)
+            obj.metadata[str(key)] = metadata_value(value)
 
 
 def _apply_response(obj: Object, result: Any) -> None:
@@ -501,58 +496,8 @@ def load_module(target: str, attribute: str = "hooks") -> Hooks:
 
 CLAIMS_TO_HEADERS_HOOK = "Auth0ClaimsToHeaders"
 BUILTIN_HOOKS = frozenset({CLAIMS_TO_HEADERS_HOOK})  # served always, used only when a manifest lists them
-CLAIM_METADATA_PREFIX = "claim:"
 MAX_HEADER_VALUE = 8192
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name
-_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade",
-                               "te", "trailer", "keep-alive", "proxy-connection"})
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class HeaderRules:
-    claims_to_headers: tuple[tuple[str, str], ...] = ()
-    strip_authorization: bool = False
-
-    def __bool__(self) -> bool:
-        return bool(self.claims_to_headers) or self.strip_authorization
-
-
-def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
-    """``claims_to_headers`` and ``strip_authorization`` from config_data; ConfigurationError names the key."""
-    mapping = data.get("claims_to_headers")
-    pairs: list[tuple[str, str]] = []
-    if mapping is not None:
-        if not isinstance(mapping, dict):
-            raise ConfigurationError("claims_to_headers", "must be an object of claim name -> header name")
-        seen: set[str] = set()
-        for claim, header in mapping.items():
-            if not claim or not isinstance(header, str) or not _TOKEN.match(header):
-                raise ConfigurationError("claims_to_headers", f"claim {claim!r}: {header!r} is not a valid header name")
-            if header.lower() in _RESERVED_HEADERS or header.lower() == "authorization":
-                raise ConfigurationError("claims_to_headers", f"header {header!r} cannot be set from a claim")
-            if header.lower() in seen:
-                raise ConfigurationError("claims_to_headers", f"header {header!r} is named twice")
-            seen.add(header.lower())
-            pairs.append((claim, header))
-    strip = data.get("strip_authorization", False)
-    if not isinstance(strip, bool):
-        raise ConfigurationError("strip_authorization", "must be true or false")
-    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=strip)
-
-
-def claim_metadata(claims: Mapping[str, Any], names: Iterable[str]) -> dict[str, str]:
-    """Session metadata entries the auth check writes for the claims-to-headers hook (``claim:<name>``)."""
-    from plugin.claims import (
-        lookup,  # local: keeps this module importable from plugin.config
-    )
-
-    entries: dict[str, str] = {}
-    for name in names:
-        value = lookup(claims, name)
-        if value is not None:
-            entries[CLAIM_METADATA_PREFIX + name] = _metadata_string(value)
-    return entries
 
 
 class ClaimsToHeaders:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from plugin import claims as claimlib
 from plugin.config import ApiConfig
 from plugin.coprocess import SessionState
 
+CLAIM_METADATA_PREFIX = "claim:"  # session metadata keys the claims-to-headers hook reads
 _HASH_FUNCTIONS = frozenset({"murmur32", "murmur64", "murmur128", "sha256"})
 
 
@@ -53,10 +55,18 @@ def build_session(claims: Mapping[str, Any], identity: str, policies: tuple[str,
         if name in claims and claims[name] is not None:
             metadata[name] = metadata_value(claims[name])
     if config.claims_to_headers:
-        from plugin.extensions import claim_metadata
-
         metadata.update(claim_metadata(claims, (claim for claim, _ in config.claims_to_headers)))
     return session
+
+
+def claim_metadata(claims: Mapping[str, Any], names: Iterable[str]) -> dict[str, str]:
+    """Session metadata entries the auth check writes for the claims-to-headers hook (``claim:<name>``)."""
+    entries: dict[str, str] = {}
+    for name in names:
+        value = claimlib.lookup(claims, name)
+        if value is not None:
+            entries[CLAIM_METADATA_PREFIX + name] = metadata_value(value)
+    return entries
 
 
 def stamp(session: SessionState, now: float, exp: float | None, ttl: int) -> None:

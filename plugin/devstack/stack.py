@@ -344,8 +344,8 @@ class Stack:
     def get(self, path: str, **kwargs: Any) -> HTTPResult:
         return self.request("GET", path, **kwargs)
 
-    def _token_commands(self) -> tuple[str, str]:
-        """The walkthrough's token curl, and the same piped into $TOKEN."""
+    def _token_steps(self) -> list[str]:
+        """Step 1 of the walkthrough: its token curl, and the same piped into $TOKEN."""
         secret = self.client_secret or "{CLIENT_SECRET}"
         get_token = token_curl(self.token_url, self.client_id, secret, self.audience)
         extract = (
@@ -353,23 +353,18 @@ class Stack:
             + get_token.replace("curl --request", "curl -s --request")
             + " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
-        return get_token, extract
+        return [
+            "# 1. Get a token (the walkthrough's Auth0 'Test' tab curl):",
+            get_token,
+            "",
+            "#    ...or straight into $TOKEN:",
+            extract,
+            "",
+        ]
 
     def curl_commands(self, api: str = gw.PLUGIN_API_ID) -> str:
-        get_token, extract = self._token_commands()
         call = f'curl -X GET {self.url}/{api}/get -H "Accept: application/json" -H "Authorization: Bearer $TOKEN"'
-        return "\n".join(
-            [
-                "# 1. Get a token (the walkthrough's Auth0 'Test' tab curl):",
-                get_token,
-                "",
-                "#    ...or straight into $TOKEN:",
-                extract,
-                "",
-                "# 2. Call the API through Tyk with it:",
-                call,
-            ]
-        )
+        return "\n".join([*self._token_steps(), "# 2. Call the API through Tyk with it:", call])
 
     def failure(self) -> str | None:
         """Why the stack is broken (a child process died), or None while all is well."""
@@ -405,7 +400,6 @@ class Stack:
 
     def plugin_only_summary(self) -> str:
         """What runs, and how to try a token, when no gateway binary could be had."""
-        get_token, extract = self._token_commands()
         config = json.dumps(self.config_data(), separators=(",", ":"))
         return "\n".join([
             *self.notes,
@@ -415,12 +409,7 @@ class Stack:
             f"plugin         {self.plugin_address}" + (f"  (log {self.plugin.log_path})" if self.plugin else ""),
             f"upstream       {self._need(self.upstream, 'upstream').url}",
             "",
-            "# 1. Get a token (the walkthrough's Auth0 'Test' tab curl):",
-            get_token,
-            "",
-            "#    ...or straight into $TOKEN:",
-            extract,
-            "",
+            *self._token_steps(),
             "# 2. Ask the plugin's own checker what the gateway would answer for it:",
             f"tyk-auth0-plugin check --config-data '{config}' --token \"$TOKEN\"",
         ])

@@ -1,4 +1,4 @@
-"""A JWKS endpoint on a real loopback socket, with rotation, delay and failure switches."""
+"""A tenant on a real loopback socket: discovery and JWKS at Auth0's paths, with rotation, delay and failure switches."""
 
 from __future__ import annotations
 
@@ -20,11 +20,20 @@ class JwksServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/.well-known/openid-configuration":
+                    self._send(200, json.dumps({"issuer": owner.base + "/", "jwks_uri": owner.url}).encode())
+                    return
+                if self.path != "/.well-known/jwks.json":
+                    self._send(404, b"{}")
+                    return
                 owner.fetches += 1
                 if owner.delay:
                     time.sleep(owner.delay)
                 body = json.dumps(jwks(*owner.keys)).encode() if owner.status == 200 else b"{}"
-                self.send_response(owner.status)
+                self._send(owner.status, body)
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -34,7 +43,8 @@ class JwksServer:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = f"{self.base}/.well-known/jwks.json"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> "JwksServer":

@@ -8,9 +8,7 @@ import hashlib
 import hmac
 import io
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -291,42 +289,8 @@ def test_gateway_json_matches_go_marshal():
 
 # -- discovery -----------------------------------------------------------------------------------------------
 
-class Tenant:
-    """A loopback 'tenant' serving discovery and a JWKS at the paths Auth0 uses."""
-
-    def __init__(self, key: t.SigningKey) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                if self.path == "/.well-known/openid-configuration":
-                    body = json.dumps({"issuer": owner.base + "/",
-                                       "jwks_uri": owner.base + "/.well-known/jwks.json"}).encode()
-                elif self.path == "/.well-known/jwks.json":
-                    body = json.dumps(t.jwks(key)).encode()
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_discovery_document_is_checked_against_the_configuration(signing_key):
-    tenant = Tenant(signing_key)
-    try:
+    with JwksServer(signing_key) as tenant:
         config = json.dumps({"jwt_source": tenant.base + "/.well-known/jwks.json", "issuer": tenant.base + "/",
                              "audience": t.AUDIENCE})
         token = t.sign(signing_key, t.claims(iss=tenant.base + "/"))
@@ -342,8 +306,6 @@ def test_discovery_document_is_checked_against_the_configuration(signing_key):
         assert f"the tenant publishes its keys at {tenant.base}/.well-known/jwks.json" in text
         assert "JWKS" in text and "unavailable (HTTP 404)" in text
         assert code == 1
-    finally:
-        tenant.close()
 
 
 # -- the gateway's policies -----------------------------------------------------------------------------------
