@@ -203,8 +203,6 @@ def run_gateway_workers(workdir: Path, duration: float = 3.0, warmup: float = 1.
     binary, reason = gateway_binary()
     if binary is None:
         return {"available": False, "reason": reason}
-    from plugin.devstack import gateway as gw
-    from plugin.devstack.stack import Stack
 
     results: dict[str, list[dict[str, Any]]] = {}
     workdir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +226,6 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
     for workers in (1, 2):
         dns_port = free_port()
         plugin_args: list[str] = []
-        gateway_config: dict[str, Any] = {}
         stack = Stack(workdir=workdir / f"workers-{workers}", gateway_bin=binary, log_level="error")
         if workers > 1:
             plugin_args = ["--workers", str(workers), "--dns-listen", f"127.0.0.1:{dns_port}"]

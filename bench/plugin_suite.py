@@ -14,7 +14,6 @@ repetition before the median, so drift of the machine hits the case and its base
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -30,7 +29,6 @@ from bench.procs import (
     Process,
     clean_env,
     cores,
-    descendants,
     free_port,
     pinned,
     port_open,
@@ -251,29 +249,6 @@ def run_plugin_suite(opts: Options) -> dict[str, Any]:
     }
 
 
-def pin_workers(supervisor: int, port: int, workers: int) -> dict[int, int]:
-    """Pin every thread of each worker (found below ``supervisor``) to core N-1 for address 127.0.0.N.
-
-    What a ``--workers`` supervisor could do itself: one GIL per core, and no thread of a
-    worker ever hands the GIL across cores.
-    """
-    ncores = cores()
-    pinned_to: dict[int, int] = {}
-    for pid in descendants(supervisor):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except FileNotFoundError:
-            continue
-        listen = next((a.decode() for a in argv if a.startswith(b"tcp://127.") and a.endswith(f":{port}".encode())), None)
-        if listen is None or (workers > 1 and pid == supervisor):  # --workers 1 runs no supervisor
-            continue
-        core = (int(listen.removeprefix("tcp://").split(":")[0].split(".")[-1]) - 1) % ncores
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            os.sched_setaffinity(int(task.name), {core})
-        pinned_to[pid] = core
-    return pinned_to
-
-
 @dataclass
 class Deployment:
     label: str
@@ -285,7 +260,7 @@ class Deployment:
 
 
 def run_workers_suite(opts: Options) -> dict[str, Any]:
-    """Cold path, ``serve --workers 1`` vs ``--workers 2`` (as shipped, and with each worker pinned to a core).
+    """Cold path, ``serve --workers 1`` vs ``--workers 2`` (by default, and with ``--pin-workers``).
 
     Two h2load connections either way (one per worker address; both to the one address
     for a single worker), with the calls in flight split between them.
@@ -295,7 +270,7 @@ def run_workers_suite(opts: Options) -> dict[str, Any]:
     opts.workdir.mkdir(parents=True, exist_ok=True)
     key = rsa_key("rG3sWqY0aVn8o2uN1kLw4e")
     deployments = [Deployment("workers_1", 1, False), Deployment("workers_2", 2, False)]
-    if cores() >= 2:
+    if cores() >= 2 and serve_supports("--pin-workers"):
         deployments += [Deployment("workers_1_pinned", 1, True), Deployment("workers_2_pinned", 2, True)]
     with JwksServer(key) as jwks:
         fx = Fixture.create(jwks, key)
@@ -306,16 +281,14 @@ def run_workers_suite(opts: Options) -> dict[str, Any]:
                 dep.port = port = free_port()
                 argv = [sys.executable, "-m", "plugin", "serve", "--listen", f"tcp://127.0.0.1:{port}",
                         "--threads", str(opts.threads), "--token-cache-size", "0", "--workers", str(dep.workers),
-                        "--dns-listen", "127.0.0.1:0"]
+                        "--dns-listen", "127.0.0.1:0", *(["--pin-workers"] if dep.pin else [])]
                 hosts = [f"127.0.0.{i + 1}" for i in range(dep.workers)]
-                opts.progress(f"workers: starting serve --workers {dep.workers}" + (" (pinned)" if dep.pin else ""))
+                opts.progress(f"workers: starting serve --workers {dep.workers}" + (" --pin-workers" if dep.pin else ""))
                 dep.proc = start_server(dep.label, argv, hosts[0], port, opts, hosts[1:])
                 for host in hosts:
                     problem = _granted(fx.valid, dispatch_once(port, fx.valid, host))
                     if problem:
                         raise RuntimeError(f"{dep.label} at {host}: sanity call failed: {problem}")
-                if dep.pin and len(pin_workers(dep.proc.pid, port, dep.workers)) != dep.workers:
-                    raise RuntimeError(f"{dep.label}: could not find every worker to pin")
             for rep in range(opts.reps):
                 for dep in deployments:
                     assert dep.proc is not None
@@ -335,8 +308,8 @@ def run_workers_suite(opts: Options) -> dict[str, Any]:
         "case": "cold (serve --token-cache-size 0)",
         "connections": 2,
         "in_flight": opts.in_flight,
-        "pinning": "none for workers_1 and workers_2 (as shipped; h2load shares the cores); *_pinned: each "
-                   "worker's threads pinned to core N-1 for address 127.0.0.N after start, h2load unpinned",
+        "pinning": "none for workers_1 and workers_2 (the default; h2load shares the cores); *_pinned: "
+                   "serve --pin-workers (worker N held to the Nth core), h2load unpinned",
     }
     for dep in deployments:
         base = next(d for d in deployments if d.workers == 1 and d.pin == dep.pin)

@@ -13,16 +13,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-from cachetools import LRUCache
+from typing import Any, NamedTuple
 
 from plugin import claims as claimlib
 from plugin import policies as policylib
 from plugin.config import ApiConfig, env_config_data, parse_config_data
 from plugin.coprocess import Object
 from plugin.errors import ConfigurationError, MissingToken, NoMatchingPolicy
+from plugin.keys import VerificationKey
 from plugin.policy_index import PolicyIndex
 from plugin.session import build_session, key_id, stamp
 from plugin.tokens import strip_bearer
@@ -33,45 +31,66 @@ log = logging.getLogger("plugin.auth")
 NO_EXP_CACHE_SECONDS = 300.0
 
 
+_Parsed = tuple[int, ApiConfig] | ConfigurationError
+
+
 class ConfigStore:
-    """Parses each distinct config_data once; a bad one is logged once and fails only its API."""
+    """Parses each distinct config_data once; a bad one is logged once and fails only its API.
+
+    A plain dict, so the per-request lookup is one hash of a string the interpreter has
+    already hashed or cheaply can; past ``size`` distinct configurations the oldest goes.
+    """
 
     def __init__(self, defaults: dict[str, Any] | None = None, size: int = 256) -> None:
         self.defaults = env_config_data() if defaults is None else defaults
+        self.size = size
         self._lock = threading.Lock()
-        self._cache: LRUCache[str | None, tuple[int, ApiConfig] | ConfigurationError] = LRUCache(maxsize=size)
+        self._parsed: dict[str | None, _Parsed] = {}
         self._serial = 0
 
     def get(self, raw: str | None, api_id: str = "") -> tuple[int, ApiConfig]:
         """The parsed config and a serial number that never names another config."""
-        found = self._cache.get(raw)
+        found = self._parsed.get(raw)
         if found is None:
-            try:
-                config = parse_config_data(raw, self.defaults)
-            except ConfigurationError as exc:
-                found = exc
-                log.error("bad plugin configuration api=%s key=%s problem=%s", api_id or "-", exc.key, exc.problem)
-            with self._lock:
-                if not isinstance(found, ConfigurationError):
-                    self._serial += 1
-                    found = (self._serial, config)
-                self._cache[raw] = found
+            found = self._parse(raw, api_id)
         if isinstance(found, ConfigurationError):
             raise found
         return found
 
+    def _parse(self, raw: str | None, api_id: str) -> _Parsed:
+        try:
+            config = parse_config_data(raw, self.defaults)
+        except ConfigurationError as exc:
+            log.error("bad plugin configuration api=%s key=%s problem=%s", api_id or "-", exc.key, exc.problem)
+            return self._remember(raw, exc)
+        with self._lock:
+            self._serial += 1
+            serial = self._serial
+        return self._remember(raw, (serial, config))
+
+    def _remember(self, raw: str | None, found: _Parsed) -> _Parsed:
+        with self._lock:
+            parsed = self._parsed
+            parsed[raw] = found
+            while len(parsed) > self.size:
+                del parsed[next(iter(parsed))]
+        return found
+
     def clear(self) -> None:
         with self._lock:
-            self._cache.clear()
+            self._parsed = {}
 
 
-@dataclass(frozen=True, slots=True)
-class CachedAuth:
+class CachedAuth(NamedTuple):
+    """One verified token, as the cache holds it (a tuple: small, and cheap to build)."""
+
     session: bytes  # the serialized SessionState: a tenth of the live object's memory
     policies: tuple[str, ...]
     session_key: str
     jwks_url: str | None
     kid: str | None
+    key: VerificationKey | None  # the JWKS key that verified it (None: a static key)
+    generation: int  # the JWKS cache's generation when it was verified
     exp: float | None
     expires_at: float  # wall-clock second after which the token no longer verifies
 
@@ -102,6 +121,10 @@ class TokenCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
+    def discard(self, key: tuple[int, bytes]) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -117,6 +140,7 @@ class Authenticator:
         self.policy_index = policy_index
         self._clock = clock
         self._cache = TokenCache(cache_size) if cache_size > 0 else None
+        self._jwks = verifier.jwks
         self.hits = 0
         self.misses = 0
 
@@ -135,7 +159,9 @@ class Authenticator:
         else:
             cache_key = (serial, hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest())
             cached = cache.get(cache_key, now)
-            if cached is not None and (cached.kid is None or self.verifier.jwks.has_kid(cached.jwks_url or "", cached.kid)):
+            if cached is not None and cached.generation != self._jwks.generation:
+                cached = self._revalidate(cache_key, cached)
+            if cached is not None:
                 self.hits += 1
             else:
                 self.misses += 1
@@ -148,6 +174,17 @@ class Authenticator:
         stamp(session, now, cached.exp, config.id_extractor_ttl)
         obj.metadata["token"] = cached.session_key
 
+    def _revalidate(self, cache_key: tuple[int, bytes], cached: CachedAuth) -> CachedAuth | None:
+        """After the JWKS dropped or replaced a key: keep the entry only if its key is still published."""
+        assert self._cache is not None
+        generation = self._jwks.generation
+        if cached.kid is not None and self._jwks.current_key(cached.jwks_url or "", cached.kid) != cached.key:
+            self._cache.discard(cache_key)
+            return None
+        cached = cached._replace(generation=generation)
+        self._cache.put(cache_key, cached)
+        return cached
+
     def _check_policies(self, org_id: str, policies: Any) -> None:
         """Native JWT refuses a token naming a policy the org does not have, before any session."""
         assert self.policy_index is not None
@@ -156,6 +193,7 @@ class Authenticator:
                 raise NoMatchingPolicy("key not authorized: no matching policy")
 
     def _verify(self, raw: str, config: ApiConfig, org_id: str, now: float) -> CachedAuth:
+        generation = self._jwks.generation  # read first: a rotation during the verify invalidates it
         verified = self.verifier.verify(raw, config)
         identity = claimlib.identity(verified.claims, config.identity_field)
         policies = policylib.resolve(verified.claims, config)
@@ -168,6 +206,8 @@ class Authenticator:
             session_key=session_key,
             jwks_url=config.key_source.jwks_url,
             kid=verified.kid,
+            key=verified.key,
+            generation=generation,
             exp=verified.exp,
             expires_at=expires_at,
         )

@@ -128,6 +128,9 @@ class JwksCache:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._required: set[str] = set()
+        # Bumped whenever a fetch drops a kid or changes the key behind one, so holders of
+        # verifications made with earlier keys know to look again.
+        self.generation = 0
 
     # -- request path ---------------------------------------------------------------------------
 
@@ -158,10 +161,11 @@ class JwksCache:
             entry.unknown_kids[kid] = True
         raise UnknownKey("kid not in JWKS")
 
-    def has_kid(self, url: str, kid: str) -> bool:
-        """Whether ``kid`` is still published: cached verifications die with their key."""
+    def current_key(self, url: str, kid: str) -> VerificationKey | None:
+        """The key now published under ``kid``, or None; never fetches."""
         entry = self._entries.get(url)
-        return bool(entry and entry.keyset and kid in entry.keyset.keys)
+        keyset = entry.keyset if entry is not None else None
+        return keyset.keys.get(kid) if keyset is not None else None
 
     def prefetch(self, url: str, ttl: float, required: bool = False) -> bool:
         """Load ``url`` now; a required URL keeps the server unready until it has keys."""
@@ -268,7 +272,10 @@ class JwksCache:
             raise
         keyset = KeySet(keys=by_kid, fetched_at=self._clock(), ttl=entry.ttl)
         with self._lock:
-            changed = entry.keyset is None or set(entry.keyset.keys) != set(by_kid)
+            previous = entry.keyset
+            changed = previous is None or set(previous.keys) != set(by_kid)
+            if previous is not None and any(by_kid.get(kid) != key for kid, key in previous.keys.items()):
+                self.generation += 1
             entry.keyset = keyset
             entry.failures = 0
             entry.next_retry = 0.0

@@ -26,6 +26,9 @@ _HASHES: Mapping[str, type[hashes.HashAlgorithm]] = {
     "384": hashes.SHA384,
     "512": hashes.SHA512,
 }
+# Padding and hash objects are immutable descriptors: built once, not per signature.
+_DIGESTS: Mapping[str, hashes.HashAlgorithm] = {size: algorithm() for size, algorithm in _HASHES.items()}
+_PKCS1V15 = padding.PKCS1v15()
 _HMAC_DIGESTS = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 _EC_CURVE_BITS = {"ES256": 256, "ES384": 384, "ES512": 521}
 
@@ -83,12 +86,12 @@ def verify_signature(alg: str, key: VerificationKey, signing_input: bytes, signa
             raise KeyTypeMismatch(alg)
         expected = hmac.new(key, signing_input, _HMAC_DIGESTS[size]).digest()
         return hmac.compare_digest(expected, signature)
-    digest = _HASHES[size]()
+    digest = _DIGESTS[size]
     try:
         if family == "RS":
             if not isinstance(key, rsa.RSAPublicKey):
                 raise KeyTypeMismatch(alg)
-            key.verify(signature, signing_input, padding.PKCS1v15(), digest)
+            key.verify(signature, signing_input, _PKCS1V15, digest)
             return True
         if family == "PS":
             if not isinstance(key, rsa.RSAPublicKey):

@@ -1,11 +1,11 @@
 """Prometheus metrics and the health endpoints, on their own small HTTP server.
 
-The request path only increments a counter and observes one histogram; state the
-server already keeps (JWKS fetch counts and ages, verified-token cache hits,
-readiness) is read when Prometheus scrapes, through callables bound at startup,
-so nothing is counted twice and nothing is locked per request. Every metric
-lives in a registry this object owns: two servers in one process (tests) never
-share series.
+The request path only adds to counts its own thread owns (a request counter and a
+latency histogram, summed over threads when Prometheus scrapes), so nothing is
+locked per request; state the server already keeps (JWKS fetch counts and ages,
+verified-token cache hits, readiness) is read at scrape time too, through
+callables bound at startup, so nothing is counted twice. Every metric lives in a
+registry this object owns: two servers in one process (tests) never share series.
 
 Label values are bounded: ``hook`` is the hook type, ``outcome`` is ``ok`` or a
 fixed refusal ``reason`` from :mod:`plugin.errors` (see ``OUTCOMES``).
@@ -14,6 +14,7 @@ fixed refusal ``reason`` from :mod:`plugin.errors` (see ``OUTCOMES``).
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 import logging
 import os
 import socket
@@ -23,8 +24,8 @@ from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -53,6 +54,54 @@ VERIFY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 Readiness = Callable[[], "bool | tuple[bool, str]"]
 
 
+class _Tally:
+    """One thread's counts: written only by that thread, read (copied) at scrape time."""
+
+    __slots__ = ("requests", "buckets", "seconds")
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}
+        self.buckets = [0] * (len(VERIFY_BUCKETS) + 1)  # the last one is +Inf
+        self.seconds = 0.0
+
+
+class _Tallies:
+    """Every thread's tally, and their sums."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[_Tally] = []
+        self._lock = threading.Lock()
+
+    def mine(self) -> _Tally:
+        try:
+            return self._local.tally  # type: ignore[no-any-return]
+        except AttributeError:
+            tally = self._local.tally = _Tally()
+            with self._lock:
+                self._all.append(tally)
+            return tally
+
+    def requests(self) -> dict[tuple[str, str], int]:
+        total: dict[tuple[str, str], int] = {("auth_check", "ok"): 0}  # the series exists before any call
+        for tally in self._snapshot():
+            for key, n in dict(tally.requests).items():
+                total[key] = total.get(key, 0) + n
+        return total
+
+    def latency(self) -> tuple[list[int], float]:
+        buckets, seconds = [0] * (len(VERIFY_BUCKETS) + 1), 0.0
+        for tally in self._snapshot():
+            for i, n in enumerate(list(tally.buckets)):
+                buckets[i] += n
+            seconds += tally.seconds
+        return buckets, seconds
+
+    def _snapshot(self) -> list[_Tally]:
+        with self._lock:
+            return list(self._all)
+
+
 class _Sources:
     """Callables that read the server's own state at scrape time."""
 
@@ -64,14 +113,27 @@ class _Sources:
 
 
 class _ScrapeCollector(Collector):
-    def __init__(self, sources: _Sources, readiness: Callable[[], tuple[bool, str]]) -> None:
+    def __init__(self, sources: _Sources, tallies: _Tallies, readiness: Callable[[], tuple[bool, str]]) -> None:
         self._sources = sources
+        self._tallies = tallies
         self._readiness = readiness
 
     def describe(self) -> list[Metric]:
         return []  # families appear only once their source is bound
 
     def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("tyk_auth0_requests", "Calls answered, by hook type and outcome (ok or "
+                                       "the refusal reason).", labels=["hook", "outcome"])
+        for (hook, outcome), n in sorted(self._tallies.requests().items()):
+            requests.add_metric([hook, outcome], n)
+        yield requests
+        counts, seconds = self._tallies.latency()
+        cumulative, running = [], 0
+        for bound, n in zip([*map(_bound, VERIFY_BUCKETS), "+Inf"], counts):
+            running += n
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily("tyk_auth0_verify_seconds", "Time of one auth check, token to session "
+                                    "(cache hits included).", buckets=cumulative, sum_value=seconds)
         s = self._sources
         if s.token_cache is not None:
             found = _safe(s.token_cache)
@@ -102,6 +164,10 @@ class _ScrapeCollector(Collector):
                                 "else 0.", value=1.0 if ready else 0.0)
 
 
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
 def _safe(source: Callable[[], Any]) -> Any:
     try:
         return source()
@@ -115,14 +181,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("tyk_auth0_requests", "Calls answered, by hook type and outcome (ok or the "
-                                "refusal reason).", ["hook", "outcome"], registry=self.registry)
-        self.verify_seconds = Histogram("tyk_auth0_verify_seconds", "Time of one auth check, token to session "
-                                        "(cache hits included).", buckets=VERIFY_BUCKETS, registry=self.registry)
-        self._children: dict[tuple[str, str], Any] = {}  # label children, looked up once (labels() locks)
-        self._child("auth_check", "ok")  # the series exists before the first request
+        self._tallies = _Tallies()
         self._sources = _Sources()
-        self.registry.register(_ScrapeCollector(self._sources, self.readiness))
+        self.registry.register(_ScrapeCollector(self._sources, self._tallies, self.readiness))
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -130,16 +191,9 @@ class Metrics:
 
     def request(self, hook: str, outcome: str) -> None:
         """Count one answered call; unknown label values are folded so the series stay bounded."""
-        # Folded first, so the cache holds at most len(HOOKS) * len(OUTCOMES) children.
-        self._child(hook if hook in HOOKS else "unknown",
-                           outcome if outcome in OUTCOMES else "internal_error").inc()
-
-    def _child(self, hook: str, outcome: str) -> Any:
-        key = (hook, outcome)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children.setdefault(key, self.requests.labels(*key))
-        return child
+        key = (hook if hook in HOOKS else "unknown", outcome if outcome in OUTCOMES else "internal_error")
+        counts = self._tallies.mine().requests
+        counts[key] = counts.get(key, 0) + 1
 
     def hook_outcome(self, kind: str, outcome: str) -> None:
         """Observer for ``plugin.extensions.as_router_hooks(on_outcome=...)``."""
@@ -147,23 +201,26 @@ class Metrics:
 
     def instrument_auth(self, authenticate: Callable[[Object], None]) -> Callable[[Object], None]:
         """Wrap the auth check so every call is timed and counted by outcome; errors pass through."""
-        histogram, record = self.verify_seconds, self.request
-        ok = self._child("auth_check", "ok")
+        mine, clock, bounds = self._tallies.mine, time.perf_counter, VERIFY_BUCKETS
+        ok = ("auth_check", "ok")
 
         def instrumented(obj: Object) -> None:
-            started = time.perf_counter()
+            started = clock()
+            key = ok
             try:
                 authenticate(obj)
             except AuthError as error:
-                record("auth_check", error.reason)
+                key = ("auth_check", error.reason if error.reason in OUTCOMES else "internal_error")
                 raise
             except Exception:
-                record("auth_check", "internal_error")
+                key = ("auth_check", "internal_error")
                 raise
-            else:
-                ok.inc()
             finally:
-                histogram.observe(time.perf_counter() - started)
+                elapsed = clock() - started
+                tally = mine()
+                tally.requests[key] = tally.requests.get(key, 0) + 1
+                tally.buckets[bisect_left(bounds, elapsed)] += 1
+                tally.seconds += elapsed
 
         return instrumented
 

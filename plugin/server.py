@@ -26,6 +26,7 @@ from plugin.jwks import JwksCache, JwksSettings
 from plugin.manifest import ManifestError, load_hook_names, manifest_path
 from plugin.policy_index import PolicyIndex, from_gateway, from_path
 from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier
+from plugin.workers import WORKER_CPU_ENV, DnsResponder, Supervisor, allowed_cpus, pin_this_process, worker_addresses
 
 log = logging.getLogger("plugin.server")
 
@@ -265,6 +266,9 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--workers", type=int, default=int(env("TYK_AUTH0_WORKERS", "1")),
                         help="server processes, one per loopback address from the --listen host up, answered by a "
                              "DNS responder so the gateway can spread calls (default %(default)s)")
+    parser.add_argument("--pin-workers", action="store_true", default=env("TYK_AUTH0_PIN_WORKERS", "") == "1",
+                        help="hold each worker process to one core, round robin over the cores this process may "
+                             "use (env TYK_AUTH0_PIN_WORKERS=1); best where the plugin has cores of its own")
     parser.add_argument("--dns-listen", default=env("TYK_AUTH0_DNS_LISTEN", "127.0.0.1:5353"),
                         help="with --workers > 1: HOST:PORT of the DNS responder (default %(default)s)")
     parser.add_argument("--dns-name", default=env("TYK_AUTH0_DNS_NAME", "tyk-auth0-plugin.internal"),
@@ -289,6 +293,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         return 2
     if args.workers > 1:
         return _run_workers(args)
+    environ = dict(os.environ)
+    if args.pin_workers and WORKER_CPU_ENV not in environ:  # a lone worker: the first allowed core
+        environ[WORKER_CPU_ENV] = str(allowed_cpus()[0])
+    cpu = pin_this_process(environ)
+    if cpu is not None:
+        log.info("pinned to cpu %d", cpu)
     jwks = JwksSettings(fetch_timeout=args.jwks_timeout, min_refetch_interval=args.jwks_min_refetch_interval,
                         max_stale=args.jwks_max_stale)
     return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks,
@@ -299,8 +309,6 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_workers(args: argparse.Namespace) -> int:
-    from plugin.workers import DnsResponder, Supervisor, worker_addresses
-
     try:
         address = grpc_address(args.listen)
         if address.startswith("unix:"):
@@ -326,7 +334,8 @@ def _run_workers(args: argparse.Namespace) -> int:
         argv += ["--manifest", args.manifest]
     if args.log_json:
         argv.append("--log-json")
-    supervisor = Supervisor(addresses=addresses, port=int(port), argv=argv)
+    supervisor = Supervisor(addresses=addresses, port=int(port), argv=argv,
+                            cpus=allowed_cpus() if args.pin_workers else None)
     log.info("%d workers on %s port %s; in tyk.conf coprocess_options set coprocess_grpc_server "
              "\"dns://%s:%d/%s:%s\" and grpc_round_robin_load_balancing true",
              args.workers, ",".join(addresses), port, dns_host, responder.port, args.dns_name, port)

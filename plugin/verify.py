@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cachetools import LRUCache
 
@@ -34,10 +33,10 @@ ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
 DEFAULT_MAX_TOKEN_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
+class VerifiedToken(NamedTuple):
     claims: dict[str, Any]
     kid: str | None
+    key: VerificationKey | None  # the JWKS key that verified it; None for a static key
     exp: float | None
 
 
@@ -71,7 +70,8 @@ class Verifier:
         check_times(claims, self._clock(), config)
         check_issuer_and_audience(claims, config)
         exp = claims.get("exp")
-        return VerifiedToken(claims=claims, kid=kid, exp=float(exp) if _is_number(exp) and exp else None)
+        return VerifiedToken(claims=claims, kid=kid, key=key if kid is not None else None,
+                             exp=float(exp) if _is_number(exp) and exp else None)
 
     def _key(self, header: Mapping[str, Any], config: ApiConfig) -> tuple[str | None, VerificationKey]:
         source = config.key_source

@@ -10,6 +10,11 @@ the name with those addresses:
     coprocess_grpc_server: "dns://127.0.0.1:5353/tyk-auth0-plugin.internal:5555"
 
 In Kubernetes a headless Service gives the same effect with one pod per address.
+
+With ``--pin-workers`` each worker is held to one core (worker N to the Nth allowed core,
+round robin): a worker's gRPC threads then never hand its GIL across cores, which is worth
+most on a host whose cores are the plugin's own. Where the gateway shares the cores, leave
+it off and let the kernel place both.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 log = logging.getLogger("plugin.workers")
 
 DEFAULT_DNS_NAME = "tyk-auth0-plugin.internal"
+WORKER_CPU_ENV = "TYK_AUTH0_WORKER_CPU"  # set by the supervisor for each pinned worker
 _TYPE_A = 1
 _CLASS_IN = 1
 
@@ -118,6 +124,20 @@ class DnsResponder:
         self.sock.close()
 
 
+def allowed_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def pin_this_process(environ: Mapping[str, str]) -> int | None:
+    """Hold this process (and every thread it starts later) to the core the supervisor chose."""
+    chosen = environ.get(WORKER_CPU_ENV, "")
+    if not chosen:
+        return None
+    cpu = int(chosen)
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
 @dataclass
 class Supervisor:
     """Starts one ``serve`` process per address, restarts any that die, stops them all on a signal."""
@@ -125,6 +145,7 @@ class Supervisor:
     addresses: list[str]
     port: int
     argv: list[str]  # serve flags other than --listen/--workers, passed to every worker
+    cpus: list[int] | None = None  # with --pin-workers: the cores to hold workers to, round robin
 
     def __post_init__(self) -> None:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -132,7 +153,10 @@ class Supervisor:
 
     def _spawn(self, address: str) -> None:
         cmd = [sys.executable, "-m", "plugin", "serve", "--listen", f"tcp://{address}:{self.port}", *self.argv]
-        self.procs[address] = subprocess.Popen(cmd, env=dict(os.environ, TYK_AUTH0_WORKER=address))
+        env = dict(os.environ, TYK_AUTH0_WORKER=address)
+        if self.cpus:
+            env[WORKER_CPU_ENV] = str(self.cpus[self.addresses.index(address) % len(self.cpus)])
+        self.procs[address] = subprocess.Popen(cmd, env=env)
 
     def run(self) -> int:
         for address in self.addresses:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
 
 import grpc
-import pytest
 
-from plugin.coprocess import object_pb2, object_pb2_grpc
+from plugin.coprocess import object_pb2_grpc
 from tests.integration.conftest import ServerProcess, free_port
 from tests.support import tokens as t
 from tests.support.objects import auth_object

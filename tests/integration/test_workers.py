@@ -44,3 +44,52 @@ def test_two_workers_share_the_calls_of_one_round_robin_client(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         log.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            found += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def test_pinned_workers_each_hold_to_one_core_round_robin(tmp_path):
+    port, dns_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin", "serve", "--workers", "2", "--pin-workers",
+         "--listen", f"tcp://127.0.0.1:{port}", "--dns-listen", f"127.0.0.1:{dns_port}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        deadline = time.time() + 20
+        while time.time() < deadline and len(_children(proc.pid)) < 2:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        time.sleep(0.5)  # let each worker start its server threads
+        assert sorted(tuple(os.sched_getaffinity(pid)) for pid in workers) == sorted(((cpus[i % len(cpus)],) for i in range(2)))
+        for pid in workers:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                assert len(os.sched_getaffinity(int(task))) == 1
+        assert os.sched_getaffinity(proc.pid) == set(cpus)  # the supervisor itself stays free
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_a_single_pinned_server_holds_to_the_first_allowed_core(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin", "serve", "--pin-workers", "--listen", f"tcp://127.0.0.1:{port}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and os.sched_getaffinity(proc.pid) != {min(os.sched_getaffinity(0))}:
+            time.sleep(0.05)
+        assert os.sched_getaffinity(proc.pid) == {min(os.sched_getaffinity(0))}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

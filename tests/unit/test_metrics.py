@@ -118,6 +118,27 @@ def test_a_crashing_auth_check_is_counted_as_internal_error():
     assert samples(metrics)[("tyk_auth0_requests_total", (("hook", "auth_check"), ("outcome", "internal_error")))] == 1
 
 
+def test_calls_counted_on_many_threads_are_summed_at_scrape_time():
+    import threading
+
+    metrics = Metrics()
+    instrumented = metrics.instrument_auth(lambda obj: None)
+
+    def work() -> None:
+        for _ in range(500):
+            instrumented(None)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    found = samples(metrics)
+    assert found[("tyk_auth0_requests_total", (("hook", "auth_check"), ("outcome", "ok")))] == 2000
+    assert found[("tyk_auth0_verify_seconds_count", ())] == 2000
+    assert found[("tyk_auth0_verify_seconds_bucket", (("le", "+Inf"),))] == 2000
+
+
 def test_a_failing_source_does_not_break_the_scrape():
     metrics = Metrics()
     metrics.bind(jwks_ages=lambda: 1 / 0, token_cache=lambda: (3, 4))

@@ -49,10 +49,35 @@ def test_a_cached_token_is_refused_once_its_key_is_revoked(make_plugin, idp, sig
     token = "Bearer " + t.sign(next_key)
     assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
     idp.keys.remove(next_key)
-    plugin.jwks._entries[next(iter(plugin.jwks._entries))].last_attempt = float("-inf")
-    plugin.jwks.prefetch(next(iter(plugin.jwks._entries)), 600)
+    _refetch(plugin)
     reply = plugin.dispatch(auth_object(token))
     assert reply.request.return_overrides.response_code == 403
+
+
+def _refetch(plugin) -> None:
+    url = next(iter(plugin.jwks._entries))
+    plugin.jwks._entries[url].last_attempt = float("-inf")
+    plugin.jwks.prefetch(url, 600)
+
+
+def test_a_cached_token_is_refused_once_its_kid_names_another_key(plugin, idp, signing_key):
+    token = "Bearer " + t.sign(signing_key)
+    assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    idp.keys[0] = t.rsa_key(signing_key.kid)  # same kid, new key material
+    _refetch(plugin)
+    reply = plugin.dispatch(auth_object(token))
+    assert reply.request.return_overrides.response_code == 403
+    assert plugin.authenticator.hits == 0
+
+
+def test_cached_tokens_of_other_keys_stay_cached_through_a_rotation(plugin, idp, signing_key, next_key):
+    token = "Bearer " + t.sign(signing_key)
+    plugin.dispatch(auth_object(token))
+    idp.keys.remove(next_key)
+    _refetch(plugin)
+    assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    assert (plugin.authenticator.hits, plugin.authenticator.misses) == (2, 1)
 
 
 def test_the_same_token_is_cached_separately_per_api_configuration(plugin, signing_key):
