@@ -217,20 +217,25 @@ def run_gateway_workers(workdir: Path, duration: float = 3.0, warmup: float = 1.
         upstream.stop()
 
 
+# (label, workers, --pin-workers): each deployment gets a stack of its own, measured one after another.
+GATEWAY_DEPLOYMENTS = (("1", 1, False), ("2", 2, False), ("1_pinned", 1, True), ("2_pinned", 2, True))
+
+
 def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, warmup: float, reps: int,
                   connections: int, progress: Callable[[str], None],
                   results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     from plugin.devstack import gateway as gw
     from plugin.devstack.stack import Stack
 
-    for workers in (1, 2):
+    native: dict[str, list[dict[str, Any]]] = {}
+    for label, workers, pin in GATEWAY_DEPLOYMENTS:
         dns_port = free_port()
-        plugin_args: list[str] = []
-        stack = Stack(workdir=workdir / f"workers-{workers}", gateway_bin=binary, log_level="error")
+        plugin_args: list[str] = ["--pin-workers"] if pin else []
+        stack = Stack(workdir=workdir / f"workers-{label}", gateway_bin=binary, log_level="error")
         if workers > 1:
-            plugin_args = ["--workers", str(workers), "--dns-listen", f"127.0.0.1:{dns_port}"]
+            plugin_args += ["--workers", str(workers), "--dns-listen", f"127.0.0.1:{dns_port}"]
         stack.plugin_args = tuple(plugin_args)
-        progress(f"gateway workers: starting the stack with {workers} plugin worker(s)")
+        progress(f"gateway workers: starting the stack with serve {' '.join(plugin_args) or '(defaults)'}")
         try:
             stack.start()
             assert stack.gateway is not None
@@ -244,31 +249,48 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
                     "grpc_round_robin_load_balancing": True}}
             stack.gateway.restart()
             token = stack.token()
-            url = f"{stack.url}/{gw.PLUGIN_SUBJECT_API_ID}/get"
-            answer = stack.get(f"/{gw.PLUGIN_SUBJECT_API_ID}/get", headers={"Authorization": f"Bearer {token}"})
-            if answer.status != 200:
-                raise RuntimeError(f"sanity request answered {answer.status} {answer.text[:200]}")
-            runs = []
+            urls = {api: f"{stack.url}/{api}/get" for api in (gw.PLUGIN_SUBJECT_API_ID, gw.NATIVE_API_ID)}
+            for api in urls:
+                answer = stack.get(f"/{api}/get", headers={"Authorization": f"Bearer {token}"})
+                if answer.status != 200:
+                    raise RuntimeError(f"sanity request to {api} answered {answer.status} {answer.text[:200]}")
+            runs: list[dict[str, Any]] = []
+            native_runs: list[dict[str, Any]] = []
             for rep in range(reps):
-                if warmup > 0:
-                    wrk(url, token, connections, warmup, latency=False)
-                result = wrk(url, token, connections, duration)
-                runs.append(result)
-                progress(f"gateway workers: {workers} worker(s) rep {rep + 1}/{reps} "
-                         f"{result['req_per_s']:8,.0f} req/s  p99 {result['p99_ms']:6.1f} ms")
-            results[str(workers)] = runs
+                for api, into in ((gw.PLUGIN_SUBJECT_API_ID, runs), (gw.NATIVE_API_ID, native_runs)):
+                    if warmup > 0:
+                        wrk(urls[api], token, connections, warmup, latency=False)
+                    into.append(wrk(urls[api], token, connections, duration))
+                progress(f"gateway workers: {label:<8} rep {rep + 1}/{reps} plugin {runs[-1]['req_per_s']:8,.0f} req/s"
+                         f"  native JWT {native_runs[-1]['req_per_s']:8,.0f} req/s")
+            results[label], native[label] = runs, native_runs
         except Exception as exc:  # noqa: BLE001 - report, do not crash the whole harness
-            return {"available": False, "reason": f"{workers} worker(s): {exc}"}
+            return {"available": False, "reason": f"serve {' '.join(plugin_args)}: {exc}"}
         finally:
             stack.stop()
-    one, two = results["1"], results["2"]
+
+    def versus(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
+        return median([x["req_per_s"] / y["req_per_s"] for x, y in zip(a, b)])
+
+    deployments = {
+        label: {
+            "workers": workers, "pinned": pin,
+            "req_per_s": median([r["req_per_s"] for r in results[label]]),
+            "p99_ms": median([r["p99_ms"] for r in results[label]]),
+            "native_req_per_s": median([r["req_per_s"] for r in native[label]]),
+            "ratio_native": versus(results[label], native[label]),
+            "ratio_one_worker": versus(results[label], results["1"]),
+        }
+        for label, workers, pin in GATEWAY_DEPLOYMENTS
+    }
     return {
         "available": True,
-        "api": "plugin on every request (no ID extractor), same token",
-        "one_worker_req_per_s": median([r["req_per_s"] for r in one]),
-        "two_workers_req_per_s": median([r["req_per_s"] for r in two]),
-        "ratio": median([b["req_per_s"] / a["req_per_s"] for a, b in zip(one, two)]),
-        "one_worker_p99_ms": median([r["p99_ms"] for r in one]),
-        "two_workers_p99_ms": median([r["p99_ms"] for r in two]),
+        "api": "plugin on every request (no ID extractor), same token; native JWT measured in the same stack",
+        "deployments": deployments,
+        "one_worker_req_per_s": deployments["1"]["req_per_s"],
+        "two_workers_req_per_s": deployments["2"]["req_per_s"],
+        "ratio": versus(results["2"], results["1"]),
+        "ratio_pinned": versus(results["2_pinned"], results["1_pinned"]),
         "runs": results,
+        "native_runs": native,
     }

@@ -127,9 +127,15 @@ def targets(suites: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
                        or "suite not run")
     add("gateway: 2 plugin workers ÷ 1 (plugin on every request)",
         _get(suites, "gateway-workers", "ratio"), ">", 1.0, workers_missing)
+    add("gateway: no extractor ÷ native JWT, --pin-workers",
+        _get(suites, "gateway-workers", "deployments", "1_pinned", "ratio_native"), ">=", 0.5, workers_missing)
     peak = _get(suites, "memory", "peak_rss_mb")
     add(f"peak RSS MB after {_get(suites, 'memory', 'tokens') or 'N'} distinct tokens", peak, "<", MEMORY_TARGET_MB)
     return rows
+
+
+def _deployment(d: dict[str, Any]) -> str:
+    return f"--workers {d['workers']}" + (" --pin-workers" if d["pinned"] else "")
 
 
 def _f(value: Any, fmt: str, missing: str = "–") -> str:
@@ -202,9 +208,10 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"Memory: not run: {memory.get('error')}")
     gw_workers = suites.get("gateway-workers")
     if gw_workers and gw_workers.get("available"):
-        lines.append(f"Gateway level, plugin workers (dns:// + round robin): 1 worker "
-                     f"{gw_workers['one_worker_req_per_s']:,.0f} req/s, 2 workers "
-                     f"{gw_workers['two_workers_req_per_s']:,.0f} req/s, ratio {gw_workers['ratio']:.2f}")
+        lines.append("Gateway level, plugin on every request, by `serve` deployment (a stack each; native JWT in the same stack)")
+        for label, d in gw_workers["deployments"].items():
+            lines.append(f"  {_deployment(d):<32} {d['req_per_s']:8,.0f} req/s  × native {d['ratio_native']:.2f}"
+                         f"  × 1 worker {d['ratio_one_worker']:.2f}  p99 {d['p99_ms']:.1f} ms")
     gateway = suites.get("gateway")
     if gateway:
         if gateway.get("available"):
@@ -357,12 +364,12 @@ def markdown(results: dict[str, Any]) -> str:
     workers = suites.get("workers") or {}
     if workers.get("available"):
         out += [(f"**Workers** (cold path, `serve --token-cache-size 0`; 2 h2load connections, {workers['in_flight']} "
-                 "in flight; as shipped nothing is pinned and h2load shares the cores; *pinned*: each worker's threads "
-                 "pinned to its own core after start):"), "",
+                 "in flight; by default nothing is pinned and h2load shares the cores; *pinned*: `serve --pin-workers`, "
+                 "each worker held to its own core):"), "",
                 _md_row(["deployment", "calls/s", "× 1 worker", "p50 ms", "p99 ms", "server CPU µs/call", "server cores"]),
                 _md_row(["---"] + ["---:"] * 6)]
         for key, label in (("workers_1", "`--workers 1`"), ("workers_2", "`--workers 2`"),
-                           ("workers_1_pinned", "`--workers 1`, pinned"), ("workers_2_pinned", "`--workers 2`, pinned")):
+                           ("workers_1_pinned", "`--workers 1 --pin-workers`"), ("workers_2_pinned", "`--workers 2 --pin-workers`")):
             c = workers.get(key)
             if c:
                 out.append(_md_row([label, _f(c["calls_per_s"], ",.0f"), _f(c.get("ratio", 1.0), ".2f"), _f(c["p50_ms"], ".1f"),
@@ -405,6 +412,17 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("")
     elif gateway:
         out += [f"**Gateway level**: skipped: {gateway.get('reason') or gateway.get('error')}", ""]
+    gw_workers = suites.get("gateway-workers") or {}
+    if gw_workers.get("available"):
+        out += [("**Gateway level, by plugin deployment** (the API without the ID extractor, so every request calls "
+                 "the plugin; each deployment in a stack of its own, one after another, with native JWT measured in "
+                 "the same stack; two workers reached through `dns://` and round robin):"), "",
+                _md_row(["`serve`", "plugin req/s", "× native JWT", "× `--workers 1`", "p99 ms"]),
+                _md_row(["---"] + ["---:"] * 4)]
+        for d in gw_workers["deployments"].values():
+            out.append(_md_row([f"`{_deployment(d)}`", _f(d["req_per_s"], ",.0f"), _f(d["ratio_native"], ".2f"),
+                                _f(d["ratio_one_worker"], ".2f"), _f(d["p99_ms"], ".1f")]))
+        out.append("")
     out += ["**Targets** (ratios from this one run):", "", _md_row(["target", "figure", "bound", "status"]),
             _md_row(["---", "---:", "---", "---"])]
     for row in results["targets"]:
