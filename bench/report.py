@@ -117,6 +117,9 @@ def targets(suites: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
     add("cold calls/s ÷ echo", _get(suites, "plugin", "cases", "cold", "ratio"), ">=", 0.6, other=busy(echo, cold))
     add("2 workers ÷ 1 worker (cold calls/s)", _get(suites, "workers", "ratio"), ">=", 1.6, workers_missing,
         other=busy(_get(suites, "workers", "workers_1"), _get(suites, "workers", "workers_2")))
+    add("2 workers ÷ 1 worker (cold calls/s), --pin-workers", _get(suites, "workers", "ratio_pinned"), ">=", 1.6,
+        workers_missing, other=busy(_get(suites, "workers", "workers_1_pinned"),
+                                    _get(suites, "workers", "workers_2_pinned")))
     add("gateway: plugin+ID extractor ÷ native JWT req/s",
         _get(suites, "gateway", "cases", "plugin_idext", "ratio"), ">=", 1.0, gateway_missing)
     add("gateway: plugin+ID extractor p99 ÷ native JWT p99",

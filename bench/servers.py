@@ -1,8 +1,9 @@
 """The echo ceiling: a Dispatcher that returns the request, on the plugin's own server stack.
 
 It is ``plugin.server.PluginServer`` (same grpc.server, thread pool, options, health
-service and logging) with only the hook router swapped for one that does nothing, so
-the ratio plugin ÷ echo isolates what the auth check costs.
+service, logging, and the gRPC core settings ``serve`` starts with) with only the hook
+router swapped for one that does nothing, so the ratio plugin ÷ echo isolates what the
+auth check costs.
 
     python -m bench.servers echo --listen tcp://127.0.0.1:PORT [--threads N]
 """
@@ -11,37 +12,40 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import threading
 from typing import Any
 
-from plugin import logs
-from plugin.coprocess import Object
-from plugin.hooks import HookRouter
-from plugin.server import PluginServer, ServerSettings, build_app
+from plugin.grpc_setup import prefer_classic_listener
 
 
-class EchoRouter(HookRouter):
+def echo_router(auth_hook: str) -> Any:
     """A HookRouter whose every call is answered with the received Object, untouched."""
+    from plugin.hooks import HookRouter
 
-    def __init__(self, auth_hook: str) -> None:
-        super().__init__(auth_hook, lambda _obj: None)
+    class EchoRouter(HookRouter):
+        def dispatch(self, obj: Any) -> Any:
+            return obj
 
-    def dispatch(self, obj: Object) -> Object:
-        return obj
+    return EchoRouter(auth_hook, lambda _obj: None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.servers")
     parser.add_argument("mode", choices=["echo"])
     parser.add_argument("--listen", required=True)
-    parser.add_argument("--threads", type=int, default=ServerSettings.threads)
+    parser.add_argument("--threads", type=int, default=None, help="default: serve's")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    prefer_classic_listener(os.environ)  # as plugin.cli does for serve, before grpc is imported
+    from plugin import logs
+    from plugin.server import PluginServer, ServerSettings, build_app
+
     logs.setup(args.log_level)
-    settings = ServerSettings(listen=args.listen, threads=args.threads)
+    settings = ServerSettings(listen=args.listen, threads=args.threads or ServerSettings.threads)
     app = build_app(settings)
-    server = PluginServer(settings, app=dataclasses.replace(app, router=EchoRouter(app.router.auth_hook)))
+    server = PluginServer(settings, app=dataclasses.replace(app, router=echo_router(app.router.auth_hook)))
     server.start()
 
     def on_signal(_signum: int, _frame: Any) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+from plugin.grpc_setup import prefer_classic_listener
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prefer_classic_listener(os.environ)  # before build_parser() first imports grpc; workers inherit it
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -65,7 +65,7 @@ def test_results_json_has_every_figure(quick_run: tuple[subprocess.CompletedProc
     assert memory["tokens"] == 20_000 and memory["refused"] == 0
     assert memory["peak_rss_mb"] > 0 and memory["curve"]
     assert {"cold_cpu_us_above_echo", "rsa_share_of_cold_above_echo"} <= results["derived"].keys()
-    assert len(results["targets"]) == 10
+    assert len(results["targets"]) == 11
     assert all(row["status"] for row in results["targets"])
 
 
