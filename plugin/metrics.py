@@ -64,6 +64,9 @@ class _Tally:
         self.buckets = [0] * (len(VERIFY_BUCKETS) + 1)  # the last one is +Inf
         self.seconds = 0.0
 
+    def count(self, key: tuple[str, str]) -> None:
+        self.requests[key] = self.requests.get(key, 0) + 1
+
 
 class _Tallies:
     """Every thread's tally, and their sums."""
@@ -192,8 +195,7 @@ class Metrics:
     def request(self, hook: str, outcome: str) -> None:
         """Count one answered call; unknown label values are folded so the series stay bounded."""
         key = (hook if hook in HOOKS else "unknown", outcome if outcome in OUTCOMES else "internal_error")
-        counts = self._tallies.mine().requests
-        counts[key] = counts.get(key, 0) + 1
+        self._tallies.mine().count(key)
 
     def hook_outcome(self, kind: str, outcome: str) -> None:
         """Observer for ``plugin.extensions.as_router_hooks(on_outcome=...)``."""
@@ -218,7 +220,7 @@ class Metrics:
             finally:
                 elapsed = clock() - started
                 tally = mine()
-                tally.requests[key] = tally.requests.get(key, 0) + 1
+                tally.count(key)
                 tally.buckets[bisect_left(bounds, elapsed)] += 1
                 tally.seconds += elapsed
 
