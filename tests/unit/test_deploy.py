@@ -152,7 +152,8 @@ def test_env_vars_of_serve_change_what_serve_runs_with(monkeypatch):
     unwired = []
     for name in names:
         value = {"TYK_AUTH0_LISTEN": "tcp://0.0.0.0:5999", "TYK_AUTH0_LOG_JSON": "1", "TYK_AUTH0_LOG_LEVEL": "DEBUG",
-                 "TYK_AUTH0_THREADS": "7", "TYK_AUTH0_METRICS_LISTEN": "0.0.0.0:9999"}.get(name, "x")
+                 "TYK_AUTH0_THREADS": "7", "TYK_AUTH0_METRICS_LISTEN": "0.0.0.0:9999", "TYK_AUTH0_WORKERS": "3",
+                 "TYK_AUTH0_PIN_WORKERS": "1"}.get(name, "x")
         monkeypatch.setenv(name, value)
         if vars(build_parser().parse_args(["serve"])) == baseline:
             unwired.append(name)
