@@ -69,7 +69,9 @@ def test_pinned_workers_each_hold_to_one_core_round_robin(tmp_path):
             time.sleep(0.05)
         workers = _children(proc.pid)
         assert len(workers) == 2
-        time.sleep(0.5)  # let each worker start its server threads
+        for host in ("127.0.0.1", "127.0.0.2"):  # each worker serving, its threads started
+            with grpc.insecure_channel(f"{host}:{port}") as channel:
+                grpc.channel_ready_future(channel).result(timeout=20)
         assert sorted(tuple(os.sched_getaffinity(pid)) for pid in workers) == sorted(((cpus[i % len(cpus)],) for i in range(2)))
         for pid in workers:
             for task in os.listdir(f"/proc/{pid}/task"):
@@ -86,9 +88,8 @@ def test_a_single_pinned_server_holds_to_the_first_allowed_core(tmp_path):
         [sys.executable, "-m", "plugin", "serve", "--pin-workers", "--listen", f"tcp://127.0.0.1:{port}"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline and os.sched_getaffinity(proc.pid) != {min(os.sched_getaffinity(0))}:
-            time.sleep(0.05)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)  # serving, so SIGTERM is handled
         assert os.sched_getaffinity(proc.pid) == {min(os.sched_getaffinity(0))}
     finally:
         proc.send_signal(signal.SIGTERM)
