@@ -418,8 +418,8 @@ def markdown(results: dict[str, Any]) -> str:
     gw_workers = suites.get("gateway-workers") or {}
     if gw_workers.get("available"):
         out += [("**Gateway level, by plugin deployment** (the API without the ID extractor, so every request calls "
-                 "the plugin; each deployment in a stack of its own, one after another, with native JWT measured in "
-                 "the same stack; two workers reached through `dns://` and round robin):"), "",
+                 "the plugin; each deployment in a stack of its own, one after another, with native JWT measured once "
+                 "in the same stack; two workers reached through `dns://` and round robin):"), "",
                 _md_row(["`serve`", "plugin req/s", "× native JWT", "× `--workers 1`", "p99 ms"]),
                 _md_row(["---"] + ["---:"] * 4)]
         for d in gw_workers["deployments"].values():
