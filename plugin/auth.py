@@ -2,7 +2,8 @@
 
 The cache holds only successes, keyed by (API configuration, sha256 of the
 token) so the token itself is never stored; an entry lives until the token's
-``exp`` (plus skew) and dies early if its signing key leaves the JWKS.
+``exp`` (plus skew) and dies early if its signing key leaves the JWKS, is replaced
+under its kid, or its key set goes past max-stale.
 """
 
 from __future__ import annotations

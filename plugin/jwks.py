@@ -83,6 +83,7 @@ class _Entry:
     failures: int = 0
     next_retry: float = 0.0
     inflight: Future[KeySet] | None = None
+    past_max_stale: bool = False  # noted once by the refresher, so the generation moves once
 
 
 @dataclass
@@ -128,8 +129,8 @@ class JwksCache:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._required: set[str] = set()
-        # Bumped whenever a fetch drops a kid or changes the key behind one, so holders of
-        # verifications made with earlier keys know to look again.
+        # Bumped whenever a fetch drops a kid or changes the key behind one, or a key set goes past
+        # max-stale, so holders of verifications made with earlier keys know to look again.
         self.generation = 0
 
     # -- request path ---------------------------------------------------------------------------
@@ -162,9 +163,9 @@ class JwksCache:
         raise UnknownKey("kid not in JWKS")
 
     def current_key(self, url: str, kid: str) -> VerificationKey | None:
-        """The key now published under ``kid``, or None; never fetches."""
+        """The key now published under ``kid`` in a usable key set, or None; never fetches."""
         entry = self._entries.get(url)
-        keyset = entry.keyset if entry is not None else None
+        keyset = self._usable(entry) if entry is not None else None
         return keyset.keys.get(kid) if keyset is not None else None
 
     def prefetch(self, url: str, ttl: float, required: bool = False) -> bool:
@@ -277,6 +278,7 @@ class JwksCache:
             if previous is not None and any(by_kid.get(kid) != key for kid, key in previous.keys.items()):
                 self.generation += 1
             entry.keyset = keyset
+            entry.past_max_stale = False
             entry.failures = 0
             entry.next_retry = 0.0
             entry.unknown_kids.clear()
@@ -294,6 +296,10 @@ class JwksCache:
             entries = list(self._entries.values())
         for entry in entries:
             keyset = entry.keyset
+            if keyset is not None and not entry.past_max_stale and self._usable(entry) is None:
+                with self._lock:
+                    entry.past_max_stale = True
+                    self.generation += 1  # verifications cached under these keys are served no longer
             due_at = (keyset.fetched_at + keyset.ttl * (1 - self.settings.refresh_ahead)) if keyset else 0.0
             if now < max(due_at, entry.next_retry) or entry.inflight is not None:
                 continue

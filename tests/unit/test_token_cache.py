@@ -87,3 +87,25 @@ def test_the_same_token_is_cached_separately_per_api_configuration(plugin, signi
     plugin.dispatch(auth_object(token))
     reply = plugin.dispatch(auth_object(token, config=config_data(audience="https://other-api")))
     assert reply.request.return_overrides.response_code == 401
+
+
+def test_cached_tokens_are_refused_once_their_key_set_is_past_max_stale(idp, signing_key):
+    from plugin.auth import Authenticator, ConfigStore
+    from plugin.errors import KeysUnavailable
+    from plugin.hooks import HookRouter
+    from plugin.jwks import JwksCache, JwksSettings
+    from plugin.verify import Verifier
+    from tests.support.objects import AUTH_HOOK
+
+    now = [1_000_000.0]
+    jwks = JwksCache(JwksSettings(max_stale=100), fetcher=idp, clock=lambda: now[0])
+    router = HookRouter(AUTH_HOOK, Authenticator(Verifier(jwks), ConfigStore(defaults={})).authenticate)
+    token = "Bearer " + t.sign(signing_key)
+    assert router.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    idp.failing = True
+    now[0] += 600 + 101  # past the key set's TTL (jwks_cache_ttl 600) and max-stale
+    jwks.refresh_due()
+    reply = router.dispatch(auth_object(token))
+    refusal = KeysUnavailable("")
+    assert (reply.request.return_overrides.response_code, reply.request.return_overrides.response_error) == (
+        refusal.status, refusal.message)
