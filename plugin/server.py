@@ -26,7 +26,7 @@ from plugin.jwks import JwksCache, JwksSettings
 from plugin.manifest import ManifestError, load_hook_names, manifest_path
 from plugin.policy_index import PolicyIndex, from_gateway, from_path
 from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier
-from plugin.workers import WORKER_CPU_ENV, DnsResponder, Supervisor, allowed_cpus, pin_this_process, worker_addresses
+from plugin.workers import DnsResponder, Supervisor, allowed_cpus, pin_this_process, worker_addresses
 
 log = logging.getLogger("plugin.server")
 
@@ -293,10 +293,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         return 2
     if args.workers > 1:
         return _run_workers(args)
-    environ = dict(os.environ)
-    if args.pin_workers and WORKER_CPU_ENV not in environ:  # a lone worker: the first allowed core
-        environ[WORKER_CPU_ENV] = str(allowed_cpus()[0])
-    cpu = pin_this_process(environ)
+    cpu = pin_this_process(os.environ, args.pin_workers)
     if cpu is not None:
         log.info("pinned to cpu %d", cpu)
     jwks = JwksSettings(fetch_timeout=args.jwks_timeout, min_refetch_interval=args.jwks_min_refetch_interval,

@@ -128,12 +128,16 @@ def allowed_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def pin_this_process(environ: Mapping[str, str]) -> int | None:
-    """Hold this process (and every thread it starts later) to the core the supervisor chose."""
+def pin_this_process(environ: Mapping[str, str], pin: bool) -> int | None:
+    """Hold this process (and every thread it starts later) to one core.
+
+    A worker takes the core its supervisor chose; a lone ``serve --pin-workers`` the first
+    core it may use. Returns the core, or None when nothing asks for pinning.
+    """
     chosen = environ.get(WORKER_CPU_ENV, "")
-    if not chosen:
+    if not chosen and not pin:
         return None
-    cpu = int(chosen)
+    cpu = int(chosen) if chosen else allowed_cpus()[0]
     os.sched_setaffinity(0, {cpu})
     return cpu
 
