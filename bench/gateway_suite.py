@@ -22,7 +22,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.load import median
 from bench.procs import (
@@ -217,8 +217,20 @@ def run_gateway_workers(workdir: Path, duration: float = 3.0, warmup: float = 1.
         upstream.stop()
 
 
-# (label, workers, --pin-workers): each deployment gets a stack of its own, measured one after another.
-GATEWAY_DEPLOYMENTS = (("1", 1, False), ("2", 2, False), ("1_pinned", 1, True))
+class Deployment(NamedTuple):
+    label: str
+    workers: int
+    pin: bool
+    stub: bool = False  # bench.servers stub instead of serve: the ceiling of any plugin on this stack
+
+
+# Each deployment gets a stack of its own, measured one after another.
+GATEWAY_DEPLOYMENTS = (
+    Deployment("1", 1, False),
+    Deployment("2", 2, False),
+    Deployment("1_pinned", 1, True),
+    Deployment("stub_pinned", 1, True, stub=True),
+)
 
 
 def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, warmup: float, reps: int,
@@ -228,14 +240,18 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
     from plugin.devstack.stack import Stack
 
     native: dict[str, list[dict[str, Any]]] = {}
-    for label, workers, pin in GATEWAY_DEPLOYMENTS:
+    for label, workers, pin, stub in GATEWAY_DEPLOYMENTS:
         dns_port = free_port()
         plugin_args: list[str] = ["--pin-workers"] if pin else []
         stack = Stack(workdir=workdir / f"workers-{label}", gateway_bin=binary, log_level="error")
         if workers > 1:
             plugin_args += ["--workers", str(workers), "--dns-listen", f"127.0.0.1:{dns_port}"]
+        if stub:
+            stack.plugin_command = (sys.executable, "-m", "bench.servers", "stub")
+            plugin_args += ["--policy", gw.DEFAULT_POLICY_ID]  # --pin-workers as serve reads it
         stack.plugin_args = tuple(plugin_args)
-        progress(f"gateway workers: starting the stack with serve {' '.join(plugin_args) or '(defaults)'}")
+        what = "bench.servers stub" if stub else f"serve {' '.join(plugin_args) or '(defaults)'}"
+        progress(f"gateway workers: starting the stack with {what}")
         try:
             stack.start()
             assert stack.gateway is not None
@@ -265,7 +281,7 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
             progress(f"gateway workers: {label:<8} native JWT {native[label][0]['req_per_s']:8,.0f} req/s")
             results[label] = runs
         except Exception as exc:  # noqa: BLE001 - report, do not crash the whole harness
-            return {"available": False, "reason": f"serve {' '.join(plugin_args)}: {exc}"}
+            return {"available": False, "reason": f"{what}: {exc}"}
         finally:
             stack.stop()
 
@@ -274,15 +290,16 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
 
     deployments = {
         label: {
-            "workers": workers, "pinned": pin,
+            "workers": workers, "pinned": pin, "stub": stub,
             "req_per_s": median([r["req_per_s"] for r in results[label]]),
             "p99_ms": median([r["p99_ms"] for r in results[label]]),
             "native_req_per_s": native[label][0]["req_per_s"],
             "ratio_native": median([r["req_per_s"] for r in results[label]]) / native[label][0]["req_per_s"],
             "ratio_one_worker": versus(results[label], results["1"]),
         }
-        for label, workers, pin in GATEWAY_DEPLOYMENTS
+        for label, workers, pin, stub in GATEWAY_DEPLOYMENTS
     }
+    ceiling = deployments["stub_pinned"]["ratio_native"]
     return {
         "available": True,
         "api": "plugin on every request (no ID extractor), same token; native JWT measured once in the same stack",
@@ -290,6 +307,9 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
         "one_worker_req_per_s": deployments["1"]["req_per_s"],
         "two_workers_req_per_s": deployments["2"]["req_per_s"],
         "ratio": versus(results["2"], results["1"]),
+        # each stack's own native JWT normalises away the drift between stacks run one after another
+        "ceiling_ratio_native": ceiling,
+        "pinned_share_of_ceiling": deployments["1_pinned"]["ratio_native"] / ceiling,
         "runs": results,
         "native_runs": native,
     }

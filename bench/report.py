@@ -138,6 +138,8 @@ def targets(suites: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
 
 
 def _deployment(d: dict[str, Any]) -> str:
+    if d.get("stub"):
+        return "stub" + (" --pin-workers" if d["pinned"] else "") + " (no auth work)"
     return f"--workers {d['workers']}" + (" --pin-workers" if d["pinned"] else "")
 
 
@@ -213,8 +215,11 @@ def table(results: dict[str, Any]) -> str:
     if gw_workers and gw_workers.get("available"):
         lines.append("Gateway level, plugin on every request, by `serve` deployment (a stack each; native JWT in the same stack)")
         for label, d in gw_workers["deployments"].items():
-            lines.append(f"  {_deployment(d):<32} {d['req_per_s']:8,.0f} req/s  × native {d['ratio_native']:.2f}"
+            lines.append(f"  {_deployment(d):<34} {d['req_per_s']:8,.0f} req/s  × native {d['ratio_native']:.2f}"
                          f"  × 1 worker {d['ratio_one_worker']:.2f}  p99 {d['p99_ms']:.1f} ms")
+        if "ceiling_ratio_native" in gw_workers:
+            lines.append(f"  ceiling (stub: same server stack, no auth work) × native {gw_workers['ceiling_ratio_native']:.2f};"
+                         f" the pinned plugin reaches {gw_workers['pinned_share_of_ceiling']:.2f} of it")
     gateway = suites.get("gateway")
     if gateway:
         if gateway.get("available"):
@@ -426,6 +431,11 @@ def markdown(results: dict[str, Any]) -> str:
             out.append(_md_row([f"`{_deployment(d)}`", _f(d["req_per_s"], ",.0f"), _f(d["ratio_native"], ".2f"),
                                 _f(d["ratio_one_worker"], ".2f"), _f(d["p99_ms"], ".1f")]))
         out.append("")
+        if "ceiling_ratio_native" in gw_workers:
+            out += [(f"The *stub* row is the ceiling: `bench.servers stub` on the same server stack grants a fixed "
+                     f"session without reading the token, so no auth plugin on this stack can pass it. It reaches "
+                     f"**{gw_workers['ceiling_ratio_native']:.2f}** of native JWT; the pinned plugin reaches "
+                     f"**{gw_workers['pinned_share_of_ceiling']:.2f}** of the ceiling."), ""]
     out += ["**Targets** (ratios from this one run):", "", _md_row(["target", "figure", "bound", "status"]),
             _md_row(["---", "---:", "---", "---"])]
     for row in results["targets"]:

@@ -85,6 +85,7 @@ class Stack:
         use_bundle: bool = True,
         sign_bundle: bool = False,
         plugin_args: Sequence[str] = (),
+        plugin_command: Sequence[str] = (),
         plugin_env: Mapping[str, str] | None = None,
         config_overrides: Mapping[str, Any] | None = None,
         with_gateway: bool = True,
@@ -105,6 +106,8 @@ class Stack:
         self.use_bundle = use_bundle
         self.sign_bundle = sign_bundle
         self.plugin_args = tuple(plugin_args)
+        # what runs on the plugin port; default `python -m plugin serve` (benchmarks swap in a ceiling servicer)
+        self.plugin_command = tuple(plugin_command) or (sys.executable, "-m", "plugin", "serve")
         self.plugin_env = dict(plugin_env or {})
         self.config_overrides = dict(config_overrides or {})
         self.with_gateway = with_gateway
@@ -290,7 +293,7 @@ class Stack:
         # The plugin reads the gateway's policy files so an unknown policy gets native JWT's refusal.
         env.setdefault("TYK_AUTH0_POLICIES_PATH", str(self.workdir / "gateway" / "policies"))
         env.update(self.plugin_env)
-        argv = [sys.executable, "-m", "plugin", "serve", "--listen", self.plugin_address,
+        argv = [*self.plugin_command, "--listen", self.plugin_address,
                 "--metrics-listen", f"{LOOPBACK}:{self.ports['metrics']}", *self.plugin_args]
         self.plugin = ManagedProcess("plugin", argv, self.workdir / "plugin.log", env=env, cwd=gw.REPO_ROOT)
         self.plugin.start()
