@@ -13,23 +13,24 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from plugin import claims as claimlib
 from plugin import policies as policylib
 from plugin.config import ApiConfig, env_config_data, parse_config_data
-from plugin.coprocess import Object
+from plugin.coprocess import Object, SessionState
 from plugin.errors import ConfigurationError, MissingToken, NoMatchingPolicy
 from plugin.keys import VerificationKey
 from plugin.policy_index import PolicyIndex
-from plugin.session import build_session, key_id, stamp
+from plugin.session import build_session, extractor_deadline, key_id, stamp
 from plugin.tokens import strip_bearer
 from plugin.verify import Verifier
 
 log = logging.getLogger("plugin.auth")
 
 NO_EXP_CACHE_SECONDS = 300.0
+STAMP_MEMO_SIZE = 4096
 
 
 _Parsed = tuple[int, ApiConfig] | ConfigurationError
@@ -49,11 +50,15 @@ class ConfigStore:
         self._parsed: dict[str | None, _Parsed] = {}
         self._serial = 0
 
-    def get(self, raw: str | None, api_id: str = "") -> tuple[int, ApiConfig]:
-        """The parsed config and a serial number that never names another config."""
+    def get(self, spec: Mapping[str, str]) -> tuple[int, ApiConfig]:
+        """The parsed config of an API spec and a serial number that never names another config.
+
+        The APIID is read only to log a bad config: every map read on the request path costs.
+        """
+        raw = spec.get("config_data")
         found = self._parsed.get(raw)
         if found is None:
-            found = self._parse(raw, api_id)
+            found = self._parse(raw, spec.get("APIID", ""))
         if isinstance(found, ConfigurationError):
             raise found
         return found
@@ -85,9 +90,8 @@ class ConfigStore:
 class CachedAuth(NamedTuple):
     """One verified token, as the cache holds it (a tuple: small, and cheap to build)."""
 
-    session: bytes  # the serialized SessionState: a tenth of the live object's memory
+    reply: bytes  # the reply's part of an Object, serialized: the session and metadata["token"]
     policies: tuple[str, ...]
-    session_key: str
     jwks_url: str | None
     kid: str | None
     key: VerificationKey | None  # the JWKS key that verified it (None: a static key)
@@ -142,13 +146,14 @@ class Authenticator:
         self._clock = clock
         self._cache = TokenCache(cache_size) if cache_size > 0 else None
         self._jwks = verifier.jwks
+        self._stamps: dict[tuple[int, int], bytes] = {}  # (second, deadline) -> serialized times
         self.hits = 0
         self.misses = 0
 
     def authenticate(self, obj: Object) -> None:
         """Fill ``obj.session`` and ``obj.metadata["token"]``, or raise an AuthError."""
         spec = obj.spec
-        serial, config = self.configs.get(spec.get("config_data"), spec.get("APIID", ""))
+        serial, config = self.configs.get(spec)
         header = obj.request.headers.get("Authorization", "")
         if not header:
             raise MissingToken()
@@ -170,10 +175,27 @@ class Authenticator:
                 cache.put(cache_key, cached)
         if self.policy_index is not None:
             self._check_policies(spec.get("OrgID", ""), cached.policies)
-        session = obj.session
-        session.ParseFromString(cached.session)  # replaces, never appends, whatever the gateway sent
-        stamp(session, now, cached.exp, config.id_extractor_ttl)
-        obj.metadata["token"] = cached.session_key
+        # One merge of pre-serialized bytes fills the session and metadata["token"]: protobuf merges
+        # a message field that appears twice and lets the later scalar win, so the per-request times
+        # appended after the cached session override nothing but themselves.
+        second = int(now)
+        deadline = extractor_deadline(second, cached.exp, config.id_extractor_ttl)
+        times = self._stamps.get((second, deadline))
+        if times is None:
+            times = self._stamp(second, deadline)
+        obj.ClearField("session")  # replaces, never merges into, whatever the gateway sent
+        obj.MergeFromString(cached.reply + times)
+
+    def _stamp(self, second: int, deadline: int) -> bytes:
+        """The serialized per-request times; one per second and deadline, shared by every token."""
+        session = SessionState()
+        stamp(session, second, deadline)
+        times = Object(session=session).SerializeToString()
+        stamps = self._stamps
+        if len(stamps) >= STAMP_MEMO_SIZE:
+            stamps.clear()  # a new second makes the old ones useless; clearing is cheaper than ordering
+        stamps[(second, deadline)] = times
+        return times
 
     def _revalidate(self, cache_key: tuple[int, bytes], cached: CachedAuth) -> CachedAuth | None:
         """After the JWKS dropped or replaced a key: keep the entry only if its key is still published."""
@@ -199,12 +221,13 @@ class Authenticator:
         identity = claimlib.identity(verified.claims, config.identity_field)
         policies = policylib.resolve(verified.claims, config)
         session_key = key_id(org_id, identity, config.hash_key_function)
-        session = build_session(verified.claims, identity, policies, config, session_key, verified.exp)
+        reply = Object()
+        build_session(verified.claims, identity, policies, config, session_key, verified.exp, session=reply.session)
+        reply.metadata["token"] = session_key
         expires_at = (verified.exp + config.exp_skew) if verified.exp is not None else now + NO_EXP_CACHE_SECONDS
         return CachedAuth(
-            session=session.SerializeToString(),
+            reply=reply.SerializeToString(),
             policies=policies,
-            session_key=session_key,
             jwks_url=config.key_source.jwks_url,
             kid=verified.kid,
             key=verified.key,

@@ -49,7 +49,7 @@ from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_jwks
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
 from plugin.policy_index import PolicyIndex, from_path
-from plugin.session import build_session, key_id, stamp
+from plugin.session import build_session, extractor_deadline, key_id, stamp
 from plugin.verify import (
     DEFAULT_MAX_TOKEN_BYTES,
     Verifier,
@@ -720,7 +720,7 @@ class _Walk:
         if self.failure is None:
             session = build_session(claims, identity, policies, config, key_id(org_id, identity, config.hash_key_function),
                                     None)
-            stamp(session, self.report.now, None, config.id_extractor_ttl)
+            stamp(session, self.report.now, extractor_deadline(self.report.now, None, config.id_extractor_ttl))
             self.step("session", None, f"key {session.metadata['TykJWTSessionID']}")
 
 

@@ -64,6 +64,11 @@ def slim_auth_reply(obj: Object) -> None:
     obj.ClearField("spec")
 
 
+def api_id(obj: Object) -> str:
+    """For log lines only: read when something is logged, never on an accepted call."""
+    return obj.spec.get("APIID", "-")
+
+
 def refuse(obj: Object, error: AuthError) -> None:
     overrides = obj.request.return_overrides
     overrides.response_code = error.status
@@ -79,22 +84,21 @@ class HookRouter:
         self.crashes = 0  # unexpected exceptions in the auth check; always 0 in a healthy build
 
     def dispatch(self, obj: Object) -> Object:
-        api = obj.spec.get("APIID", "-")
         if obj.hook_type == _AUTH:
             if obj.hook_name != self.auth_hook:
-                log.warning("auth call for unknown hook api=%s hook=%r: refused", api, obj.hook_name[:64])
+                log.warning("auth call for unknown hook api=%s hook=%r: refused", api_id(obj), obj.hook_name[:64])
                 refuse(obj, UnknownHook())
                 return obj
             try:
                 self._authenticate(obj)
             except AuthError as error:
-                self.refusals.record(api, error.status, error.reason,
+                self.refusals.record(api_id(obj), error.status, error.reason,
                                      obj.request.headers.get("X-Request-Id", "")[:64])
                 obj.ClearField("session")
                 refuse(obj, error)
             except Exception as exc:  # noqa: BLE001 - fail closed, and say where without request data
                 self.crashes += 1
-                log.error("auth check crashed api=%s error=%s at %s", api, type(exc).__name__,
+                log.error("auth check crashed api=%s error=%s at %s", api_id(obj), type(exc).__name__,
                           exception_site(exc))
                 obj.ClearField("session")
                 refuse(obj, UnknownHook())

@@ -43,9 +43,13 @@ def metadata_value(value: Any) -> str:
 
 
 def build_session(claims: Mapping[str, Any], identity: str, policies: tuple[str, ...],
-                  config: ApiConfig, session_key: str, exp: float | None) -> SessionState:
-    """The time-independent part of the session; ``stamp`` adds the per-request times."""
-    session = SessionState(alias=identity)
+                  config: ApiConfig, session_key: str, exp: float | None,
+                  session: SessionState | None = None) -> SessionState:
+    """The time-independent part of the session (into ``session`` when given, e.g. a reply's own
+    field, saving a copy); ``stamp`` adds the per-request times."""
+    if session is None:
+        session = SessionState()
+    session.alias = identity
     session.apply_policies.extend(policies)
     if exp is not None:
         session.expires = int(exp)
@@ -69,10 +73,15 @@ def claim_metadata(claims: Mapping[str, Any], names: Iterable[str]) -> dict[str,
     return entries
 
 
-def stamp(session: SessionState, now: float, exp: float | None, ttl: int) -> None:
-    """Per-request times: the gateway may serve this session from cache until the deadline."""
+def extractor_deadline(now: float, exp: float | None, ttl: int) -> int:
+    """Until when the gateway may serve this session from its cache: ``ttl`` from now, never past exp."""
     deadline = int(now) + ttl
-    if exp is not None:
-        deadline = min(deadline, int(exp))
+    if exp is not None and exp < deadline:
+        deadline = int(exp)
+    return deadline
+
+
+def stamp(session: SessionState, now: float, deadline: int) -> None:
+    """Per-request times: the gateway may serve this session from cache until the deadline."""
     session.id_extractor_deadline = deadline
     session.last_updated = str(int(now))

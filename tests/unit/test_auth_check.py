@@ -52,6 +52,33 @@ def test_cache_deadline_is_bounded_by_id_extractor_ttl(plugin, signing_key):
     assert reply.session.id_extractor_deadline <= int(time.time()) + 30
 
 
+def test_a_session_and_token_the_gateway_sent_are_replaced_not_merged(plugin, signing_key):
+    sent = auth_object(bearer(t.sign(signing_key)))
+    sent.session.apply_policies.append("stale-policy")
+    sent.session.metadata["stale"] = "yes"
+    sent.session.quota_max = 7
+    sent.metadata["token"] = "stale-key"
+    reply = plugin.dispatch(sent)
+    assert list(reply.session.apply_policies) == ["auth0-policy"]
+    assert "stale" not in reply.session.metadata
+    assert reply.session.quota_max == 0
+    assert reply.metadata["token"] == "default" + hashlib.md5(b"client-abc@clients").hexdigest()
+
+
+def test_a_cached_token_is_stamped_with_the_time_of_each_request(make_plugin, signing_key):
+    now = [time.time()]
+    plugin = make_plugin(clock=lambda: now[0])
+    token = bearer(t.sign(signing_key))
+    first = plugin.dispatch(auth_object(token))
+    now[0] += 7
+    second = plugin.dispatch(auth_object(token))
+    assert plugin.authenticator.hits == 1
+    assert int(second.session.last_updated) == int(first.session.last_updated) + 7
+    assert second.session.id_extractor_deadline == first.session.id_extractor_deadline + 7
+    assert list(second.session.apply_policies) == list(first.session.apply_policies)
+    assert second.session.alias == first.session.alias
+
+
 def test_reply_echoes_what_the_gateway_reads_back_url_method_and_body(plugin, signing_key):
     reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key))))
     assert reply.request.url == "/auth0-plugin/get?x=1"
