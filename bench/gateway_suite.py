@@ -152,7 +152,7 @@ def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0,
         for rep in range(reps):
             for name, api_id in apis.items():
                 url = f"{stack.url}/{api_id}/get"
-                if warmup > 0:
+                if warmup > 0 and rep == 0:  # later reps find the stack warm
                     wrk(url, token, connections, warmup, latency=False)
                 result = wrk(url, token, connections, duration, watch=watch)
                 runs[name].append(result)
@@ -272,7 +272,7 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
                     raise RuntimeError(f"sanity request to {api} answered {answer.status} {answer.text[:200]}")
             runs: list[dict[str, Any]] = []
             for rep in range(reps):
-                if warmup > 0:
+                if warmup > 0 and rep == 0:
                     wrk(urls[gw.PLUGIN_SUBJECT_API_ID], token, connections, warmup, latency=False)
                 runs.append(wrk(urls[gw.PLUGIN_SUBJECT_API_ID], token, connections, duration))
                 progress(f"gateway workers: {label:<8} rep {rep + 1}/{reps} plugin {runs[-1]['req_per_s']:8,.0f} req/s")
