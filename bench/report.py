@@ -139,8 +139,8 @@ def targets(suites: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
 
 def _deployment(d: dict[str, Any]) -> str:
     if d.get("stub"):
-        return "stub" + (" --pin-workers" if d["pinned"] else "") + " (no auth work)"
-    return f"--workers {d['workers']}" + (" --pin-workers" if d["pinned"] else "")
+        return "bench.servers stub" + (" --pin-workers" if d["pinned"] else "")
+    return f"serve --workers {d['workers']}" + (" --pin-workers" if d["pinned"] else "")
 
 
 def _f(value: Any, fmt: str, missing: str = "–") -> str:
@@ -425,17 +425,17 @@ def markdown(results: dict[str, Any]) -> str:
         out += [("**Gateway level, by plugin deployment** (the API without the ID extractor, so every request calls "
                  "the plugin; each deployment in a stack of its own, one after another, with native JWT measured once "
                  "in the same stack; two workers reached through `dns://` and round robin):"), "",
-                _md_row(["`serve`", "plugin req/s", "× native JWT", "× `--workers 1`", "p99 ms"]),
+                _md_row(["deployment", "plugin req/s", "× native JWT", "× `--workers 1`", "p99 ms"]),
                 _md_row(["---"] + ["---:"] * 4)]
         for d in gw_workers["deployments"].values():
             out.append(_md_row([f"`{_deployment(d)}`", _f(d["req_per_s"], ",.0f"), _f(d["ratio_native"], ".2f"),
                                 _f(d["ratio_one_worker"], ".2f"), _f(d["p99_ms"], ".1f")]))
         out.append("")
         if "ceiling_ratio_native" in gw_workers:
-            out += [(f"The *stub* row is the ceiling: `bench.servers stub` on the same server stack grants a fixed "
-                     f"session without reading the token, so no auth plugin on this stack can pass it. It reaches "
-                     f"**{gw_workers['ceiling_ratio_native']:.2f}** of native JWT; the pinned plugin reaches "
-                     f"**{gw_workers['pinned_share_of_ceiling']:.2f}** of the ceiling."), ""]
+            out += [(f"The `bench.servers stub` row is the ceiling: the same server stack granting a fixed session "
+                     f"without reading the token, so no auth plugin on this stack can do better beyond run-to-run "
+                     f"noise. It reaches **{gw_workers['ceiling_ratio_native']:.2f}** of native JWT; the pinned plugin "
+                     f"reaches **{gw_workers['pinned_share_of_ceiling']:.2f}** of the ceiling."), ""]
     out += ["**Targets** (ratios from this one run):", "", _md_row(["target", "figure", "bound", "status"]),
             _md_row(["---", "---:", "---", "---"])]
     for row in results["targets"]:
