@@ -160,12 +160,11 @@ class Authenticator:
         raw = strip_bearer(header)
         now = self._clock()
         cache = self._cache
-        found: CachedAuth | None = None
         if cache is None:
             cached = self._verify(raw, config, spec.get("OrgID", ""), now)
         else:
             cache_key = (serial, hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest())
-            found = cache.get(cache_key, now)
+            found: CachedAuth | None = cache.get(cache_key, now)
             if found is not None and found.generation != self._jwks.generation:
                 found = self._revalidate(cache_key, found)
             if found is not None:
