@@ -1,6 +1,6 @@
 """The auth check: token -> verified claims -> policies -> session, with a verified-token cache.
 
-The cache holds only successes, keyed by (API configuration, sha256 of the
+The cache holds only successes, keyed by (API configuration, BLAKE2b-256 of the
 token) so the token itself is never stored; an entry lives until the token's
 ``exp`` (plus skew) and dies early if its signing key leaves the JWKS, is replaced
 under its kid, or its key set goes past max-stale.
@@ -101,7 +101,7 @@ class CachedAuth(NamedTuple):
 
 
 class TokenCache:
-    """Verified tokens by (config serial, sha256 of the token); bounded, oldest out first.
+    """Verified tokens by (config serial, BLAKE2b-256 of the token); bounded, oldest out first.
 
     A plain ordered dict: a hit is one dict lookup and one comparison, with no lock (single
     dict operations are atomic under the GIL); only inserts and evictions take the lock.
@@ -163,7 +163,9 @@ class Authenticator:
         if cache is None:
             cached = self._verify(raw, config, spec.get("OrgID", ""), now)
         else:
-            cache_key = (serial, hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest())
+            # BLAKE2b (CPython's own code) rather than OpenSSL's sha256: slower in a tight loop (1.3 vs
+            # 0.8 µs) but about 2 µs cheaper inside the server, where OpenSSL's set-up finds cold caches.
+            cache_key = (serial, hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=32).digest())
             found: CachedAuth | None = cache.get(cache_key, now)
             if found is not None and found.generation != self._jwks.generation:
                 found = self._revalidate(cache_key, found)
