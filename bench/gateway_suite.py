@@ -265,11 +265,11 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
                     "grpc_round_robin_load_balancing": True}}
             stack.gateway.restart()
             token = stack.token()
-            urls = {api: f"{stack.url}/{api}/get" for api in (gw.PLUGIN_SUBJECT_API_ID, gw.NATIVE_API_ID)}
-            for api in urls:
-                answer = stack.get(f"/{api}/get", headers={"Authorization": f"Bearer {token}"})
+            urls = {api_id: f"{stack.url}/{api_id}/get" for api_id in (gw.PLUGIN_SUBJECT_API_ID, gw.NATIVE_API_ID)}
+            for api_id in urls:
+                answer = stack.get(f"/{api_id}/get", headers={"Authorization": f"Bearer {token}"})
                 if answer.status != 200:
-                    raise RuntimeError(f"sanity request to {api} answered {answer.status} {answer.text[:200]}")
+                    raise RuntimeError(f"sanity request to {api_id} answered {answer.status} {answer.text[:200]}")
             runs: list[dict[str, Any]] = []
             for rep in range(reps):
                 if warmup > 0 and rep == 0:

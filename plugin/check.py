@@ -152,7 +152,7 @@ def load_api(path: str) -> ApiSource:
 
 
 def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
-    info = tyk.get("info") if isinstance(tyk.get("info"), dict) else {}
+    info: dict[str, Any] = tyk["info"] if isinstance(tyk.get("info"), dict) else {}
     source = ApiSource(kind="oas", origin=path, api_id=str(info.get("id", "")), org_id=str(info.get("orgId", "")))
     auth = ((tyk.get("server") or {}).get("authentication") or {})
     custom = auth.get("custom") if isinstance(auth, dict) else None

@@ -49,11 +49,11 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
     kty = jwk.get("kty")
     try:
         if kty == "RSA":
-            key = RSAAlgorithm.from_jwk(dict(jwk))
-            return key if isinstance(key, rsa.RSAPublicKey) else None
+            rsa_key = RSAAlgorithm.from_jwk(dict(jwk))
+            return rsa_key if isinstance(rsa_key, rsa.RSAPublicKey) else None
         if kty == "EC":
-            key = ECAlgorithm.from_jwk(dict(jwk))
-            return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+            ec_key = ECAlgorithm.from_jwk(dict(jwk))
+            return ec_key if isinstance(ec_key, ec.EllipticCurvePublicKey) else None
     except Exception:  # noqa: BLE001 - a malformed entry is skipped, never fatal to the set
         return None
     return None

@@ -157,11 +157,11 @@ class _ScrapeCollector(Collector):
         if s.jwks_ages is not None:
             ages = _safe(s.jwks_ages)
             if ages is not None:
-                family = GaugeMetricFamily("tyk_auth0_jwks_age_seconds", "Seconds since the key set of "
-                                           "each JWKS URL was last fetched successfully.", labels=["url"])
+                gauge = GaugeMetricFamily("tyk_auth0_jwks_age_seconds", "Seconds since the key set of "
+                                          "each JWKS URL was last fetched successfully.", labels=["url"])
                 for url, age in sorted(ages.items()):
-                    family.add_metric([url], age)
-                yield family
+                    gauge.add_metric([url], age)
+                yield gauge
         ready, _ = self._readiness()
         yield GaugeMetricFamily("tyk_auth0_ready", "1 when the server can verify tokens (keys loaded), "
                                 "else 0.", value=1.0 if ready else 0.0)
