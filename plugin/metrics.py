@@ -78,7 +78,7 @@ class _Tallies:
 
     def mine(self) -> _Tally:
         try:
-            return self._local.tally  # type: ignore[no-any-return]
+            return self._local.tally
         except AttributeError:
             tally = self._local.tally = _Tally()
             with self._lock:

@@ -50,8 +50,9 @@ def render() -> str:
         "|---|---|",
     ]
     parser = argparse.ArgumentParser()
-    server.add_cli(parser.add_subparsers())
-    serve = parser._subparsers._group_actions[0].choices["serve"]  # noqa: SLF001 - argparse has no public walk
+    subparsers = parser.add_subparsers()
+    server.add_cli(subparsers)
+    serve = subparsers.choices["serve"]
     for action in serve._actions:  # noqa: SLF001
         if not action.option_strings or action.dest == "help":
             continue

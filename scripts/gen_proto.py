@@ -24,11 +24,11 @@ def generate(out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     protos = sorted(str(p.name) for p in PROTO_DIR.glob("*.proto"))
-    args = ["protoc", f"-I{PROTO_DIR}", f"--python_out={out}", f"--grpc_python_out={out}", *protos]
+    args = ["protoc", f"-I{PROTO_DIR}", f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *protos]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     written = []
-    for path in sorted(out.glob("coprocess_*_pb2*.py")):
+    for path in sorted([*out.glob("coprocess_*_pb2*.py"), *out.glob("coprocess_*_pb2.pyi")]):
         text = _FLAT_IMPORT.sub(r"from . import \1 as ", path.read_text())
         path.write_text(text)
         written.append(path)

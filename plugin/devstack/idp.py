@@ -496,7 +496,7 @@ class _Handler(QuietHandler):
 
     @property
     def idp(self) -> AuthZeroStandIn:
-        return self.server.owner  # type: ignore[attr-defined,no-any-return]
+        return self.server.owner  # type: ignore[attr-defined]
 
     def do_GET(self) -> None:
         path = urllib.parse.urlsplit(self.path).path

@@ -39,6 +39,7 @@ class BundleGateway:
     """A second gateway on the session's Redis and plugin, serving one given bundle."""
 
     def __init__(self, stack: Stack, binary: Path, workdir: Path, bundle_zip: Path, public_key: Path | None) -> None:
+        assert stack.upstream is not None and stack.redis is not None
         bundles = workdir / "bundles"
         bundles.mkdir(parents=True)
         shutil.copy(bundle_zip, bundles / bundle_zip.name)

@@ -38,7 +38,8 @@ class ServerProcess:
             grpc.channel_ready_future(self.channel).result(timeout=15)
         except grpc.FutureTimeoutError:
             self.proc.kill()
-            raise RuntimeError("plugin server did not start: " + self.proc.stderr.read())
+            _, stderr = self.proc.communicate()
+            raise RuntimeError("plugin server did not start: " + stderr)
 
     def stop(self) -> tuple[int, str]:
         self.channel.close()

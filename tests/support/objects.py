@@ -26,7 +26,7 @@ def config_data(**overrides: Any) -> str:
 
 
 def auth_object(authorization: str | None = None, *, config: str | None = None, api_id: str = "auth0-plugin",
-                org_id: str = "default", hook_name: str = AUTH_HOOK, hook_type: int = HookType.CustomKeyCheck,
+                org_id: str = "default", hook_name: str = AUTH_HOOK, hook_type: HookType = HookType.CustomKeyCheck,
                 with_config: bool = True) -> Object:
     obj = Object(hook_type=hook_type, hook_name=hook_name)
     request = obj.request

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,9 +62,8 @@ def make_plugin(idp: FakeJwks) -> Callable[..., Plugin]:
     def make(clock: Callable[[], float] | None = None, defaults: dict | None = None,
              settings: JwksSettings | None = None) -> Plugin:
         jwks = JwksCache(settings or JwksSettings(min_refetch_interval=10.0), fetcher=idp)
-        kwargs = {"clock": clock} if clock else {}
-        verifier = Verifier(jwks, **kwargs)
-        authenticator = Authenticator(verifier, ConfigStore(defaults=defaults or {}), **kwargs)
+        verifier = Verifier(jwks, clock=clock or time.time)
+        authenticator = Authenticator(verifier, ConfigStore(defaults=defaults or {}), clock=clock or time.time)
         router = HookRouter(AUTH_HOOK, authenticator.authenticate)
         server = grpc_testing.server_from_dictionary({_SERVICE: DispatcherService(router)},
                                                      grpc_testing.strict_real_time())

@@ -177,8 +177,9 @@ UNIT = DEPLOY / "systemd" / "tyk-auth0-plugin.service"
 
 
 def unit_settings() -> list[tuple[str, str]]:
-    return [tuple(line.split("=", 1)) for line in UNIT.read_text().splitlines()
-            if "=" in line and not line.startswith(("#", ";"))]
+    pairs = [line.split("=", 1) for line in UNIT.read_text().splitlines()
+             if "=" in line and not line.startswith(("#", ";"))]
+    return [(key, value) for key, value in pairs]
 
 
 def test_unit_runs_serve_with_known_environment():

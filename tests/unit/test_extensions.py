@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "hooks_example.py"
 
 
-def hook_object(name: str, hook_type: int, **kwargs) -> Object:
+def hook_object(name: str, hook_type: HookType, **kwargs) -> Object:
     obj = auth_object("Bearer abc.def.ghi", hook_name=name, hook_type=hook_type, **kwargs)
     if hook_type != HookType.Pre:
         obj.session.alias = "client-abc@clients"

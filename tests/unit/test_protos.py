@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_committed_stubs_are_what_proto_generates(tmp_path):
     subprocess.run([sys.executable, "scripts/gen_proto.py", "--out", str(tmp_path)], cwd=ROOT, check=True,
                    capture_output=True)
-    generated = {p.name: p.read_text() for p in tmp_path.glob("*.py")}
-    committed = {p.name: p.read_text() for p in (ROOT / "plugin" / "coprocess").glob("coprocess_*.py")}
+    generated = {p.name: p.read_text() for p in tmp_path.glob("*.py*")}
+    committed = {p.name: p.read_text() for p in (ROOT / "plugin" / "coprocess").glob("coprocess_*.py*")}
     assert generated == committed, "stubs drifted from proto/: run python scripts/gen_proto.py"
 
 
