@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from plugin.coprocess import HookType, Object
 from plugin.errors import AuthError
+from plugin.httpthread import ServerThread
 
 log = logging.getLogger("plugin.metrics")
 
@@ -187,8 +188,7 @@ class Metrics:
         self._tallies = _Tallies()
         self._sources = _Sources()
         self.registry.register(_ScrapeCollector(self._sources, self._tallies, self.readiness))
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -261,27 +261,20 @@ class Metrics:
 
     def start(self, host: str = "0.0.0.0", port: int = 9464) -> int:
         """Serve /metrics, /healthz and /readyz from a daemon thread; returns the bound port."""
-        if self._httpd is not None:
+        if self._serving is not None:
             raise RuntimeError("metrics server already started")
-        handler = _handler(self)
         server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
-        self._httpd = server_class((host, port), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
-        self._thread.start()
-        bound = self._httpd.server_address[1]
+        httpd = server_class((host, port), _handler(self))
+        httpd.daemon_threads = True
+        self._serving = ServerThread(httpd, name="metrics-http")
+        bound = self._serving.port
         log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", bound)
         return bound
 
     def stop(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop(timeout=2)
 
 
 class _IPv6Server(ThreadingHTTPServer):

@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from plugin.httpthread import ServerThread
+
 T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
@@ -300,44 +302,32 @@ class BackgroundHTTPServer:
     def __init__(self, host: str = LOOPBACK, port: int = 0) -> None:
         self.host = host
         self.requested_port = port
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     def start(self) -> Self:
-        if self._httpd is not None:
+        if self._serving is not None:
             return self
         httpd = ThreadingHTTPServer((self.host, self.requested_port), self.handler_class)
         httpd.daemon_threads = True
         httpd.owner = self  # type: ignore[attr-defined]
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"{type(self).__name__}:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serving = ServerThread(httpd, name=f"{type(self).__name__}:{httpd.server_address[1]}",
+                                     poll_interval=0.1)
         return self
 
     def stop(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop(timeout=5)
 
     @property
     def running(self) -> bool:
-        return self._httpd is not None
+        return self._serving is not None
 
     @property
     def port(self) -> int:
-        if self._httpd is None:
+        if self._serving is None:
             raise StackError(f"{type(self).__name__} is not started")
-        return int(self._httpd.server_address[1])
+        return self._serving.port
 
     @property
     def url(self) -> str:
