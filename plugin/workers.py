@@ -13,8 +13,8 @@ In Kubernetes a headless Service gives the same effect with one pod per address.
 
 With ``--pin-workers`` each worker is held to one core (worker N to the Nth allowed core,
 round robin): a worker's gRPC threads then never hand its GIL across cores, which is worth
-most on a host whose cores are the plugin's own. Where the gateway shares the cores, leave
-it off and let the kernel place both.
+most on a host whose cores are the plugin's own and still pays beside the gateway. Separate
+``serve --pin-workers`` processes on one host each take the first core, so pin one of them.
 """
 
 from __future__ import annotations
