@@ -176,8 +176,8 @@ def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0,
             "non_2xx": sum(r["non_2xx"] for r in rs),
             **{key: median([r[key] for r in rs]) for key in rs[0] if key.endswith(("_cores", "_cpu_us_per_req"))},
             "socket_errors": sum(r["socket_errors"] for r in rs),
-            "ratio": median([r["req_per_s"] / b["req_per_s"] for r, b in zip(rs, base)]),
-            "p99_ratio": median([r["p99_ms"] / b["p99_ms"] for r, b in zip(rs, base)]),
+            "ratio": median([r["req_per_s"] / b["req_per_s"] for r, b in zip(rs, base, strict=True)]),
+            "p99_ratio": median([r["p99_ms"] / b["p99_ms"] for r, b in zip(rs, base, strict=True)]),
             "runs": rs,
         }
     return {
@@ -286,7 +286,7 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
             stack.stop()
 
     def versus(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
-        return median([x["req_per_s"] / y["req_per_s"] for x, y in zip(a, b)])
+        return median([x["req_per_s"] / y["req_per_s"] for x, y in zip(a, b, strict=True)])
 
     deployments = {
         label: {

@@ -85,7 +85,7 @@ def drive(targets: Sequence[tuple[str, int]], body: Path, in_flight: int, durati
     logs = [workdir / f"h2load-{i}.tsv" for i in range(len(targets))]
     for log in logs:
         log.unlink(missing_ok=True)
-    commands = [h2load_command(h, p, body, streams, duration, log, core) for (h, p), log in zip(targets, logs)]
+    commands = [h2load_command(h, p, body, streams, duration, log, core) for (h, p), log in zip(targets, logs, strict=True)]
     cpu0, t0, machine = server_cpu(), time.monotonic(), MachineLoad()
     results, client_cpu = run_clients(commands, timeout=duration + 30)
     wall, cpu1 = time.monotonic() - t0, server_cpu()

@@ -156,10 +156,10 @@ def summarise(runs: Sequence[LoadResult], baseline: Sequence[LoadResult] | None)
         "runs": [r.as_dict() for r in runs],
     }
     if baseline is not None:
-        out["ratio"] = median([r.calls_per_s / b.calls_per_s for r, b in zip(runs, baseline)])
-        out["p99_ratio"] = median([r.p99_ms / b.p99_ms for r, b in zip(runs, baseline)])
-        out["ratio_range"] = [min(r.calls_per_s / b.calls_per_s for r, b in zip(runs, baseline)),
-                              max(r.calls_per_s / b.calls_per_s for r, b in zip(runs, baseline))]
+        out["ratio"] = median([r.calls_per_s / b.calls_per_s for r, b in zip(runs, baseline, strict=True)])
+        out["p99_ratio"] = median([r.p99_ms / b.p99_ms for r, b in zip(runs, baseline, strict=True)])
+        out["ratio_range"] = [min(r.calls_per_s / b.calls_per_s for r, b in zip(runs, baseline, strict=True)),
+                              max(r.calls_per_s / b.calls_per_s for r, b in zip(runs, baseline, strict=True))]
     return out
 
 
@@ -318,5 +318,5 @@ def run_workers_suite(opts: Options) -> dict[str, Any]:
     if "workers_2_pinned" in out:
         out["ratio_pinned"] = out["workers_2_pinned"]["ratio"]
         shipped, pinned_runs = deployments[1].runs, deployments[3].runs
-        out["pinned_2_vs_shipped_2"] = median([p.calls_per_s / u.calls_per_s for p, u in zip(pinned_runs, shipped)])
+        out["pinned_2_vs_shipped_2"] = median([p.calls_per_s / u.calls_per_s for p, u in zip(pinned_runs, shipped, strict=True)])
     return out

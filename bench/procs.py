@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -173,10 +174,8 @@ class Process:
         if self.popen is not None:
             if self.popen.poll() is None:
                 _signal_group(self.popen.pid, signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.popen.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
             _signal_group(self.popen.pid, signal.SIGKILL)  # stragglers (workers) in the same group
             if self.popen.poll() is None:
                 self.popen.wait(5)
@@ -193,10 +192,8 @@ class Process:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_clients(commands: Sequence[Sequence[str]], timeout: float) -> tuple[list[tuple[int, str]], float]:

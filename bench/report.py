@@ -214,7 +214,7 @@ def table(results: dict[str, Any]) -> str:
     gw_workers = suites.get("gateway-workers")
     if gw_workers and gw_workers.get("available"):
         lines.append("Gateway level, plugin on every request, by `serve` deployment (a stack each; native JWT in the same stack)")
-        for label, d in gw_workers["deployments"].items():
+        for d in gw_workers["deployments"].values():
             lines.append(f"  {_deployment(d):<34} {d['req_per_s']:8,.0f} req/s  × native {d['ratio_native']:.2f}"
                          f"  × 1 worker {d['ratio_one_worker']:.2f}  p99 {d['p99_ms']:.1f} ms")
         if "ceiling_ratio_native" in gw_workers:
@@ -280,7 +280,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
                     labels.append(f"×{workers[key].get('ratio', 1.0):.2f}")
                     colors.append("#ff7f0e")
         bars = ax.bar(names, rates, color=colors)
-        for bar, label in zip(bars, labels):
+        for bar, label in zip(bars, labels, strict=True):
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
         ax.set_ylabel("calls/s")
         ax.set_title("Plugin level (h2load, 64 in flight): calls/s, ratio to echo / 1 worker", fontsize=9)
@@ -304,7 +304,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     memory = suites.get("memory") or {}
     ax = axes[1][0]
     if memory.get("available"):
-        xs, ys = zip(*memory["curve"])
+        xs, ys = zip(*memory["curve"], strict=True)
         ax.plot(xs, ys, marker=".")
         ax.axhline(MEMORY_TARGET_MB, color="red", linestyle="--", label=f"target {MEMORY_TARGET_MB:.0f} MB")
         ax.axvline(memory["cache_size_setting"], color="gray", linestyle=":", label="token cache size")
@@ -321,7 +321,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         names = list(gateway["cases"])
         bars = ax.bar(names, [gateway["cases"][n]["req_per_s"] for n in names],
                       color=["#888888", "#2ca02c", "#1f77b4", "#9467bd"][: len(names)])
-        for bar, n in zip(bars, names):
+        for bar, n in zip(bars, names, strict=True):
             ax.annotate(f"×{gateway['cases'][n]['ratio']:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=8)
         ax.set_ylabel("req/s")

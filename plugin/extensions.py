@@ -36,6 +36,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from plugin.config import HeaderRules, parse_header_rules
 from plugin.coprocess import (
     HookType,
     Object,
@@ -44,7 +45,6 @@ from plugin.coprocess import (
     response_object_pb2,
 )
 from plugin.errors import AuthError, ConfigurationError
-from plugin.config import HeaderRules, parse_header_rules  # noqa: F401 - part of this module's API
 from plugin.logs import exception_site
 from plugin.session import CLAIM_METADATA_PREFIX, claim_metadata, metadata_value  # noqa: F401
 
@@ -405,7 +405,7 @@ def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | Non
             else:
                 result = registered.handler(request, obj.session, spec)
             _apply_result(obj, result, metadata, original, registered.arity)
-    except Exception as exc:  # noqa: BLE001 - a user hook must never take the answer down with it
+    except Exception as exc:  # a user hook must never take the answer down with it
         api = obj.spec.get("APIID", "-")
         if isinstance(exc, Refuse):
             status, message, outcome = exc.status, exc.message, "refused"
@@ -484,7 +484,7 @@ def load_module(target: str, attribute: str = "hooks") -> Hooks:
             module = importlib.import_module(target)
     except HookError:
         raise
-    except Exception as exc:  # noqa: BLE001 - startup: report the user's error in one line
+    except Exception as exc:  # startup: report the user's error in one line
         raise HookError(f"cannot load hooks from {target}: {type(exc).__name__}: {exc}") from exc
     found = getattr(module, attribute, None)
     if not isinstance(found, Hooks):

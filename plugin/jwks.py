@@ -12,6 +12,7 @@ Behaviour an operator can rely on:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -37,9 +38,10 @@ class FetchError(Exception):
 
 
 def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
+    # Always http(s): config.py takes only those as JWKS URLs.
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "tyk-auth0-plugin"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL validated in config
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
         raise FetchError(f"HTTP {exc.code}") from None
@@ -305,10 +307,8 @@ class JwksCache:
                 continue
             if not self._may_fetch(entry):
                 continue
-            try:
+            with contextlib.suppress(KeysUnavailable):  # logged and counted where it failed
                 self._fetch_shared(entry)
-            except KeysUnavailable:
-                pass
 
     def start(self, interval: float = 1.0) -> None:
         if self._refresher is not None:
@@ -318,7 +318,7 @@ class JwksCache:
             while not self._stop.wait(interval):
                 try:
                     self.refresh_due()
-                except Exception:  # noqa: BLE001 - the refresher must outlive any one bad fetch
+                except Exception:  # the refresher must outlive any one bad fetch
                     log.exception("jwks refresher error")
 
         self._refresher = threading.Thread(target=run, name="jwks-refresher", daemon=True)

@@ -10,16 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography import x509
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-VerificationKey = Union[rsa.RSAPublicKey, ec.EllipticCurvePublicKey, bytes]
+VerificationKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | bytes
 
 _HASHES: Mapping[str, type[hashes.HashAlgorithm]] = {
     "256": hashes.SHA256,

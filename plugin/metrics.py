@@ -14,12 +14,12 @@ fixed refusal ``reason`` from :mod:`plugin.errors` (see ``OUTCOMES``).
 from __future__ import annotations
 
 import json
-from bisect import bisect_left
 import logging
 import os
 import socket
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -133,11 +133,11 @@ class _ScrapeCollector(Collector):
         yield requests
         counts, seconds = self._tallies.latency()
         cumulative, running = [], 0
-        for bound, n in zip([*map(_bound, VERIFY_BUCKETS), "+Inf"], counts):
+        for bound, n in zip([*map(_bound, VERIFY_BUCKETS), "+Inf"], counts, strict=True):
             running += n
             cumulative.append((bound, running))
-        yield HistogramMetricFamily("tyk_auth0_verify_seconds", "Time of one auth check, token to session "
-                                    "(cache hits included).", buckets=cumulative, sum_value=seconds)
+        yield HistogramMetricFamily("tyk_auth0_verify_seconds", "Time of one auth check, from the token to a "
+                                    "session or a refusal (cache hits included).", buckets=cumulative, sum_value=seconds)
         s = self._sources
         if s.token_cache is not None:
             found = _safe(s.token_cache)
@@ -175,7 +175,7 @@ def _bound(value: float) -> str:
 def _safe(source: Callable[[], Any]) -> Any:
     try:
         return source()
-    except Exception:  # noqa: BLE001 - a broken source must not take /metrics down
+    except Exception:  # a broken source must not take /metrics down
         log.exception("metrics source failed")
         return None
 
@@ -286,10 +286,10 @@ def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
         server_version = "tyk-auth0-plugin"
         sys_version = ""
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self._answer(head=False)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._answer(head=True)
 
         def _answer(self, head: bool) -> None:

@@ -53,7 +53,7 @@ def render() -> str:
     subparsers = parser.add_subparsers()
     server.add_cli(subparsers)
     serve = subparsers.choices["serve"]
-    for action in serve._actions:  # noqa: SLF001
+    for action in serve._actions:
         if not action.option_strings or action.dest == "help":
             continue
         flag = ", ".join(f"`{o}`" for o in action.option_strings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import itertools
 import json
 import sys
@@ -47,10 +48,8 @@ class Tally:
         with self.lock:
             label = f"{'forged' if forged else 'valid'} {status}"
             if status != 200:
-                try:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
                     label += " " + json.loads(body)["error"]
-                except (ValueError, KeyError, TypeError):
-                    pass
             self.statuses[label] += 1
             if forged:
                 self.forged += 1

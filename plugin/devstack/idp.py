@@ -498,7 +498,7 @@ class _Handler(QuietHandler):
     def idp(self) -> AuthZeroStandIn:
         return self.server.owner  # type: ignore[attr-defined]
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = urllib.parse.urlsplit(self.path).path
         if path == "/.well-known/jwks.json":
             status, body = self.idp._serve_jwks(self.headers.get("User-Agent", ""))
@@ -514,7 +514,7 @@ class _Handler(QuietHandler):
         else:
             self.send_json(404, {"error": "not_found", "error_description": "Not Found"})
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802
         path = urllib.parse.urlsplit(self.path).path
         raw = self.read_body()
         params = self._parse_params(raw)

@@ -89,7 +89,7 @@ def wait_until(
     while True:
         try:
             value = probe()
-        except Exception as exc:  # probes talk to half-started processes
+        except Exception as exc:  # noqa: BLE001 - probes talk to half-started processes
             last_exc = exc
             value = None
         if value:

@@ -234,7 +234,7 @@ class Stack:
                 continue
             try:
                 part.stop()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one part failing to stop must not leave the others running
                 errors.append(exc)
         self.gateway = self.bundles = self.plugin = self.upstream = self.idp = self.redis = None
         if self._own_workdir:

@@ -81,7 +81,7 @@ class _Handler(QuietHandler):
             "url": f"http://{host}{self.path}",
         }
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _echo
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _echo  # noqa: N815 - http.server's naming
 
 
 class EchoUpstream(BackgroundHTTPServer):

@@ -39,7 +39,7 @@ class ServerProcess:
         except grpc.FutureTimeoutError:
             self.proc.kill()
             _, stderr = self.proc.communicate()
-            raise RuntimeError("plugin server did not start: " + stderr)
+            raise RuntimeError("plugin server did not start: " + stderr) from None
 
     def stop(self) -> tuple[int, str]:
         self.channel.close()

@@ -183,7 +183,8 @@ def test_sighup_rereads_configuration_and_keeps_the_jwks_cache(tmp_path, jwks_se
 
     proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}")
     try:
-        code = lambda token, cfg=config: call(proc.channel, auth_object("Bearer " + token, config=cfg)).request.return_overrides.response_code  # noqa: E731
+        def code(token: str, cfg: str = config) -> int:
+            return call(proc.channel, auth_object("Bearer " + token, config=cfg)).request.return_overrides.response_code
         assert code(t.sign(keys[0]), jwks_config) == -1
         fetches = jwks_server.fetches
         assert code(hs256(b"first-secret")) == -1

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 
@@ -50,7 +51,7 @@ def _children(pid: int) -> list[int]:
     found = []
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            found += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
         except FileNotFoundError:
             continue
     return found
@@ -72,7 +73,7 @@ def test_pinned_workers_each_hold_to_one_core_round_robin(tmp_path):
         for host in ("127.0.0.1", "127.0.0.2"):  # each worker serving, its threads started
             with grpc.insecure_channel(f"{host}:{port}") as channel:
                 grpc.channel_ready_future(channel).result(timeout=20)
-        assert sorted(tuple(os.sched_getaffinity(pid)) for pid in workers) == sorted(((cpus[i % len(cpus)],) for i in range(2)))
+        assert sorted(tuple(os.sched_getaffinity(pid)) for pid in workers) == sorted((cpus[i % len(cpus)],) for i in range(2))
         for pid in workers:
             for task in os.listdir(f"/proc/{pid}/task"):
                 assert len(os.sched_getaffinity(int(task))) == 1

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import sys
 
-import grpc
-
 import coprocess_common_pb2  # type: ignore[import-not-found]  # the gateway's stubs
 import coprocess_object_pb2  # type: ignore[import-not-found]
 import coprocess_object_pb2_grpc  # type: ignore[import-not-found]
+import grpc
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ class JwksServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path == "/.well-known/openid-configuration":
                     self._send(200, json.dumps({"issuer": owner.base + "/", "jwks_uri": owner.url}).encode())
                     return
@@ -47,7 +47,7 @@ class JwksServer:
         self.url = f"{self.base}/.well-known/jwks.json"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "JwksServer":
+    def __enter__(self) -> JwksServer:
         self._thread.start()
         return self
 

@@ -107,8 +107,8 @@ def raw_token(header: dict[str, Any], payload: dict[str, Any] | bytes, signature
 def hs256_with_public_pem(key: SigningKey, payload: dict[str, Any] | None = None) -> str:
     """The classic alg-confusion forgery: HS256 keyed with the RSA public key's PEM."""
     header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
-    import hmac
     import hashlib
+    import hmac
 
     signing_input = ".".join([b64url(json.dumps(header).encode()),
                               b64url(json.dumps(payload or claims()).encode())])

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from plugin.errors import KeysUnavailable, UnknownKey
-from plugin.jwks import JwksCache, JwksSettings, parse_jwks, FetchError
+from plugin.jwks import FetchError, JwksCache, JwksSettings, parse_jwks
 from tests.support import tokens as t
 
 URL = "https://tenant.example.auth0.com/.well-known/jwks.json"
