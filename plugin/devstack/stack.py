@@ -29,6 +29,7 @@ from plugin.devstack.procs import (
     HTTPResult,
     ManagedProcess,
     StackError,
+    free_port,
     http_request,
     pick_port,
     port_open,
@@ -53,6 +54,8 @@ DEFAULT_PORTS: Mapping[str, tuple[str, int]] = {
     "redis": ("STACK_REDIS_PORT", 6380),
     "metrics": ("STACK_METRICS_PORT", 9464),
 }
+# Served from this process: asked for port 0, they take the one the kernel binds.
+IN_PROCESS_SERVERS = frozenset({"idp", "upstream", "bundles"})
 
 
 def plugin_server_available() -> bool:
@@ -183,7 +186,12 @@ class Stack:
 
         for name in DEFAULT_PORTS:
             wanted = self.requested_ports.get(name, 0)
+            if wanted == 0 and name in IN_PROCESS_SERVERS:
+                self.ports[name] = 0  # bound to a kernel-chosen port when started, so no race
+                continue
             port, as_wanted = pick_port(wanted)
+            while port in self.ports.values():  # two free_port() calls may agree
+                port, as_wanted = free_port(), wanted == 0
             if not as_wanted:
                 self.notes.append(f"port {wanted} for {name} is busy; using {port}")
             self.ports[name] = port
@@ -196,8 +204,10 @@ class Stack:
             }
             self.idp = AuthZeroStandIn(LOOPBACK, self.ports["idp"], audience=self.audience, clients=clients)
             self.idp.start()
+            self.ports["idp"] = self.idp.port
 
         self.upstream = EchoUpstream(LOOPBACK, self.ports["upstream"]).start()
+        self.ports["upstream"] = self.upstream.port
 
         if binary is None:  # plugin-only: no gateway could be had
             if self.with_plugin:
@@ -207,6 +217,7 @@ class Stack:
         if self.use_bundle:
             self._build_bundle()
             self.bundles = gw.BundleServer(self.workdir / "bundles", LOOPBACK, self.ports["bundles"]).start()
+            self.ports["bundles"] = self.bundles.port
 
         self.gateway = gw.Gateway(
             binary,
