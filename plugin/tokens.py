@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
 from typing import Any, NamedTuple
 
 from plugin.errors import InvalidToken
@@ -22,8 +21,12 @@ KNOWN_ALGORITHMS = frozenset(
     | {"EdDSA", "none"}
 )
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
-_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+# base64url's '-' and '_' become the standard alphabet's '+' and '/'; a literal '+', '/' or '='
+# becomes '!', outside every alphabet, so strict decoding refuses it as Go's RawURLEncoding does.
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_+/=", b"+/!!!")
+_PADDING = (b"", b"", b"==", b"=")  # by length % 4; a remainder of 1 is never valid base64
+HEADER_MEMO_SIZE = 256
+HEADER_MEMO_MAX_SEGMENT = 512  # longer headers are parsed every time, so the memo stays small
 _JSON_DECODER = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
 
 
@@ -50,26 +53,57 @@ def strip_bearer(value: str) -> str:
 
 
 def decode_segment(segment: str) -> bytes:
-    if _SEGMENT.fullmatch(segment) is None or len(segment) % 4 == 1:
-        raise InvalidToken("segment is not unpadded base64url")
-    # The alphabet is checked above, so the lenient decoder reads exactly what Go's RawURLEncoding does.
+    """Unpadded base64url, strictly: any other character, padding, or an impossible length is refused."""
     try:
-        return binascii.a2b_base64(segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + b"=" * (-len(segment) % 4))
-    except binascii.Error:
-        raise InvalidToken("segment is not base64url") from None
+        data = segment.encode("ascii").translate(_TO_STANDARD_ALPHABET)
+        return binascii.a2b_base64(data + _PADDING[len(segment) % 4], strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise InvalidToken("segment is not unpadded base64url") from None
 
 
-def parse(raw: str) -> ParsedToken:
+class HeaderMemo:
+    """Decoded headers by their base64url text: one tenant's tokens share a handful of headers.
+
+    Only headers that passed every header check are kept, and every caller shares them, so a
+    header from the memo is read-only. Bounded and cleared when full: a stream of distinct
+    headers costs what it would without the memo. Single dict operations are atomic under the GIL.
+    """
+
+    def __init__(self, size: int = HEADER_MEMO_SIZE) -> None:
+        self.size = size
+        self._headers: dict[str, dict[str, Any]] = {}
+
+    def get(self, segment: str) -> dict[str, Any] | None:
+        return self._headers.get(segment)
+
+    def put(self, segment: str, header: dict[str, Any]) -> None:
+        if len(segment) > HEADER_MEMO_MAX_SEGMENT:
+            return
+        if len(self._headers) >= self.size:
+            self._headers = {}
+        self._headers[segment] = header
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+
+def parse(raw: str, memo: HeaderMemo | None = None) -> ParsedToken:
     """Split and decode a token; raises InvalidToken for anything the gateway would refuse to parse."""
     parts = raw.split(".")
     if len(parts) != 3:
         raise InvalidToken("token does not have three segments")
     header_b64, payload_b64, signature_b64 = parts
-    header = _json_object(decode_segment(header_b64), trailing_ok=False)
-    claims = _json_object(decode_segment(payload_b64), trailing_ok=True)
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in KNOWN_ALGORITHMS:
-        raise InvalidToken("unknown or missing alg")
+    header = memo.get(header_b64) if memo is not None else None
+    if header is None:
+        header = _json_object(decode_segment(header_b64), trailing_ok=False)
+        claims = _json_object(decode_segment(payload_b64), trailing_ok=True)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in KNOWN_ALGORITHMS:
+            raise InvalidToken("unknown or missing alg")
+        if memo is not None:
+            memo.put(header_b64, header)
+    else:
+        claims = _json_object(decode_segment(payload_b64), trailing_ok=True)
     return ParsedToken(
         header=header,
         claims=claims,

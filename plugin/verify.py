@@ -49,11 +49,12 @@ class Verifier:
         self._clock = clock
         self.max_token_bytes = max_token_bytes
         self._static_keys: LRUCache[bytes, VerificationKey] = LRUCache(maxsize=64)
+        self._headers = tokenlib.HeaderMemo()
 
     def verify(self, raw: str, config: ApiConfig) -> VerifiedToken:
         if len(raw) > self.max_token_bytes:
             raise InvalidToken("token larger than the limit")
-        parsed = tokenlib.parse(raw)
+        parsed = tokenlib.parse(raw, self._headers)
         alg = parsed.alg
         if alg not in config.allowed_algorithms:
             raise UnexpectedSigningMethod(alg)

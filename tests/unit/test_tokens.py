@@ -1,0 +1,74 @@
+"""Taking a token apart: Go's RawURLEncoding segments, and headers remembered without trusting them."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugin import tokens as tokenlib
+from plugin.errors import InvalidToken
+from tests.support import tokens as t
+
+
+@pytest.mark.parametrize(("segment", "decoded"), [
+    ("", b""),
+    ("YQ", b"a"),
+    ("YWI", b"ab"),
+    ("YWJj", b"abc"),
+    ("-_-_", b"\xfb\xff\xbf"),
+])
+def test_unpadded_base64url_segments_decode(segment, decoded):
+    assert tokenlib.decode_segment(segment) == decoded
+
+
+@pytest.mark.parametrize("segment", [
+    "YQ==",  # padding: RawURLEncoding has none
+    "YWI=",
+    "+/+/",  # the standard alphabet's characters
+    "YW Jj",
+    "YW\nJj",
+    "YWJjZ",  # a length no encoder produces
+    "YWJj\u00e9",
+    "YW.J",
+    "!!!!",
+])
+def test_anything_else_is_not_a_segment(segment):
+    with pytest.raises(InvalidToken):
+        tokenlib.decode_segment(segment)
+
+
+def test_a_memoized_header_gives_the_same_token_as_a_fresh_parse(signing_key):
+    memo = tokenlib.HeaderMemo()
+    first, second = t.sign(signing_key, t.claims(sub="a")), t.sign(signing_key, t.claims(sub="b"))
+    tokenlib.parse(first, memo)
+    remembered = tokenlib.parse(second, memo)
+    assert remembered == tokenlib.parse(second)
+    assert len(memo) == 1
+
+
+def test_a_header_that_fails_a_check_is_not_remembered():
+    memo = tokenlib.HeaderMemo()
+    token = t.raw_token({"alg": "XS256", "kid": "k"}, t.claims())
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            tokenlib.parse(token, memo)
+    assert len(memo) == 0
+
+
+def test_a_memoized_header_does_not_excuse_a_bad_payload(signing_key):
+    memo = tokenlib.HeaderMemo()
+    good = t.sign(signing_key)
+    tokenlib.parse(good, memo)
+    header, _, signature = good.split(".")
+    with pytest.raises(InvalidToken):
+        tokenlib.parse(f"{header}.not+base64url.{signature}", memo)
+
+
+def test_the_memo_is_bounded_and_skips_long_headers(signing_key):
+    memo = tokenlib.HeaderMemo(size=4)
+    for n in range(10):
+        tokenlib.parse(t.sign_any_header(signing_key, {"alg": "RS256", "kid": f"key-{n}"}), memo)
+        assert len(memo) <= 4
+    long_header = {"alg": "RS256", "kid": "k" * tokenlib.HEADER_MEMO_MAX_SEGMENT}
+    fresh = tokenlib.HeaderMemo()
+    tokenlib.parse(t.sign_any_header(signing_key, long_header), fresh)
+    assert len(fresh) == 0
