@@ -220,6 +220,18 @@ def table(results: dict[str, Any]) -> str:
         if "ceiling_ratio_native" in gw_workers:
             lines.append(f"  ceiling (stub: same server stack, no auth work) × native {gw_workers['ceiling_ratio_native']:.2f};"
                          f" the pinned plugin reaches {gw_workers['pinned_share_of_ceiling']:.2f} of it")
+    first_seen = suites.get("gateway-first-seen")
+    if first_seen:
+        if first_seen.get("available"):
+            lines.append("Gateway level, plugin on every request, every request a first-seen token and client, "
+                         "by `serve` deployment (a stack each; native JWT in the same stack, first-seen tokens too)")
+            for d in first_seen["deployments"].values():
+                lines.append(f"  {_deployment(d):<34} {d['req_per_s']:8,.0f} req/s  × native {d['ratio_native']:.2f}"
+                             f"  × 1 worker {d['ratio_one_worker']:.2f}  p99 {d['p99_ms']:.1f} ms")
+            lines.append(f"  2 workers ÷ 1: {first_seen['ratio']:.2f}; pinned, 2 ÷ 1: {first_seen['ratio_pinned']:.2f};"
+                         f" requests that repeated a token: {first_seen['repeated_requests']:,}")
+        else:
+            lines.append(f"Gateway level, first-seen tokens: skipped: {first_seen.get('reason') or first_seen.get('error')}")
     gateway = suites.get("gateway")
     if gateway:
         if gateway.get("available"):
@@ -436,6 +448,17 @@ def markdown(results: dict[str, Any]) -> str:
                      f"without reading the token, so no auth plugin on this stack can do better beyond run-to-run "
                      f"noise. It reaches **{gw_workers['ceiling_ratio_native']:.2f}** of native JWT; the pinned plugin "
                      f"reaches **{gw_workers['pinned_share_of_ceiling']:.2f}** of the ceiling."), ""]
+    first_seen = suites.get("gateway-first-seen") or {}
+    if first_seen.get("available"):
+        out += [("**Gateway level, first-seen tokens, by plugin deployment** (as above, but every request carries a "
+                 "token and client the stack has not seen, native JWT's included, so every plugin call is a full "
+                 "verification):"), "",
+                _md_row(["deployment", "plugin req/s", "× native JWT", "× `--workers 1`", "p99 ms"]),
+                _md_row(["---"] + ["---:"] * 4)]
+        for d in first_seen["deployments"].values():
+            out.append(_md_row([f"`{_deployment(d)}`", _f(d["req_per_s"], ",.0f"), _f(d["ratio_native"], ".2f"),
+                                _f(d["ratio_one_worker"], ".2f"), _f(d["p99_ms"], ".1f")]))
+        out.append("")
     out += ["**Targets** (ratios from this one run):", "", _md_row(["target", "figure", "bound", "status"]),
             _md_row(["---", "---:", "---", "---"])]
     for row in results["targets"]:
