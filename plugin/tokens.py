@@ -64,8 +64,9 @@ def decode_segment(segment: str) -> bytes:
 class HeaderMemo:
     """Decoded headers by their base64url text: one tenant's tokens share a handful of headers.
 
-    Only headers that passed every header check are kept, and every caller shares them, so a
-    header from the memo is read-only. Bounded and cleared when full: a stream of distinct
+    Only headers that parsed (a JSON object naming a known alg) are kept; the checks that come
+    later (crit, typ) still run on every token. Every caller shares them, so a header from the
+    memo is read-only. Bounded and cleared when full: a stream of distinct
     headers costs what it would without the memo. Single dict operations are atomic under the GIL.
     """
 
