@@ -149,6 +149,11 @@ def _f(value: Any, fmt: str, missing: str = "–") -> str:
     return format(value, fmt)
 
 
+def _text_deployments(deployments: dict[str, Any]) -> list[str]:
+    return [f"  {_deployment(d):<34} {d['req_per_s']:8,.0f} req/s  × native {d['ratio_native']:.2f}"
+            f"  × 1 worker {d['ratio_one_worker']:.2f}  p99 {d['p99_ms']:.1f} ms" for d in deployments.values()]
+
+
 def table(results: dict[str, Any]) -> str:
     suites = results["suites"]
     lines: list[str] = []
@@ -214,9 +219,7 @@ def table(results: dict[str, Any]) -> str:
     gw_workers = suites.get("gateway-workers")
     if gw_workers and gw_workers.get("available"):
         lines.append("Gateway level, plugin on every request, by `serve` deployment (a stack each; native JWT in the same stack)")
-        for d in gw_workers["deployments"].values():
-            lines.append(f"  {_deployment(d):<34} {d['req_per_s']:8,.0f} req/s  × native {d['ratio_native']:.2f}"
-                         f"  × 1 worker {d['ratio_one_worker']:.2f}  p99 {d['p99_ms']:.1f} ms")
+        lines += _text_deployments(gw_workers["deployments"])
         if "ceiling_ratio_native" in gw_workers:
             lines.append(f"  ceiling (stub: same server stack, no auth work) × native {gw_workers['ceiling_ratio_native']:.2f};"
                          f" the pinned plugin reaches {gw_workers['pinned_share_of_ceiling']:.2f} of it")
@@ -225,9 +228,7 @@ def table(results: dict[str, Any]) -> str:
         if first_seen.get("available"):
             lines.append("Gateway level, plugin on every request, every request a first-seen token and client, "
                          "by `serve` deployment (a stack each; native JWT in the same stack, first-seen tokens too)")
-            for d in first_seen["deployments"].values():
-                lines.append(f"  {_deployment(d):<34} {d['req_per_s']:8,.0f} req/s  × native {d['ratio_native']:.2f}"
-                             f"  × 1 worker {d['ratio_one_worker']:.2f}  p99 {d['p99_ms']:.1f} ms")
+            lines += _text_deployments(first_seen["deployments"])
             lines.append(f"  2 workers ÷ 1: {first_seen['ratio']:.2f}; pinned, 2 ÷ 1: {first_seen['ratio_pinned']:.2f};"
                          f" requests that repeated a token: {first_seen['repeated_requests']:,}")
         else:
@@ -355,6 +356,16 @@ def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _md_deployments(deployments: dict[str, Any]) -> list[str]:
+    """The gateway-by-deployment table, for one token or for first-seen tokens."""
+    rows = [_md_row(["deployment", "plugin req/s", "× native JWT", "× `--workers 1`", "p99 ms"]),
+            _md_row(["---"] + ["---:"] * 4)]
+    for d in deployments.values():
+        rows.append(_md_row([f"`{_deployment(d)}`", _f(d["req_per_s"], ",.0f"), _f(d["ratio_native"], ".2f"),
+                             _f(d["ratio_one_worker"], ".2f"), _f(d["p99_ms"], ".1f")]))
+    return rows
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The latest run as Markdown, for the generated block of docs/benchmarks.md."""
     suites, m, d = results["suites"], results["machine"], results.get("derived", {})
@@ -437,12 +448,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += [("**Gateway level, by plugin deployment** (the API without the ID extractor, so every request calls "
                  "the plugin; each deployment in a stack of its own, one after another, with native JWT measured once "
                  "in the same stack; two workers reached through `dns://` and round robin):"), "",
-                _md_row(["deployment", "plugin req/s", "× native JWT", "× `--workers 1`", "p99 ms"]),
-                _md_row(["---"] + ["---:"] * 4)]
-        for d in gw_workers["deployments"].values():
-            out.append(_md_row([f"`{_deployment(d)}`", _f(d["req_per_s"], ",.0f"), _f(d["ratio_native"], ".2f"),
-                                _f(d["ratio_one_worker"], ".2f"), _f(d["p99_ms"], ".1f")]))
-        out.append("")
+                *_md_deployments(gw_workers["deployments"]), ""]
         if "ceiling_ratio_native" in gw_workers:
             out += [(f"The `bench.servers stub` row is the ceiling: the same server stack granting a fixed session "
                      f"without reading the token, so no auth plugin on this stack can do better beyond run-to-run "
@@ -453,12 +459,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += [("**Gateway level, first-seen tokens, by plugin deployment** (as above, but every request carries a "
                  "token and client the stack has not seen, native JWT's included, so every plugin call is a full "
                  "verification):"), "",
-                _md_row(["deployment", "plugin req/s", "× native JWT", "× `--workers 1`", "p99 ms"]),
-                _md_row(["---"] + ["---:"] * 4)]
-        for d in first_seen["deployments"].values():
-            out.append(_md_row([f"`{_deployment(d)}`", _f(d["req_per_s"], ",.0f"), _f(d["ratio_native"], ".2f"),
-                                _f(d["ratio_one_worker"], ".2f"), _f(d["p99_ms"], ".1f")]))
-        out.append("")
+                *_md_deployments(first_seen["deployments"]), ""]
     out += ["**Targets** (ratios from this one run):", "", _md_row(["target", "figure", "bound", "status"]),
             _md_row(["---", "---:", "---", "---"])]
     for row in results["targets"]:
