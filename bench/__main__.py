@@ -3,7 +3,7 @@
     python -m bench                                # full run (plugin, workers, crypto, memory, gateway)
     python -m bench --quick                        # a few seconds per case: checks the harness, not speed
     python -m bench --suite plugin,crypto,memory   # a subset
-    python -m bench --suite gateway-first-seen --output-dir /tmp/first-seen   # opt-in, not in a full run
+    python -m bench --suite gateway-first-seen     # opt-in, not in a full run
 
 The gateway suite needs a Tyk binary (TYK_GATEWAY_BIN, or one built by `make gateway`) and is
 skipped with the reason otherwise.
@@ -28,6 +28,8 @@ SUITES = ("plugin", "workers", "crypto", "memory", "gateway", "gateway-workers")
 # Run only when named: minting every token it sends would push a full run past five minutes.
 OPTIONAL_SUITES = ("gateway-first-seen",)
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks"
+# Quick and partial runs go here unless told otherwise: the committed figures are a full run's.
+SCRATCH_OUTPUT = REPO_ROOT / ".cache" / "bench"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 
 
@@ -37,8 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--suite", default="all",
                         help=f"comma-separated subset of {','.join(SUITES)} (default all; 'plugin' includes workers), "
                              f"or the opt-in {','.join(OPTIONAL_SUITES)}")
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT,
-                        help="where results.json and results.png go (default docs/benchmarks)")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="where results.json and results.png go (default docs/benchmarks for a full run, "
+                             ".cache/bench for a quick or partial one)")
     parser.add_argument("--duration", type=float, help="measured seconds per load point (default 3, quick 1)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds before each load point (default 0.5, quick 0.3)")
     parser.add_argument("--reps", type=int, help="interleaved repetitions (default 3, quick 1)")
@@ -55,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if "plugin" in chosen and "workers" not in chosen:
         chosen = (*chosen, "workers")
     args.suites = [s for s in SUITES + OPTIONAL_SUITES if s in chosen]
+    if args.output_dir is None:
+        full = not args.quick and args.suites == list(SUITES)
+        args.output_dir = DEFAULT_OUTPUT if full else SCRATCH_OUTPUT
     args.duration = args.duration or (1.0 if args.quick else 3.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5)
     args.reps = args.reps or (1 if args.quick else 3)

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from bench.__main__ import parse_args
 from bench.gateway_suite import mint_first_seen, wrk
 
 
@@ -70,7 +69,3 @@ def test_wrk_sends_each_token_of_its_slice_once_in_order(tmp_path: Path, recorde
     # wrk calls request() once before it sends anything, so the slice's first token may go unsent
     assert sent[0] in (50_000, 50_001)
     assert sent == list(range(sent[0], sent[0] + len(sent)))
-
-def test_a_full_run_leaves_the_first_seen_suite_out() -> None:
-    assert "gateway-first-seen" not in parse_args([]).suites
-    assert parse_args(["--suite", "gateway-first-seen"]).suites == ["gateway-first-seen"]
