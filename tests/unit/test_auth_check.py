@@ -208,6 +208,20 @@ def test_tampered_payload_is_key_not_authorized(plugin, signing_key):
     assert reply_error(plugin.dispatch(auth_object(bearer(f"{header}.{forged}.{sig}")))) == NOT_AUTHORIZED
 
 
+def test_a_header_already_seen_on_a_valid_token_vouches_for_nothing(plugin, signing_key):
+    valid = t.sign(signing_key)
+    assert plugin.dispatch(auth_object(bearer(valid))).request.return_overrides.response_code == -1
+    header, _, sig = valid.split(".")
+    forged = t.b64url(json.dumps(t.claims(pol="admin")).encode())
+    assert reply_error(plugin.dispatch(auth_object(bearer(f"{header}.{forged}.{sig}")))) == NOT_AUTHORIZED
+
+
+def test_a_crit_header_is_refused_every_time_it_is_sent(plugin, signing_key):
+    token = t.sign(signing_key, headers={"crit": ["exp"]})
+    for _ in range(2):
+        assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
 def test_token_signed_by_an_unknown_key_is_key_not_authorized(plugin):
     token = t.sign(t.rsa_key("key-current"))  # same kid, other key
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
