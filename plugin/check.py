@@ -49,7 +49,7 @@ from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_jwks
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
 from plugin.policy_index import PolicyIndex, from_path
-from plugin.session import build_session, extractor_deadline, key_id, stamp
+from plugin.session import key_id
 from plugin.verify import (
     DEFAULT_MAX_TOKEN_BYTES,
     Verifier,
@@ -718,10 +718,7 @@ class _Walk:
                                       "it does not know gives 403 {\"error\": \"Forbidden\"} (--tyk-policies checks "
                                       "them here)"])
         if self.failure is None:
-            session = build_session(claims, identity, policies, config, key_id(org_id, identity, config.hash_key_function),
-                                    None)
-            stamp(session, self.report.now, extractor_deadline(self.report.now, None, config.id_extractor_ttl))
-            self.step("session", None, f"key {session.metadata['TykJWTSessionID']}")
+            self.step("session", None, f"key {key_id(org_id, identity, config.hash_key_function)}")
 
 
 _SKEW_NAMES = {"exp": "expires_at", "iat": "issued_at", "nbf": "not_before"}

@@ -43,12 +43,9 @@ def metadata_value(value: Any) -> str:
 
 
 def build_session(claims: Mapping[str, Any], identity: str, policies: tuple[str, ...],
-                  config: ApiConfig, session_key: str, exp: float | None,
-                  session: SessionState | None = None) -> SessionState:
-    """The time-independent part of the session (into ``session`` when given, e.g. a reply's own
-    field, saving a copy); ``stamp`` adds the per-request times."""
-    if session is None:
-        session = SessionState()
+                  config: ApiConfig, session_key: str, exp: float | None, session: SessionState) -> None:
+    """The time-independent part of the session, written into ``session`` (a reply's own field,
+    so nothing is copied); ``stamp`` adds the per-request times."""
     session.alias = identity
     session.apply_policies.extend(policies)
     if exp is not None:
@@ -60,7 +57,6 @@ def build_session(claims: Mapping[str, Any], identity: str, policies: tuple[str,
             metadata[name] = metadata_value(claims[name])
     if config.claims_to_headers:
         metadata.update(claim_metadata(claims, (claim for claim, _ in config.claims_to_headers)))
-    return session
 
 
 def claim_metadata(claims: Mapping[str, Any], names: Iterable[str]) -> dict[str, str]:
