@@ -154,6 +154,14 @@ def _text_deployments(deployments: dict[str, Any]) -> list[str]:
             f"  × 1 worker {d['ratio_one_worker']:.2f}  p99 {d['p99_ms']:.1f} ms" for d in deployments.values()]
 
 
+def _text_call_row(name: str, case: dict[str, Any]) -> str:
+    """One plugin-level row: calls/s, ratio, latency, CPU per call, cores."""
+    return (f"  {name:<12} {_f(case['calls_per_s'], ',.0f'):>9} {_f(case.get('ratio', 1.0), '.2f'):>7} "
+            f"{_f(case['p50_ms'], '.1f'):>7} {_f(case['p99_ms'], '.1f'):>7} "
+            f"{_f(case.get('p99_ratio', 1.0), '.2f'):>8} {_f(case['cpu_us_per_call'], '.0f'):>11} "
+            f"{_f(case['server_cores'], '.2f'):>12} {_f(case.get('other_cores'), '.2f'):>10}")
+
+
 def table(results: dict[str, Any]) -> str:
     suites = results["suites"]
     lines: list[str] = []
@@ -167,10 +175,7 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"  {'case':<12} {'calls/s':>9} {'× echo':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99×echo':>8} "
                          f"{'CPU µs/call':>11} {'server cores':>12} {'other load':>10}")
             for name, case in plugin["cases"].items():
-                lines.append(f"  {name:<12} {_f(case['calls_per_s'], ',.0f'):>9} {_f(case.get('ratio', 1.0), '.2f'):>7} "
-                             f"{_f(case['p50_ms'], '.1f'):>7} {_f(case['p99_ms'], '.1f'):>7} "
-                             f"{_f(case.get('p99_ratio', 1.0), '.2f'):>8} {_f(case['cpu_us_per_call'], '.0f'):>11} "
-                             f"{_f(case['server_cores'], '.2f'):>12} {_f(case.get('other_cores'), '.2f'):>10}")
+                lines.append(_text_call_row(name, case))
             for note in plugin.get("notes", []):
                 lines.append(f"  note: {note}")
         else:
@@ -185,10 +190,7 @@ def table(results: dict[str, Any]) -> str:
                 case = workers.get(key)
                 if case is None:
                     continue
-                lines.append(f"  {label:<12} {_f(case['calls_per_s'], ',.0f'):>9} {_f(case.get('ratio', 1.0), '.2f'):>7} "
-                             f"{_f(case['p50_ms'], '.1f'):>7} {_f(case['p99_ms'], '.1f'):>7} "
-                             f"{_f(case.get('p99_ratio', 1.0), '.2f'):>8} {_f(case['cpu_us_per_call'], '.0f'):>11} "
-                             f"{_f(case['server_cores'], '.2f'):>12} {_f(case.get('other_cores'), '.2f'):>10}")
+                lines.append(_text_call_row(label, case))
         else:
             lines.append(f"Workers: not available: {workers.get('reason') or workers.get('error')}")
     crypto = suites.get("crypto")
