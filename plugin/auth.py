@@ -1,7 +1,7 @@
 """The auth check: token -> verified claims -> policies -> session, with a verified-token cache.
 
-The cache holds only successes, keyed by (API configuration, BLAKE2b-256 of the
-token) so the token itself is never stored; an entry lives until the token's
+The cache holds only successes, keyed by (API configuration, org, BLAKE2b-256 of
+the token) so the token itself is never stored; an entry lives until the token's
 ``exp`` (plus skew) and dies early if its signing key leaves the JWKS, is replaced
 under its kid, or its key set goes past max-stale.
 """
@@ -87,6 +87,9 @@ class ConfigStore:
             self._parsed = {}
 
 
+_CacheKey = tuple[int, str, bytes]  # (config serial, org id, BLAKE2b-256 of the token)
+
+
 class CachedAuth(NamedTuple):
     """One verified token, as the cache holds it (a tuple: small, and cheap to build)."""
 
@@ -101,7 +104,7 @@ class CachedAuth(NamedTuple):
 
 
 class TokenCache:
-    """Verified tokens by (config serial, BLAKE2b-256 of the token); bounded, oldest out first.
+    """Verified tokens by (config serial, org id, BLAKE2b-256 of the token); bounded, oldest out first.
 
     A plain ordered dict: a hit is one dict lookup and one comparison, with no lock (single
     dict operations are atomic under the GIL); only inserts and evictions take the lock.
@@ -109,10 +112,10 @@ class TokenCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[int, bytes], CachedAuth] = OrderedDict()
+        self._entries: OrderedDict[_CacheKey, CachedAuth] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[int, bytes], now: float) -> CachedAuth | None:
+    def get(self, key: _CacheKey, now: float) -> CachedAuth | None:
         entry = self._entries.get(key)
         if entry is None or entry.expires_at > now:
             return entry
@@ -120,20 +123,20 @@ class TokenCache:
             self._entries.pop(key, None)
         return None
 
-    def put(self, key: tuple[int, bytes], entry: CachedAuth) -> None:
+    def put(self, key: _CacheKey, entry: CachedAuth) -> None:
         with self._lock:
             self._entries[key] = entry
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
-    def discard(self, key: tuple[int, bytes]) -> None:
+    def discard(self, key: _CacheKey) -> None:
         with self._lock:
             self._entries.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def keys(self) -> list[tuple[int, bytes]]:
+    def keys(self) -> list[_CacheKey]:
         return list(self._entries)
 
 
@@ -158,14 +161,18 @@ class Authenticator:
         if not header:
             raise MissingToken()
         raw = strip_bearer(header)
+        org_id = spec.get("OrgID", "")
         now = self._clock()
         cache = self._cache
         if cache is None:
-            cached = self._verify(raw, config, spec.get("OrgID", ""), now)
+            cached = self._verify(raw, config, org_id, now)
         else:
+            # The org is part of the key: the cached reply carries the session key, which names the org,
+            # and two APIs of different orgs may share one config_data (or none).
             # BLAKE2b (CPython's own code) rather than OpenSSL's sha256: slower in a tight loop (1.3 vs
             # 0.8 µs) but about 2 µs cheaper inside the server, where OpenSSL's set-up finds cold caches.
-            cache_key = (serial, hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=32).digest())
+            cache_key = (serial, org_id,
+                         hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=32).digest())
             found: CachedAuth | None = cache.get(cache_key, now)
             if found is not None and found.generation != self._jwks.generation:
                 found = self._revalidate(cache_key, found)
@@ -174,10 +181,10 @@ class Authenticator:
                 cached = found
             else:
                 self.misses += 1
-                cached = self._verify(raw, config, spec.get("OrgID", ""), now)
+                cached = self._verify(raw, config, org_id, now)
                 cache.put(cache_key, cached)
         if self.policy_index is not None:
-            self._check_policies(spec.get("OrgID", ""), cached.policies)
+            self._check_policies(org_id, cached.policies)
         # One merge of pre-serialized bytes fills the session and metadata["token"]: protobuf merges
         # a message field that appears twice and lets the later scalar win, so the per-request times
         # appended after the cached session override nothing but themselves.
@@ -200,7 +207,7 @@ class Authenticator:
         stamps[(second, deadline)] = times
         return times
 
-    def _revalidate(self, cache_key: tuple[int, bytes], cached: CachedAuth) -> CachedAuth | None:
+    def _revalidate(self, cache_key: _CacheKey, cached: CachedAuth) -> CachedAuth | None:
         """After the JWKS dropped or replaced a key: keep the entry only if its key is still published."""
         assert self._cache is not None
         generation = self._jwks.generation

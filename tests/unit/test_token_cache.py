@@ -23,7 +23,7 @@ def test_the_cache_never_holds_the_token_itself(plugin, signing_key):
     plugin.dispatch(auth_object("Bearer " + token))
     for key in plugin.authenticator._cache.keys():  # noqa: SIM118 - TokenCache.keys(), not a dict
         assert token.encode() not in repr(key).encode()
-        assert isinstance(key[1], bytes) and len(key[1]) == 32
+        assert isinstance(key[-1], bytes) and len(key[-1]) == 32
 
 
 def test_failures_are_never_cached(plugin, signing_key):
@@ -87,6 +87,16 @@ def test_the_same_token_is_cached_separately_per_api_configuration(plugin, signi
     plugin.dispatch(auth_object(token))
     reply = plugin.dispatch(auth_object(token, config=config_data(audience="https://other-api")))
     assert reply.request.return_overrides.response_code == 401
+
+
+def test_the_same_token_is_cached_separately_per_org(plugin, signing_key):
+    token = "Bearer " + t.sign(signing_key)
+    first = plugin.dispatch(auth_object(token, org_id="org-a", api_id="api-a"))
+    second = plugin.dispatch(auth_object(token, org_id="org-b", api_id="api-b"))
+    assert first.metadata["token"].startswith("org-a")
+    assert second.metadata["token"].startswith("org-b")
+    assert second.session.metadata["TykJWTSessionID"] == second.metadata["token"]
+    assert plugin.authenticator.hits == 0
 
 
 def test_cached_tokens_are_refused_once_their_key_set_is_past_max_stale(idp, signing_key):
