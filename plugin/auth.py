@@ -33,7 +33,15 @@ NO_EXP_CACHE_SECONDS = 300.0
 STAMP_MEMO_SIZE = 4096
 
 
-_Parsed = tuple[int, ApiConfig] | ConfigurationError
+class _BadConfig(NamedTuple):
+    """A config_data that failed to parse: kept as data and raised afresh per request, because one
+    exception object raised again and again would chain every request's frames onto its traceback."""
+
+    key: str
+    problem: str
+
+
+_Parsed = tuple[int, ApiConfig] | _BadConfig
 
 
 class ConfigStore:
@@ -59,8 +67,8 @@ class ConfigStore:
         found = self._parsed.get(raw)
         if found is None:
             found = self._parse(raw, spec.get("APIID", ""))
-        if isinstance(found, ConfigurationError):
-            raise found
+        if isinstance(found, _BadConfig):
+            raise ConfigurationError(found.key, found.problem)
         return found
 
     def _parse(self, raw: str | None, api_id: str) -> _Parsed:
@@ -68,7 +76,7 @@ class ConfigStore:
             config = parse_config_data(raw, self.defaults)
         except ConfigurationError as exc:
             log.error("bad plugin configuration api=%s key=%s problem=%s", api_id or "-", exc.key, exc.problem)
-            return self._remember(raw, exc)
+            return self._remember(raw, _BadConfig(exc.key, exc.problem))
         with self._lock:
             self._serial += 1
             serial = self._serial

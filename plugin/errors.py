@@ -128,7 +128,11 @@ class UnknownHook(AuthError):
 
 
 class ConfigurationError(AuthError):
-    """The API's own plugin settings are wrong: the operator's fault, so a 500 naming the key."""
+    """The API's own plugin settings are wrong: the operator's fault, so a 500 naming the key.
+
+    The client sees only the key; the problem (which may name files or environment variables of
+    the plugin host) goes to the plugin's log and to ``check``.
+    """
 
     status = 500
     reason = "config"
@@ -140,4 +144,4 @@ class ConfigurationError(AuthError):
 
     @property
     def message(self) -> str:
-        return f"Auth plugin misconfigured: {self.detail}"
+        return f"Auth plugin misconfigured: {self.key}"

@@ -509,21 +509,35 @@ class ClaimsToHeaders:
 
     def __init__(self, cache_size: int = 256) -> None:
         self._lock = threading.Lock()
-        self._rules: LRUCache[str, HeaderRules] = LRUCache(maxsize=cache_size)
+        # A bad config is kept as (key, problem), logged once, and raised afresh on each request.
+        self._rules: LRUCache[str, HeaderRules | tuple[str, str]] = LRUCache(maxsize=cache_size)
 
     def rules(self, raw: str | None) -> HeaderRules:
         if not raw:
             return HeaderRules()
-        found = self._rules.get(raw)
+        with self._lock:
+            found = self._rules.get(raw)
         if found is None:
-            try:
-                data = json.loads(raw)
-            except (ValueError, RecursionError):
-                raise ConfigurationError("config_data", "is not valid JSON") from None
-            found = parse_header_rules(data if isinstance(data, dict) else {})
+            found = self._parse(raw)
             with self._lock:
                 self._rules[raw] = found
+        if isinstance(found, tuple):
+            raise ConfigurationError(*found)
         return found
+
+    @staticmethod
+    def _parse(raw: str) -> HeaderRules | tuple[str, str]:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            problem = ("config_data", "is not valid JSON")
+        else:
+            try:
+                return parse_header_rules(data if isinstance(data, dict) else {})
+            except ConfigurationError as exc:
+                problem = (exc.key, exc.problem)
+        log.error("bad header rules key=%s problem=%s", *problem)
+        return problem
 
     def __call__(self, request: Request, session: SessionState, metadata: dict[str, str],
                  spec: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from plugin.coprocess import HookType
+from plugin.errors import ConfigurationError
 from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
 
@@ -391,9 +392,25 @@ def test_dispatch_event_is_accepted(plugin):
 
 def test_bad_config_data_answers_500_naming_the_key(plugin, signing_key):
     reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config=config_data(audience=7)))
-    code, message = reply_error(reply)
-    assert code == 500
-    assert "audience" in message
+    assert reply_error(reply) == (500, "Auth plugin misconfigured: audience")
+
+
+def test_a_bad_config_answer_keeps_the_plugin_hosts_details_to_the_log(plugin, signing_key, monkeypatch):
+    monkeypatch.delenv("SECRET_FOR_TESTS", raising=False)
+    config = '{"jwt_signing_method": "hmac", "jwt_source_env": "SECRET_FOR_TESTS"}'
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config=config))
+    assert reply_error(reply) == (500, "Auth plugin misconfigured: jwt_source_env")
+
+
+def test_each_refusal_of_a_misconfigured_api_is_a_fresh_error(plugin):
+    spec = auth_object(config=config_data(audience=7)).spec
+    raised = []
+    for _ in range(3):
+        with pytest.raises(ConfigurationError) as info:
+            plugin.authenticator.configs.get(spec)
+        raised.append(info.value)
+    assert raised[0] is not raised[1] is not raised[2]
+    assert all(error.key == "audience" for error in raised)
 
 
 def test_bad_config_of_one_api_does_not_affect_another(plugin, signing_key):

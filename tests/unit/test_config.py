@@ -108,7 +108,7 @@ def test_each_bad_setting_is_named(data, key):
 def test_a_typo_suggests_the_setting_meant():
     with pytest.raises(ConfigurationError) as info:
         parse(auth0_domain="a.auth0.com", audiance="x")
-    assert "did you mean 'audience'" in info.value.message
+    assert "did you mean 'audience'" in info.value.problem
 
 
 def test_config_data_must_be_a_json_object():

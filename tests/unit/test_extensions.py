@@ -367,7 +367,18 @@ def test_bad_header_rules_name_the_key(data, key):
 def test_a_bad_header_rule_answers_500_naming_the_key():
     obj = post_auth_object(t.claims(), config=config_data(claims_to_headers={"sub": "Bad Header"}))
     code, message = overrides(route(ext.builtin_hooks()).dispatch(obj))
-    assert code == 500 and message.startswith("Auth plugin misconfigured: claims_to_headers:")
+    assert code == 500 and message == "Auth plugin misconfigured: claims_to_headers"
+
+
+def test_a_bad_header_rule_is_logged_once_with_its_problem(caplog):
+    router = route(ext.builtin_hooks())
+    config = config_data(claims_to_headers={"sub": "Bad Header"})
+    with caplog.at_level(logging.ERROR, logger="plugin.extensions"):
+        for _ in range(3):
+            router.dispatch(post_auth_object(t.claims(), config=config))
+    problems = [r for r in caplog.records if "bad header rules" in r.getMessage()]
+    assert len(problems) == 1
+    assert "key=claims_to_headers" in problems[0].getMessage()
 
 
 def test_hooks_guide_documents_the_api_and_the_builtin_hook():
