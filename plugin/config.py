@@ -285,9 +285,12 @@ def _strings(data: Mapping[str, Any], key: str, default: tuple[str, ...] = ()) -
     raise ConfigurationError(key, "must be a string or a list of strings")
 
 
+_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also admits "²", which int() refuses
+
+
 def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) -> int:
     value = data.get(key, default)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(key, f"must be a whole number of seconds >= {minimum}")

@@ -38,12 +38,16 @@ class ListenError(ValueError):
     pass
 
 
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535
+
+
 def grpc_address(listen: str) -> str:
     """Tyk's coprocess_grpc_server forms (tcp://HOST:PORT, unix:///path) as a grpc bind address."""
     if listen.startswith("tcp://"):
         address = listen[len("tcp://"):]
         host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not sep or not host or not _is_port(port):
             raise ListenError(f"--listen {listen!r}: expected tcp://HOST:PORT")
         return address
     if listen.startswith("unix://"):

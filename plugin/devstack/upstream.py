@@ -24,7 +24,7 @@ class _Handler(QuietHandler):
         segments = [s for s in path.split("/") if s]
         head = segments[0] if segments else ""
 
-        if head == "status" and len(segments) == 2 and segments[1].isdigit():
+        if head == "status" and len(segments) == 2 and segments[1].isascii() and segments[1].isdigit() and len(segments[1]) <= 3:
             code = int(segments[1])
             self.read_body()
             if not 200 <= code <= 599:

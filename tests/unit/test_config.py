@@ -92,6 +92,8 @@ def test_allow_list_must_stay_inside_the_family():
     ({"auth0_domain": "a.auth0.com", "jwt_expires_at_validation_skew": -1}, "jwt_expires_at_validation_skew"),
     ({"auth0_domain": "a.auth0.com", "jwt_expires_at_validation_skew": True}, "jwt_expires_at_validation_skew"),
     ({"auth0_domain": "a.auth0.com", "id_extractor_ttl": "soon"}, "id_extractor_ttl"),
+    ({"auth0_domain": "a.auth0.com", "id_extractor_ttl": "²"}, "id_extractor_ttl"),
+    ({"auth0_domain": "a.auth0.com", "id_extractor_ttl": "9" * 5000}, "id_extractor_ttl"),
     ({"auth0_domain": "a.auth0.com", "audiance": "x"}, "audiance"),
     ({"jwt_source": "not base64!"}, "jwt_source"),
     ({"jwt_source": base64.b64encode(b"not a key").decode()}, "jwt_source"),

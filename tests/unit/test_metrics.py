@@ -208,7 +208,7 @@ def test_parse_listen(value, expected):
     assert parse_listen(value) == expected
 
 
-@pytest.mark.parametrize("value", ["9464", "host:", "host:99999", "host:x"])
+@pytest.mark.parametrize("value", ["9464", "host:", "host:99999", "host:x", "host:²", "host:" + "9" * 5000])
 def test_parse_listen_refuses_bad_values(value):
     with pytest.raises(ValueError):
         parse_listen(value)
