@@ -6,13 +6,17 @@ Behaviour an operator can rely on:
 - an unknown ``kid`` triggers at most one refetch per ``min_refetch_interval``, shared by all
   concurrent requests; until the next allowed fetch that kid is answered from a negative cache,
   so a flood of random kids cannot push the IdP past one fetch per interval;
-- when a fetch fails, the last good set keeps serving for up to ``max_stale`` seconds;
+- when a fetch fails, the last good set keeps serving for up to ``max_stale`` seconds; with no
+  set to serve, requests are refused at once until the retry backoff ends, and the IdP sees one
+  fetch per backoff step, never one per request;
+- a fetch that has not completed within about twice ``fetch_timeout`` is abandoned;
 - a JWKS response is bounded in size and key count; only RSA/EC signing keys are kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import threading
@@ -38,19 +42,37 @@ class FetchError(Exception):
 
 
 def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
+    """GET the JWKS. ``timeout`` bounds each socket wait, and the body must arrive within it too,
+    so an endpoint that drips bytes is dropped after about twice ``timeout``."""
     # Always http(s): config.py takes only those as JWKS URLs.
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "tyk-auth0-plugin"})
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read(max_bytes + 1)
+            body = _read_until(response, deadline, max_bytes + 1)
     except urllib.error.HTTPError as exc:
         raise FetchError(f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"{type(exc).__name__}: {reason}") from None
     if len(body) > max_bytes:
         raise FetchError(f"response larger than {max_bytes} bytes")
     return body
+
+
+def _read_until(response: http.client.HTTPResponse, deadline: float, limit: int) -> bytes:
+    """Read at most ``limit`` bytes, one socket read at a time, giving up once ``deadline`` passes."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        if time.monotonic() > deadline:
+            raise FetchError("response not complete within the fetch timeout")
+        chunk = response.read1(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -69,10 +91,6 @@ class KeySet:
     keys: Mapping[str, VerificationKey]
     fetched_at: float
     ttl: float
-
-    @property
-    def fresh_until(self) -> float:
-        return self.fetched_at + self.ttl
 
 
 @dataclass
@@ -142,6 +160,10 @@ class JwksCache:
         entry = self._entry(url, ttl)
         keyset = self._usable(entry)
         if keyset is None:
+            if entry.inflight is None and self._clock() < entry.next_retry:
+                # The last fetch failed: until its backoff ends, refuse at once rather than ask the
+                # IdP again on every request (the refresher retries in the background).
+                raise KeysUnavailable("JWKS fetch failed recently")
             keyset = self._fetch_shared(entry)
         key = keyset.keys.get(kid)
         if key is not None:
@@ -245,24 +267,31 @@ class JwksCache:
                 raise KeysUnavailable("JWKS fetch failed") from None
         try:
             keyset = self._fetch(entry)
-        except FetchError as exc:
-            future.set_exception(exc)
-            with self._lock:
-                entry.inflight = None
+        except BaseException as exc:
+            future.set_exception(exc)  # waiters must never be left on a future nobody completes
+            if not isinstance(exc, FetchError):
+                raise
             fallback = self._usable(entry)
             if fallback is not None:
                 return fallback
             raise KeysUnavailable("JWKS fetch failed") from None
-        future.set_result(keyset)
-        with self._lock:
-            entry.inflight = None
-        return keyset
+        else:
+            future.set_result(keyset)
+            return keyset
+        finally:
+            with self._lock:
+                entry.inflight = None
 
     def _fetch(self, entry: _Entry) -> KeySet:
         started = self._clock()
         try:
-            body = self._fetcher(entry.url, self.settings.fetch_timeout, self.settings.max_bytes)
-            by_kid = parse_jwks(body, self.settings.max_keys)
+            try:
+                body = self._fetcher(entry.url, self.settings.fetch_timeout, self.settings.max_bytes)
+                by_kid = parse_jwks(body, self.settings.max_keys)
+            except FetchError:
+                raise
+            except Exception as unexpected:  # noqa: BLE001 - any failure is a failed fetch, with its backoff
+                raise FetchError(f"unexpected {type(unexpected).__name__}") from None
         except FetchError as exc:
             with self._lock:
                 self.stats.failed += 1
@@ -305,8 +334,8 @@ class JwksCache:
             due_at = (keyset.fetched_at + keyset.ttl * (1 - self.settings.refresh_ahead)) if keyset else 0.0
             if now < max(due_at, entry.next_retry) or entry.inflight is not None:
                 continue
-            if not self._may_fetch(entry):
-                continue
+            if entry.failures == 0 and not self._may_fetch(entry):
+                continue  # after a failure the backoff alone paces the retries
             with contextlib.suppress(KeysUnavailable):  # logged and counted where it failed
                 self._fetch_shared(entry)
 

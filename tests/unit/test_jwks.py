@@ -140,6 +140,57 @@ def test_cold_fetch_failure_is_keys_unavailable():
         cache.get_key(URL, "k1", 600)
 
 
+def test_a_tenant_that_never_loaded_is_not_asked_again_on_every_request(key):
+    fake = t.FakeJwks(keys=[key], failing=True)
+    clock = Clock()
+    cache = make(fake, clock, retry_backoff=(5.0, 10.0))
+    for _ in range(50):
+        with pytest.raises(KeysUnavailable):
+            cache.get_key(URL, "k1", 600)
+    assert fake.fetches == 1
+
+
+def test_a_tenant_that_never_loaded_is_retried_once_its_backoff_ends(key):
+    fake = t.FakeJwks(keys=[key], failing=True)
+    clock = Clock()
+    cache = make(fake, clock, retry_backoff=(5.0, 10.0))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+    fake.failing = False
+    clock.now += 5
+    assert cache.get_key(URL, "k1", 600) == cache.current_key(URL, "k1")
+    assert fake.fetches == 2
+
+
+def test_the_refresher_retries_on_the_backoff_schedule_not_the_refetch_interval(key):
+    fake = t.FakeJwks(keys=[key], failing=True)
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=10, retry_backoff=(1.0, 2.0))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+    clock.now += 1
+    cache.refresh_due()
+    assert fake.fetches == 2
+
+
+def test_an_unexpected_fetch_error_leaves_the_tenant_fetchable(key):
+    calls = []
+
+    def breaks_once(url: str, timeout: float, max_bytes: int) -> bytes:
+        calls.append(url)
+        if len(calls) == 1:
+            raise RuntimeError("connection dropped mid-body")
+        return t.FakeJwks(keys=[key])(url, timeout, max_bytes)
+
+    clock = Clock()
+    cache = make(breaks_once, clock, retry_backoff=(1.0,))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+    clock.now += 1
+    assert cache.get_key(URL, "k1", 600) is not None
+    assert len(calls) == 2
+
+
 def test_only_rsa_and_ec_signing_keys_are_used(key):
     enc = dict(t.rsa_key("enc").jwk(), use="enc")
     oct_key = {"kty": "oct", "k": "c2VjcmV0", "kid": "sym"}

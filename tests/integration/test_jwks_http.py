@@ -1,0 +1,80 @@
+"""Fetching a JWKS over a real socket: misbehaving endpoints end in a FetchError, never a hang."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from plugin.jwks import FetchError, http_fetch
+from tests.support import tokens as t
+
+Handler = Callable[[socketserver.BaseRequestHandler], None]
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[Callable[[Handler], str]]:
+    servers: list[socketserver.ThreadingTCPServer] = []
+
+    def serve(handle: Handler) -> str:
+        handler = type("H", (socketserver.BaseRequestHandler,), {"handle": handle})
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_jwks_is_fetched_over_http(endpoint):
+    body = json.dumps(t.jwks(t.rsa_key("k1"))).encode()
+
+    def handle(self):
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    assert http_fetch(endpoint(handle), 2.0, 256 * 1024) == body
+
+
+def test_an_endpoint_that_drips_its_body_is_abandoned(endpoint):
+    def handle(self):
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        try:
+            for _ in range(100):
+                time.sleep(0.1)
+                self.request.sendall(b" ")
+        except OSError:
+            pass
+
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="fetch timeout"):
+        http_fetch(endpoint(handle), 0.5, 256 * 1024)
+    assert time.monotonic() - started < 5  # the drip alone would take 10 s
+
+
+def test_a_chunked_body_cut_short_is_a_fetch_error(endpoint):
+    def handle(self):
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n{\"keys\":")
+        self.request.close()
+
+    with pytest.raises(FetchError, match="IncompleteRead"):
+        http_fetch(endpoint(handle), 2.0, 256 * 1024)
+
+
+def test_a_body_over_the_limit_is_a_fetch_error(endpoint):
+    def handle(self):
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2048\r\n\r\n" + b" " * 2048)
+
+    with pytest.raises(FetchError, match="larger than 1024"):
+        http_fetch(endpoint(handle), 2.0, 1024)
