@@ -20,7 +20,7 @@ from plugin import claims as claimlib
 from plugin import policies as policylib
 from plugin.config import ApiConfig, env_config_data, parse_config_data
 from plugin.coprocess import Object, SessionState
-from plugin.errors import ConfigurationError, MissingToken, NoMatchingPolicy
+from plugin.errors import ConfigurationError, MissingToken
 from plugin.keys import VerificationKey
 from plugin.policy_index import PolicyIndex
 from plugin.session import build_session, extractor_deadline, key_id, stamp
@@ -103,6 +103,7 @@ class CachedAuth(NamedTuple):
 
     reply: bytes  # the reply's part of an Object, serialized: the session and metadata["token"]
     policies: tuple[str, ...]
+    base_policy: str | None  # the one the gateway must have (policies.base_policy)
     jwks_url: str | None
     kid: str | None
     key: VerificationKey | None  # the JWKS key that verified it (None: a static key)
@@ -192,7 +193,9 @@ class Authenticator:
                 cached = self._verify(raw, config, org_id, now)
                 cache.put(cache_key, cached)
         if self.policy_index is not None:
-            self._check_policies(org_id, cached.policies)
+            refusal = self.policy_index.refusal(org_id, cached.base_policy, cached.policies)
+            if refusal is not None:
+                raise refusal
         # One merge of pre-serialized bytes fills the session and metadata["token"]: protobuf merges
         # a message field that appears twice and lets the later scalar win, so the per-request times
         # appended after the cached session override nothing but themselves.
@@ -226,13 +229,6 @@ class Authenticator:
         self._cache.put(cache_key, cached)
         return cached
 
-    def _check_policies(self, org_id: str, policies: Any) -> None:
-        """Native JWT refuses a token naming a policy the org does not have, before any session."""
-        assert self.policy_index is not None
-        for policy_id in policies:
-            if self.policy_index.known(org_id, policy_id) is False:
-                raise NoMatchingPolicy("key not authorized: no matching policy")
-
     def _verify(self, raw: str, config: ApiConfig, org_id: str, now: float) -> CachedAuth:
         generation = self._jwks.generation  # read first: a rotation during the verify invalidates it
         verified = self.verifier.verify(raw, config)
@@ -246,6 +242,7 @@ class Authenticator:
         return CachedAuth(
             reply=reply.SerializeToString(),
             policies=policies,
+            base_policy=policylib.base_policy(verified.claims, config),
             jwks_url=config.key_source.jwks_url,
             kid=verified.kid,
             key=verified.key,

@@ -41,7 +41,6 @@ from plugin.errors import (
     InvalidToken,
     KeysUnavailable,
     MissingToken,
-    NoMatchingPolicy,
     UnexpectedSigningMethod,
     UnknownKey,
 )
@@ -706,17 +705,24 @@ class _Walk:
         origin = _policy_origin(claims, config, policies)
         index = self.policy_index
         unknown = [p for p in policies if index is not None and index.known(org_id, p) is False]
-        if unknown:
-            self.step("policies", NoMatchingPolicy("key not authorized: no matching policy"),
+        missing = (f"the gateway has no policy {', '.join(repr(u) for u in unknown)} in org {org_id!r} "
+                   "(policies are looked up by org id and policy id)")
+        refusal = index.refusal(org_id, policylib.base_policy(claims, config), policies) if index else None
+        if refusal is not None:
+            self.step("policies", refusal,
                       f"{', '.join(policies)} ({origin}): {', '.join(unknown)} not among the gateway's policies",
-                      [f"the gateway has no policy {', '.join(repr(u) for u in unknown)} in org {org_id!r} "
-                       "(policies are looked up by org id and policy id)"])
+                      [missing])
             return
         checked = index is not None and all(index.known(org_id, p) for p in policies)
+        if unknown:
+            hints = [missing + "; with several policies the gateway skips an unknown one"]
+        elif checked:
+            hints = []
+        else:
+            hints = ["the gateway then applies these policies from its own store (same org); an id "
+                     "it does not know gives 403 {\"error\": \"Forbidden\"} (--tyk-policies checks them here)"]
         self.step("policies", None, f"{', '.join(policies)} ({origin})" + (", all known to the gateway" if checked else ""),
-                  [] if checked else ["the gateway then applies these policies from its own store (same org); an id "
-                                      "it does not know gives 403 {\"error\": \"Forbidden\"} (--tyk-policies checks "
-                                      "them here)"])
+                  hints)
         if self.failure is None:
             self.step("session", None, f"key {key_id(org_id, identity, config.hash_key_function)}")
 

@@ -26,6 +26,15 @@ def policy_claim(claims: Mapping[str, Any], field: str) -> tuple[str, ...]:
     return ()
 
 
+def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> str | None:
+    """The policy native JWT builds a new session from: the claim's (the first of a list), else the
+    first default; the only one whose absence from the gateway refuses the token outright."""
+    claimed = policy_claim(claims, config.policy_field)
+    if claimed:
+        return claimed[0]
+    return config.default_policies[0] if config.default_policies else None
+
+
 def token_scopes(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
     found = claimlib.scopes(claims, config.scope_claim)
     if config.scope_claim == "scope":

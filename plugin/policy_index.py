@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from plugin.errors import NoMatchingPolicy
 
 log = logging.getLogger("plugin.policies")
 
@@ -79,9 +80,9 @@ class PolicyIndex:
             ids = self._loader()
             if not ids:
                 raise ValueError("no policies")  # never conclude "every policy is unknown" from nothing
-        except (OSError, ValueError, urllib.error.URLError) as exc:
-            log.warning("policy list unavailable (%s): unknown policies are left to the gateway",
-                        type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - any failure (e.g. http.client's IncompleteRead) is "unavailable"
+            kept = "the last list is kept" if self._ids is not None else "unknown policies are left to the gateway"
+            log.warning("policy list unavailable (%s): %s", type(exc).__name__, kept)
             return False
         if ids != self._ids:
             log.info("policy list loaded: %d policies", len(ids))
@@ -93,6 +94,18 @@ class PolicyIndex:
         if ids is None:
             return None
         return (org_id, policy_id) in ids
+
+    def refusal(self, org_id: str, base: str | None, policies: tuple[str, ...]) -> NoMatchingPolicy | None:
+        """Native JWT's answer when the gateway lacks a policy the token needs, else None.
+
+        The base policy must exist. Past it the gateway's ApplyPolicies skips an unknown id in a list
+        of several and fails only on a lone unknown one (a single scope-mapped policy).
+        """
+        if base is not None and self.known(org_id, base) is False:
+            return NoMatchingPolicy("key not authorized: no matching policy")
+        if len(policies) == 1 and policies[0] != base and self.known(org_id, policies[0]) is False:
+            return NoMatchingPolicy("key not authorized: could not apply several policies")
+        return None
 
     def grants(self, org_id: str, policy_ids: Iterable[str], api_id: str) -> bool | None:
         """Whether any of the policies gives access to ``api_id``: the gateway's next check after auth."""

@@ -6,7 +6,7 @@ import json
 
 from plugin.policy_index import PolicyIndex, from_path
 from tests.support import tokens as t
-from tests.support.objects import auth_object
+from tests.support.objects import auth_object, config_data
 
 
 def write_policies(directory, *ids, org="default"):
@@ -61,3 +61,73 @@ def test_grants_tells_whether_any_policy_gives_access_to_the_api(tmp_path):
     assert index.grants("default", ["a", "b"], "api-2") is True
     assert index.grants("default", ["a"], "api-2") is False
     assert index.grants("default", ["nope"], "api-1") is None
+
+
+def test_a_protocol_error_from_the_gateway_keeps_the_last_list_and_the_refresher(tmp_path):
+    import http.client
+    import time
+
+    write_policies(tmp_path / "p", "gold")
+    good = from_path(tmp_path / "p")
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) > 1:
+            raise http.client.IncompleteRead(b"")
+        return good()
+
+    index = PolicyIndex(flaky, interval=0.01)
+    index.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(calls) >= 3
+        assert index._thread is not None and index._thread.is_alive()
+        assert index.known("default", "gold") is True
+    finally:
+        index.stop()
+
+
+def _known(plugin, tmp_path, *ids):
+    write_policies(tmp_path / "p", *ids)
+    index = PolicyIndex(from_path(tmp_path / "p"))
+    index.refresh()
+    plugin.authenticator.policy_index = index
+
+
+def _answer(reply):
+    overrides = reply.request.return_overrides
+    return overrides.response_code, overrides.response_error
+
+
+def test_an_unknown_policy_beside_a_known_base_policy_is_left_to_the_gateway_to_skip(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "auth0-policy")
+    config = config_data(jwt_scope_to_policy_mapping={"read:reports": "no-such"})
+    token = t.sign(signing_key, t.claims(scope="read:reports"))
+    reply = plugin.dispatch(auth_object("Bearer " + token, config=config))
+    assert _answer(reply) == (-1, "")
+    assert list(reply.session.apply_policies) == ["auth0-policy", "no-such"]
+
+
+def test_an_unknown_second_default_policy_is_left_to_the_gateway_to_skip(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "d1")
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["d1", "no-such"])
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=t.DROP)), config=config))
+    assert _answer(reply) == (-1, "")
+
+
+def test_an_unknown_first_default_policy_is_refused_as_no_matching_policy(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "d2")
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["no-such", "d2"])
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=t.DROP)), config=config))
+    assert _answer(reply) == (403, "key not authorized: no matching policy")
+
+
+def test_a_lone_unknown_scope_mapped_policy_cannot_be_applied(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "auth0-policy")
+    config = config_data(jwt_policy_field_name="", jwt_scope_to_policy_mapping={"read:reports": "no-such"})
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:reports"))
+    reply = plugin.dispatch(auth_object("Bearer " + token, config=config))
+    assert _answer(reply) == (403, "key not authorized: could not apply several policies")
