@@ -20,24 +20,30 @@ def lookup(claims: Mapping[str, Any], name: str) -> Any:
     if value is not _MISSING and value is not None:
         return value
     if "." in name:
-        node: Any = claims
-        for part in name.split("."):
-            if not isinstance(node, Mapping):
-                return None
-            node = node.get(part)
-        return node
+        return nested(claims, name)
     return None if value is _MISSING else value
 
 
+def nested(claims: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path (``a.b`` is ``claims["a"]["b"]``), or None: the gateway's nestedMapLookup."""
+    node: Any = claims
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
 def string_claim(claims: Mapping[str, Any], name: str) -> str | None:
-    """A non-empty string claim, as the gateway's getClaimValue finds it."""
+    """A non-empty string claim, as the gateway's getClaimValue finds it: the literal name when it
+    holds a non-empty string, else the dotted path (whatever else the literal name holds)."""
     value = claims.get(name)
     if isinstance(value, str) and value:
         return value
     if "." in name:
-        nested = lookup(claims, name)
-        if isinstance(nested, str) and nested:
-            return nested
+        found = nested(claims, name)
+        if isinstance(found, str) and found:
+            return found
     return None
 
 
@@ -47,7 +53,7 @@ def identity(claims: Mapping[str, Any], base_field: str) -> str:
         found = string_claim(claims, base_field)
         if found is not None:
             return found
-        if claims.get(base_field) == "" or ("." in base_field and lookup(claims, base_field) == ""):
+        if claims.get(base_field) == "" or ("." in base_field and nested(claims, base_field) == ""):
             raise IdentityNotFound(f"found an empty user ID in predefined base claim, claim: {base_field}")
     sub = claims.get("sub")
     if isinstance(sub, str):

@@ -1,0 +1,49 @@
+"""Claims are read as the gateway's getClaimValue reads them: literal name first, then the dotted path."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugin.claims import identity, lookup, scopes, string_claim
+from plugin.errors import IdentityNotFound
+
+
+def test_a_url_named_claim_is_found_by_its_literal_name():
+    claims = {"https://example.com/pol": "gold"}
+    assert string_claim(claims, "https://example.com/pol") == "gold"
+
+
+def test_a_dotted_name_reaches_into_nested_objects():
+    assert string_claim({"org": {"team": "blue"}}, "org.team") == "blue"
+
+
+def test_the_literal_name_wins_when_it_holds_a_non_empty_string():
+    assert string_claim({"a.b": "literal", "a": {"b": "nested"}}, "a.b") == "literal"
+
+
+@pytest.mark.parametrize("literal", ["", 5, None, ["x"], {"y": 1}])
+def test_the_dotted_path_is_read_when_the_literal_name_holds_no_non_empty_string(literal):
+    assert string_claim({"a.b": literal, "a": {"b": "nested"}}, "a.b") == "nested"
+
+
+def test_an_identity_under_a_dotted_path_is_found_past_an_empty_literal():
+    assert identity({"a.b": "", "a": {"b": "alice"}, "sub": "s"}, "a.b") == "alice"
+
+
+def test_an_empty_identity_under_a_dotted_path_is_refused_by_name():
+    with pytest.raises(IdentityNotFound, match="claim: a.b"):
+        identity({"a": {"b": ""}, "sub": "s"}, "a.b")
+
+
+def test_a_missing_base_field_falls_back_to_sub():
+    assert identity({"sub": "auth0|1"}, "email") == "auth0|1"
+
+
+def test_scopes_split_a_string_and_flatten_arrays():
+    assert scopes({"scope": "read:a write:b"}, "scope") == ["read:a", "write:b"]
+    assert scopes({"scp": ["read:a", ["write:b c"]]}, "scp") == ["read:a", "write:b c"]
+
+
+def test_lookup_of_a_name_nowhere_is_none():
+    assert lookup({"a": {"b": 1}}, "a.c") is None
+    assert lookup({}, "x") is None
