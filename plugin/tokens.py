@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
+import re
 from typing import Any, NamedTuple
 
 from plugin.errors import InvalidToken
@@ -27,11 +29,30 @@ _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING = (b"", b"", b"==", b"=")  # by length % 4; a remainder of 1 is never valid base64
 HEADER_MEMO_SIZE = 256
 HEADER_MEMO_MAX_SEGMENT = 512  # longer headers are parsed every time, so the memo stays small
-_JSON_DECODER = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
+_MAX_FLOAT_DIGITS = 309  # an integer literal this long may not fit a float64
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """Go decodes every JSON number into a float64 and refuses one that overflows it (1e400)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of float64 range")
+    return value
+
+
+def _float64_int(text: str) -> int:
+    value = int(text)
+    if len(text) >= _MAX_FLOAT_DIGITS:
+        float(value)  # OverflowError (a ValueError's sibling: caught with it) past float64's range
+    return value
+
+
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_float64_int)
+_SURROGATE = re.compile("[\ud800-\udfff]")  # left only by a lone \u escape: pairs are joined when decoded
 
 
 class ParsedToken(NamedTuple):  # a tuple: built on every verification, and cheap to build
@@ -120,8 +141,23 @@ def _json_object(data: bytes, trailing_ok: bool) -> dict[str, Any]:
             value, _ = _JSON_DECODER.raw_decode(text.lstrip(" \t\r\n"))
         else:
             value = _JSON_DECODER.decode(text)
-    except (ValueError, RecursionError):
+    except (ValueError, OverflowError, RecursionError):
         raise InvalidToken("segment is not JSON") from None
+    if value is None and trailing_ok:
+        value = {}  # the claims are decoded into a Go map, which JSON null leaves empty, not an error
     if not isinstance(value, dict):
         raise InvalidToken("segment is not a JSON object")
+    if "\\u" in text:  # only a \u escape can leave a lone surrogate behind
+        value = _replace_surrogates(value)
+    return value
+
+
+def _replace_surrogates(value: Any) -> Any:
+    """Go's decoder turns a lone surrogate escape into U+FFFD; Python keeps it, and it cannot be encoded."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
     return value

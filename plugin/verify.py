@@ -7,6 +7,7 @@ aud. Each step raises the typed error the gateway's answer corresponds to.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -103,11 +104,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_INT64_MIN = -(2**63)
+
+
 def _seconds(value: Any) -> int | None:
-    """A NumericDate as golang-jwt v4 reads it: truncated to whole seconds; None if not a number."""
+    """A NumericDate as golang-jwt v4 reads it, or None if not a number.
+
+    Rounded down to whole seconds (so 0.5 is 0, long expired: only an exact 0 means "not set",
+    which the caller tests on the raw value), and a value outside int64 becomes Go's out-of-range
+    conversion result, MinInt64.
+    """
     if not _is_number(value):
         return None
-    return int(value)
+    if not _INT64_MIN <= value < 2**63:
+        return _INT64_MIN
+    return math.floor(value)
 
 
 def check_times(claims: Mapping[str, Any], now: float, config: ApiConfig) -> None:
@@ -115,16 +126,19 @@ def check_times(claims: Mapping[str, Any], now: float, config: ApiConfig) -> Non
     current = int(now)
     failure: ClaimsInvalid | None = None
     if "exp" in claims:
-        exp = _seconds(claims["exp"])
-        if exp is None or (exp != 0 and not current - config.exp_skew < exp):
+        raw = claims["exp"]
+        exp = _seconds(raw)
+        if exp is None or (raw != 0 and not current - config.exp_skew < exp):
             failure = TokenExpired()
     if "iat" in claims:
-        iat = _seconds(claims["iat"])
-        if iat is None or (iat != 0 and not current + config.iat_skew >= iat):
+        raw = claims["iat"]
+        iat = _seconds(raw)
+        if iat is None or (raw != 0 and not current + config.iat_skew >= iat):
             failure = TokenUsedBeforeIssued()
     if "nbf" in claims:
-        nbf = _seconds(claims["nbf"])
-        if nbf is None or (nbf != 0 and not current + config.nbf_skew >= nbf):
+        raw = claims["nbf"]
+        nbf = _seconds(raw)
+        if nbf is None or (raw != 0 and not current + config.nbf_skew >= nbf):
             failure = TokenNotValidYet()
     if failure is not None:
         raise failure

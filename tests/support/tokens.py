@@ -138,9 +138,14 @@ class FakeJwks:
 
 def sign_any_header(key: SigningKey, header: dict[str, Any], payload: dict[str, Any] | None = None) -> str:
     """Sign with RS256 under any header at all (PyJWT refuses some we must test, e.g. a numeric kid)."""
+    return sign_segments(key, b64url(json.dumps(header).encode()), b64url(json.dumps(payload or claims()).encode()))
+
+
+def sign_segments(key: SigningKey, header_b64: str, payload_b64: str) -> str:
+    """Sign already-encoded segments with RS256, whatever they hold (e.g. a payload of JSON null)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
-    signing_input = ".".join([b64url(json.dumps(header).encode()), b64url(json.dumps(payload or claims()).encode())])
+    signing_input = f"{header_b64}.{payload_b64}"
     signature = key.private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return signing_input + "." + b64url(signature)

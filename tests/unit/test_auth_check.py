@@ -293,6 +293,38 @@ def test_exp_skew_tolerates_a_just_expired_token(plugin, signing_key):
     assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == (-1, "")
 
 
+@pytest.mark.parametrize("exp", [0.5, -0.5, 1e30, 2**63])
+def test_an_exp_that_rounds_down_to_zero_or_leaves_int64_has_expired(plugin, signing_key, exp):
+    token = t.sign(signing_key, t.claims(exp=exp))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (401, "Key not authorized: token has expired")
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_an_iat_or_nbf_beyond_int64_passes_as_it_does_in_go(plugin, signing_key, claim):
+    token = t.sign(signing_key, t.claims(**{claim: 1e30}))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+def test_a_fractional_exp_in_the_future_is_accepted_and_rounded_down_in_the_session(plugin, signing_key):
+    exp = int(time.time()) + 600.75
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key, t.claims(exp=exp)))))
+    assert reply_error(reply) == (-1, "")
+    assert reply.session.expires == int(exp)
+
+
+def test_a_lone_surrogate_in_the_identity_becomes_a_replacement_character(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key, t.claims(sub="user-\ud800")))))
+    assert reply_error(reply) == (-1, "")
+    assert reply.session.alias == "user-\ufffd"
+
+
+def test_a_null_payload_is_an_empty_claim_set(plugin, signing_key):
+    header = t.sign(signing_key).split(".")[0]
+    signed = t.sign_segments(signing_key, header, t.b64url(b"null"))
+    assert reply_error(plugin.dispatch(auth_object(bearer(signed)))) == (
+        401, "Key not authorized: issuer claim is required but not present in token")
+
+
 @pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
 def test_non_numeric_time_claims_fail_like_the_gateway(plugin, signing_key, claim):
     token = t.sign(signing_key, t.claims(**{claim: "soon"}))

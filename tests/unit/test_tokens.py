@@ -73,3 +73,23 @@ def test_the_memo_is_bounded_and_skips_long_headers(signing_key):
     fresh = tokenlib.HeaderMemo()
     tokenlib.parse(t.sign_any_header(signing_key, long_header), fresh)
     assert len(fresh) == 0
+
+
+def _payload_parse(signing_key, payload_json: bytes):
+    header = t.sign(signing_key).split(".")[0]
+    return tokenlib.parse(t.sign_segments(signing_key, header, t.b64url(payload_json)), tokenlib.HeaderMemo())
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1" + b"0" * 400])
+def test_a_number_beyond_float64_is_not_json_as_go_reads_it(signing_key, number):
+    with pytest.raises(InvalidToken):
+        _payload_parse(signing_key, b'{"sub":"a","exp":' + number + b"}")
+
+
+def test_a_lone_surrogate_escape_decodes_to_the_replacement_character(signing_key):
+    parsed = _payload_parse(signing_key, b'{"sub":"a\\ud800b","\\udfff":["\\ud800"]}')
+    assert parsed.claims == {"sub": "a\ufffdb", "\ufffd": ["\ufffd"]}
+
+
+def test_a_surrogate_pair_escape_decodes_to_its_character(signing_key):
+    assert _payload_parse(signing_key, b'{"sub":"\\ud83d\\ude00"}').claims == {"sub": "\U0001F600"}
