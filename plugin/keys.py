@@ -33,6 +33,10 @@ _HMAC_DIGESTS = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sh
 _EC_CURVE_BITS = {"ES256": 256, "ES384": 384, "ES512": 521}
 
 
+# Go 1.24+ crypto/rsa (and so the gateway) refuses RSA keys under 1024 bits: they can be factored.
+MIN_RSA_BITS = 1024
+
+
 class KeyTypeMismatch(Exception):
     """The key found cannot check this algorithm (e.g. an RSA key for HS256)."""
 
@@ -50,7 +54,9 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
     try:
         if kty == "RSA":
             rsa_key = RSAAlgorithm.from_jwk(dict(jwk))
-            return rsa_key if isinstance(rsa_key, rsa.RSAPublicKey) else None
+            if isinstance(rsa_key, rsa.RSAPublicKey) and rsa_key.key_size >= MIN_RSA_BITS:
+                return rsa_key
+            return None
         if kty == "EC":
             ec_key = ECAlgorithm.from_jwk(dict(jwk))
             return ec_key if isinstance(ec_key, ec.EllipticCurvePublicKey) else None
@@ -72,6 +78,8 @@ def load_static_public_key(data: bytes) -> VerificationKey:
             key = load(data)
         except (ValueError, TypeError):
             continue
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"a {key.key_size}-bit RSA key is refused (the minimum is {MIN_RSA_BITS})")
         if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
             return key
         raise ValueError("only RSA and EC public keys are supported")

@@ -6,6 +6,8 @@ import base64
 import json
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from plugin.config import SETTINGS, env_config_data, parse_config_data
 from plugin.errors import ConfigurationError
@@ -42,6 +44,15 @@ def test_base64_pem_public_key_is_a_static_key():
     pem = t.rsa_key().public_pem()
     config = parse(jwt_source=base64.b64encode(pem).decode())
     assert config.key_source.static_key == pem
+
+
+def test_a_static_rsa_key_under_1024_bits_is_refused_naming_the_setting():
+    weak = rsa.RSAPublicNumbers(65537, (1 << 767) | 0x12345).public_key()
+    pem = weak.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ConfigurationError) as info:
+        parse(jwt_source=base64.b64encode(pem).decode())
+    assert info.value.key == "jwt_source"
+    assert "768-bit" in info.value.problem
 
 
 def test_hmac_secret_is_base64_like_the_gateway():

@@ -7,6 +7,8 @@ import threading
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from plugin.errors import KeysUnavailable, UnknownKey
 from plugin.jwks import FetchError, JwksCache, JwksSettings, parse_jwks
@@ -196,6 +198,12 @@ def test_only_rsa_and_ec_signing_keys_are_used(key):
     oct_key = {"kty": "oct", "k": "c2VjcmV0", "kid": "sym"}
     body = json.dumps({"keys": [key.jwk(), enc, oct_key, t.ec_key("ec1").jwk(), "junk"]}).encode()
     assert set(parse_jwks(body, max_keys=10)) == {"k1", "ec1"}
+
+
+def test_an_rsa_key_under_1024_bits_is_never_used(key):
+    weak = RSAAlgorithm.to_jwk(rsa.RSAPublicNumbers(65537, (1 << 767) | 0x12345).public_key(), as_dict=True)
+    body = json.dumps({"keys": [key.jwk(), dict(weak, kid="weak", use="sig")]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k1"}
 
 
 def test_jwks_with_too_many_keys_is_refused(key):
