@@ -54,7 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwt_identity_base_field", None, "sub", "Claim holding the identity (literal name first, then a dotted path; falls back to `sub`).", "jwt_identity_base_field"),
     Setting("jwt_policy_field_name", None, "pol", "Claim holding the Tyk policy id (a string, or a list of ids).", "jwt_policy_field_name"),
     Setting("jwt_default_policies", None, "[]", "Policies applied when the token names none.", "jwt_default_policies"),
-    Setting("jwt_scope_claim_name", None, "scope", "Claim holding the scopes (space-separated string or array). With the default, Auth0's `permissions` array is read too.", "jwt_scope_claim_name"),
+    Setting("jwt_scope_claim_name", None, "scope", "Claim holding the scopes (space-separated string or array). Set `permissions` to map Auth0's RBAC permissions array instead.", "jwt_scope_claim_name"),
     Setting("jwt_scope_to_policy_mapping", None, "{}", "Map of scope to policy id; matched policies replace the default policies.", "jwt_scope_to_policy_mapping"),
     Setting("jwt_expires_at_validation_skew", None, "0", "Seconds of tolerance on `exp`.", "jwt_expires_at_validation_skew"),
     Setting("jwt_issued_at_validation_skew", None, "0", "Seconds of tolerance on `iat`.", "jwt_issued_at_validation_skew"),

@@ -36,12 +36,9 @@ def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> str | None:
 
 
 def token_scopes(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
-    found = claimlib.scopes(claims, config.scope_claim)
-    if config.scope_claim == "scope":
-        permissions = claims.get("permissions")
-        if isinstance(permissions, list):
-            found.extend(p for p in permissions if isinstance(p, str))
-    return found
+    """The scopes of ``jwt_scope_claim_name`` only, as native JWT reads them: Auth0's RBAC
+    ``permissions`` count when that setting names them."""
+    return claimlib.scopes(claims, config.scope_claim)
 
 
 def resolve(claims: Mapping[str, Any], config: ApiConfig) -> tuple[str, ...]:

@@ -148,11 +148,18 @@ def test_scopes_map_to_policies_and_replace_the_defaults(plugin, signing_key):
     assert list(reply.session.apply_policies) == ["admin-pol"]
 
 
-def test_auth0_permissions_array_counts_as_scopes(plugin, signing_key):
+def test_auth0_permissions_are_scopes_when_the_scope_claim_names_them(plugin, signing_key):
     token = t.sign(signing_key, t.claims(pol=t.DROP, scope=t.DROP, permissions=["read:reports"]))
-    config = config_data(jwt_scope_to_policy_mapping={"read:reports": "reports"})
+    config = config_data(jwt_scope_claim_name="permissions", jwt_scope_to_policy_mapping={"read:reports": "reports"})
     reply = plugin.dispatch(auth_object(bearer(token), config=config))
     assert list(reply.session.apply_policies) == ["reports"]
+
+
+def test_permissions_are_not_scopes_under_the_default_scope_claim(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope=t.DROP, permissions=["write:y"]))
+    config = config_data(jwt_default_policies=["d1"], jwt_scope_to_policy_mapping={"read:x": "p-read"})
+    reply = plugin.dispatch(auth_object(bearer(token), config=config))
+    assert list(reply.session.apply_policies) == ["d1"]
 
 
 def test_identity_comes_from_the_configured_base_field(plugin, signing_key):
