@@ -17,10 +17,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from plugin.errors import ConfigurationError
+from plugin.keys import load_static_public_key
 
 SIGNING_METHODS: Mapping[str, frozenset[str]] = {
     "rsa": frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}),
@@ -91,7 +93,7 @@ class ApiConfig:
     policy_field: str = "pol"
     default_policies: tuple[str, ...] = ()
     scope_claim: str = "scope"
-    scope_to_policy: Mapping[str, str] = field(default_factory=dict)
+    scope_to_policy: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # read-only
     exp_skew: int = 0
     iat_skew: int = 0
     nbf_skew: int = 0
@@ -102,12 +104,6 @@ class ApiConfig:
     claims_to_headers: tuple[tuple[str, str], ...] = ()
     strip_authorization: bool = False
 
-    def __hash__(self) -> int:  # the mapping field is a plain dict; hash on its items
-        return hash((self.key_source, self.issuers, self.audiences, self.allowed_algorithms,
-                     self.identity_field, self.policy_field, self.default_policies, self.scope_claim,
-                     tuple(sorted(self.scope_to_policy.items())), self.exp_skew, self.iat_skew,
-                     self.nbf_skew, self.metadata_claims, self.id_extractor_ttl, self.hash_key_function,
-                     self.claims_to_headers, self.strip_authorization))
 
 
 def env_config_data(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -188,7 +184,7 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         policy_field=_string(data, "jwt_policy_field_name", "pol"),
         default_policies=_strings(data, "jwt_default_policies"),
         scope_claim=_string(data, "jwt_scope_claim_name", "scope") or "scope",
-        scope_to_policy=dict(mapping),
+        scope_to_policy=MappingProxyType(dict(mapping)),
         exp_skew=_seconds(data, "jwt_expires_at_validation_skew", 0),
         iat_skew=_seconds(data, "jwt_issued_at_validation_skew", 0),
         nbf_skew=_seconds(data, "jwt_not_before_validation_skew", 0),
@@ -215,8 +211,6 @@ def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapp
     if _HTTP_URL.match(text):
         return KeySource(jwks_url=_checked_jwks_url(source_key, text.strip()))
     if method != "hmac":
-        from plugin.keys import load_static_public_key  # local import: keys depends on config
-
         try:
             load_static_public_key(decoded)
         except ValueError as exc:

@@ -8,6 +8,7 @@ aud. Each step raises the typed error the gateway's answer corresponds to.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -50,6 +51,7 @@ class Verifier:
         self._clock = clock
         self.max_token_bytes = max_token_bytes
         self._static_keys: LRUCache[bytes, VerificationKey] = LRUCache(maxsize=64)
+        self._static_lock = threading.Lock()
         self._headers = tokenlib.HeaderMemo()
 
     def verify(self, raw: str, config: ApiConfig) -> VerifiedToken:
@@ -85,9 +87,12 @@ class Verifier:
         assert source.static_key is not None
         if config.signing_method == "hmac":
             return None, source.static_key
-        key = self._static_keys.get(source.static_key)
+        with self._static_lock:  # an LRU reorders itself on every read
+            key = self._static_keys.get(source.static_key)
         if key is None:
-            key = self._static_keys[source.static_key] = load_static_public_key(source.static_key)
+            key = load_static_public_key(source.static_key)
+            with self._static_lock:
+                self._static_keys[source.static_key] = key
         return None, key
 
 
