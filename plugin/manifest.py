@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from plugin.bundle import BundleError, Manifest, MiddlewareDefinition
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "manifest.json"
 
@@ -28,23 +29,25 @@ def manifest_path(explicit: str | None = None) -> Path:
 
 
 def load_hook_names(path: Path) -> HookNames:
+    """The hook names of a manifest read as ``tyk bundle build`` reads it (bundle.Manifest)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from None
-    except ValueError:
-        raise ManifestError(f"manifest {path} is not valid JSON") from None
-    middleware = document.get("custom_middleware") if isinstance(document, dict) else None
-    if not isinstance(middleware, dict):
-        raise ManifestError(f"manifest {path} has no custom_middleware object")
-    auth = middleware.get("auth_check") or {}
-    name = auth.get("name") if isinstance(auth, dict) else None
-    if not isinstance(name, str) or not name:
+        raise ManifestError(f"cannot read manifest {path}: {exc.strerror} (give it with --manifest or "
+                            "TYK_AUTH0_MANIFEST)") from None
+    try:
+        middleware = Manifest.from_json(raw).custom_middleware
+    except BundleError as exc:
+        raise ManifestError(f"manifest {path}: {exc}") from None
+    if middleware.driver != "grpc":
+        raise ManifestError(f"manifest {path}: custom_middleware.driver is {middleware.driver!r}; "
+                            "the gateway calls this server only for \"grpc\"")
+    name = middleware.auth_check.name
+    if not name:
         raise ManifestError(f"manifest {path}: custom_middleware.auth_check.name is missing")
 
-    def names(slot: str) -> tuple[str, ...]:
-        entries = middleware.get(slot) or []
-        return tuple(e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str))
+    def names(hooks: tuple[MiddlewareDefinition, ...] | None) -> tuple[str, ...]:
+        return tuple(h.name for h in hooks or () if h.name)
 
-    return HookNames(auth_check=name, pre=names("pre"), post=names("post"),
-                     post_key_auth=names("post_key_auth"), response=names("response"))
+    return HookNames(auth_check=name, pre=names(middleware.pre), post=names(middleware.post),
+                     post_key_auth=names(middleware.post_key_auth), response=names(middleware.response))
