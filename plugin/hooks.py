@@ -38,10 +38,16 @@ class RefusalLog:
     def record(self, api: str, status: int, reason: str, request_id: str = "") -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("auth denied api=%s status=%d reason=%s request_id=%s", api, status, reason, request_id or "-")
-        now = self._clock()
         with self._lock:
             self._counts[(api, status, reason)] += 1
-            if now - self._since < self.interval:
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        """Write the pending sums once the interval has passed (or now, with ``force``); the server
+        calls this every second too, so a burst followed by silence is still reported."""
+        now = self._clock()
+        with self._lock:
+            if not self._counts or (not force and now - self._since < self.interval):
                 return
             counts, self._counts, since, self._since = self._counts, Counter(), self._since, now
         summary = " ".join(f"api={a} status={s} reason={r} count={n}" for (a, s, r), n in counts.most_common())

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -35,6 +36,14 @@ from plugin.keys import VerificationKey, key_from_jwk
 log = logging.getLogger("plugin.jwks")
 
 Fetcher = Callable[[str, float, int], bytes]
+
+
+def shown_url(url: str) -> str:
+    """A JWKS URL fit for logs and metric labels: any user:password@ part is masked."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 class FetchError(Exception):
@@ -223,14 +232,15 @@ class JwksCache:
     def ages(self) -> dict[str, float]:
         now = self._clock()
         with self._lock:
-            return {u: now - e.keyset.fetched_at for u, e in self._entries.items() if e.keyset}
+            return {shown_url(u): now - e.keyset.fetched_at for u, e in self._entries.items() if e.keyset}
 
     # -- fetching -------------------------------------------------------------------------------
 
     def _entry(self, url: str, ttl: float) -> _Entry:
         entry = self._entries.get(url)
         if entry is None:
-            negative: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=max(self.settings.min_refetch_interval, 0.001))
+            negative: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=max(self.settings.min_refetch_interval, 0.001),
+                                                     timer=self._clock)
             with self._lock:
                 entry = self._entries.setdefault(url, _Entry(url=url, ttl=ttl, unknown_kids=negative))
         if ttl < entry.ttl:
@@ -299,7 +309,7 @@ class JwksCache:
                 backoff = self.settings.retry_backoff
                 entry.next_retry = started + backoff[min(entry.failures, len(backoff)) - 1]
             stale = entry.keyset is not None and self._usable(entry) is not None
-            log.warning("jwks fetch failed url=%s error=%s serving=%s", entry.url, exc,
+            log.warning("jwks fetch failed url=%s error=%s serving=%s", shown_url(entry.url), exc,
                         "last-good keys" if stale else "nothing")
             raise
         keyset = KeySet(keys=by_kid, fetched_at=self._clock(), ttl=entry.ttl)
@@ -315,7 +325,7 @@ class JwksCache:
             entry.unknown_kids.clear()
             self.stats.ok += 1
         if changed:
-            log.info("jwks loaded url=%s kids=%s", entry.url, ",".join(sorted(by_kid)) or "-")
+            log.info("jwks loaded url=%s kids=%s", shown_url(entry.url), ",".join(sorted(by_kid)) or "-")
         return keyset
 
     # -- background refresh ---------------------------------------------------------------------

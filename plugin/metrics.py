@@ -13,6 +13,7 @@ fixed refusal ``reason`` from :mod:`plugin.errors` (see ``OUTCOMES``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from plugin.coprocess import HookType, Object
+from plugin.coprocess import Object
 from plugin.errors import AuthError
 from plugin.httpthread import ServerThread
 
@@ -45,8 +46,6 @@ REASONS: tuple[str, ...] = (
 # "internal_error" (the auth check crashed; the client got 403 "Key not authorised").
 OUTCOMES: frozenset[str] = frozenset({"ok", "refused", "hook_error", "internal_error", *REASONS})
 HOOKS: tuple[str, ...] = ("auth_check", "pre", "post", "post_key_auth", "response", "unknown")
-_HOOK_BY_TYPE = {HookType.CustomKeyCheck: "auth_check", HookType.Pre: "pre", HookType.Post: "post",
-                 HookType.PostKeyAuth: "post_key_auth", HookType.Response: "response"}
 
 # Auth checks take ~50 µs from cache, ~100 µs to verify, up to the JWKS timeout on a cold fetch.
 VERIFY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -336,6 +335,16 @@ def parse_listen(value: str) -> tuple[str, int]:
 def add_serve_arguments(parser: Any, environ: Mapping[str, str] | None = None) -> None:
     """``serve --metrics-listen``: where /metrics, /healthz and /readyz are served (off when empty)."""
     env = os.environ if environ is None else environ
-    parser.add_argument("--metrics-listen", default=env.get("TYK_AUTH0_METRICS_LISTEN", ""), metavar="HOST:PORT",
-                        help="serve /metrics, /healthz and /readyz here, e.g. 0.0.0.0:9464 "
-                             "(env TYK_AUTH0_METRICS_LISTEN; default: off)")
+    parser.add_argument("--metrics-listen", type=_listen_or_off, default=env.get("TYK_AUTH0_METRICS_LISTEN", ""),
+                        metavar="HOST:PORT",
+                        help="serve /metrics, /healthz and /readyz here, e.g. 0.0.0.0:9464; with --workers N, "
+                             "worker i listens on PORT+i (env TYK_AUTH0_METRICS_LISTEN; default: off)")
+
+
+def _listen_or_off(text: str) -> str:
+    if text.strip():
+        try:
+            parse_listen(text.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (from the flag or TYK_AUTH0_METRICS_LISTEN)") from None
+    return text.strip()

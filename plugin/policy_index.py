@@ -68,10 +68,12 @@ def from_path(path: Path) -> Callable[[], PolicyRights]:
 class PolicyIndex:
     """Owns the gateway's policies (ids and the APIs they grant); answers None until a first load succeeds."""
 
-    def __init__(self, loader: Callable[[], PolicyRights], interval: float = 30.0) -> None:
+    def __init__(self, loader: Callable[[], PolicyRights], interval: float = 30.0, source: str = "") -> None:
         self._loader = loader
         self.interval = interval
+        self.source = source  # for log lines: the path or URL read
         self._ids: PolicyRights | None = None
+        self._last_problem = ""  # a failure is logged when it changes, not on every retry
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -81,11 +83,15 @@ class PolicyIndex:
             if not ids:
                 raise ValueError("no policies")  # never conclude "every policy is unknown" from nothing
         except Exception as exc:  # noqa: BLE001 - any failure (e.g. http.client's IncompleteRead) is "unavailable"
-            kept = "the last list is kept" if self._ids is not None else "unknown policies are left to the gateway"
-            log.warning("policy list unavailable (%s): %s", type(exc).__name__, kept)
+            problem = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+            if problem != self._last_problem:
+                kept = "the last list is kept" if self._ids is not None else "unknown policies are left to the gateway"
+                log.warning("policy list unavailable from %s (%s): %s", self.source or "-", problem, kept)
+                self._last_problem = problem
             return False
-        if ids != self._ids:
-            log.info("policy list loaded: %d policies", len(ids))
+        if ids != self._ids or self._last_problem:
+            log.info("policy list loaded from %s: %d policies", self.source or "-", len(ids))
+        self._last_problem = ""
         self._ids = ids
         return True
 
@@ -116,9 +122,13 @@ class PolicyIndex:
 
     def start(self) -> None:
         def run() -> None:
+            retry = 0.5
             while True:
-                loaded = self.refresh()
-                if self._stop.wait(self.interval if loaded else min(self.interval, 0.5)):
+                if self.refresh():
+                    retry, wait = 0.5, self.interval
+                else:  # 0.5, 1, 2, ... s up to the interval: quick to recover, never a tight loop
+                    retry, wait = min(retry * 2, self.interval), min(retry, self.interval)
+                if self._stop.wait(wait):
                     return
 
         self._thread = threading.Thread(target=run, name="policy-index", daemon=True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
+import socket
 import threading
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from plugin import extensions, logs
 from plugin import metrics as metricslib
 from plugin.auth import Authenticator, ConfigStore
-from plugin.config import parse_config_data
+from plugin.config import SETTINGS, parse_config_data
 from plugin.coprocess import Event, EventReply, Object, object_pb2_grpc
 from plugin.errors import ConfigurationError
 from plugin.hooks import HookRouter
@@ -26,7 +29,15 @@ from plugin.jwks import JwksCache, JwksSettings
 from plugin.manifest import ManifestError, load_hook_names, manifest_path
 from plugin.policy_index import PolicyIndex, from_gateway, from_path
 from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier
-from plugin.workers import DnsResponder, Supervisor, allowed_cpus, pin_this_process, worker_addresses
+from plugin.workers import (
+    DEFAULT_DNS_NAME,
+    SUPERVISOR_PID_ENV,
+    DnsResponder,
+    Supervisor,
+    allowed_cpus,
+    pin_this_process,
+    worker_addresses,
+)
 
 log = logging.getLogger("plugin.server")
 
@@ -36,6 +47,37 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 class ListenError(ValueError):
     pass
+
+
+class StartupError(ValueError):
+    """A server-wide setting is wrong; the message names the flag or environment variable."""
+
+
+def check_server_defaults(defaults: Mapping[str, Any]) -> None:
+    """The AUTH0_* environment is every config-less API's configuration: refuse to start on a bad one."""
+    if not defaults:
+        return
+    try:
+        parse_config_data(None, defaults)
+    except ConfigurationError as exc:
+        variable = next((s.env for s in SETTINGS if s.key == exc.key and s.env), None)
+        named = f"{variable} ({exc.key})" if variable else exc.key
+        raise StartupError(f"server-wide configuration from the environment: {named}: {exc.problem}") from None
+
+
+def _refuse_a_live_socket(path: str) -> None:
+    """gRPC replaces an existing socket file; never take one another server still answers on."""
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        return  # a stale file from a server that is gone: gRPC may replace it
+    finally:
+        probe.close()
+    raise ListenError(f"--listen unix://{path}: another server is listening on this socket")
 
 
 def _is_port(text: str) -> bool:
@@ -102,12 +144,14 @@ def build_app(settings: ServerSettings) -> App:
     hooks = load_hook_names(manifest_path(settings.manifest))
     jwks = JwksCache(settings.jwks)
     configs = ConfigStore()
+    check_server_defaults(configs.defaults)
     verifier = Verifier(jwks, max_token_bytes=settings.max_token_bytes)
     policy_index = None
     if settings.policies_path:
-        policy_index = PolicyIndex(from_path(Path(settings.policies_path)))
+        policy_index = PolicyIndex(from_path(Path(settings.policies_path)), source=settings.policies_path)
     elif settings.gateway_url and settings.gateway_secret:
-        policy_index = PolicyIndex(from_gateway(settings.gateway_url, settings.gateway_secret))
+        policy_index = PolicyIndex(from_gateway(settings.gateway_url, settings.gateway_secret),
+                                   source=settings.gateway_url.rstrip("/") + "/tyk/policies")
     authenticator = Authenticator(verifier, configs, cache_size=settings.token_cache_size, policy_index=policy_index)
     metrics = metricslib.Metrics()
     hook_sets = extensions.load_all(settings.hooks)
@@ -158,9 +202,17 @@ class PluginServer:
         object_pb2_grpc.add_DispatcherServicer_to_server(DispatcherService(self.app.router), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = grpc_address(settings.listen)
-        self.port = self.server.add_insecure_port(address)
-        if self.port == 0 and not address.startswith("unix:"):
-            raise ListenError(f"--listen {settings.listen!r}: cannot bind (address in use?)")
+        if address.startswith("unix:"):
+            _refuse_a_live_socket(address[len("unix:"):])
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            raise ListenError(f"--listen {settings.listen!r}: cannot bind (address in use, or not an address "
+                              "of this host?)") from None
+        self.address = address if address.startswith("unix:") else f"{address.rpartition(':')[0]}:{self.port}"
+        # A --workers child stops when its supervisor is gone, rather than hold its address forever.
+        supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
+        self._parent = int(supervisor) if supervisor.isascii() and supervisor.isdigit() else None
         self._stopped = threading.Event()
         self._done = threading.Event()
 
@@ -175,17 +227,13 @@ class PluginServer:
         if self.settings.metrics_listen:
             self.app.metrics.start(*metricslib.parse_listen(self.settings.metrics_listen))
         self.update_health()
-        log.info("listening on %s (auth hook %r)", self.settings.listen, self.app.router.auth_hook)
+        log.info("listening on %s (auth hook %r)", self.address, self.app.router.auth_hook)
 
     def _prefetch_default_tenant(self) -> None:
         defaults = self.app.configs.defaults
         if not defaults:
             return
-        try:
-            config = parse_config_data(None, defaults)
-        except ConfigurationError as exc:
-            log.error("server-wide configuration from the environment is invalid: %s", exc.detail)
-            return
+        config = parse_config_data(None, defaults)  # checked by build_app
         if config.key_source.jwks_url:
             self.app.jwks.prefetch(config.key_source.jwks_url, config.jwks_cache_ttl, required=True)
 
@@ -201,6 +249,7 @@ class PluginServer:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(self.settings.grace if grace is None else grace).wait()
+        self.app.router.refusals.flush(force=True)
         self.app.jwks.stop()
         if self.app.authenticator.policy_index is not None:
             self.app.authenticator.policy_index.stop()
@@ -210,21 +259,21 @@ class PluginServer:
     def wait(self) -> None:
         """Block until stop() has finished; refresh health meanwhile."""
         while not self._done.wait(1.0):
-            if not self._stopped.is_set():
-                self.update_health()
+            if self._stopped.is_set():
+                continue
+            if self._parent is not None and os.getppid() != self._parent:
+                log.warning("the --workers supervisor is gone: stopping")
+                self.stop()
+                continue
+            self.update_health()
+            self.app.router.refusals.flush()
 
 
 def serve(settings: ServerSettings) -> int:
     try:
         server = PluginServer(settings)
-    except (ListenError, ManifestError, extensions.HookError) as exc:
+    except (ListenError, StartupError, ManifestError, extensions.HookError) as exc:
         log.error("%s", exc)
-        return 2
-    try:
-        server.start()
-    except OSError as exc:
-        log.error("--metrics-listen %s: %s", settings.metrics_listen, exc.strerror)
-        server.stop(0)
         return 2
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -234,11 +283,62 @@ def serve(settings: ServerSettings) -> int:
     def on_hangup(_signum: int, _frame: Any) -> None:
         threading.Thread(target=reload, args=(server.app, settings), name="reload", daemon=True).start()
 
+    # Before start(): a signal while the first JWKS loads must still stop or reload cleanly.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("--metrics-listen %s: %s", settings.metrics_listen, exc.strerror or exc)
+        server.stop(0)
+        return 2
     server.wait()
     return 0
+
+
+def _bounded(convert: Callable[[str], Any], minimum: float, env: str, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type for a finite number past ``minimum``; its error names the flag's variable too."""
+    bound = f"> {minimum:g}" if above else f">= {minimum:g}"
+    kind = "a whole number" if convert is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not (value > minimum if above else value >= minimum):
+            raise argparse.ArgumentTypeError(f"expected {kind} {bound} (from the flag or {env}), got {text!r}")
+        return value
+
+    return parse
+
+
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
+
+
+def flag_value(value: bool | str, name: str) -> bool:
+    """A switch given as a flag (True) or by its environment variable (the variable's text, default
+    ""): 1/true/yes/on or 0/false/no/off; anything else is refused, naming the variable."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(_LOG_LEVELS)} (from the flag or "
+                                         f"TYK_AUTH0_LOG_LEVEL), got {text!r}")
+    return level
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def add_cli(subparsers: Any) -> None:
@@ -248,52 +348,65 @@ def add_cli(subparsers: Any) -> None:
                         help="tcp://HOST:PORT or unix:///path.sock (env TYK_AUTH0_LISTEN; default %(default)s)")
     parser.add_argument("--manifest", default=None,
                         help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repo's manifest.json)")
-    parser.add_argument("--threads", type=int, default=int(env("TYK_AUTH0_THREADS", "4")),
+    parser.add_argument("--threads", type=_bounded(int, 1, "TYK_AUTH0_THREADS"), default=env("TYK_AUTH0_THREADS", "4"),
                         help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
-    parser.add_argument("--max-concurrent", type=int, default=int(env("TYK_AUTH0_MAX_CONCURRENT", "256")),
+    parser.add_argument("--max-concurrent", type=_bounded(int, 1, "TYK_AUTH0_MAX_CONCURRENT"),
+                        default=env("TYK_AUTH0_MAX_CONCURRENT", "256"),
                         help="calls admitted at once; beyond it the gateway gets an immediate refusal, not a queue "
-                             "(default %(default)s)")
-    parser.add_argument("--token-cache-size", type=int, default=int(env("TYK_AUTH0_TOKEN_CACHE_SIZE", "100000")),
-                        help="verified tokens remembered (by hash); 0 verifies every call (default %(default)s)")
-    parser.add_argument("--jwks-min-refetch-interval", type=float,
-                        default=float(env("TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL", "10")),
-                        help="seconds between two JWKS fetches of one URL, whatever the traffic (default %(default)s)")
-    parser.add_argument("--jwks-max-stale", type=float, default=float(env("TYK_AUTH0_JWKS_MAX_STALE", str(6 * 3600))),
-                        help="seconds past its TTL a key set keeps serving while the IdP is unreachable")
-    parser.add_argument("--jwks-timeout", type=float, default=float(env("TYK_AUTH0_JWKS_TIMEOUT", "3")),
-                        help="seconds one JWKS fetch may take")
+                             "(env TYK_AUTH0_MAX_CONCURRENT; default %(default)s)")
+    parser.add_argument("--token-cache-size", type=_bounded(int, 0, "TYK_AUTH0_TOKEN_CACHE_SIZE"),
+                        default=env("TYK_AUTH0_TOKEN_CACHE_SIZE", "100000"),
+                        help="verified tokens remembered (by hash); 0 verifies every call "
+                             "(env TYK_AUTH0_TOKEN_CACHE_SIZE; default %(default)s)")
+    parser.add_argument("--jwks-min-refetch-interval", type=_bounded(float, 0, "TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL"),
+                        default=env("TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL", "10"),
+                        help="seconds between two JWKS fetches of one URL for unknown kids, whatever the traffic "
+                             "(env TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL; default %(default)s)")
+    parser.add_argument("--jwks-max-stale", type=_bounded(float, 0, "TYK_AUTH0_JWKS_MAX_STALE"),
+                        default=env("TYK_AUTH0_JWKS_MAX_STALE", str(6 * 3600)),
+                        help="seconds past its TTL a key set keeps serving while the IdP is unreachable "
+                             "(env TYK_AUTH0_JWKS_MAX_STALE; default %(default)s)")
+    parser.add_argument("--jwks-timeout", type=_bounded(float, 0, "TYK_AUTH0_JWKS_TIMEOUT", above=True),
+                        default=env("TYK_AUTH0_JWKS_TIMEOUT", "3"),
+                        help="seconds one JWKS fetch may wait on the IdP (env TYK_AUTH0_JWKS_TIMEOUT; default %(default)s)")
     parser.add_argument("--tyk-gateway-url", default=env("TYK_AUTH0_GATEWAY_URL", ""),
                         help="the gateway's API base URL; with TYK_AUTH0_GATEWAY_SECRET the plugin reads the policy list "
-                             "and refuses unknown policies as native JWT does")
+                             "and refuses unknown policies as native JWT does (env TYK_AUTH0_GATEWAY_URL)")
     parser.add_argument("--tyk-policies", default=env("TYK_AUTH0_POLICIES_PATH", ""),
-                        help="or: the gateway's policy_path directory / policy file, read for the same purpose")
-    parser.add_argument("--workers", type=int, default=int(env("TYK_AUTH0_WORKERS", "1")),
+                        help="or: the gateway's policy_path directory / policy file, read for the same purpose "
+                             "(env TYK_AUTH0_POLICIES_PATH)")
+    parser.add_argument("--workers", type=_bounded(int, 1, "TYK_AUTH0_WORKERS"), default=env("TYK_AUTH0_WORKERS", "1"),
                         help="server processes, one per loopback address from the --listen host up, answered by a "
-                             "DNS responder so the gateway can spread calls (default %(default)s)")
-    parser.add_argument("--pin-workers", action="store_true", default=env("TYK_AUTH0_PIN_WORKERS", "") == "1",
+                             "DNS responder so the gateway can spread calls (env TYK_AUTH0_WORKERS; default %(default)s)")
+    parser.add_argument("--pin-workers", action="store_const", const=True, default=env("TYK_AUTH0_PIN_WORKERS", ""),
                         help="hold each worker process to one core, round robin over the cores this process may "
-                             "use (env TYK_AUTH0_PIN_WORKERS=1); best where the plugin has cores of its own")
+                             "use (env TYK_AUTH0_PIN_WORKERS=true); best where the plugin has cores of its own")
     parser.add_argument("--dns-listen", default=env("TYK_AUTH0_DNS_LISTEN", "127.0.0.1:5353"),
-                        help="with --workers > 1: HOST:PORT of the DNS responder (default %(default)s)")
-    parser.add_argument("--dns-name", default=env("TYK_AUTH0_DNS_NAME", "tyk-auth0-plugin.internal"),
-                        help="with --workers > 1: the name it answers (default %(default)s)")
+                        help="with --workers > 1: HOST:PORT of the DNS responder (env TYK_AUTH0_DNS_LISTEN; "
+                             "default %(default)s)")
+    parser.add_argument("--dns-name", default=env("TYK_AUTH0_DNS_NAME", DEFAULT_DNS_NAME),
+                        help="with --workers > 1: the name it answers (env TYK_AUTH0_DNS_NAME; default %(default)s)")
     metricslib.add_serve_arguments(parser)
     extensions.add_serve_arguments(parser)
-    parser.add_argument("--log-level", default=env("TYK_AUTH0_LOG_LEVEL", "INFO"))
-    parser.add_argument("--log-json", action="store_true", default=env("TYK_AUTH0_LOG_JSON", "") == "1")
+    parser.add_argument("--log-level", type=_log_level, default=env("TYK_AUTH0_LOG_LEVEL", "INFO"),
+                        help=f"one of {', '.join(_LOG_LEVELS)} (env TYK_AUTH0_LOG_LEVEL; default %(default)s)")
+    parser.add_argument("--log-json", action="store_const", const=True, default=env("TYK_AUTH0_LOG_JSON", ""),
+                        help="one JSON object per log line (env TYK_AUTH0_LOG_JSON=true)")
     parser.set_defaults(func=_run_serve)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    try:
+        args.log_json = flag_value(args.log_json, "TYK_AUTH0_LOG_JSON")
+        args.pin_workers = flag_value(args.pin_workers, "TYK_AUTH0_PIN_WORKERS")
+    except ValueError as exc:
+        logs.setup(args.log_level)
+        log.error("%s", exc)
+        return 2
     logs.setup(args.log_level, args.log_json)
-    if args.threads < 1 or args.max_concurrent < 1 or args.token_cache_size < 0:
-        log.error("--threads and --max-concurrent must be at least 1, --token-cache-size at least 0")
-        return 2
-    if args.jwks_min_refetch_interval < 0 or args.jwks_max_stale < 0 or args.jwks_timeout <= 0:
-        log.error("--jwks-min-refetch-interval and --jwks-max-stale must be >= 0, --jwks-timeout > 0")
-        return 2
-    if args.workers < 1:
-        log.error("--workers must be at least 1")
+    gateway_secret = os.environ.get("TYK_AUTH0_GATEWAY_SECRET", "")
+    if args.tyk_gateway_url and not gateway_secret:
+        log.error("--tyk-gateway-url is set but TYK_AUTH0_GATEWAY_SECRET is not: the policy list cannot be read")
         return 2
     if args.workers > 1:
         return _run_workers(args)
@@ -304,7 +417,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                         max_stale=args.jwks_max_stale)
     return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks,
                                 max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size,
-                                gateway_url=args.tyk_gateway_url, gateway_secret=os.environ.get("TYK_AUTH0_GATEWAY_SECRET", ""),
+                                gateway_url=args.tyk_gateway_url, gateway_secret=gateway_secret,
                                 policies_path=args.tyk_policies, metrics_listen=args.metrics_listen,
                                 hooks=tuple(extensions.hook_targets(args))))
 
@@ -316,10 +429,17 @@ def _run_workers(args: argparse.Namespace) -> int:
             raise ListenError("--workers needs a tcp:// --listen address")
         host, _, port = address.rpartition(":")
         addresses = worker_addresses(host, args.workers)
-        dns_host, _, dns_port = args.dns_listen.rpartition(":")
-        responder = DnsResponder(dns_host, int(dns_port), args.dns_name, addresses)
-    except (ListenError, ValueError, OSError) as exc:
+        metrics = metricslib.parse_listen(args.metrics_listen) if args.metrics_listen else None
+    except (ListenError, ValueError) as exc:
         log.error("%s", exc)
+        return 2
+    dns_host, _, dns_port = args.dns_listen.rpartition(":")
+    try:
+        if not dns_host or not _is_port(dns_port):
+            raise ValueError("expected HOST:PORT")
+        responder = DnsResponder(dns_host, int(dns_port), args.dns_name, addresses)
+    except (ValueError, OSError) as exc:
+        log.error("--dns-listen %s: %s", args.dns_listen, getattr(exc, "strerror", None) or exc)
         return 2
     responder.start()
     argv = ["--threads", str(args.threads), "--max-concurrent", str(args.max_concurrent),
@@ -328,7 +448,7 @@ def _run_workers(args: argparse.Namespace) -> int:
             "--jwks-max-stale", str(args.jwks_max_stale), "--jwks-timeout", str(args.jwks_timeout),
             "--log-level", args.log_level, "--workers", "1",
             "--tyk-gateway-url", args.tyk_gateway_url, "--tyk-policies", args.tyk_policies,
-            "--metrics-listen", ""]  # one metrics port cannot serve N processes: workers expose none
+            "--metrics-listen", ""]  # replaced per worker when metrics are on: worker i on PORT+i
     for target in extensions.hook_targets(args):
         argv += ["--hooks", target]
     if args.manifest:
@@ -336,7 +456,7 @@ def _run_workers(args: argparse.Namespace) -> int:
     if args.log_json:
         argv.append("--log-json")
     supervisor = Supervisor(addresses=addresses, port=int(port), argv=argv,
-                            cpus=allowed_cpus() if args.pin_workers else None)
+                            cpus=allowed_cpus() if args.pin_workers else None, metrics=metrics)
     log.info("%d workers on %s port %s; in tyk.conf coprocess_options set coprocess_grpc_server "
              "\"dns://%s:%d/%s:%s\" and grpc_round_robin_load_balancing true",
              args.workers, ",".join(addresses), port, dns_host, responder.port, args.dns_name, port)

@@ -36,6 +36,9 @@ log = logging.getLogger("plugin.workers")
 
 DEFAULT_DNS_NAME = "tyk-auth0-plugin.internal"
 WORKER_CPU_ENV = "TYK_AUTH0_WORKER_CPU"  # set by the supervisor for each pinned worker
+SUPERVISOR_PID_ENV = "TYK_AUTH0_SUPERVISOR_PID"  # a worker stops once its parent is no longer this process
+EXIT_USAGE = 2  # what serve exits with when a setting is wrong
+RESTART_WINDOW = 10.0  # a worker that dies sooner than this after its start restarts with a growing delay
 _TYPE_A = 1
 _CLASS_IN = 1
 
@@ -150,32 +153,53 @@ class Supervisor:
     port: int
     argv: list[str]  # serve flags other than --listen/--workers, passed to every worker
     cpus: list[int] | None = None  # with --pin-workers: the cores to hold workers to, round robin
+    metrics: tuple[str, int] | None = None  # --metrics-listen HOST:PORT: worker i serves PORT+i
 
     def __post_init__(self) -> None:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._stopping = threading.Event()
+        self._restarts: dict[str, int] = {}  # fast restarts in a row, for the backoff
+        self._started: dict[str, float] = {}
 
     def _spawn(self, address: str) -> None:
+        index = self.addresses.index(address)
         cmd = [sys.executable, "-m", "plugin", "serve", "--listen", f"tcp://{address}:{self.port}", *self.argv]
-        env = dict(os.environ, TYK_AUTH0_WORKER=address)
+        if self.metrics is not None:
+            cmd += ["--metrics-listen", f"{self.metrics[0]}:{self.metrics[1] + index}"]
+        env = dict(os.environ, TYK_AUTH0_WORKER=address, **{SUPERVISOR_PID_ENV: str(os.getpid())})
         if self.cpus:
-            env[WORKER_CPU_ENV] = str(self.cpus[self.addresses.index(address) % len(self.cpus)])
+            env[WORKER_CPU_ENV] = str(self.cpus[index % len(self.cpus)])
         self.procs[address] = subprocess.Popen(cmd, env=env)
+        self._started[address] = time.monotonic()
 
     def run(self) -> int:
+        """Until stopped; 2 when a worker refuses its settings (exit 2), which no restart can mend."""
         for address in self.addresses:
             self._spawn(address)
+        code = 0
         while not self._stopping.wait(1.0):
             for address, proc in list(self.procs.items()):
-                if proc.poll() is not None and not self._stopping.is_set():
-                    log.warning("worker %s exited with %s: restarting", address, proc.returncode)
-                    time.sleep(0.5)
-                    self._spawn(address)
+                if proc.poll() is None or self._stopping.is_set():
+                    continue
+                if proc.returncode == EXIT_USAGE:
+                    log.error("worker %s refused its settings (exit 2): stopping every worker", address)
+                    code = EXIT_USAGE
+                    self._stopping.set()
+                    break
+                fast = time.monotonic() - self._started[address] < RESTART_WINDOW
+                self._restarts[address] = self._restarts.get(address, 0) + 1 if fast else 0
+                delay = min(0.5 * 2 ** self._restarts[address], 30.0)
+                log.warning("worker %s exited with %s: restarting in %.1f s", address, proc.returncode, delay)
+                if self._stopping.wait(delay):
+                    break
+                self._spawn(address)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         codes = [proc.wait() for proc in self.procs.values()]
-        return 0 if all(code == 0 for code in codes) else 1
+        if code:
+            return code
+        return 0 if all(c in (0, -signal.SIGTERM) for c in codes) else 1
 
     def stop(self) -> None:
         self._stopping.set()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import grpc
 
 from plugin.coprocess import object_pb2_grpc
-from tests.integration.conftest import ServerProcess, free_port
+from tests.integration.conftest import ROOT, ServerProcess, free_port
 from tests.support import tokens as t
 from tests.support.objects import auth_object
 
@@ -201,3 +203,43 @@ def test_sighup_rereads_configuration_and_keeps_the_jwks_cache(tmp_path, jwks_se
     finally:
         _, stderr = proc.stop()
     assert "reloaded" in stderr
+
+
+def _serve(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "plugin", "serve", *argv], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=dict(os.environ, **(env or {})))
+
+
+def test_a_port_in_use_is_refused_naming_the_flag(server):
+    result = _serve("--listen", server.listen)
+    assert result.returncode == 2
+    assert "--listen" in result.stderr and "cannot bind" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_unix_socket_another_server_answers_on_is_not_taken_over(tmp_path):
+    path = tmp_path / "plugin.sock"
+    first = ServerProcess(f"unix://{path}")
+    try:
+        result = _serve("--listen", f"unix://{path}")
+        assert result.returncode == 2
+        assert "another server is listening" in result.stderr
+        assert call(first.channel, auth_object("Bearer x")).request.return_overrides.response_code == 403
+    finally:
+        first.stop()
+
+
+def test_a_gateway_url_without_its_secret_is_refused():
+    result = _serve("--listen", f"tcp://127.0.0.1:{free_port()}", "--tyk-gateway-url", "http://127.0.0.1:8080",
+                    env={"TYK_AUTH0_GATEWAY_SECRET": ""})
+    assert result.returncode == 2
+    assert "TYK_AUTH0_GATEWAY_SECRET" in result.stderr
+
+
+def test_a_bad_server_wide_auth0_variable_stops_the_start_naming_it():
+    result = _serve("--listen", f"tcp://127.0.0.1:{free_port()}",
+                    env={"AUTH0_DOMAIN": "tenant.example.auth0.com", "AUTH0_JWT_SIGNING_METHOD": "RS256"})
+    assert result.returncode == 2
+    assert "AUTH0_JWT_SIGNING_METHOD" in result.stderr

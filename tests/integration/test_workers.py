@@ -95,3 +95,71 @@ def test_a_single_pinned_server_holds_to_the_first_allowed_core(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_a_worker_refusing_its_settings_stops_the_supervisor_with_exit_2(tmp_path):
+    port, dns_port = free_port(), free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "plugin", "serve", "--workers", "2", "--listen", f"tcp://127.0.0.1:{port}",
+         "--dns-listen", f"127.0.0.1:{dns_port}", "--manifest", str(tmp_path / "missing.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "refused its settings" in result.stderr
+    assert "restarting" not in result.stderr
+
+
+def test_each_worker_serves_metrics_on_its_own_port(tmp_path):
+    import urllib.request
+
+    port, dns_port, metrics_port = free_port(), free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin", "serve", "--workers", "2", "--listen", f"tcp://127.0.0.1:{port}",
+         "--dns-listen", f"127.0.0.1:{dns_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        answered = set()
+        deadline = time.time() + 30
+        while time.time() < deadline and len(answered) < 2:
+            for candidate in (metrics_port, metrics_port + 1):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{candidate}/healthz", timeout=2) as response:
+                        if response.status == 200:
+                            answered.add(candidate)
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        assert answered == {metrics_port, metrics_port + 1}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whichever process adopts it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_killed():
+    port, dns_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin", "serve", "--workers", "2", "--listen", f"tcp://127.0.0.1:{port}",
+         "--dns-listen", f"127.0.0.1:{dns_port}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline and len(_children(proc.pid)) < 2:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) == 2
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_running(pid) for pid in workers):
+        time.sleep(0.1)
+    alive = [pid for pid in workers if _running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive

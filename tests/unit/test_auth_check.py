@@ -506,3 +506,36 @@ def test_refusals_are_summed_into_one_log_line_per_interval(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
     assert "count=499" in lines[1] and "reason=expired count=1" in lines[1]
+
+
+def test_refusals_followed_by_silence_are_reported_once_the_interval_passes(caplog):
+    import logging
+
+    from plugin.hooks import RefusalLog
+
+    now = [0.0]
+    refusals = RefusalLog(interval=10, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="plugin.hooks"):
+        for _ in range(6):
+            refusals.record("api-a", 403, "signature")
+        refusals.flush()
+        now[0] += 10
+        refusals.flush()
+        refusals.flush()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "count=5" in lines[1]
+
+
+def test_pending_refusals_are_written_at_shutdown(caplog):
+    import logging
+
+    from plugin.hooks import RefusalLog
+
+    refusals = RefusalLog(interval=10, clock=lambda: 0.0)
+    with caplog.at_level(logging.INFO, logger="plugin.hooks"):
+        refusals.record("api-a", 403, "signature")
+        refusals.record("api-a", 403, "signature")
+        refusals.flush(force=True)
+    assert "count=1" in caplog.records[-1].getMessage()
+    assert len(caplog.records) == 2

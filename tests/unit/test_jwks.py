@@ -66,6 +66,34 @@ def test_unknown_kid_triggers_one_refetch_then_a_cooldown(key):
     assert fake.fetches == 2
 
 
+def test_an_unknown_kid_is_answered_from_the_negative_cache_without_a_fetch(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=10)
+    cache.get_key(URL, "k1", 600)
+    clock.now += 11
+    with pytest.raises(UnknownKey) as first:
+        cache.get_key(URL, "new", 600)
+    with pytest.raises(UnknownKey) as second:
+        cache.get_key(URL, "new", 600)
+    assert (first.value.detail, second.value.detail) == ("kid not in JWKS", "kid not in JWKS (negative cache)")
+    assert fake.fetches == 2
+
+
+def test_a_negatively_cached_kid_is_found_once_published_and_the_interval_passes(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=10)
+    cache.get_key(URL, "k1", 600)
+    clock.now += 11
+    with pytest.raises(UnknownKey):
+        cache.get_key(URL, "next", 600)
+    fake.keys.append(t.rsa_key("next"))
+    clock.now += 11
+    assert cache.get_key(URL, "next", 600) is not None
+    assert fake.fetches == 3
+
+
 def test_random_unknown_kids_never_exceed_one_fetch_per_interval(key):
     fake = t.FakeJwks(keys=[key])
     clock = Clock()
@@ -266,3 +294,17 @@ def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key):
         th.join()
     assert not [r for r in results if isinstance(r, Exception)]
     assert fake.fetches == 2
+
+
+def test_credentials_in_a_jwks_url_never_reach_logs_or_metric_labels(key, caplog):
+    import logging
+
+    from plugin.jwks import shown_url
+
+    secret_url = "https://user:s3cret@idp.example.com/.well-known/jwks.json"
+    cache = make(t.FakeJwks(keys=[key]))
+    with caplog.at_level(logging.INFO, logger="plugin.jwks"):
+        cache.get_key(secret_url, "k1", 600)
+    assert "s3cret" not in caplog.text
+    assert list(cache.ages()) == ["https://***@idp.example.com/.well-known/jwks.json"]
+    assert shown_url(URL) == URL

@@ -131,3 +131,14 @@ def test_a_lone_unknown_scope_mapped_policy_cannot_be_applied(plugin, signing_ke
     token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:reports"))
     reply = plugin.dispatch(auth_object("Bearer " + token, config=config))
     assert _answer(reply) == (403, "key not authorized: could not apply several policies")
+
+
+def test_a_repeated_failure_is_logged_once_naming_the_source(tmp_path, caplog):
+    import logging
+
+    index = PolicyIndex(from_path(tmp_path / "missing"), source=str(tmp_path / "missing"))
+    with caplog.at_level(logging.WARNING, logger="plugin.policies"):
+        for _ in range(5):
+            index.refresh()
+    assert len(caplog.records) == 1
+    assert str(tmp_path / "missing") in caplog.records[0].getMessage()

@@ -1,0 +1,86 @@
+"""serve's settings: a bad flag or environment value is refused by name, never with a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugin.cli import build_parser
+from plugin.server import StartupError, check_server_defaults, flag_value
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in list(__import__("os").environ):
+        if name.startswith(("TYK_AUTH0_", "AUTH0_")):
+            monkeypatch.delenv(name)
+
+
+def refusal(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("TYK_AUTH0_THREADS", "abc"),
+    ("TYK_AUTH0_WORKERS", ""),
+    ("TYK_AUTH0_JWKS_TIMEOUT", "3s"),
+    ("TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL", "nan"),
+    ("TYK_AUTH0_JWKS_MAX_STALE", "-1"),
+    ("TYK_AUTH0_TOKEN_CACHE_SIZE", "1e5"),
+    ("TYK_AUTH0_LOG_LEVEL", "VERBOSE"),
+    ("TYK_AUTH0_METRICS_LISTEN", "9464"),
+])
+def test_a_bad_environment_value_is_refused_naming_the_variable(monkeypatch, capsys, variable, value):
+    monkeypatch.setenv(variable, value)
+    assert variable in refusal(capsys, ["serve"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--threads", "0"], ["--jwks-timeout", "0"], ["--jwks-timeout", "inf"], ["--jwks-max-stale", "nan"],
+    ["--log-level", "loud"], ["--metrics-listen", "host:99999"],
+])
+def test_a_bad_flag_is_refused_naming_it(capsys, argv):
+    assert argv[0] in refusal(capsys, ["serve", *argv])
+
+
+def test_a_bad_serve_variable_does_not_break_other_commands(monkeypatch, capsys):
+    monkeypatch.setenv("TYK_AUTH0_THREADS", "abc")
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["check", "--help"])
+    assert info.value.code == 0
+
+
+def test_numbers_come_from_the_environment_when_no_flag_is_given(monkeypatch):
+    monkeypatch.setenv("TYK_AUTH0_THREADS", " 7 ")
+    monkeypatch.setenv("TYK_AUTH0_JWKS_TIMEOUT", "1.5")
+    args = build_parser().parse_args(["serve"])
+    assert (args.threads, args.jwks_timeout) == (7, 1.5)
+
+
+def test_a_flag_wins_over_its_variable(monkeypatch):
+    monkeypatch.setenv("TYK_AUTH0_THREADS", "abc")
+    assert build_parser().parse_args(["serve", "--threads", "2"]).threads == 2
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1", True), ("true", True), ("Yes", True), ("on", True),
+    ("", False), ("0", False), ("false", False), ("NO", False), ("off", False),
+])
+def test_switch_variables_take_the_usual_words(text, expected):
+    assert flag_value(text, "TYK_AUTH0_LOG_JSON") is expected
+
+
+def test_a_switch_variable_with_another_word_is_refused_by_name():
+    with pytest.raises(ValueError, match="TYK_AUTH0_PIN_WORKERS"):
+        flag_value("enabled", "TYK_AUTH0_PIN_WORKERS")
+
+
+def test_a_bad_server_wide_auth0_setting_names_its_variable():
+    with pytest.raises(StartupError, match="AUTH0_JWT_SIGNING_METHOD"):
+        check_server_defaults({"auth0_domain": "tenant.example.auth0.com", "jwt_signing_method": "RS256"})
+
+
+def test_no_server_wide_auth0_settings_is_fine():
+    check_server_defaults({})
