@@ -12,7 +12,6 @@ from plugin.devstack.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-SEED_CURL_BODY_KEYS = {"client_id", "client_secret", "audience", "grant_type"}
 UNEXPECTED_BODY = b'{\n    "error": "Key not authorized: Unexpected signing method"\n}'
 
 
@@ -20,14 +19,14 @@ def get(stack: Stack, path: str, token: str):
     return stack.get(path, headers={"Accept": "application/json", "Authorization": f"Bearer {token}"})
 
 
-def test_seed_walkthrough_through_the_plugin(plugin_stack: Stack) -> None:
-    token = plugin_stack.request_token()  # POST /oauth/token with the seed's JSON body
+def test_the_auth0_walkthrough_passes_through_the_plugin(plugin_stack: Stack) -> None:
+    token = plugin_stack.request_token()  # POST /oauth/token with the walkthrough's JSON body
     result = get(plugin_stack, "/auth0-plugin/get", token)
     assert result.status == 200, result.text
     assert result.json()["path"] == "/get"
 
 
-def test_wrong_algorithm_gets_the_seed_error_through_the_plugin(plugin_stack: Stack, subject: str) -> None:
+def test_wrong_algorithm_gets_the_walkthroughs_error_through_the_plugin(plugin_stack: Stack, subject: str) -> None:
     result = get(plugin_stack, "/auth0-plugin/get", plugin_stack.token(sub=subject, alg="HS256"))
     assert result.status == 403
     assert result.body == UNEXPECTED_BODY
