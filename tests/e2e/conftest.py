@@ -37,9 +37,8 @@ def stack(gateway_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="session")
 def plugin_stack(stack: Stack) -> Stack:
-    """The stack, or a skip when the plugin server is not part of this checkout yet."""
-    if stack.plugin is None:
-        pytest.skip("the plugin server (plugin.server) is not available in this checkout")
+    """The stack with the plugin server running in it."""
+    assert stack.plugin is not None, "the stack started without the plugin server"
     return stack
 
 

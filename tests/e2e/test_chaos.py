@@ -16,8 +16,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def chaos_stack(gateway_binary: Path, tmp_path_factory) -> Iterator[Stack]:
     with chaos.chaos_stack(gateway_binary, tmp_path_factory.mktemp("chaos")) as stack:
-        if stack.plugin is None:
-            pytest.skip("the plugin server is not available")
+        assert stack.plugin is not None, "the chaos stack started without the plugin server"
         yield stack
 
 

@@ -15,6 +15,7 @@ class JwksServer:
         self.keys = list(keys)
         self.fetches = 0
         self.delay = 0.0
+        self.hold: threading.Event | None = None  # while set and not yet released, every JWKS fetch waits
         self.status = 200
         owner = self
 
@@ -27,6 +28,8 @@ class JwksServer:
                     self._send(404, b"{}")
                     return
                 owner.fetches += 1
+                if owner.hold is not None:
+                    owner.hold.wait(timeout=30)
                 if owner.delay:
                     time.sleep(owner.delay)
                 body = json.dumps(jwks(*owner.keys)).encode() if owner.status == 200 else b"{}"

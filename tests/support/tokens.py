@@ -41,7 +41,6 @@ class SigningKey:
         return self.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-_RSA_POOL: list[rsa.RSAPrivateKey] = []
 
 
 def rsa_key(kid: str | None = None, alg: str = "RS256") -> SigningKey:

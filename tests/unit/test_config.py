@@ -109,6 +109,12 @@ def test_allow_list_must_stay_inside_the_family():
     ({"jwt_source": "not base64!"}, "jwt_source"),
     ({"jwt_source": base64.b64encode(b"not a key").decode()}, "jwt_source"),
     ({"jwt_signing_method": "rsa"}, "auth0_domain"),
+    ({"auth0_domain": "a.auth0.com", "jwks_cache_ttl": 1}, "jwks_cache_ttl"),
+    ({"auth0_domain": "a.auth0.com/x"}, "auth0_domain"),
+    ({"auth0_domain": "a b.auth0.com"}, "auth0_domain"),
+    ({"jwt_source": base64.b64encode(b"http://idp.example.com/jwks.json").decode()}, "jwt_source"),
+    ({"jwt_source": "https:///jwks.json"}, "jwt_source"),
+    ({"jwt_source": base64.b64encode(b"https:///jwks.json").decode()}, "jwt_source"),
     ({"jwt_source": "https://a/j", "jwt_source_env": "X"}, "jwt_source_env"),
 ])
 def test_each_bad_setting_is_named(data, key):
@@ -151,3 +157,14 @@ def test_hmac_secret_can_come_from_a_file(tmp_path):
 
 def test_unreadable_secret_file_is_named(tmp_path):
     assert error_key(jwt_signing_method="hmac", jwt_source_file=str(tmp_path / "missing")) == "jwt_source_file"
+
+
+def test_whole_seconds_may_be_written_as_digit_strings():
+    assert parse(auth0_domain="a.auth0.com", jwt_expires_at_validation_skew=" 30 ").exp_skew == 30
+
+
+def test_the_gateway_hash_key_function_comes_from_the_environment_unless_set():
+    data = json.dumps({"auth0_domain": "a.auth0.com"})
+    assert parse_config_data(data, environ={"TYK_HASH_KEY_FUNCTION": "murmur64"}).hash_key_function == "murmur64"
+    own = json.dumps({"auth0_domain": "a.auth0.com", "hash_key_function": "sha256"})
+    assert parse_config_data(own, environ={"TYK_HASH_KEY_FUNCTION": "murmur64"}).hash_key_function == "sha256"
