@@ -41,7 +41,7 @@ def test_without_the_id_extractor_every_request_calls_the_plugin(plugin_stack, s
     assert auth_calls(plugin_stack) - before == 3
 
 
-def test_health_endpoints_answer_during_traffic(plugin_stack):
+def test_health_endpoints_answer_on_a_serving_stack(plugin_stack):
     assert http_request("GET", plugin_stack.metrics_url + "/healthz").status == 200
     assert http_request("GET", plugin_stack.metrics_url + "/readyz").status == 200
 

@@ -101,7 +101,8 @@ def test_plugin_without_header_is_400_with_the_exact_body(plugin_stack: Stack) -
 
 def test_plugin_rejects_a_token_signed_with_an_unknown_key(plugin_stack: Stack, subject: str) -> None:
     result = plugin_stack.get("/auth0-plugin/get", token=plugin_stack.token(sub=subject, key="unknown"))
-    assert result.status in (401, 403), result.text
+    assert result.status == 403, result.text
+    assert result.json() == {"error": "Key not authorized"}
     assert result.headers["content-type"] == "application/json"
 
 

@@ -236,7 +236,7 @@ def test_jwks_down_refuses_like_the_servicer(make_plugin, idp, signing_key, jwks
     assert report["response"]["body"]["error"] == reply.request.return_overrides.response_error == "Key not authorized"
 
 
-def test_unknown_setting_in_an_api_definition_file(tmp_path):
+def test_an_unreadable_or_missing_api_definition_file_is_a_usage_error(tmp_path):
     path = tmp_path / "api.json"
     path.write_text("{not json")
     assert run("--api", str(path))[0] == 2

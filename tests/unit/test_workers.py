@@ -26,7 +26,7 @@ def test_workers_take_consecutive_loopback_addresses():
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.1", "localhost", "::1"])
-def test_workers_refuse_non_loopback_ipv4_hosts(host):
+def test_workers_refuse_any_host_but_a_loopback_ipv4_address(host):
     with pytest.raises(ValueError):
         worker_addresses(host, 2)
 
