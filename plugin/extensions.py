@@ -46,7 +46,7 @@ from plugin.coprocess import (
 )
 from plugin.errors import AuthError, ConfigurationError
 from plugin.logs import exception_site
-from plugin.session import CLAIM_METADATA_PREFIX, claim_metadata, metadata_value  # noqa: F401
+from plugin.session import CLAIM_METADATA_PREFIX, metadata_value
 
 log = logging.getLogger("plugin.extensions")
 

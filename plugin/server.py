@@ -358,6 +358,10 @@ def add_cli(subparsers: Any) -> None:
                         default=env("TYK_AUTH0_TOKEN_CACHE_SIZE", "100000"),
                         help="verified tokens remembered (by hash); 0 verifies every call "
                              "(env TYK_AUTH0_TOKEN_CACHE_SIZE; default %(default)s)")
+    parser.add_argument("--max-token-bytes", type=_bounded(int, 1024, "TYK_AUTH0_MAX_TOKEN_BYTES"),
+                        default=env("TYK_AUTH0_MAX_TOKEN_BYTES", str(DEFAULT_MAX_TOKEN_BYTES)),
+                        help="longest token checked; a longer one is refused before any parsing "
+                             "(env TYK_AUTH0_MAX_TOKEN_BYTES; default %(default)s)")
     parser.add_argument("--jwks-min-refetch-interval", type=_bounded(float, 0, "TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL"),
                         default=env("TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL", "10"),
                         help="seconds between two JWKS fetches of one URL for unknown kids, whatever the traffic "
@@ -417,7 +421,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                         max_stale=args.jwks_max_stale)
     return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks,
                                 max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size,
-                                gateway_url=args.tyk_gateway_url, gateway_secret=gateway_secret,
+                                max_token_bytes=args.max_token_bytes, gateway_url=args.tyk_gateway_url, gateway_secret=gateway_secret,
                                 policies_path=args.tyk_policies, metrics_listen=args.metrics_listen,
                                 hooks=tuple(extensions.hook_targets(args))))
 
@@ -443,7 +447,7 @@ def _run_workers(args: argparse.Namespace) -> int:
         return 2
     responder.start()
     argv = ["--threads", str(args.threads), "--max-concurrent", str(args.max_concurrent),
-            "--token-cache-size", str(args.token_cache_size),
+            "--token-cache-size", str(args.token_cache_size), "--max-token-bytes", str(args.max_token_bytes),
             "--jwks-min-refetch-interval", str(args.jwks_min_refetch_interval),
             "--jwks-max-stale", str(args.jwks_max_stale), "--jwks-timeout", str(args.jwks_timeout),
             "--log-level", args.log_level, "--workers", "1",

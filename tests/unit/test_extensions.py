@@ -16,6 +16,7 @@ from plugin.errors import ConfigurationError, NoMatchingPolicy
 from plugin.hooks import HookRouter
 from plugin.manifest import HookNames
 from plugin.server import DispatcherService
+from plugin.session import claim_metadata
 from tests.support import tokens as t
 from tests.support.objects import AUTH_HOOK, auth_object, config_data
 
@@ -317,14 +318,14 @@ CLAIMS_CONFIG = config_data(claims_to_headers={"sub": "X-User-Id", "https://exam
 def post_auth_object(claims: dict, config: str = CLAIMS_CONFIG, client_headers: dict | None = None) -> Object:
     obj = hook_object(ext.CLAIMS_TO_HEADERS_HOOK, HookType.PostKeyAuth, config=config)
     obj.request.headers.update(client_headers or {})
-    for key, value in ext.claim_metadata(claims, ["sub", "https://example.com/org", "org.team"]).items():
+    for key, value in claim_metadata(claims, ["sub", "https://example.com/org", "org.team"]).items():
         obj.session.metadata[key] = value
     return obj
 
 
 def test_claim_metadata_uses_the_claim_prefix_literal_names_and_dotted_paths():
     claims = t.claims(**{"https://example.com/org": "acme", "org": {"team": ["a", "b"]}})
-    assert ext.claim_metadata(claims, ["sub", "https://example.com/org", "org.team", "absent"]) == {
+    assert claim_metadata(claims, ["sub", "https://example.com/org", "org.team", "absent"]) == {
         "claim:sub": "client-abc@clients", "claim:https://example.com/org": "acme", "claim:org.team": '["a","b"]'}
 
 

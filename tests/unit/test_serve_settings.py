@@ -84,3 +84,9 @@ def test_a_bad_server_wide_auth0_setting_names_its_variable():
 
 def test_no_server_wide_auth0_settings_is_fine():
     check_server_defaults({})
+
+
+def test_the_token_size_limit_can_be_raised(monkeypatch):
+    assert build_parser().parse_args(["serve"]).max_token_bytes == 64 * 1024
+    monkeypatch.setenv("TYK_AUTH0_MAX_TOKEN_BYTES", "131072")
+    assert build_parser().parse_args(["serve"]).max_token_bytes == 131072
