@@ -108,10 +108,25 @@ def test_a_worker_refusing_its_settings_stops_the_supervisor_with_exit_2(tmp_pat
     assert "restarting" not in result.stderr
 
 
+def _two_free_ports_in_a_row() -> int:
+    import socket
+
+    for _ in range(50):
+        first = free_port()
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", first))
+                b.bind(("127.0.0.1", first + 1))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError("no two free ports in a row")
+
+
 def test_each_worker_serves_metrics_on_its_own_port(tmp_path):
     import urllib.request
 
-    port, dns_port, metrics_port = free_port(), free_port(), free_port()
+    port, dns_port, metrics_port = free_port(), free_port(), _two_free_ports_in_a_row()
     proc = subprocess.Popen(
         [sys.executable, "-m", "plugin", "serve", "--workers", "2", "--listen", f"tcp://127.0.0.1:{port}",
          "--dns-listen", f"127.0.0.1:{dns_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
