@@ -103,7 +103,7 @@ class CachedAuth(NamedTuple):
 
     reply: bytes  # the reply's part of an Object, serialized: the session and metadata["token"]
     policies: tuple[str, ...]
-    base_policy: str | None  # the one the gateway must have (policies.base_policy)
+    base_policy: policylib.BasePolicy | None  # the one the gateway must have
     jwks_url: str | None
     kid: str | None
     key: VerificationKey | None  # the JWKS key that verified it (None: a static key)
@@ -233,6 +233,11 @@ class Authenticator:
         generation = self._jwks.generation  # read first: a rotation during the verify invalidates it
         verified = self.verifier.verify(raw, config)
         identity = claimlib.identity(verified.claims, config.identity_field)
+        base = policylib.base_policy(verified.claims, config)
+        if self.policy_index is not None:  # native looks the base policy up before any scope mapping
+            refused = self.policy_index.base_refusal(org_id, base)
+            if refused is not None:
+                raise refused
         policies = policylib.resolve(verified.claims, config)
         session_key = key_id(org_id, identity, config.hash_key_function)
         reply = Object()
@@ -242,7 +247,7 @@ class Authenticator:
         return CachedAuth(
             reply=reply.SerializeToString(),
             policies=policies,
-            base_policy=policylib.base_policy(verified.claims, config),
+            base_policy=base,
             jwks_url=config.key_source.jwks_url,
             kid=verified.kid,
             key=verified.key,

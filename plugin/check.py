@@ -284,6 +284,8 @@ def relative(claim: str, value: Any, now: float) -> str:
         return f"{claim} is not a number ({json.dumps(value)[:40]})"
     if value == 0:
         return f"{claim} is 0 (ignored, as the gateway ignores it)"
+    if not -(2**63) <= float(value) < 2**63:
+        return f"{claim} is outside the int64 seconds Go reads it as (so it counts as long past)"
     delta = int(value) - int(now)
     if claim == "exp":
         return f"expires in {span(delta)}" if delta > 0 else f"expired {span(delta)} ago"
@@ -693,21 +695,26 @@ class _Walk:
             return
         field_name = config.identity_field
         if field_name and claimlib.string_claim(claims, field_name) == identity:
-            base = f"{field_name} = {identity!r}"
+            found = f"{field_name} = {identity!r}"
         else:
-            base = f"sub = {identity!r}" + (f" (fallback: {field_name!r} is absent)" if field_name else "")
-        self.step("identity", None, base)
+            found = f"sub = {identity!r}" + (f" (fallback: {field_name!r} is absent)" if field_name else "")
+        self.step("identity", None, found)
+        index = self.policy_index
+        base = policylib.base_policy(claims, config)
+        refusal = index.base_refusal(org_id, base) if index else None
+        if refusal is not None and base is not None:
+            self.step("policies", refusal, f"base policy {base.id} is not among the gateway's policies",
+                      [_missing_policies([base.id], org_id)])
+            return
         try:
             policies = policylib.resolve(claims, config)
         except AuthError as exc:
             self.step("policies", exc, exc.message, _policy_hints(claims, config))
             return
         origin = _policy_origin(claims, config, policies)
-        index = self.policy_index
         unknown = [p for p in policies if index is not None and index.known(org_id, p) is False]
-        missing = (f"the gateway has no policy {', '.join(repr(u) for u in unknown)} in org {org_id!r} "
-                   "(policies are looked up by org id and policy id)")
-        refusal = index.refusal(org_id, policylib.base_policy(claims, config), policies) if index else None
+        missing = _missing_policies(unknown, org_id)
+        refusal = index.refusal(org_id, base, policies) if index else None
         if refusal is not None:
             self.step("policies", refusal,
                       f"{', '.join(policies)} ({origin}): {', '.join(unknown)} not among the gateway's policies",
@@ -725,6 +732,11 @@ class _Walk:
                   hints)
         if self.failure is None:
             self.step("session", None, f"key {key_id(org_id, identity, config.hash_key_function)}")
+
+
+def _missing_policies(ids: Sequence[str], org_id: str) -> str:
+    return (f"the gateway has no policy {', '.join(repr(i) for i in ids)} in org {org_id!r} "
+            "(policies are looked up by org id and policy id)")
 
 
 _SKEW_NAMES = {"exp": "expires_at", "iat": "issued_at", "nbf": "not_before"}

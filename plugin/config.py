@@ -93,7 +93,7 @@ class ApiConfig:
     policy_field: str = "pol"
     default_policies: tuple[str, ...] = ()
     scope_claim: str = "scope"
-    scope_to_policy: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # read-only
+    scope_to_policy: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)  # read-only
     exp_skew: int = 0
     iat_skew: int = 0
     nbf_skew: int = 0
@@ -245,6 +245,8 @@ def _checked_jwks_url(key: str, url: str) -> str:
     parts = urlsplit(url)
     if not parts.hostname:
         raise ConfigurationError(key, "the JWKS URL has no host")
+    if "@" in parts.netloc:
+        raise ConfigurationError(key, "the JWKS URL carries credentials (user@host); a JWKS is public, drop them")
     if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname):
         raise ConfigurationError(key, "a JWKS over plain http is refused unless the host is loopback; use https")
     return url

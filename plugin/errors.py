@@ -120,6 +120,22 @@ class NoMatchingPolicy(AuthError):
         return self.detail
 
 
+class PolicyNotFound(AuthError):
+    """A token with no policy claim on an API whose one default policy the gateway lacks: native JWT
+    fails to create the key and answers 500 with its words."""
+
+    status = 500
+    reason = "no_policy"
+
+    def __init__(self, policy_id: str) -> None:
+        quoted = '"' + policy_id.replace("\\", "\\\\").replace('"', '\\"') + '"'  # Go's %q, for plain ids
+        super().__init__(f"failed to create key: policy not found: {quoted}")
+
+    @property
+    def message(self) -> str:
+        return self.detail
+
+
 class UnknownHook(AuthError):
     """An auth call for a hook this server does not serve: fail closed with the coprocess wording."""
 

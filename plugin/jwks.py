@@ -51,14 +51,13 @@ class FetchError(Exception):
 
 
 def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
-    """GET the JWKS. ``timeout`` bounds each socket wait, and the body must arrive within it too,
-    so an endpoint that drips bytes is dropped after about twice ``timeout``."""
+    """GET the JWKS. ``timeout`` bounds each socket wait, and once the headers are in, the body must
+    arrive within ``timeout`` too, so an endpoint that drips its body is dropped."""
     # Always http(s): config.py takes only those as JWKS URLs.
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "tyk-auth0-plugin"})
-    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = _read_until(response, deadline, max_bytes + 1)
+            body = _read_until(response, time.monotonic() + timeout, max_bytes + 1)
     except urllib.error.HTTPError as exc:
         raise FetchError(f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
@@ -70,17 +69,18 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
 
 
 def _read_until(response: http.client.HTTPResponse, deadline: float, limit: int) -> bytes:
-    """Read at most ``limit`` bytes, one socket read at a time, giving up once ``deadline`` passes."""
+    """Read at most ``limit`` bytes, one socket read at a time, giving up if more is still to come
+    once ``deadline`` has passed (a body complete by then is kept, however late its end is seen)."""
     parts: list[bytes] = []
     size = 0
     while size < limit:
-        if time.monotonic() > deadline:
-            raise FetchError("response not complete within the fetch timeout")
         chunk = response.read1(limit - size)
         if not chunk:
             break
         parts.append(chunk)
         size += len(chunk)
+        if time.monotonic() > deadline and not response.isclosed() and size < limit:
+            raise FetchError("response not complete within the fetch timeout")
     return b"".join(parts)
 
 

@@ -7,7 +7,7 @@ One deliberate extension: the policy claim may be a list of policy ids.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin import claims as claimlib
 from plugin.config import ApiConfig
@@ -26,18 +26,26 @@ def policy_claim(claims: Mapping[str, Any], field: str) -> tuple[str, ...]:
     return ()
 
 
-def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> str | None:
-    """The policy native JWT builds a new session from: the claim's (the first of a list), else the
-    first default; the only one whose absence from the gateway refuses the token outright."""
+class BasePolicy(NamedTuple):
+    """The policy native JWT builds a new session from; the only one whose absence refuses outright."""
+
+    id: str
+    lone_default: bool  # the API's one default policy, taken for want of a policy claim
+
+
+def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> BasePolicy | None:
+    """The policy claim's (the first of a list), else the first default."""
     claimed = policy_claim(claims, config.policy_field)
     if claimed:
-        return claimed[0]
-    return config.default_policies[0] if config.default_policies else None
+        return BasePolicy(claimed[0], lone_default=False)
+    defaults = config.default_policies
+    return BasePolicy(defaults[0], lone_default=len(defaults) == 1) if defaults else None
 
 
 def token_scopes(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
-    """The scopes of ``jwt_scope_claim_name`` only, as native JWT reads them: Auth0's RBAC
-    ``permissions`` count when that setting names them."""
+    """The scopes of ``jwt_scope_claim_name`` only (Auth0's RBAC ``permissions`` count when that
+    setting names them). Unlike native JWT, a literal claim name is tried before the dotted path,
+    so a namespaced Auth0 claim such as ``https://example.com/roles`` can hold the scopes."""
     return claimlib.scopes(claims, config.scope_claim)
 
 

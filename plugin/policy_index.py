@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from plugin.errors import NoMatchingPolicy
+from plugin.errors import AuthError, NoMatchingPolicy, PolicyNotFound
+from plugin.policies import BasePolicy
 
 log = logging.getLogger("plugin.policies")
 
@@ -101,15 +102,27 @@ class PolicyIndex:
             return None
         return (org_id, policy_id) in ids
 
-    def refusal(self, org_id: str, base: str | None, policies: tuple[str, ...]) -> NoMatchingPolicy | None:
+    def base_refusal(self, org_id: str, base: BasePolicy | None) -> AuthError | None:
+        """Native JWT's answer when the gateway lacks the base policy, else None.
+
+        Native looks the base policy up first: a missing one is "no matching policy", except the
+        API's only default policy, which fails creating the key (500 "policy not found").
+        """
+        if base is None or self.known(org_id, base.id) is not False:
+            return None
+        return PolicyNotFound(base.id) if base.lone_default else NoMatchingPolicy("key not authorized: no matching policy")
+
+    def refusal(self, org_id: str, base: BasePolicy | None, policies: tuple[str, ...]) -> AuthError | None:
         """Native JWT's answer when the gateway lacks a policy the token needs, else None.
 
         The base policy must exist. Past it the gateway's ApplyPolicies skips an unknown id in a list
         of several and fails only on a lone unknown one (a single scope-mapped policy).
         """
-        if base is not None and self.known(org_id, base) is False:
-            return NoMatchingPolicy("key not authorized: no matching policy")
-        if len(policies) == 1 and policies[0] != base and self.known(org_id, policies[0]) is False:
+        refused = self.base_refusal(org_id, base)
+        if refused is not None:
+            return refused
+        lone = policies[0] if len(policies) == 1 else None
+        if lone is not None and (base is None or lone != base.id) and self.known(org_id, lone) is False:
             return NoMatchingPolicy("key not authorized: could not apply several policies")
         return None
 

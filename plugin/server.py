@@ -305,9 +305,10 @@ def _bounded(convert: Callable[[str], Any], minimum: float, env: str, above: boo
     def parse(text: str) -> Any:
         try:
             value = convert(text.strip())
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or not (value > minimum if above else value >= minimum):
+            finite = math.isfinite(value)
+        except (ValueError, OverflowError):
+            value, finite = None, False
+        if value is None or not finite or not (value > minimum if above else value >= minimum):
             raise argparse.ArgumentTypeError(f"expected {kind} {bound} (from the flag or {env}), got {text!r}")
         return value
 
@@ -434,6 +435,9 @@ def _run_workers(args: argparse.Namespace) -> int:
         host, _, port = address.rpartition(":")
         addresses = worker_addresses(host, args.workers)
         metrics = metricslib.parse_listen(args.metrics_listen) if args.metrics_listen else None
+        if metrics is not None and metrics[1] + args.workers - 1 > 65535:
+            raise ValueError(f"--metrics-listen {args.metrics_listen}: {args.workers} workers need ports "
+                             f"{metrics[1]}..{metrics[1] + args.workers - 1}")
     except (ListenError, ValueError) as exc:
         log.error("%s", exc)
         return 2

@@ -52,6 +52,7 @@ def _float64_int(text: str) -> int:
 
 
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_float64_int)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # left only by a lone \u escape: pairs are joined when decoded
 
 
@@ -147,7 +148,7 @@ def _json_object(data: bytes, trailing_ok: bool) -> dict[str, Any]:
         value = {}  # the claims are decoded into a Go map, which JSON null leaves empty, not an error
     if not isinstance(value, dict):
         raise InvalidToken("segment is not a JSON object")
-    if "\\u" in text:  # only a \u escape can leave a lone surrogate behind
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):  # only a \uD800-\uDFFF escape leaves one
         value = _replace_surrogates(value)
     return value
 

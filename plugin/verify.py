@@ -121,9 +121,10 @@ def _seconds(value: Any) -> int | None:
     """
     if not _is_number(value):
         return None
-    if not _INT64_MIN <= value < 2**63:
+    seconds = float(value)  # Go holds every JSON number as a float64: 2**63 - 1 is 2**63 there
+    if not _INT64_MIN <= seconds < 2**63:
         return _INT64_MIN
-    return math.floor(value)
+    return math.floor(seconds)
 
 
 def check_times(claims: Mapping[str, Any], now: float, config: ApiConfig) -> None:

@@ -78,3 +78,17 @@ def test_a_body_over_the_limit_is_a_fetch_error(endpoint):
 
     with pytest.raises(FetchError, match="larger than 1024"):
         http_fetch(endpoint(handle), 2.0, 1024)
+
+
+def test_a_complete_response_is_kept_even_if_its_headers_came_slowly(endpoint):
+    body = json.dumps(t.jwks(t.rsa_key("k1"))).encode()
+
+    def handle(self):
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\n")
+        time.sleep(0.6)
+        self.request.sendall(b"Content-Length: %d\r\n" % len(body))
+        time.sleep(0.6)
+        self.request.sendall(b"\r\n" + body)
+
+    assert http_fetch(endpoint(handle), 1.0, 256 * 1024) == body

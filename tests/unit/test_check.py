@@ -343,12 +343,15 @@ def test_troubleshooting_covers_every_refusal_text_and_the_check_command():
     fixed = [errors.MissingToken(), errors.UnexpectedSigningMethod(), errors.InvalidToken(), errors.TokenExpired(),
              errors.TokenUsedBeforeIssued(), errors.TokenNotValidYet(), errors.NoMatchingPolicy(),
              errors.NoMatchingPolicy("key not authorized: no matching policy found in scope claim"),
+             errors.NoMatchingPolicy("key not authorized: no matching policy"),
+             errors.NoMatchingPolicy("key not authorized: could not apply several policies"),
              errors.UnknownHook()]
     for error in fixed:
         assert f"`{error.message}`" in text, error.message
     for fragment in ("Key not authorized: invalid issuer claim:", "no matching audience found in token",
                      "no suitable claims for user ID were found", "found an empty user ID in sub claim",
-                     "Auth plugin misconfigured:", "`Forbidden`", "`Middleware error`", "tyk-auth0-plugin check",
+                     "Auth plugin misconfigured:", "failed to create key: policy not found:",
+                     "`Forbidden`", "`Middleware error`", "tyk-auth0-plugin check",
                      "Auth0 issuers end with a slash"):
         assert fragment in text, fragment
     from plugin.metrics import REASONS

@@ -142,3 +142,19 @@ def test_a_repeated_failure_is_logged_once_naming_the_source(tmp_path, caplog):
             index.refresh()
     assert len(caplog.records) == 1
     assert str(tmp_path / "missing") in caplog.records[0].getMessage()
+
+
+def test_a_missing_lone_default_policy_fails_creating_the_key_as_native_does(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "auth0-policy")
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["no-such"])
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=t.DROP)), config=config))
+    assert _answer(reply) == (500, 'failed to create key: policy not found: "no-such"')
+
+
+def test_the_base_policy_is_looked_up_before_the_scope_mapping(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "auth0-policy")
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["no-such", "auth0-policy"],
+                         jwt_scope_to_policy_mapping={"admin": "admin-policy"})
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:reports"))
+    reply = plugin.dispatch(auth_object("Bearer " + token, config=config))
+    assert _answer(reply) == (403, "key not authorized: no matching policy")

@@ -31,6 +31,7 @@ def refusal(capsys, argv: list[str]) -> str:
     ("TYK_AUTH0_TOKEN_CACHE_SIZE", "1e5"),
     ("TYK_AUTH0_LOG_LEVEL", "VERBOSE"),
     ("TYK_AUTH0_METRICS_LISTEN", "9464"),
+    ("TYK_AUTH0_THREADS", "1" + "0" * 400),
 ])
 def test_a_bad_environment_value_is_refused_naming_the_variable(monkeypatch, capsys, variable, value):
     monkeypatch.setenv(variable, value)

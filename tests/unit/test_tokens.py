@@ -93,3 +93,7 @@ def test_a_lone_surrogate_escape_decodes_to_the_replacement_character(signing_ke
 
 def test_a_surrogate_pair_escape_decodes_to_its_character(signing_key):
     assert _payload_parse(signing_key, b'{"sub":"\\ud83d\\ude00"}').claims == {"sub": "\U0001F600"}
+
+
+def test_escapes_of_ordinary_characters_decode_as_they_are(signing_key):
+    assert _payload_parse(signing_key, b'{"sub":"caf\\u00e9"}').claims == {"sub": "caf\u00e9"}
