@@ -170,3 +170,25 @@ def test_differential_corpus_native_jwt_vs_plugin(plugin_stack: Stack, capsys) -
     assert len(rows) >= 25
     assert not mismatched, mismatched
     assert not deliberate_bad, deliberate_bad
+
+
+def test_a_missing_lone_default_policy_gets_the_same_answer_from_both(plugin_stack: Stack) -> None:
+    """Native fails creating the key (500) when a token without a policy claim falls back to the
+    API's only default policy and the gateway lacks it; the plugin, given the policy list, says the same."""
+    from plugin.devstack import gateway as gw
+
+    upstream, gateway = plugin_stack.upstream, plugin_stack.gateway
+    assert upstream is not None and gateway is not None
+    target = upstream.url
+    native = gw.native_jwt_api(target, plugin_stack.jwks_url, api_id="lone-default-native",
+                               listen_path="/lone-default-native/", default_policies=("missing-policy",))
+    plugin = gw.plugin_api(target, dict(plugin_stack.config_data(), jwt_default_policies=["missing-policy"]),
+                           bundle=None, manifest=gw.manifest_without_id_extractor(), api_id="lone-default-plugin",
+                           listen_path="/lone-default-plugin/")
+    for api in (native, plugin):
+        assert gateway.admin("POST", "/tyk/apis", body=api).status == 200
+    assert gateway.admin("GET", "/tyk/reload?block=true").status == 200
+    expected = (500, body('failed to create key: policy not found: \\"missing-policy\\"'))
+    for path in ("/lone-default-native/get", "/lone-default-plugin/get"):
+        token = plugin_stack.token(sub=f"lone-{uuid.uuid4().hex[:8]}@clients", drop=["pol"])
+        assert send(plugin_stack, path, "Bearer " + token) == expected, path
