@@ -172,23 +172,29 @@ def test_differential_corpus_native_jwt_vs_plugin(plugin_stack: Stack, capsys) -
     assert not deliberate_bad, deliberate_bad
 
 
-def test_a_missing_lone_default_policy_gets_the_same_answer_from_both(plugin_stack: Stack) -> None:
-    """Native fails creating the key (500) when a token without a policy claim falls back to the
-    API's only default policy and the gateway lacks it; the plugin, given the policy list, says the same."""
+@pytest.mark.parametrize(("name", "settings", "claims", "expected"), [
+    ("lone-default", {"jwt_default_policies": ["missing-policy"]}, {},
+     (500, body('failed to create key: policy not found: \\"missing-policy\\"'))),
+    ("lone-scope", {"jwt_default_policies": [], "jwt_scope_to_policy_mapping": {"read:things": "missing-policy"}},
+     {"scope": "read:things"}, (403, body("key not authorized: could not apply several policies"))),
+])
+def test_a_policy_the_gateway_lacks_gets_the_same_answer_from_both(plugin_stack: Stack, name: str, settings: dict,
+                                                                   claims: dict, expected: tuple[int, bytes]) -> None:
+    """Tokens without a policy claim, on APIs whose only policy (a lone default, or the one the scope
+    mapping picks) the gateway lacks: native's answer, and the plugin's given the policy list."""
     from plugin.devstack import gateway as gw
 
     upstream, gateway = plugin_stack.upstream, plugin_stack.gateway
     assert upstream is not None and gateway is not None
-    target = upstream.url
-    native = gw.native_jwt_api(target, plugin_stack.jwks_url, api_id="lone-default-native",
-                               listen_path="/lone-default-native/", default_policies=("missing-policy",))
-    plugin = gw.plugin_api(target, dict(plugin_stack.config_data(), jwt_default_policies=["missing-policy"]),
-                           bundle=None, manifest=gw.manifest_without_id_extractor(), api_id="lone-default-plugin",
-                           listen_path="/lone-default-plugin/")
+    native = gw.native_jwt_api(upstream.url, plugin_stack.jwks_url, api_id=f"{name}-native",
+                               listen_path=f"/{name}-native/", default_policies=settings["jwt_default_policies"])
+    native.update({k: v for k, v in settings.items() if k != "jwt_default_policies"})
+    plugin = gw.plugin_api(upstream.url, dict(plugin_stack.config_data(), **settings), bundle=None,
+                           manifest=gw.manifest_without_id_extractor(), api_id=f"{name}-plugin",
+                           listen_path=f"/{name}-plugin/")
     for api in (native, plugin):
         assert gateway.admin("POST", "/tyk/apis", body=api).status == 200
     assert gateway.admin("GET", "/tyk/reload?block=true").status == 200
-    expected = (500, body('failed to create key: policy not found: \\"missing-policy\\"'))
-    for path in ("/lone-default-native/get", "/lone-default-plugin/get"):
-        token = plugin_stack.token(sub=f"lone-{uuid.uuid4().hex[:8]}@clients", drop=["pol"])
+    for path in (f"/{name}-native/get", f"/{name}-plugin/get"):
+        token = plugin_stack.token(sub=f"{name}-{uuid.uuid4().hex[:8]}@clients", drop=["pol"], **claims)
         assert send(plugin_stack, path, "Bearer " + token) == expected, path
