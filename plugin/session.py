@@ -21,6 +21,7 @@ from plugin.config import ApiConfig
 from plugin.coprocess import SessionState
 
 CLAIM_METADATA_PREFIX = "claim:"  # session metadata keys the claims-to-headers hook reads
+OAUTH_CLIENT_ID_CLAIMS = ("clientId", "cid", "client_id")  # native JWT's list, in its order
 _HASH_FUNCTIONS = frozenset({"murmur32", "murmur64", "murmur128", "sha256"})
 
 
@@ -48,6 +49,11 @@ def build_session(claims: Mapping[str, Any], identity: str, policies: tuple[str,
     so nothing is copied); ``stamp`` adds the per-request times."""
     session.alias = identity
     session.apply_policies.extend(policies)
+    for name in OAUTH_CLIENT_ID_CLAIMS:  # the first one present, as native JWT takes it (for analytics)
+        if name in claims:
+            if isinstance(claims[name], str):
+                session.oauth_client_id = claims[name]
+            break
     if exp is not None:
         session.expires = int(exp)
     metadata = session.metadata

@@ -537,3 +537,13 @@ def test_pending_refusals_are_written_at_shutdown(caplog):
         refusals.flush(force=True)
     assert "count=1" in caplog.records[-1].getMessage()
     assert len(caplog.records) == 2
+
+
+def test_the_oauth_client_id_comes_from_the_client_id_claim_as_in_native_jwt(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key, t.claims(client_id="abc123")))))
+    assert reply.session.oauth_client_id == "abc123"
+
+
+def test_tokens_without_a_client_id_claim_leave_the_oauth_client_id_empty(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key))))
+    assert reply.session.oauth_client_id == ""
