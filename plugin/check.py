@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from plugin import claims as claimlib
 from plugin import policies as policylib
@@ -47,6 +47,7 @@ from plugin.errors import (
 from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_jwks
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
+from plugin.logs import exception_site
 from plugin.policy_index import PolicyIndex, from_path
 from plugin.session import key_id
 from plugin.verify import (
@@ -90,9 +91,20 @@ class ApiSource:
     notes: list[str] = field(default_factory=list)
 
 
+def _go_numbers(value: Any) -> Any:
+    """Go's json.Marshal writes a whole float64 below 1e21 without a fraction (5.0 is 5)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _go_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_numbers(v) for v in value]
+    return value
+
+
 def gateway_json(value: Any) -> str:
     """config_data as the gateway's json.Marshal sends it: compact, sorted keys, <>& escaped."""
-    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    text = json.dumps(_go_numbers(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                           ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(char, escaped)
@@ -153,7 +165,7 @@ def load_api(path: str) -> ApiSource:
 def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
     info: dict[str, Any] = tyk["info"] if isinstance(tyk.get("info"), dict) else {}
     source = ApiSource(kind="oas", origin=path, api_id=str(info.get("id", "")), org_id=str(info.get("orgId", "")))
-    auth = ((tyk.get("server") or {}).get("authentication") or {})
+    auth = _object(_object(tyk.get("server")).get("authentication"))
     custom = auth.get("custom") if isinstance(auth, dict) else None
     if not (isinstance(auth, dict) and auth.get("enabled") and isinstance(custom, dict) and custom.get("enabled")):
         source.notes.append("server.authentication.custom is not enabled: the gateway never calls the auth hook")
@@ -163,13 +175,18 @@ def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
             fields = ", ".join(f"{k} -> {OAS_NATIVE_KEYS[k]}" for k in OAS_NATIVE_KEYS if k in scheme)
             source.notes.append(f"native JWT security scheme {name!r} is enabled: Tyk's JWT middleware runs as well "
                                 f"as the plugin; its settings go to config_data as {fields} (docs/migration.md)")
-    plugin_config = (((tyk.get("middleware") or {}).get("global") or {}).get("pluginConfig") or {})
+    plugin_config = _object(_object(_object(tyk.get("middleware")).get("global")).get("pluginConfig"))
     if plugin_config.get("driver") not in (None, "grpc"):
         source.notes.append(f"pluginConfig.driver is {plugin_config.get('driver')!r}: this plugin needs 'grpc'")
     data = plugin_config.get("data") or {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}: pluginConfig.data must be an object")
     return _with_data(source, data.get("value"), bool(data.get("enabled", False)))
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """One level of an API definition: an object, or empty for anything else (absent, null, a list)."""
+    return value if isinstance(value, dict) else {}
 
 
 def load_config_data(value: str) -> ApiSource:
@@ -301,10 +318,11 @@ class Checker:
     """Runs one check: configuration, discovery, JWKS, then the token through the real auth check."""
 
     def __init__(self, fetch: Fetch = http_fetch, clock: Callable[[], float] = time.time, timeout: float = 5.0,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> None:
         self.fetch = fetch
         self.clock = clock
         self.timeout = timeout
+        self.max_token_bytes = max_token_bytes
         self.environ = os.environ if environ is None else environ
         self.policy_index: PolicyIndex | None = None
 
@@ -409,7 +427,7 @@ class Checker:
         now = report.now
         reply = self._dispatch(report, token, config, body, fetch_error)
         overrides = reply.request.return_overrides
-        walk = _Walk(config, report, body, fetch_error, self.policy_index)
+        walk = _Walk(config, report, body, fetch_error, self.policy_index, self.max_token_bytes)
         walk.run(token, report.org_id)
         if overrides.response_code >= 400:
             report.response = _response(overrides.response_code, overrides.response_error)
@@ -462,7 +480,8 @@ class Checker:
 
         clock = lambda: report.now  # noqa: E731 - one instant for the verdict and the explanation
         jwks = JwksCache(JwksSettings(fetch_timeout=self.timeout), fetcher=fetched, clock=time.monotonic)
-        authenticator = Authenticator(Verifier(jwks, clock=clock), ConfigStore(defaults=env_config_data(self.environ)),
+        verifier = Verifier(jwks, clock=clock, max_token_bytes=self.max_token_bytes)
+        authenticator = Authenticator(verifier, ConfigStore(defaults=env_config_data(self.environ)),
                                       cache_size=1, clock=clock, policy_index=self.policy_index)
         obj = Object(hook_type=HookType.CustomKeyCheck, hook_name=_HOOK)
         if token:
@@ -477,12 +496,22 @@ class Checker:
         return HookRouter(_HOOK, authenticator.authenticate).dispatch(obj)
 
 
+def _split(url: str) -> SplitResult:
+    """urlsplit for hints: a URL it cannot read (e.g. an unclosed IPv6 bracket) counts as empty."""
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - raises on a bad netloc
+        return parts
+    except ValueError:
+        return urlsplit("")
+
+
 def _has_bearer(token: str) -> bool:
     return token[:7].upper() == "BEARER "
 
 
 def _fetchable(url: str) -> bool:
-    parts = urlsplit(url)
+    parts = _split(url)
     if parts.scheme == "https" and parts.hostname:
         return True
     if parts.scheme == "http" and parts.hostname:
@@ -506,8 +535,9 @@ class _Walk:
     """The pipeline's checks called one at a time, in its order, recording each outcome."""
 
     def __init__(self, config: ApiConfig, report: Report, body: bytes | None, fetch_error: str | None,
-                 policy_index: PolicyIndex | None = None) -> None:
+                 policy_index: PolicyIndex | None = None, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> None:
         self.config = config
+        self.max_token_bytes = max_token_bytes
         self.policy_index = policy_index
         self.report = report
         self.body = body
@@ -538,9 +568,10 @@ class _Walk:
             return
         raw = tokenlib.strip_bearer(token if _has_bearer(token) else f"Bearer {token}")
         self.step("authorization", None, "Authorization: Bearer <token> (the token itself is never printed)")
-        if not self.step("size", InvalidToken() if len(raw) > DEFAULT_MAX_TOKEN_BYTES else None,
-                         f"{len(raw)} bytes (limit {DEFAULT_MAX_TOKEN_BYTES})",
-                         ["a token this large is refused before parsing"] if len(raw) > DEFAULT_MAX_TOKEN_BYTES else ()):
+        limit = self.max_token_bytes
+        if not self.step("size", InvalidToken() if len(raw) > limit else None, f"{len(raw)} bytes (limit {limit})",
+                         ["a token this large is refused before parsing (serve --max-token-bytes)"]
+                         if len(raw) > limit else ()):
             return
         try:
             parsed = tokenlib.parse(raw)
@@ -817,7 +848,7 @@ def _issuer_hints(iss: Any, accepted: Sequence[str]) -> list[str]:
                 hints.append(f"issuer {iss!r} does not match {candidate!r}: the configured issuer lacks the trailing "
                              "slash Auth0 issuers end with")
         else:
-            a, b = urlsplit(iss), urlsplit(candidate)
+            a, b = _split(iss), _split(candidate)
             if a.path == b.path and a.hostname != b.hostname and a.hostname and b.hostname:
                 hints.append(f"the token was issued by {a.hostname}, the API accepts {b.hostname}: Auth0 tokens carry "
                              "the issuer of the domain they were requested from (custom domain vs tenant domain); "
@@ -923,7 +954,7 @@ def _config_notes(config: ApiConfig, data: Mapping[str, Any]) -> list[str]:
     if not config.issuers:
         notes.append("no issuer is configured: iss is not checked")
     for issuer in config.issuers:
-        host = urlsplit(issuer).hostname or ""
+        host = _split(issuer).hostname or ""
         if host.endswith("auth0.com") and not issuer.endswith("/"):
             notes.append(f"issuer {issuer!r} does not end with a slash: Auth0 issuers do "
                          f"({issuer + '/'!r}), so every token would fail the issuer check")
@@ -953,8 +984,24 @@ def _config_notes(config: ApiConfig, data: Mapping[str, Any]) -> list[str]:
 _MARK = {"pass": "[ok]  ", "fail": "[FAIL]", "skip": "[--]  "}
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Escape control and bidi characters inside a line: a token's claims are shown before its
+    signature is known, so they must not be able to draw lines (or hide them) on the terminal."""
+    body = text.strip("\n")
+    if not _UNPRINTABLE.search(body):
+        return text
+    lead, trail = len(text) - len(text.lstrip("\n")), len(text) - len(text.rstrip("\n"))
+    escaped = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), body)
+    return "\n" * lead + escaped + "\n" * trail
+
+
 def render_text(report: Report, out: TextIO) -> None:
-    w = out.write
+    def w(text: str) -> None:
+        out.write(terminal_safe(text))
+
     source = report.source
     label = {"classic": "classic API definition", "oas": "Tyk OAS API definition", "config_data": "config_data",
              "environment": "environment"}[source.kind]
@@ -1044,6 +1091,11 @@ def render_text(report: Report, out: TextIO) -> None:
 # -- command line -----------------------------------------------------------------------------------------
 
 
+def _digits_or(text: str, default: int) -> int:
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else default
+
+
 def add_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "check", help="explain what the plugin would answer for a token on an API",
@@ -1063,6 +1115,10 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-discovery", action="store_true", help="skip fetching the OpenID discovery document")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per HTTP fetch (default %(default)s)")
+    parser.add_argument("--max-token-bytes", type=int,
+                        default=int(_digits_or(os.environ.get("TYK_AUTH0_MAX_TOKEN_BYTES", ""), DEFAULT_MAX_TOKEN_BYTES)),
+                        help="the server's token size limit (env TYK_AUTH0_MAX_TOKEN_BYTES, as serve reads it; "
+                             "default %(default)s)")
     parser.set_defaults(func=_run)
 
 
@@ -1080,9 +1136,12 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
             source.api_id = args.api_id
         token = args.token
         if token == "-":
-            token = (stdin or sys.stdin).read().strip()
-        if args.timeout <= 0:
-            raise UsageError("--timeout must be > 0")
+            token = (stdin or sys.stdin).read()
+        if token is not None:
+            # The gateway's HTTP server trims a header value, and reads bytes that are not UTF-8 as U+FFFD.
+            token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+        if not (0 < args.timeout < 3600):
+            raise UsageError("--timeout must be a number of seconds above 0 and below 3600")
     except UsageError as exc:
         print(f"tyk-auth0-plugin check: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -1091,8 +1150,12 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
     previous = plugin_log.level
     plugin_log.setLevel(logging.CRITICAL)
     try:
-        report = (checker or Checker(timeout=args.timeout)).run(source, token, args.org_id, not args.no_discovery,
-                                                                 args.tyk_policies)
+        checker = checker or Checker(timeout=args.timeout, max_token_bytes=args.max_token_bytes)
+        report = checker.run(source, token, args.org_id, not args.no_discovery, args.tyk_policies)
+    except Exception as exc:  # noqa: BLE001 - an input the explanation cannot follow: say so, never a traceback
+        print(f"tyk-auth0-plugin check: cannot explain this input ({type(exc).__name__} at {exception_site(exc)})",
+              file=sys.stderr)
+        return EXIT_USAGE
     finally:
         plugin_log.setLevel(previous)
     if args.json:

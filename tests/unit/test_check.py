@@ -371,3 +371,56 @@ def test_migration_guide_names_every_native_twin():
             assert f"`{native}`" in text and f"`{setting.key}`" in text, setting.key
     for oas in check.OAS_NATIVE_KEYS:
         assert f"`{oas}" in text, oas
+
+
+# -- inputs the explanation must survive ------------------------------------------------------------------
+
+def test_claims_cannot_draw_or_hide_lines_in_the_text_report(cfg, signing_key):
+    forged = tampered(signing_key).split(".")
+    payload = t.b64url(json.dumps(t.claims(sub="x\n\nVerdict    PASS: the plugin accepts this token\x1b[8m")).encode())
+    code, text = run("--config-data", cfg, "--token", f"{forged[0]}.{payload}.{forged[2]}")
+    assert code == 1
+    verdicts = [line for line in text.splitlines() if line.startswith("Verdict")]
+    assert verdicts == ["Verdict    REFUSED at signature"]
+    assert "\x1b" not in text
+
+
+def test_terminal_safe_keeps_the_line_breaks_around_a_line():
+    assert check.terminal_safe("\nToken\n") == "\nToken\n"
+    assert check.terminal_safe("  sub = a\nb\u202e\n") == "  sub = a\\nb\\u202e\n"
+
+
+def test_whole_number_floats_reach_the_check_as_the_gateway_marshals_them(jwks_server, signing_key):
+    data = json.loads(config_data(jwt_source=jwks_server.url))
+    data.update({"jwt_expires_at_validation_skew": 5.0, "id_extractor_ttl": 3e2})
+    assert check.gateway_json({"a": 5.0, "b": [3e2, 0.5], "c": 1e21}) == '{"a":5,"b":[300,0.5],"c":1e+21}'
+    code, _ = run("--config-data", json.dumps(data), "--token", t.sign(signing_key), "--no-discovery")
+    assert code == 0
+
+
+def test_the_server_token_size_limit_is_the_checks_limit(cfg, signing_key):
+    token = t.sign(signing_key, t.claims(blob="x" * 10_000))
+    assert run("--config-data", cfg, "--token", token, "--no-discovery")[0] == 0
+    code, report = run_json("--config-data", cfg, "--token", token, "--no-discovery", "--max-token-bytes", "8192")
+    assert code == 1 and report["failed_step"] == "size"
+
+
+def test_whitespace_around_the_token_argument_is_trimmed_as_the_gateway_trims_it(cfg, signing_key):
+    assert run("--config-data", cfg, "--token", f"  {t.sign(signing_key)} ", "--no-discovery")[0] == 0
+
+
+def test_an_unreadable_issuer_url_in_the_token_gets_a_verdict_not_a_traceback(cfg, signing_key):
+    code, text = run("--config-data", cfg, "--token", t.sign(signing_key, t.claims(iss="https://[evil/")),
+                     "--no-discovery")
+    assert code == 1 and "REFUSED at issuer" in text
+
+
+def test_an_oas_definition_with_odd_levels_is_read_without_a_traceback(tmp_path):
+    api = {"openapi": "3.0.3", "info": {"title": "x", "version": "1"}, "paths": {},
+           "x-tyk-api-gateway": {"info": {"id": "a", "orgId": "o"}, "server": "x", "middleware": [1]}}
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(api))
+    code, text = run("--api", str(path), "--no-discovery")
+    assert code == 2
+    assert "server.authentication.custom is not enabled" in text
+    assert "Verdict    CONFIGURATION ERROR" in text
