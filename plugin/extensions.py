@@ -76,10 +76,10 @@ class Refuse(Exception):
     """Raise in a hook to answer the client ``{"error": message}`` with ``status`` (>= 400)."""
 
     def __init__(self, status: int, message: str) -> None:
-        if not 400 <= status <= 599:
-            raise ValueError("Refuse status must be 4xx or 5xx")
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            raise ValueError("Refuse status must be a 4xx or 5xx int")
         self.status = status
-        self.message = message
+        self.message = _LONE_SURROGATE.sub("\ufffd", str(message))
         super().__init__(f"{status} {message}")
 
 
@@ -382,6 +382,10 @@ def _refuse_response(obj: Object, status: int, message: str) -> None:
     response.multivalue_headers.add(key="Content-Type", values=["application/json"])
 
 
+def _is_status(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599
+
+
 def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | None = None) -> None:
     """Call one user hook on ``obj`` in place; any failure becomes the gateway's own hook-failure answer."""
     url, method = obj.request.url, obj.request.method
@@ -405,12 +409,12 @@ def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | Non
             else:
                 result = registered.handler(request, obj.session, spec)
             _apply_result(obj, result, metadata, original, registered.arity)
-    except Exception as exc:  # a user hook must never take the answer down with it
+    except BaseException as exc:  # a user hook must never take the answer down, even with sys.exit()
         api = obj.spec.get("APIID", "-")
         if isinstance(exc, Refuse):
             status, message, outcome = exc.status, exc.message, "refused"
             log.info("hook refused hook=%s api=%s status=%d", registered.name, api, status)
-        elif isinstance(exc, AuthError):
+        elif isinstance(exc, AuthError) and _is_status(exc.status) and isinstance(exc.message, str):
             status, message, outcome = exc.status, exc.message, "refused"
             log.info("hook refused hook=%s api=%s status=%d reason=%s", registered.name, api, status, exc.reason)
         else:
@@ -496,7 +500,8 @@ def load_module(target: str, attribute: str = "hooks") -> Hooks:
 
 CLAIMS_TO_HEADERS_HOOK = "Auth0ClaimsToHeaders"
 BUILTIN_HOOKS = frozenset({CLAIMS_TO_HEADERS_HOOK})  # served always, used only when a manifest lists them
-MAX_HEADER_VALUE = 8192
+MAX_HEADER_VALUE = 8192  # bytes, as sent upstream
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -549,10 +554,12 @@ class ClaimsToHeaders:
         stored = session.metadata
         for claim, header in rules.claims_to_headers:
             request.delete_header(header)
+            if "-" in header:  # upstreams that fold '_' into '-' (CGI, PHP, nginx) must not see a client's copy
+                request.delete_header(header.replace("-", "_"))
             value = stored.get(CLAIM_METADATA_PREFIX + claim)
             if value is None:
                 continue
-            if len(value) > MAX_HEADER_VALUE or _CONTROL.search(value):
+            if len(value.encode("utf-8", "surrogatepass")) > MAX_HEADER_VALUE or _CONTROL.search(value):
                 log.warning("claim not forwarded api=%s claim=%s: value too long or has control characters",
                             spec.get("APIID", "-"), claim[:64])
                 continue

@@ -12,7 +12,7 @@ import pytest
 
 from plugin import extensions as ext
 from plugin.coprocess import HookType, Object, SessionState, object_pb2
-from plugin.errors import ConfigurationError, NoMatchingPolicy
+from plugin.errors import AuthError, ConfigurationError, NoMatchingPolicy
 from plugin.hooks import HookRouter
 from plugin.manifest import HookNames
 from plugin.server import DispatcherService
@@ -193,6 +193,46 @@ def test_a_raising_request_hook_answers_500_middleware_error_without_internals(h
     assert outcomes == [(kind, "hook_error")]
 
 
+@pytest.mark.parametrize("exit_with", [SystemExit(3), KeyboardInterrupt()])
+def test_a_hook_that_exits_still_gets_the_gateway_its_answer(exit_with):
+    hooks = ext.Hooks()
+
+    def leaves(request, session, metadata, spec):
+        raise exit_with
+
+    hooks.add("pre", "Leaves", leaves)
+    assert overrides(route(hooks).dispatch(hook_object("Leaves", HookType.Pre))) == (500, "Middleware error")
+
+
+@pytest.mark.parametrize("status", [None, 403.5, "403", True])
+def test_a_refusal_with_a_status_that_is_not_an_int_is_a_hook_error(status):
+    hooks = ext.Hooks()
+
+    def refuses(request, session, metadata, spec):
+        raise ext.Refuse(status, "no")
+
+    hooks.add("pre", "Refuses", refuses)
+    assert overrides(route(hooks).dispatch(hook_object("Refuses", HookType.Pre))) == (500, "Middleware error")
+
+
+def test_a_refusal_message_is_always_text():
+    assert ext.Refuse(403, None).message == "None"  # type: ignore[arg-type]
+    assert ext.Refuse(403, "bad \ud800").message == "bad \ufffd"
+
+
+def test_an_auth_error_with_a_bad_status_raised_by_a_hook_is_a_hook_error():
+    class Odd(AuthError):
+        status = "403"  # type: ignore[assignment]
+
+    hooks = ext.Hooks()
+
+    def refuses(request, session, metadata, spec):
+        raise Odd()
+
+    hooks.add("pre", "Odd", refuses)
+    assert overrides(route(hooks).dispatch(hook_object("Odd", HookType.Pre))) == (500, "Middleware error")
+
+
 def test_a_raising_response_hook_answers_a_500_json_response():
     hooks = ext.Hooks()
 
@@ -335,13 +375,21 @@ def test_claims_become_headers_and_client_copies_are_always_removed():
                                            client_headers={"X-Team": "spoofed", "X-User-Id": "admin"}))
     request = obj.request
     assert dict(request.set_headers) == {"X-User-Id": "client-abc@clients", "X-Org": "acme"}
-    assert set(request.delete_headers) == {"Authorization", "X-User-Id", "X-Org", "X-Team"}
+    assert set(request.delete_headers) == {"Authorization", "X-User-Id", "X-Org", "X-Team",
+                                           "X_User_Id", "X_Org", "X_Team"}
     assert overrides(obj) == (-1, "")
 
 
 def test_claims_to_headers_does_nothing_without_configuration():
     obj = route(ext.builtin_hooks()).dispatch(post_auth_object(t.claims(), config=config_data()))
     assert not obj.request.set_headers and not obj.request.delete_headers
+
+
+def test_a_claim_over_8_kib_of_utf8_is_not_forwarded():
+    obj = post_auth_object(t.claims())
+    obj.session.metadata["claim:sub"] = "\u00e9" * 5000  # 5,000 characters, 10,000 bytes
+    reply = route(ext.builtin_hooks()).dispatch(obj)
+    assert "X-User-Id" not in reply.request.set_headers
 
 
 def test_a_claim_with_control_characters_is_not_forwarded():
