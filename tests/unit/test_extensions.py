@@ -216,13 +216,13 @@ def test_a_refusal_with_a_status_that_is_not_an_int_is_a_hook_error(status):
 
 
 def test_a_refusal_message_is_always_text():
-    assert ext.Refuse(403, None).message == "None"  # type: ignore[arg-type]
+    assert ext.Refuse(403, None).message == "None"
     assert ext.Refuse(403, "bad \ud800").message == "bad \ufffd"
 
 
 def test_an_auth_error_with_a_bad_status_raised_by_a_hook_is_a_hook_error():
     class Odd(AuthError):
-        status = "403"  # type: ignore[assignment]
+        status = "403"
 
     hooks = ext.Hooks()
 
