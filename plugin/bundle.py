@@ -28,6 +28,7 @@ import re
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -72,7 +73,7 @@ BAD_SIGNATURE: Final = "crypto/rsa: verification error"
 
 _PRIVATE_KEY_TYPES: Final = ("RSA PRIVATE KEY", "PRIVATE KEY")
 _PUBLIC_KEY_TYPES: Final = ("PUBLIC KEY", "RSA PUBLIC KEY")
-_PEM_BLOCK: Final = re.compile(rb"-----BEGIN ([^\r\n-]+)-----\r?\n.*?-----END \1-----", re.S)
+_PEM_BLOCK: Final = re.compile(rb"-----BEGIN ([^\r\n-]+)-----[ \t]*\r?\n.*?-----END \1-----", re.S)
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 # Zip timestamps are pinned so the same inputs give the same bytes (reproducible builds).
 _ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
@@ -324,14 +325,13 @@ def verify(bundle_path: Path, public_key_path: Path | None = None) -> Manifest:
                 member = _member_name(name)
                 if member not in members:
                     raise BundleError(f"{NONEXISTENT_FILE}{name} (not in the bundle)")
-                content = archive.read(members[member])
-                md5.update(content)
-                sha256.update(content)
+                _stream(archive, members[member], md5, sha256)
     except OSError as exc:
         raise BundleError(f"{bundle_path}: {exc.strerror or exc}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, NotImplementedError) as exc:
-        # RuntimeError: encrypted entries; NotImplementedError: unsupported compression.
-        raise BundleError(f"{bundle_path}: not a readable zip archive: {exc}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, NotImplementedError,
+            zlib.error) as exc:
+        # RuntimeError: encrypted entries; NotImplementedError: unsupported compression; zlib: corrupt deflate.
+        raise BundleError(f"not a readable zip archive: {exc}") from None
 
     if md5.hexdigest() != manifest.checksum:
         raise BundleError(
@@ -609,7 +609,8 @@ def _go_definition(hook: MiddlewareDefinition) -> str:
 def _member_name(name: str) -> str:
     """The zip entry for a file_list path, refusing paths the gateway would not extract or would clobber."""
     member = posixpath.normpath(name) if name else ""
-    if not member or member in (".", "..") or member.startswith("../") or PurePosixPath(member).is_absolute():
+    if not member or member == "." or member.startswith("..") or PurePosixPath(member).is_absolute():
+        # The gateway refuses any entry whose path starts with "..", so "..hidden.py" too.
         raise BundleError(f"file_list entry must be a relative path inside the bundle: {name!r}")
     if member == MANIFEST_NAME:
         # The gateway extracts every entry and then reads manifest.json from disk,
@@ -618,16 +619,50 @@ def _member_name(name: str) -> str:
     return member
 
 
+def _entry_name(info: zipfile.ZipInfo) -> str:
+    """The name Go's zip reader gives an entry: without the UTF-8 flag, its raw bytes (read as UTF-8)."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    return info.orig_filename.encode("cp437").decode("utf-8", "surrogateescape").replace("\\", "/")
+
+
 def _archive_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """Regular-file entries by cleaned name, after refusing names the gateway's extractor refuses."""
+    """Regular-file entries by cleaned name, after extracting the archive the way the gateway does.
+
+    The gateway walks the entries in order: it creates a folder only for a folder entry (never a
+    missing parent, never one that exists), creates each file inside an existing folder, and reads
+    every entry (stored or deflated only), so a bad entry fails the bundle even if it is not listed.
+    """
     members: dict[str, zipfile.ZipInfo] = {}
+    folders = {""}  # the bundle's own folder exists before extraction
     for info in archive.infolist():
-        cleaned = posixpath.normpath(info.filename)
-        if PurePosixPath(cleaned).is_absolute() or cleaned == ".." or cleaned.startswith("../"):
-            raise BundleError(f"invalid file path in archive: {info.filename}")
-        if not info.is_dir():
-            members[cleaned] = info
+        name = _entry_name(info)
+        cleaned = posixpath.normpath(name)
+        if PurePosixPath(cleaned).is_absolute() or cleaned.startswith(".."):
+            raise BundleError(f"invalid file path in archive: {name}")
+        path = "" if cleaned == "." else cleaned
+        parent = posixpath.dirname(path)
+        if parent not in folders:
+            raise BundleError(f"{name}: no folder entry for {parent}/ before it; the gateway creates a folder only "
+                              "for a folder entry (no such file or directory)")
+        if info.is_dir():
+            if path in folders:
+                raise BundleError(f"{name}: the folder already exists when the gateway reaches it (file exists)")
+            folders.add(path)
+            continue
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise BundleError(f"{name}: zip: unsupported compression algorithm")
+        _stream(archive, info)  # CRC and inflate errors surface here, as when the gateway copies it out
+        members[path] = info
     return members
+
+
+def _stream(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *digests: Any) -> None:
+    """Read one entry in chunks (a small zip may inflate to gigabytes), feeding ``digests``."""
+    with archive.open(info) as entry:
+        while chunk := entry.read(64 * 1024):
+            for digest in digests:
+                digest.update(chunk)
 
 
 def _zip_entry(name: str) -> zipfile.ZipInfo:

@@ -250,7 +250,7 @@ def test_an_unreadable_manifest_is_refused_with_the_bundlers_message(tmp_path: P
         bundle.build(tmp_path / "nope.json", tmp_path / "out.zip")
 
 
-@pytest.mark.parametrize("entry", ["../outside.py", "/etc/hostname", "lib/../../outside.py", ""])
+@pytest.mark.parametrize("entry", ["../outside.py", "/etc/hostname", "lib/../../outside.py", "", "..hidden.py"])
 def test_file_list_paths_that_leave_the_bundle_are_refused(tmp_path: Path, entry: str) -> None:
     (tmp_path / "outside.py").write_bytes(b"x")
     project = tmp_path / "project"
@@ -494,6 +494,7 @@ def test_verify_refuses_a_signature_that_is_not_base64(tmp_path: Path, key_files
 def test_verify_refuses_a_bundle_without_manifest_at_its_root(tmp_path: Path) -> None:
     built = tmp_path / "out.zip"
     with zipfile.ZipFile(built, "w") as archive:
+        archive.writestr("sub/", b"")
         archive.writestr("sub/manifest.json", b"{}")
 
     with pytest.raises(BundleError, match="manifest.json not found at the root"):
@@ -515,6 +516,68 @@ def test_verify_refuses_an_entry_that_would_extract_outside_the_bundle(tmp_path:
 
     with pytest.raises(BundleError, match="invalid file path in archive"):
         bundle.verify(built)
+
+
+def _zip_of(path: Path, entries: list[tuple[str, bytes]], manifest_files: dict[str, bytes] | None = None) -> Path:
+    """A bundle written entry by entry, as another zip tool might, with a manifest checksumming ``manifest_files``."""
+    files = manifest_files or {}
+    document = {"file_list": list(files), "custom_middleware": AUTH_ONLY,
+                "checksum": hashlib.md5(b"".join(files.values())).hexdigest()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries:
+            archive.writestr(name, content)
+        archive.writestr("manifest.json", json.dumps(document))
+    return path
+
+
+def test_verify_accepts_nested_files_after_their_folder_entries(tmp_path: Path) -> None:
+    built = _zip_of(tmp_path / "b.zip", [("lib/", b""), ("lib/deep/", b""), ("lib/deep/b.py", b"B")],
+                    {"lib/deep/b.py": b"B"})
+    assert bundle.verify(built).file_list == ("lib/deep/b.py",)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize(("entries", "problem"), [
+    ([("lib/deep/b.py", b"B")], "no folder entry for lib/deep/"),  # as tyk bundle build writes nested files
+    ([("lib/", b""), ("lib/b.py", b"B"), ("lib/", b"")], "already exists"),
+    ([("./", b"")], "already exists"),
+    ([("a/b/", b"")], "no folder entry for a/"),
+    ([("..hidden.py", b"x")], "invalid file path in archive"),
+])
+def test_verify_refuses_what_the_gateway_cannot_extract(tmp_path: Path, entries: list[tuple[str, bytes]],
+                                                         problem: str) -> None:
+    with pytest.raises(BundleError, match=re.escape(problem)):
+        bundle.verify(_zip_of(tmp_path / "b.zip", entries))
+
+
+def test_verify_reads_unlisted_entries_too(tmp_path: Path) -> None:
+    built = _zip_of(tmp_path / "b.zip", [("README.txt", b"hello")])
+    data = bytearray(built.read_bytes())
+    offset = data.index(b"README.txt") + len("README.txt")  # local header name, then the stored bytes
+    data[offset:offset + 2] = b"XX"
+    built.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="not a readable zip archive"):
+        bundle.verify(built)
+
+
+def test_verify_refuses_compression_the_gateway_cannot_read(tmp_path: Path) -> None:
+    built = tmp_path / "b.zip"
+    document = {"file_list": [], "custom_middleware": AUTH_ONLY, "checksum": hashlib.md5(b"").hexdigest()}
+    with zipfile.ZipFile(built, "w") as archive:
+        archive.writestr("notes.txt", b"x" * 100, compress_type=zipfile.ZIP_BZIP2)
+        archive.writestr("manifest.json", json.dumps(document))
+    with pytest.raises(BundleError, match="unsupported compression algorithm"):
+        bundle.verify(built)
+
+
+def test_verify_matches_names_of_zips_without_the_utf8_flag_by_their_bytes(tmp_path: Path) -> None:
+    built = tmp_path / "b.zip"
+    document = {"file_list": ["\u00e9.py"], "custom_middleware": AUTH_ONLY, "checksum": hashlib.md5(b"E").hexdigest()}
+    with zipfile.ZipFile(built, "w") as archive:
+        archive.writestr("XX.py", b"E")  # renamed below to the UTF-8 bytes of "\u00e9.py", without the UTF-8 flag
+        archive.writestr("manifest.json", json.dumps(document))
+    built.write_bytes(built.read_bytes().replace(b"XX.py", "\u00e9.py".encode("utf-8")))
+    assert bundle.verify(built).file_list == ("\u00e9.py",)
 
 
 def test_verify_refuses_a_bundle_without_hooks(tmp_path: Path) -> None:
