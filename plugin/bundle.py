@@ -327,7 +327,7 @@ def verify(bundle_path: Path, public_key_path: Path | None = None) -> Manifest:
                     raise BundleError(f"{NONEXISTENT_FILE}{name} (not in the bundle)")
                 _stream(archive, members[member], md5, sha256)
     except OSError as exc:
-        raise BundleError(f"{bundle_path}: {exc.strerror or exc}") from None
+        raise BundleError(f"{exc.strerror or exc}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, NotImplementedError,
             zlib.error) as exc:
         # RuntimeError: encrypted entries; NotImplementedError: unsupported compression; zlib: corrupt deflate.
