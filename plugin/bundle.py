@@ -469,7 +469,7 @@ def _string(value: Any, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise BundleError(f"manifest: {where} must be a string, not {_kind(value)}")
-    return value
+    return _LONE_SURROGATE.sub("\ufffd", value)  # Go decodes a lone surrogate escape as U+FFFD
 
 
 def _bool(value: Any, where: str) -> bool:

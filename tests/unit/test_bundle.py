@@ -724,3 +724,10 @@ def test_cli_bundle_requires_an_action() -> None:
         run_cli("bundle")
     assert exited.value.code == 2
 
+
+
+def test_a_lone_surrogate_escape_in_the_manifest_reads_as_the_replacement_character() -> None:
+    manifest = bundle.Manifest.from_json('{"file_list": ["\\udcff.py"], "custom_middleware": '
+                                         '{"driver": "grpc", "auth_check": {"name": "A\\ud800"}}}')
+    assert manifest.file_list == ("\ufffd.py",)
+    assert manifest.custom_middleware.auth_check.name == "A\ufffd"
