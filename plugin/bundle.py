@@ -25,6 +25,7 @@ import math
 import os
 import posixpath
 import re
+import stat
 import sys
 import tempfile
 import zipfile
@@ -329,7 +330,7 @@ def verify(bundle_path: Path, public_key_path: Path | None = None) -> Manifest:
     except OSError as exc:
         raise BundleError(f"{exc.strerror or exc}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, NotImplementedError,
-            zlib.error) as exc:
+            zlib.error, UnicodeDecodeError) as exc:
         # RuntimeError: encrypted entries; NotImplementedError: unsupported compression; zlib: corrupt deflate.
         raise BundleError(f"not a readable zip archive: {exc}") from None
 
@@ -622,8 +623,20 @@ def _member_name(name: str) -> str:
 def _entry_name(info: zipfile.ZipInfo) -> str:
     """The name Go's zip reader gives an entry: without the UTF-8 flag, its raw bytes (read as UTF-8)."""
     if info.flag_bits & 0x800:
-        return info.filename
-    return info.orig_filename.encode("cp437").decode("utf-8", "surrogateescape").replace("\\", "/")
+        return info.orig_filename
+    return info.orig_filename.encode("cp437").decode("utf-8", "surrogateescape")
+
+
+_UNIX_CREATORS = (3, 19)  # Unix, macOS: the mode bits are in the high half of external_attr
+
+
+def _is_folder(info: zipfile.ZipInfo, name: str) -> bool:
+    """Go's FileHeader.Mode().IsDir(): a trailing slash, or the creator's folder bit."""
+    if name.endswith("/"):
+        return True
+    if info.create_system in _UNIX_CREATORS:
+        return stat.S_ISDIR(info.external_attr >> 16)
+    return bool(info.external_attr & 0x10)  # MS-DOS, NTFS, VFAT: the directory attribute
 
 
 def _archive_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -637,19 +650,23 @@ def _archive_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     folders = {""}  # the bundle's own folder exists before extraction
     for info in archive.infolist():
         name = _entry_name(info)
-        cleaned = posixpath.normpath(name)
+        cleaned = posixpath.normpath(name) if name else "."
         if PurePosixPath(cleaned).is_absolute() or cleaned.startswith(".."):
             raise BundleError(f"invalid file path in archive: {name}")
+        if "\0" in name:
+            raise BundleError(f"{name!r}: a file name with a NUL byte cannot be created (invalid argument)")
         path = "" if cleaned == "." else cleaned
         parent = posixpath.dirname(path)
         if parent not in folders:
             raise BundleError(f"{name}: no folder entry for {parent}/ before it; the gateway creates a folder only "
                               "for a folder entry (no such file or directory)")
-        if info.is_dir():
-            if path in folders:
-                raise BundleError(f"{name}: the folder already exists when the gateway reaches it (file exists)")
+        if _is_folder(info, name):
+            if path in folders or path in members:
+                raise BundleError(f"{name}: that path already exists when the gateway reaches it (file exists)")
             folders.add(path)
             continue
+        if path in folders:
+            raise BundleError(f"{name or '(empty name)'}: that path is a folder (is a directory)")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise BundleError(f"{name}: zip: unsupported compression algorithm")
         _stream(archive, info)  # CRC and inflate errors surface here, as when the gateway copies it out

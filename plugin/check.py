@@ -32,6 +32,7 @@ from plugin import claims as claimlib
 from plugin import policies as policylib
 from plugin import tokens as tokenlib
 from plugin.auth import Authenticator, ConfigStore
+from plugin.cli import bounded
 from plugin.config import SETTINGS, SIGNING_METHODS, ApiConfig, env_config_data, parse_config_data
 from plugin.coprocess import HookType, Object
 from plugin.errors import (
@@ -91,20 +92,41 @@ class ApiSource:
     notes: list[str] = field(default_factory=list)
 
 
+def _go_number(value: float | int) -> float | int:
+    """A JSON number as the gateway re-marshals it: through float64, a whole one below 1e21 written
+    without a fraction (5.0 is 5; 9007199254740993 is 9007199254740992; 1e21 stays 1e+21)."""
+    as_float = float(value)
+    return int(as_float) if as_float.is_integer() and abs(as_float) < 1e21 else as_float
+
+
 def _go_numbers(value: Any) -> Any:
-    """Go's json.Marshal writes a whole float64 below 1e21 without a fraction (5.0 is 5)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _go_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_go_numbers(v) for v in value]
-    return value
+    """Every number in ``value`` as the gateway re-marshals it (iteratively: config can nest deep)."""
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, (int, float)):
+            container[key] = _go_number(item)
+        elif isinstance(item, dict):
+            copy = dict(item)
+            container[key] = copy
+            stack.extend((copy, k) for k in copy)
+        elif isinstance(item, list):
+            copy_list = list(item)
+            container[key] = copy_list
+            stack.extend((copy_list, i) for i in range(len(copy_list)))
+    return root[0]
 
 
 def gateway_json(value: Any) -> str:
     """config_data as the gateway's json.Marshal sends it: compact, sorted keys, <>& escaped."""
-    text = json.dumps(_go_numbers(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    try:
+        text = json.dumps(_go_numbers(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    except (RecursionError, ValueError) as exc:
+        raise UsageError(f"config_data cannot be written as JSON: {type(exc).__name__}") from None
     for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                           ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(char, escaped)
@@ -984,16 +1006,17 @@ def _config_notes(config: ApiConfig, data: Mapping[str, Any]) -> list[str]:
 _MARK = {"pass": "[ok]  ", "fail": "[FAIL]", "skip": "[--]  "}
 
 
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def terminal_safe(text: str) -> str:
     """Escape control and bidi characters inside a line: a token's claims are shown before its
     signature is known, so they must not be able to draw lines (or hide them) on the terminal."""
-    body = text.strip("\n")
+    lead = len(text) - len(text.lstrip("\n"))  # a section's blank line, always from the report's own text
+    trail = 1 if text.endswith("\n") and len(text) > lead else 0  # the line's own end; a value's are escaped
+    body = text[lead:len(text) - trail]
     if not _UNPRINTABLE.search(body):
         return text
-    lead, trail = len(text) - len(text.lstrip("\n")), len(text) - len(text.rstrip("\n"))
     escaped = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), body)
     return "\n" * lead + escaped + "\n" * trail
 
@@ -1091,11 +1114,6 @@ def render_text(report: Report, out: TextIO) -> None:
 # -- command line -----------------------------------------------------------------------------------------
 
 
-def _digits_or(text: str, default: int) -> int:
-    text = text.strip()
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else default
-
-
 def add_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "check", help="explain what the plugin would answer for a token on an API",
@@ -1115,8 +1133,8 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-discovery", action="store_true", help="skip fetching the OpenID discovery document")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per HTTP fetch (default %(default)s)")
-    parser.add_argument("--max-token-bytes", type=int,
-                        default=int(_digits_or(os.environ.get("TYK_AUTH0_MAX_TOKEN_BYTES", ""), DEFAULT_MAX_TOKEN_BYTES)),
+    parser.add_argument("--max-token-bytes", type=bounded(int, 1024, "TYK_AUTH0_MAX_TOKEN_BYTES"),
+                        default=os.environ.get("TYK_AUTH0_MAX_TOKEN_BYTES", str(DEFAULT_MAX_TOKEN_BYTES)),
                         help="the server's token size limit (env TYK_AUTH0_MAX_TOKEN_BYTES, as serve reads it; "
                              "default %(default)s)")
     parser.set_defaults(func=_run)
@@ -1136,10 +1154,13 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
             source.api_id = args.api_id
         token = args.token
         if token == "-":
-            token = (stdin or sys.stdin).read()
+            source_in = stdin or sys.stdin
+            raw_in = getattr(source_in, "buffer", None)
+            token = raw_in.read().decode("utf-8", "replace") if raw_in is not None else source_in.read()
         if token is not None:
-            # The gateway's HTTP server trims a header value, and reads bytes that are not UTF-8 as U+FFFD.
-            token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+            # The gateway's HTTP server trims blanks around a header value, and reads bytes that are
+            # not UTF-8 as U+FFFD.
+            token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip(" \t\r\n")
         if not (0 < args.timeout < 3600):
             raise UsageError("--timeout must be a number of seconds above 0 and below 3600")
     except UsageError as exc:

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from plugin.grpc_setup import prefer_classic_listener
+
+
+def bounded(convert: Callable[[str], Any], minimum: float, env: str, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type for a finite number past ``minimum``; its error names the flag's variable too."""
+    bound = f"> {minimum:g}" if above else f">= {minimum:g}"
+    kind = "a whole number" if convert is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text.strip())
+            finite = math.isfinite(value)
+        except (ValueError, OverflowError):
+            value, finite = None, False
+        if value is None or not finite or not (value > minimum if above else value >= minimum):
+            raise argparse.ArgumentTypeError(f"expected {kind} {bound} (from the flag or {env}), got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -242,7 +242,11 @@ def _resolve_source(data: Mapping[str, Any], environ: Mapping[str, str]) -> tupl
 
 
 def _checked_jwks_url(key: str, url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigurationError(key, f"is not a valid URL ({exc})") from None
     if not parts.hostname:
         raise ConfigurationError(key, "the JWKS URL has no host")
     if "@" in parts.netloc:
@@ -309,6 +313,11 @@ class HeaderRules:
         return bool(self.claims_to_headers) or self.strip_authorization
 
 
+def header_fold(name: str) -> str:
+    """A header name as CGI, PHP and nginx (underscores_in_headers) read it: case and '_'/'-' ignored."""
+    return name.lower().replace("_", "-")
+
+
 def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
     """``claims_to_headers`` and ``strip_authorization`` from config_data; ConfigurationError names the key."""
     mapping = data.get("claims_to_headers")
@@ -322,9 +331,11 @@ def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
                 raise ConfigurationError("claims_to_headers", f"claim {claim!r}: {header!r} is not a valid header name")
             if header.lower() in _RESERVED_HEADERS or header.lower() == "authorization":
                 raise ConfigurationError("claims_to_headers", f"header {header!r} cannot be set from a claim")
-            if header.lower() in seen:
-                raise ConfigurationError("claims_to_headers", f"header {header!r} is named twice")
-            seen.add(header.lower())
+            folded = header_fold(header)
+            if folded in seen:
+                raise ConfigurationError("claims_to_headers", f"header {header!r} is named twice (upstreams that "
+                                         "fold '_' into '-' read X_A and X-A as one)")
+            seen.add(folded)
             pairs.append((claim, header))
     strip = data.get("strip_authorization", False)
     if not isinstance(strip, bool):

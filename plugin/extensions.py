@@ -36,7 +36,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from plugin.config import HeaderRules, parse_header_rules
+from plugin.config import HeaderRules, header_fold, parse_header_rules
 from plugin.coprocess import (
     HookType,
     Object,
@@ -552,10 +552,13 @@ class ClaimsToHeaders:
         if rules.strip_authorization:
             request.delete_header("Authorization")
         stored = session.metadata
+        configured = {header_fold(header) for _, header in rules.claims_to_headers}
+        for sent in list(request.headers):
+            # Any spelling an upstream that folds '_' into '-' (CGI, PHP, nginx) reads as a configured header.
+            if header_fold(sent) in configured:
+                request.delete_header(sent)
         for claim, header in rules.claims_to_headers:
             request.delete_header(header)
-            if "-" in header:  # upstreams that fold '_' into '-' (CGI, PHP, nginx) must not see a client's copy
-                request.delete_header(header.replace("-", "_"))
             value = stored.get(CLAIM_METADATA_PREFIX + claim)
             if value is None:
                 continue

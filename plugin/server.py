@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from plugin import extensions, logs
 from plugin import metrics as metricslib
 from plugin.auth import Authenticator, ConfigStore
+from plugin.cli import bounded
 from plugin.config import SETTINGS, parse_config_data
 from plugin.coprocess import Event, EventReply, Object, object_pb2_grpc
 from plugin.errors import ConfigurationError
@@ -297,24 +297,6 @@ def serve(settings: ServerSettings) -> int:
     return 0
 
 
-def _bounded(convert: Callable[[str], Any], minimum: float, env: str, above: bool = False) -> Callable[[str], Any]:
-    """An argparse type for a finite number past ``minimum``; its error names the flag's variable too."""
-    bound = f"> {minimum:g}" if above else f">= {minimum:g}"
-    kind = "a whole number" if convert is int else "a number"
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text.strip())
-            finite = math.isfinite(value)
-        except (ValueError, OverflowError):
-            value, finite = None, False
-        if value is None or not finite or not (value > minimum if above else value >= minimum):
-            raise argparse.ArgumentTypeError(f"expected {kind} {bound} (from the flag or {env}), got {text!r}")
-        return value
-
-    return parse
-
-
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
 
 
@@ -349,29 +331,29 @@ def add_cli(subparsers: Any) -> None:
                         help="tcp://HOST:PORT or unix:///path.sock (env TYK_AUTH0_LISTEN; default %(default)s)")
     parser.add_argument("--manifest", default=None,
                         help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repo's manifest.json)")
-    parser.add_argument("--threads", type=_bounded(int, 1, "TYK_AUTH0_THREADS"), default=env("TYK_AUTH0_THREADS", "4"),
+    parser.add_argument("--threads", type=bounded(int, 1, "TYK_AUTH0_THREADS"), default=env("TYK_AUTH0_THREADS", "4"),
                         help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
-    parser.add_argument("--max-concurrent", type=_bounded(int, 1, "TYK_AUTH0_MAX_CONCURRENT"),
+    parser.add_argument("--max-concurrent", type=bounded(int, 1, "TYK_AUTH0_MAX_CONCURRENT"),
                         default=env("TYK_AUTH0_MAX_CONCURRENT", "256"),
                         help="calls admitted at once; beyond it the gateway gets an immediate refusal, not a queue "
                              "(env TYK_AUTH0_MAX_CONCURRENT; default %(default)s)")
-    parser.add_argument("--token-cache-size", type=_bounded(int, 0, "TYK_AUTH0_TOKEN_CACHE_SIZE"),
+    parser.add_argument("--token-cache-size", type=bounded(int, 0, "TYK_AUTH0_TOKEN_CACHE_SIZE"),
                         default=env("TYK_AUTH0_TOKEN_CACHE_SIZE", "100000"),
                         help="verified tokens remembered (by hash); 0 verifies every call "
                              "(env TYK_AUTH0_TOKEN_CACHE_SIZE; default %(default)s)")
-    parser.add_argument("--max-token-bytes", type=_bounded(int, 1024, "TYK_AUTH0_MAX_TOKEN_BYTES"),
+    parser.add_argument("--max-token-bytes", type=bounded(int, 1024, "TYK_AUTH0_MAX_TOKEN_BYTES"),
                         default=env("TYK_AUTH0_MAX_TOKEN_BYTES", str(DEFAULT_MAX_TOKEN_BYTES)),
                         help="longest token checked; a longer one is refused before any parsing "
                              "(env TYK_AUTH0_MAX_TOKEN_BYTES; default %(default)s)")
-    parser.add_argument("--jwks-min-refetch-interval", type=_bounded(float, 0, "TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL"),
+    parser.add_argument("--jwks-min-refetch-interval", type=bounded(float, 0, "TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL"),
                         default=env("TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL", "10"),
                         help="seconds between two JWKS fetches of one URL for unknown kids, whatever the traffic "
                              "(env TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL; default %(default)s)")
-    parser.add_argument("--jwks-max-stale", type=_bounded(float, 0, "TYK_AUTH0_JWKS_MAX_STALE"),
+    parser.add_argument("--jwks-max-stale", type=bounded(float, 0, "TYK_AUTH0_JWKS_MAX_STALE"),
                         default=env("TYK_AUTH0_JWKS_MAX_STALE", str(6 * 3600)),
                         help="seconds past its TTL a key set keeps serving while the IdP is unreachable "
                              "(env TYK_AUTH0_JWKS_MAX_STALE; default %(default)s)")
-    parser.add_argument("--jwks-timeout", type=_bounded(float, 0, "TYK_AUTH0_JWKS_TIMEOUT", above=True),
+    parser.add_argument("--jwks-timeout", type=bounded(float, 0, "TYK_AUTH0_JWKS_TIMEOUT", above=True),
                         default=env("TYK_AUTH0_JWKS_TIMEOUT", "3"),
                         help="seconds one JWKS fetch may wait on the IdP (env TYK_AUTH0_JWKS_TIMEOUT; default %(default)s)")
     parser.add_argument("--tyk-gateway-url", default=env("TYK_AUTH0_GATEWAY_URL", ""),
@@ -380,7 +362,7 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--tyk-policies", default=env("TYK_AUTH0_POLICIES_PATH", ""),
                         help="or: the gateway's policy_path directory / policy file, read for the same purpose "
                              "(env TYK_AUTH0_POLICIES_PATH)")
-    parser.add_argument("--workers", type=_bounded(int, 1, "TYK_AUTH0_WORKERS"), default=env("TYK_AUTH0_WORKERS", "1"),
+    parser.add_argument("--workers", type=bounded(int, 1, "TYK_AUTH0_WORKERS"), default=env("TYK_AUTH0_WORKERS", "1"),
                         help="server processes, one per loopback address from the --listen host up, answered by a "
                              "DNS responder so the gateway can spread calls (env TYK_AUTH0_WORKERS; default %(default)s)")
     parser.add_argument("--pin-workers", action="store_const", const=True, default=env("TYK_AUTH0_PIN_WORKERS", ""),

@@ -543,11 +543,33 @@ def test_verify_accepts_nested_files_after_their_folder_entries(tmp_path: Path) 
     ([("./", b"")], "already exists"),
     ([("a/b/", b"")], "no folder entry for a/"),
     ([("..hidden.py", b"x")], "invalid file path in archive"),
+    ([("lib/", b""), ("lib", b"x")], "is a directory"),
+    ([("lib", b"x"), ("lib/", b"")], "already exists"),
+    ([("x/..", b"x")], "is a directory"),
 ])
 def test_verify_refuses_what_the_gateway_cannot_extract(tmp_path: Path, entries: list[tuple[str, bytes]],
                                                          problem: str) -> None:
     with pytest.raises(BundleError, match=re.escape(problem)):
         bundle.verify(_zip_of(tmp_path / "b.zip", entries))
+
+
+def test_verify_keeps_a_backslash_in_a_name_as_the_gateway_does(tmp_path: Path) -> None:
+    built = _zip_of(tmp_path / "b.zip", [("a\\b.py", b"B")], {"a\\b.py": b"B"})
+    assert bundle.verify(built).file_list == ("a\\b.py",)
+
+
+@pytest.mark.parametrize(("create_system", "external_attr"), [(3, (0o40755 << 16)), (0, 0x10)])
+def test_verify_takes_a_folder_entry_by_its_mode_bits_as_go_does(tmp_path: Path, create_system: int,
+                                                                  external_attr: int) -> None:
+    folder = zipfile.ZipInfo("lib")
+    folder.create_system, folder.external_attr = create_system, external_attr
+    built = tmp_path / "b.zip"
+    document = {"file_list": ["lib/a.py"], "custom_middleware": AUTH_ONLY, "checksum": hashlib.md5(b"A").hexdigest()}
+    with zipfile.ZipFile(built, "w") as archive:
+        archive.writestr(folder, b"")
+        archive.writestr("lib/a.py", b"A")
+        archive.writestr("manifest.json", json.dumps(document))
+    assert bundle.verify(built).file_list == ("lib/a.py",)
 
 
 def test_verify_reads_unlisted_entries_too(tmp_path: Path) -> None:

@@ -424,3 +424,24 @@ def test_an_oas_definition_with_odd_levels_is_read_without_a_traceback(tmp_path)
     assert code == 2
     assert "server.authentication.custom is not enabled" in text
     assert "Verdict    CONFIGURATION ERROR" in text
+
+
+def test_only_blanks_are_trimmed_from_the_token_as_the_gateway_trims_them(cfg, signing_key):
+    code, report = run_json("--config-data", cfg, "--token", t.sign(signing_key) + "\u00a0", "--no-discovery")
+    assert code == 1 and report["failed_step"] == "signature"
+
+
+def test_a_token_on_stdin_that_is_not_utf8_gets_a_verdict(cfg):
+    class BinaryStdin(io.StringIO):
+        buffer = io.BytesIO(b"\xff\xfe.\xff.\xff\n")
+
+    args = parser().parse_args(["check", "--config-data", cfg, "--token", "-", "--no-discovery"])
+    code = args.func(args, out=io.StringIO(), stdin=BinaryStdin())
+    assert code == 1
+
+
+def test_the_token_size_limit_variable_is_read_with_serves_rules(monkeypatch, capsys):
+    monkeypatch.setenv("TYK_AUTH0_MAX_TOKEN_BYTES", "512")
+    with pytest.raises(SystemExit):
+        parser().parse_args(["check", "--token", "x"])
+    assert "TYK_AUTH0_MAX_TOKEN_BYTES" in capsys.readouterr().err

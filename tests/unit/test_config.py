@@ -115,6 +115,8 @@ def test_allow_list_must_stay_inside_the_family():
     ({"jwt_source": base64.b64encode(b"http://idp.example.com/jwks.json").decode()}, "jwt_source"),
     ({"jwt_source": "https:///jwks.json"}, "jwt_source"),
     ({"jwt_source": "https://user:secret@idp.example.com/jwks.json"}, "jwt_source"),
+    ({"jwt_source": "https://[bad/jwks"}, "jwt_source"),
+    ({"jwt_source": "https://idp.example.com:port/jwks"}, "jwt_source"),
     ({"jwt_source": base64.b64encode(b"https:///jwks.json").decode()}, "jwt_source"),
     ({"jwt_source": "https://a/j", "jwt_source_env": "X"}, "jwt_source_env"),
 ])

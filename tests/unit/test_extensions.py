@@ -375,9 +375,22 @@ def test_claims_become_headers_and_client_copies_are_always_removed():
                                            client_headers={"X-Team": "spoofed", "X-User-Id": "admin"}))
     request = obj.request
     assert dict(request.set_headers) == {"X-User-Id": "client-abc@clients", "X-Org": "acme"}
-    assert set(request.delete_headers) == {"Authorization", "X-User-Id", "X-Org", "X-Team",
-                                           "X_User_Id", "X_Org", "X_Team"}
+    assert set(request.delete_headers) == {"Authorization", "X-User-Id", "X-Org", "X-Team"}
     assert overrides(obj) == (-1, "")
+
+
+def test_client_headers_spelled_with_underscores_are_removed_too():
+    sent = {"X_User_Id": "admin", "x-user_id": "admin", "X_TEAM": "spoofed", "X-Other_Thing": "kept"}
+    obj = route(ext.builtin_hooks()).dispatch(post_auth_object(t.claims(), client_headers=sent))
+    deleted = set(obj.request.delete_headers)
+    assert {"X_User_Id", "x-user_id", "X_TEAM"} <= deleted
+    assert "X-Other_Thing" not in deleted
+
+
+def test_two_headers_that_fold_to_one_name_are_a_config_error():
+    with pytest.raises(ConfigurationError) as info:
+        ext.parse_header_rules({"claims_to_headers": {"sub": "X-A", "azp": "X_A"}})
+    assert info.value.key == "claims_to_headers" and "named twice" in info.value.problem
 
 
 def test_claims_to_headers_does_nothing_without_configuration():
