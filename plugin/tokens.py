@@ -47,7 +47,7 @@ def _finite_float(text: str) -> float:
 def _float64_int(text: str) -> int:
     value = int(text)
     if len(text) >= _MAX_FLOAT_DIGITS:
-        float(value)  # OverflowError (a ValueError's sibling: caught with it) past float64's range
+        float(value)  # raises OverflowError past float64's range; _json_object refuses the token
     return value
 
 
