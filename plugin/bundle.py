@@ -414,7 +414,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 class _JsonObject(dict[str, Any]):
     """A decoded JSON object that keeps its members in document order, duplicates included,
-    so struct fields can be filled the way Go fills them (last matching key wins)."""
+    so struct fields can be filled the way Go fills them (see _fields)."""
 
     def __init__(self, pairs: list[tuple[str, Any]]) -> None:
         super().__init__(pairs)
@@ -447,21 +447,32 @@ def _kind(value: Any) -> str:
     return "object"
 
 
-def _fields(value: Any, names: Sequence[str], where: str) -> dict[str, Any]:
-    """Members of a JSON object that set struct fields: exact name first, else case-insensitive, like Go."""
+def _go_equal_fold(a: str, b: str) -> bool:
+    """Go's strings.EqualFold: rune by rune simple case folding (not Python's casefold, which maps
+    a ligature such as 'ﬆ' to two letters)."""
+    return len(a) == len(b) and all(x == y or x.lower() == y.lower() or x.upper() == y.upper() for x, y in zip(a, b, strict=True))
+
+
+def _fields(value: Any, names: Sequence[str], where: str, resettable: Sequence[str] = ()) -> dict[str, Any]:
+    """Members of a JSON object that set struct fields, as Go's decoder sets them.
+
+    A key matches its field exactly, else case-insensitively. A key given twice decodes again into
+    the same field: a second object merges into the first, null leaves a struct, string or bool as
+    it was, and resets only the ``resettable`` (slice and map) fields.
+    """
     if value is None:
         return {}
     if not isinstance(value, _JsonObject):
         raise BundleError(f"manifest: {where} must be an object, not {_kind(value)}")
     found: dict[str, Any] = {}
     for key, item in value.pairs:
-        if key in names:
-            found[key] = item
+        field = key if key in names else next((name for name in names if _go_equal_fold(name, key)), None)
+        if field is None or (item is None and field not in resettable):
             continue
-        folded = key.casefold()
-        match = next((name for name in names if name.casefold() == folded), None)
-        if match is not None:
-            found[match] = item
+        previous = found.get(field)
+        if isinstance(previous, _JsonObject) and isinstance(item, _JsonObject):
+            item = _JsonObject(previous.pairs + item.pairs)
+        found[field] = item
     return found
 
 
@@ -511,7 +522,8 @@ def _definition(value: Any, where: str) -> MiddlewareDefinition:
 
 
 def _id_extractor(value: Any, where: str) -> IdExtractor:
-    found = _fields(value, ("disabled", "extract_from", "extract_with", "extractor_config"), where)
+    found = _fields(value, ("disabled", "extract_from", "extract_with", "extractor_config"), where,
+                    resettable=("extractor_config",))
     config = found.get("extractor_config")
     if config is not None and not isinstance(config, _JsonObject):
         raise BundleError(f"manifest: {where}.extractor_config must be an object, not {_kind(config)}")
@@ -525,7 +537,7 @@ def _id_extractor(value: Any, where: str) -> IdExtractor:
 
 def _custom_middleware(value: Any, where: str) -> CustomMiddleware:
     names = ("pre", "post", "post_key_auth", "auth_check", "response", "driver", "id_extractor")
-    found = _fields(value, names, where)
+    found = _fields(value, names, where, resettable=("pre", "post", "post_key_auth", "response"))
     return CustomMiddleware(
         pre=_list(found.get("pre"), f"{where}.pre", _definition),
         post=_list(found.get("post"), f"{where}.post", _definition),
@@ -538,7 +550,8 @@ def _custom_middleware(value: Any, where: str) -> CustomMiddleware:
 
 
 def _manifest(document: _JsonObject) -> Manifest:
-    found = _fields(document, ("file_list", "custom_middleware", "checksum", "signature"), "manifest")
+    found = _fields(document, ("file_list", "custom_middleware", "checksum", "signature"), "manifest",
+                    resettable=("file_list",))
     return Manifest(
         file_list=_list(found.get("file_list"), "file_list", _string),
         custom_middleware=_custom_middleware(found.get("custom_middleware"), "custom_middleware"),

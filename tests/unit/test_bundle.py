@@ -753,3 +753,22 @@ def test_a_lone_surrogate_escape_in_the_manifest_reads_as_the_replacement_charac
                                          '{"driver": "grpc", "auth_check": {"name": "A\\ud800"}}}')
     assert manifest.file_list == ("\ufffd.py",)
     assert manifest.custom_middleware.auth_check.name == "A\ufffd"
+
+
+def test_a_key_given_twice_decodes_into_the_same_field_as_in_go() -> None:
+    merged = bundle.Manifest.from_json('{"custom_middleware": {"driver": "grpc"}, '
+                                       '"custom_middleware": {"auth_check": {"name": "A"}}}')
+    assert (merged.custom_middleware.driver, merged.custom_middleware.auth_check.name) == ("grpc", "A")
+    kept = bundle.Manifest.from_json('{"custom_middleware": {"driver": "grpc", "auth_check": {"name": "A"}, '
+                                     '"Driver": null}}')
+    assert kept.custom_middleware.driver == "grpc"
+    reset = bundle.Manifest.from_json('{"file_list": ["a.py"], "file_list": null, '
+                                      '"custom_middleware": {"driver": "grpc", "auth_check": {"name": "A"}}}')
+    assert reset.file_list is None
+
+
+def test_keys_match_fields_with_go_case_folding_not_pythons() -> None:
+    manifest = bundle.Manifest.from_json('{"custom_middleware": {"driver": "grpc", "auth_check": {"name": "A"}, '
+                                         '"po\ufb06": [{"name": "P"}], "PRE": [{"name": "Q"}]}}')
+    assert manifest.custom_middleware.post is None
+    assert [h.name for h in manifest.custom_middleware.pre or ()] == ["Q"]
