@@ -30,6 +30,11 @@ def bounded(convert: Callable[[str], Any], minimum: float, env: str, above: bool
     return parse
 
 
+def is_port(text: str) -> bool:
+    """A TCP port written in ASCII digits (str.isdigit() also admits "²", which int() refuses)."""
+    return text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535
+
+
 def build_parser() -> argparse.ArgumentParser:
     from plugin import bundle, check, server
     from plugin.devstack import stack

@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from plugin.cli import is_port
 from plugin.coprocess import Object
 from plugin.errors import AuthError
 from plugin.httpthread import ServerThread
@@ -326,7 +327,7 @@ def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
 def parse_listen(value: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT`` as given to ``--metrics-listen``."""
     host, sep, port = value.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit() and len(port) <= 5) or not 0 <= int(port) <= 65535:
+    if not sep or not is_port(port):
         raise ValueError(f"--metrics-listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:9464")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)

@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from plugin import extensions, logs
 from plugin import metrics as metricslib
 from plugin.auth import Authenticator, ConfigStore
-from plugin.cli import bounded
+from plugin.cli import bounded, is_port
 from plugin.config import SETTINGS, parse_config_data
 from plugin.coprocess import Event, EventReply, Object, object_pb2_grpc
 from plugin.errors import ConfigurationError
@@ -80,16 +80,12 @@ def _refuse_a_live_socket(path: str) -> None:
     raise ListenError(f"--listen unix://{path}: another server is listening on this socket")
 
 
-def _is_port(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535
-
-
 def grpc_address(listen: str) -> str:
     """Tyk's coprocess_grpc_server forms (tcp://HOST:PORT, unix:///path) as a grpc bind address."""
     if listen.startswith("tcp://"):
         address = listen[len("tcp://"):]
         host, sep, port = address.rpartition(":")
-        if not sep or not host or not _is_port(port):
+        if not sep or not host or not is_port(port):
             raise ListenError(f"--listen {listen!r}: expected tcp://HOST:PORT")
         return address
     if listen.startswith("unix://"):
@@ -425,7 +421,7 @@ def _run_workers(args: argparse.Namespace) -> int:
         return 2
     dns_host, _, dns_port = args.dns_listen.rpartition(":")
     try:
-        if not dns_host or not _is_port(dns_port):
+        if not dns_host or not is_port(dns_port):
             raise ValueError("expected HOST:PORT")
         responder = DnsResponder(dns_host, int(dns_port), args.dns_name, addresses)
     except (ValueError, OSError) as exc:
