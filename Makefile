@@ -1,8 +1,10 @@
 # Two entry points for a fresh machine: `make run` and `make test`. Everything else is a helper.
-PYTHON ?= python3
+# PYTHON is the first python3 when pip may install there, else .venv/ (Debian's own python3
+# refuses pip installs, PEP 668); see scripts/pick-python.sh. `make PYTHON=...` overrides it.
+PYTHON ?= $(shell bash scripts/pick-python.sh)
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: run test install install-test system-deps gateway serve stubs docs bench chaos
+.PHONY: run test venv install install-test system-deps gateway serve stubs docs bench chaos
 
 run: install  ## the whole walkthrough locally: Redis, Tyk, the plugin, an Auth0 stand-in, an echo upstream
 	$(PYTHON) -m plugin stack
@@ -14,10 +16,17 @@ test: install-test system-deps  ## unit and integration tests, then end-to-end t
 	-bash scripts/build-gateway.sh
 	$(PYTHON) -m pytest tests/unit tests/integration tests/e2e
 
-install:
+venv:  ## .venv/ when PYTHON is .venv/bin/python and it does not exist yet
+	@if [ "$(PYTHON)" = .venv/bin/python ] && [ ! -x .venv/bin/python ]; then \
+	  python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }; \
+	  echo "python3 refuses pip installs here (PEP 668): installing into .venv/"; \
+	  python3 -m venv .venv; \
+	fi
+
+install: venv
 	$(PIP) install --quiet --disable-pip-version-check -e .
 
-install-test:
+install-test: venv
 	$(PIP) install --quiet --disable-pip-version-check -e '.[test,bench]'
 
 system-deps:  ## Debian packages the tests use: Redis and wrk (end to end), h2load (benchmark harness check)
