@@ -364,7 +364,7 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--pin-workers", action="store_const", const=True, default=env("TYK_AUTH0_PIN_WORKERS", ""),
                         help="hold each worker process to one core, round robin over the cores this process may "
                              "use (env TYK_AUTH0_PIN_WORKERS=true); best where the plugin has cores of its own")
-    parser.add_argument("--dns-listen", default=env("TYK_AUTH0_DNS_LISTEN", "127.0.0.1:5353"),
+    parser.add_argument("--dns-listen", default=env("TYK_AUTH0_DNS_LISTEN", "127.0.0.1:5554"),
                         help="with --workers > 1: HOST:PORT of the DNS responder (env TYK_AUTH0_DNS_LISTEN; "
                              "default %(default)s)")
     parser.add_argument("--dns-name", default=env("TYK_AUTH0_DNS_NAME", DEFAULT_DNS_NAME),

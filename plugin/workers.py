@@ -7,7 +7,7 @@ resolves to and spreads calls across them. Here each worker binds its own loopba
 (127.0.0.1, 127.0.0.2, ...) on the same port, and a tiny DNS responder on loopback answers
 the name with those addresses:
 
-    coprocess_grpc_server: "dns://127.0.0.1:5353/tyk-auth0-plugin.internal:5555"
+    coprocess_grpc_server: "dns://127.0.0.1:5554/tyk-auth0-plugin.internal:5555"
 
 In Kubernetes a headless Service gives the same effect with one pod per address.
 
