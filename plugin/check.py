@@ -157,10 +157,13 @@ def _with_data(source: ApiSource, data: Any, enabled: bool) -> ApiSource:
 
 
 def load_api(path: str) -> ApiSource:
-    """A classic API definition (``config_data``) or a Tyk OAS one (``x-tyk-api-gateway``)."""
+    """A classic API definition (``config_data``) or a Tyk OAS one (``x-tyk-api-gateway``); a
+    Dashboard export (``GET /api/apis/{id}``) wraps the classic one in ``api_definition``."""
     document = _read_json(path, "API definition")
     if not isinstance(document, dict):
         raise UsageError(f"API definition {path} is not a JSON object")
+    if isinstance(document.get("api_definition"), dict) and "api_id" not in document:
+        document = document["api_definition"]
     tyk = document.get("x-tyk-api-gateway")
     if isinstance(tyk, dict):
         return _load_oas(path, tyk)
@@ -1121,7 +1124,7 @@ def add_cli(subparsers: Any) -> None:
                     "explain step by step whether a token passes. Exit 0: passes; 1: refused; 2: bad usage or "
                     "configuration.")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--api", metavar="FILE", help="classic or Tyk OAS API definition (JSON)")
+    where.add_argument("--api", metavar="FILE", help="classic or Tyk OAS API definition, or a Dashboard export (JSON)")
     where.add_argument("--config-data", metavar="FILE|JSON", help="the config_data object, inline or in a file")
     parser.add_argument("--token", metavar="TOKEN", help="the access token, or - to read it from stdin (keeps it "
                         "out of your shell history); a 'Bearer ' prefix is fine")

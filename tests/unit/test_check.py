@@ -270,6 +270,19 @@ def test_classic_and_oas_definitions_are_read(example, tmp_path, signing_key, jw
         assert any("native setting jwt_identity_base_field is ignored" in n for n in report["notes"])
 
 
+def test_dashboard_export_is_read_as_the_classic_definition_it_wraps(tmp_path, signing_key, jwks_server):
+    document = json.loads((ROOT / "bundle" / "api-classic.json").read_text())
+    document["config_data"] = {"jwt_source": jwks_server.url, "issuer": t.ISSUER, "audience": t.AUDIENCE,
+                               "jwt_default_policies": ["auth0-policy"]}
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"api_model": {}, "api_definition": document, "hook_references": [],
+                                "is_site": False, "sort_by": 0}))
+    code, report = run_json("--api", str(path), "--token", t.sign(signing_key, t.claims(pol=t.DROP)), "--no-discovery")
+    assert code == 0
+    assert report["api"]["api_id"] == "auth0-plugin"
+    assert report["session"]["policies"] == ["auth0-policy"]
+
+
 def test_oas_with_config_data_disabled_falls_back_to_the_environment(tmp_path, monkeypatch):
     for name in ("AUTH0_DOMAIN", "AUTH0_JWT_SOURCE", "AUTH0_ISSUER", "AUTH0_AUDIENCE"):
         monkeypatch.delenv(name, raising=False)
