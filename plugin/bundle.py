@@ -144,14 +144,20 @@ class Manifest:
     signature: str = ""
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> Manifest:
-        """Parse as Go's ``json.Unmarshal`` would: unknown keys ignored, key names matched case-insensitively."""
+    def from_json(cls, raw: str | bytes, *, first_value: bool = False) -> Manifest:
+        """Parse as Go's ``json.Unmarshal`` would: unknown keys ignored, key names matched case-insensitively.
+
+        ``first_value`` reads as the gateway's ``json.NewDecoder(f).Decode`` does when it
+        loads a bundle: the first JSON value counts and whatever follows it is never read.
+        """
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        decoder = json.JSONDecoder(object_pairs_hook=_JsonObject, parse_int=_go_number,
+                                   parse_float=_go_number, parse_constant=_reject_constant)
         try:
-            document = json.loads(
-                text, object_pairs_hook=_JsonObject, parse_int=_go_number,
-                parse_float=_go_number, parse_constant=_reject_constant,
-            )
+            if first_value:
+                document, _ = decoder.raw_decode(text, len(text) - len(text.lstrip(" \t\n\r")))
+            else:
+                document = decoder.decode(text)
         except (ValueError, RecursionError) as exc:
             raise BundleError(f"manifest is not valid JSON: {exc}") from None
         if not isinstance(document, _JsonObject):
@@ -315,7 +321,7 @@ def verify(bundle_path: Path, public_key_path: Path | None = None) -> Manifest:
             members = _archive_members(archive)
             if MANIFEST_NAME not in members:
                 raise BundleError(f"{MANIFEST_NAME} not found at the root of the bundle")
-            manifest = Manifest.from_json(archive.read(members[MANIFEST_NAME]))
+            manifest = Manifest.from_json(archive.read(members[MANIFEST_NAME]), first_value=True)
 
             if public_key is not None and not manifest.signature:
                 raise BundleError(NOT_SIGNED)

@@ -501,6 +501,21 @@ def test_verify_refuses_a_bundle_without_manifest_at_its_root(tmp_path: Path) ->
         bundle.verify(built)
 
 
+def test_build_refuses_text_after_the_manifest_object_as_the_bundlers_unmarshal_does(tmp_path: Path) -> None:
+    manifest = write_project(tmp_path)
+    manifest.write_text(manifest.read_text() + "\nnot json")
+
+    with pytest.raises(BundleError, match="not valid JSON"):
+        bundle.build(manifest, tmp_path / "out.zip")
+
+
+def test_verify_reads_only_the_first_json_value_of_the_manifest_as_the_gateways_decoder_does(tmp_path: Path) -> None:
+    built = bundle.build(write_project(tmp_path, {"a.py": b"A"}), tmp_path / "out.zip")
+    rewrite_zip(built, lambda name, content: b" \n" + content + b"\n} trailing" if name == "manifest.json" else content)
+
+    assert bundle.verify(built).file_list == ("a.py",)
+
+
 def test_verify_refuses_a_listed_file_missing_from_the_zip(tmp_path: Path) -> None:
     built = bundle.build(write_project(tmp_path, {"a.py": b"A"}), tmp_path / "out.zip")
     rewrite_zip(built, lambda name, content: None if name == "a.py" else content)
