@@ -245,8 +245,8 @@ def _checked_jwks_url(key: str, url: str) -> str:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError as exc:
-        raise ConfigurationError(key, f"is not a valid URL ({exc})") from None
+    except ValueError:  # its text may quote the URL, credentials and all
+        raise ConfigurationError(key, "is not a valid URL") from None
     if not parts.hostname:
         raise ConfigurationError(key, "the JWKS URL has no host")
     if "@" in parts.netloc:

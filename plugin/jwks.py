@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -32,18 +31,11 @@ from cachetools import TTLCache
 
 from plugin.errors import KeysUnavailable, UnknownKey
 from plugin.keys import VerificationKey, key_from_jwk
+from plugin.logs import shown_url
 
 log = logging.getLogger("plugin.jwks")
 
 Fetcher = Callable[[str, float, int], bytes]
-
-
-def shown_url(url: str) -> str:
-    """A JWKS URL fit for logs and metric labels: any user:password@ part is masked."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 class FetchError(Exception):

@@ -7,6 +7,9 @@ import logging
 import os
 import sys
 import time
+import traceback
+import urllib.parse
+from types import TracebackType
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,6 +31,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, separators=(",", ":"))
 
 
+class TextFormatter(logging.Formatter):
+    """The plain format; a logged exception shows its frames and class but never its message,
+    which may quote a header, a URL with credentials or a token."""
+
+    def formatException(self, ei: tuple[type[BaseException], BaseException, TracebackType | None]  # noqa: N802
+                        | tuple[None, None, None]) -> str:
+        return frames(ei[1]) if ei[1] is not None else ""
+
+
+def frames(exc: BaseException) -> str:
+    """A traceback without the exception's message."""
+    listed = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+    return f"Traceback (most recent call last):\n{listed}{type(exc).__name__} (message not logged)"
+
+
+def shown_url(url: str) -> str:
+    """A URL fit for logs and metric labels: a user:password@ part and the query string are masked."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    if parts.query:
+        parts = parts._replace(query="***")
+    return urllib.parse.urlunsplit(parts)
+
+
 def setup(level: str = "INFO", json_format: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     worker = os.environ.get("TYK_AUTH0_WORKER", "")  # set by the --workers supervisor for each child
@@ -35,7 +66,7 @@ def setup(level: str = "INFO", json_format: bool = False) -> None:
         handler.setFormatter(JsonFormatter(worker))
     else:
         tag = f" [{worker}]" if worker else ""
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
+        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

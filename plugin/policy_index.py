@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from plugin.errors import AuthError, NoMatchingPolicy, PolicyNotFound
+from plugin.logs import shown_url
 from plugin.policies import BasePolicy
 
 log = logging.getLogger("plugin.policies")
@@ -39,13 +41,37 @@ def _ids(policies: Iterable[Any]) -> PolicyRights:
     return found
 
 
+class PolicySourceError(ValueError):
+    """A policy source that answered, but not with policies; the message is safe to log."""
+
+
+def problem(exc: Exception) -> str:
+    """What went wrong, for the log: never an exception's own text, which may quote the gateway
+    secret (http.client's "Invalid header value ...") or a URL with credentials."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, OSError):
+        return f"{type(exc.reason).__name__}: {exc.reason.strerror or 'connection failed'}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    if isinstance(exc, PolicySourceError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
+def gateway_source(url: str) -> str:
+    return url.rstrip("/") + "/tyk/policies"
+
+
 def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], PolicyRights]:
     def load() -> PolicyRights:
-        request = urllib.request.Request(url.rstrip("/") + "/tyk/policies", headers={"X-Tyk-Authorization": secret})
+        request = urllib.request.Request(gateway_source(url), headers={"X-Tyk-Authorization": secret})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             document = json.loads(response.read(8 * 1024 * 1024))
         if not isinstance(document, list):
-            raise ValueError("the gateway's policy list is not a JSON array")
+            raise PolicySourceError("the gateway's policy list is not a JSON array")
         return _ids(document)
 
     return load
@@ -72,7 +98,7 @@ class PolicyIndex:
     def __init__(self, loader: Callable[[], PolicyRights], interval: float = 30.0, source: str = "") -> None:
         self._loader = loader
         self.interval = interval
-        self.source = source  # for log lines: the path or URL read
+        self.source = shown_url(source) if "://" in source else source  # for log lines: the path or URL read
         self._ids: PolicyRights | None = None
         self._last_problem = ""  # a failure is logged when it changes, not on every retry
         self._stop = threading.Event()
@@ -82,13 +108,13 @@ class PolicyIndex:
         try:
             ids = self._loader()
             if not ids:
-                raise ValueError("no policies")  # never conclude "every policy is unknown" from nothing
+                raise PolicySourceError("no policies")  # never conclude "every policy is unknown" from nothing
         except Exception as exc:  # noqa: BLE001 - any failure (e.g. http.client's IncompleteRead) is "unavailable"
-            problem = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
-            if problem != self._last_problem:
+            described = problem(exc)
+            if described != self._last_problem:
                 kept = "the last list is kept" if self._ids is not None else "unknown policies are left to the gateway"
-                log.warning("policy list unavailable from %s (%s): %s", self.source or "-", problem, kept)
-                self._last_problem = problem
+                log.warning("policy list unavailable from %s (%s): %s", self.source or "-", described, kept)
+                self._last_problem = described
             return False
         if ids != self._ids or self._last_problem:
             log.info("policy list loaded from %s: %d policies", self.source or "-", len(ids))

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from concurrent import futures
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from plugin.errors import ConfigurationError
 from plugin.hooks import HookRouter
 from plugin.jwks import JwksCache, JwksSettings
 from plugin.manifest import ManifestError, load_hook_names, manifest_path
-from plugin.policy_index import PolicyIndex, from_gateway, from_path
+from plugin.policy_index import PolicyIndex, from_gateway, from_path, gateway_source
 from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier
 from plugin.workers import (
     DEFAULT_DNS_NAME,
@@ -147,7 +148,7 @@ def build_app(settings: ServerSettings) -> App:
         policy_index = PolicyIndex(from_path(Path(settings.policies_path)), source=settings.policies_path)
     elif settings.gateway_url and settings.gateway_secret:
         policy_index = PolicyIndex(from_gateway(settings.gateway_url, settings.gateway_secret),
-                                   source=settings.gateway_url.rstrip("/") + "/tyk/policies")
+                                   source=gateway_source(settings.gateway_url))
     authenticator = Authenticator(verifier, configs, cache_size=settings.token_cache_size, policy_index=policy_index)
     metrics = metricslib.Metrics()
     hook_sets = extensions.load_all(settings.hooks)
@@ -378,6 +379,29 @@ def add_cli(subparsers: Any) -> None:
     parser.set_defaults(func=_run_serve)
 
 
+def checked_gateway_access(url: str, secret: str) -> str:
+    """The gateway secret to send with ``--tyk-gateway-url``, blanks trimmed (a secret mounted from a
+    file often ends in a newline). Errors name the setting and never quote the secret or the URL."""
+    secret = secret.strip()
+    if not url:
+        return secret
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("--tyk-gateway-url (TYK_AUTH0_GATEWAY_URL) is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("--tyk-gateway-url (TYK_AUTH0_GATEWAY_URL) must be an http(s) URL with a host")
+    if "@" in parts.netloc:
+        raise ValueError("--tyk-gateway-url (TYK_AUTH0_GATEWAY_URL) carries credentials (user@host); "
+                         "the gateway takes its secret from TYK_AUTH0_GATEWAY_SECRET")
+    if not secret:
+        raise ValueError("--tyk-gateway-url is set but TYK_AUTH0_GATEWAY_SECRET is not: the policy list cannot be read")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in secret):
+        raise ValueError("TYK_AUTH0_GATEWAY_SECRET holds a control character; an HTTP header cannot carry it")
+    return secret
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     try:
         args.log_json = flag_value(args.log_json, "TYK_AUTH0_LOG_JSON")
@@ -387,9 +411,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     logs.setup(args.log_level, args.log_json)
-    gateway_secret = os.environ.get("TYK_AUTH0_GATEWAY_SECRET", "")
-    if args.tyk_gateway_url and not gateway_secret:
-        log.error("--tyk-gateway-url is set but TYK_AUTH0_GATEWAY_SECRET is not: the policy list cannot be read")
+    try:
+        gateway_secret = checked_gateway_access(args.tyk_gateway_url, os.environ.get("TYK_AUTH0_GATEWAY_SECRET", ""))
+    except ValueError as exc:
+        log.error("%s", exc)
         return 2
     if args.workers > 1:
         return _run_workers(args)

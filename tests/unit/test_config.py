@@ -77,6 +77,13 @@ def test_plain_http_jwks_is_refused_unless_loopback():
     assert parse(jwt_source="http://localhost:9000/jwks.json").key_source.jwks_url
 
 
+def test_a_jwks_url_that_does_not_parse_is_refused_without_quoting_it():
+    with pytest.raises(ConfigurationError) as info:
+        parse(jwt_source="https://jwks-user:JwksPa55@tenant.example.com\uff0fjwks.json")
+    assert info.value.key == "jwt_source"
+    assert info.value.problem == "is not a valid URL"
+
+
 def test_issuer_and_audience_take_a_string_or_a_list():
     config = parse(auth0_domain="a.auth0.com", issuer=["https://a.auth0.com/", "https://login.a.com/"],
                    audience="https://api")

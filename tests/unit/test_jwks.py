@@ -299,7 +299,7 @@ def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key):
 def test_credentials_in_a_jwks_url_never_reach_logs_or_metric_labels(key, caplog):
     import logging
 
-    from plugin.jwks import shown_url
+    from plugin.logs import shown_url
 
     secret_url = "https://user:s3cret@idp.example.com/.well-known/jwks.json"
     cache = make(t.FakeJwks(keys=[key]))

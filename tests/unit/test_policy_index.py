@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import email.message
+import io
 import json
+import logging
+import urllib.error
 
 from plugin.policy_index import PolicyIndex, from_path
 from tests.support import tokens as t
@@ -158,3 +162,34 @@ def test_the_base_policy_is_looked_up_before_the_scope_mapping(plugin, signing_k
     token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:reports"))
     reply = plugin.dispatch(auth_object("Bearer " + token, config=config))
     assert _answer(reply) == (403, "key not authorized: no matching policy")
+
+
+def test_a_failure_is_logged_by_its_kind_never_by_the_exceptions_own_text(caplog):
+    def leaky() -> dict:
+        raise ValueError("Invalid header value b'S3cretGatewayKey\\n'")  # http.client's words for a bad secret
+
+    with caplog.at_level(logging.WARNING, logger="plugin.policies"):
+        assert not PolicyIndex(leaky, source="http://127.0.0.1:8080/tyk/policies").refresh()
+    assert "(ValueError)" in caplog.text and "S3cretGatewayKey" not in caplog.text
+
+
+def test_a_gateway_that_refuses_the_secret_is_logged_with_its_status(caplog):
+    def refused() -> dict:
+        raise urllib.error.HTTPError("http://gw/tyk/policies", 403, "Forbidden", email.message.Message(), io.BytesIO())
+
+    with caplog.at_level(logging.WARNING, logger="plugin.policies"):
+        PolicyIndex(refused, source="http://gw/tyk/policies").refresh()
+    assert "(HTTP 403)" in caplog.text
+
+
+def test_a_policy_file_that_is_not_json_is_logged_with_where_it_breaks(tmp_path, caplog):
+    (tmp_path / "policies.json").write_text("{oops")
+    with caplog.at_level(logging.WARNING, logger="plugin.policies"):
+        PolicyIndex(from_path(tmp_path / "policies.json"), source=str(tmp_path / "policies.json")).refresh()
+    assert "not JSON (Expecting property name enclosed in double quotes at line 1 column 2)" in caplog.text
+
+
+def test_the_source_url_is_logged_without_credentials(caplog):
+    with caplog.at_level(logging.WARNING, logger="plugin.policies"):
+        PolicyIndex(lambda: {}, source="http://admin:GwPassw0rd@127.0.0.1/tyk/policies").refresh()
+    assert "http://***@127.0.0.1/tyk/policies" in caplog.text and "GwPassw0rd" not in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plugin.cli import build_parser
-from plugin.server import StartupError, check_server_defaults, flag_value
+from plugin.server import StartupError, check_server_defaults, checked_gateway_access, flag_value
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +91,21 @@ def test_the_token_size_limit_can_be_raised(monkeypatch):
     assert build_parser().parse_args(["serve"]).max_token_bytes == 64 * 1024
     monkeypatch.setenv("TYK_AUTH0_MAX_TOKEN_BYTES", "131072")
     assert build_parser().parse_args(["serve"]).max_token_bytes == 131072
+
+
+def test_the_gateway_secret_is_sent_without_the_newline_a_mounted_file_leaves():
+    assert checked_gateway_access("http://127.0.0.1:8080", "S3cret\n") == "S3cret"
+
+
+@pytest.mark.parametrize(("url", "secret", "named"), [
+    ("http://admin:GwPassw0rd@127.0.0.1:8080", "S3cret", "carries credentials"),
+    ("http://admin:GwPassw0rd@127.0.0.1:x", "S3cret", "is not a valid URL"),
+    ("ftp://127.0.0.1", "S3cret", "must be an http(s) URL"),
+    ("http://127.0.0.1:8080", "", "TYK_AUTH0_GATEWAY_SECRET is not"),
+    ("http://127.0.0.1:8080", "S3c\x00ret", "control character"),
+])
+def test_a_bad_gateway_setting_is_refused_by_name_without_quoting_it(url, secret, named):
+    with pytest.raises(ValueError) as info:
+        checked_gateway_access(url, secret)
+    assert named in str(info.value)
+    assert "GwPassw0rd" not in str(info.value) and "S3c" not in str(info.value)
