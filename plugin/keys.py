@@ -35,6 +35,11 @@ _EC_CURVE_BITS = {"ES256": 256, "ES384": 384, "ES512": 521}
 
 # Go 1.24+ crypto/rsa (and so the gateway) refuses RSA keys under 1024 bits: they can be factored.
 MIN_RSA_BITS = 1024
+# Go's crypto/rsa also refuses a public exponent above 2**31-1; a huge one makes every verify slow.
+MAX_RSA_EXPONENT = 2**31 - 1
+# Members only a private JWK has. A key set that publishes one is never trusted with it (the gateway's
+# verifier cannot use a private key either), and building it would cost seconds of prime recovery.
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
 
 
 class KeyTypeMismatch(Exception):
@@ -48,21 +53,23 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
     encryption key or a symmetric key in a public JWKS is never a verification key.
     """
     use = jwk.get("use")
-    if use not in (None, "sig"):
+    if use not in (None, "sig") or any(member in jwk for member in _PRIVATE_MEMBERS):
         return None
     kty = jwk.get("kty")
     try:
         if kty == "RSA":
             rsa_key = RSAAlgorithm.from_jwk(dict(jwk))
-            if isinstance(rsa_key, rsa.RSAPublicKey) and rsa_key.key_size >= MIN_RSA_BITS:
-                return rsa_key
-            return None
+            return rsa_key if isinstance(rsa_key, rsa.RSAPublicKey) and _usable_rsa(rsa_key) else None
         if kty == "EC":
             ec_key = ECAlgorithm.from_jwk(dict(jwk))
             return ec_key if isinstance(ec_key, ec.EllipticCurvePublicKey) else None
     except Exception:  # noqa: BLE001 - a malformed entry is skipped, never fatal to the set
         return None
     return None
+
+
+def _usable_rsa(key: rsa.RSAPublicKey) -> bool:
+    return key.key_size >= MIN_RSA_BITS and key.public_numbers().e <= MAX_RSA_EXPONENT
 
 
 def load_static_public_key(data: bytes) -> VerificationKey:
@@ -80,6 +87,8 @@ def load_static_public_key(data: bytes) -> VerificationKey:
             continue
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
             raise ValueError(f"a {key.key_size}-bit RSA key is refused (the minimum is {MIN_RSA_BITS})")
+        if isinstance(key, rsa.RSAPublicKey) and not _usable_rsa(key):
+            raise ValueError(f"an RSA public exponent above {MAX_RSA_EXPONENT} is refused")
         if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
             return key
         raise ValueError("only RSA and EC public keys are supported")

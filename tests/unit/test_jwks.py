@@ -234,6 +234,23 @@ def test_an_rsa_key_under_1024_bits_is_never_used(key):
     assert set(parse_jwks(body, max_keys=10)) == {"k1"}
 
 
+def test_an_rsa_key_with_an_exponent_go_refuses_is_never_used(key):
+    n = key.private.public_key().public_numbers().n
+    huge = RSAAlgorithm.to_jwk(rsa.RSAPublicNumbers(2**31 + 1, n).public_key(), as_dict=True)
+    body = json.dumps({"keys": [key.jwk(), dict(huge, kid="huge", use="sig")]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k1"}
+
+
+def test_an_entry_publishing_a_private_key_is_skipped_without_building_it(key, monkeypatch):
+    # Building a private JWK recovers its primes, which a crafted entry can make take minutes.
+    leaked = dict(RSAAlgorithm.to_jwk(t.rsa_key("leaked").private, as_dict=True), kid="leaked")
+    built: list[str] = []
+    original = RSAAlgorithm.from_jwk
+    monkeypatch.setattr(RSAAlgorithm, "from_jwk", staticmethod(lambda jwk: built.append(jwk["kid"]) or original(jwk)))
+    assert set(parse_jwks(json.dumps({"keys": [key.jwk(), leaked]}).encode(), max_keys=10)) == {"k1"}
+    assert built == ["k1"]
+
+
 def test_jwks_with_too_many_keys_is_refused(key):
     body = json.dumps({"keys": [key.jwk()] * 11}).encode()
     with pytest.raises(FetchError):
