@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -48,7 +49,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth0_domain", "AUTH0_DOMAIN", "", "Auth0 tenant domain, e.g. `dev-x.us.auth0.com`. Gives the issuer `https://DOMAIN/` and the JWKS `https://DOMAIN/.well-known/jwks.json`."),
     Setting("jwt_source", "AUTH0_JWT_SOURCE", "", "JWKS URL (plain or base64, as the gateway accepts), or a base64 PEM public key / certificate, or for `hmac` the base64 secret. Overrides the JWKS derived from `auth0_domain`. Plain `http://` is refused unless the host is loopback.", "jwt_source"),
     Setting("jwt_source_env", None, "", "Name of an environment variable holding `jwt_source` (keeps an HMAC secret out of API definitions)."),
-    Setting("jwt_source_file", None, "", "Path of a file holding `jwt_source` (e.g. a mounted secret)."),
+    Setting("jwt_source_file", None, "", "Path of a file holding `jwt_source` (e.g. a mounted secret): a regular file of UTF-8 text, at most 64 KiB."),
     Setting("issuer", "AUTH0_ISSUER", "https://DOMAIN/", "Accepted `iss` values (string or list), compared exactly: Auth0 issuers end with `/`.", "allowedIssuers (OAS)"),
     Setting("audience", "AUTH0_AUDIENCE", "", "Accepted `aud` values (string or list); a token passes when any of its audiences matches. Empty: not checked.", "allowedAudiences (OAS)"),
     Setting("jwt_signing_method", "AUTH0_JWT_SIGNING_METHOD", "rsa", "Algorithm family: `rsa` (RS256/384/512, PS256/384/512), `ecdsa` (ES256/384/512) or `hmac` (HS256/384/512).", "jwt_signing_method"),
@@ -163,6 +164,8 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         raise ConfigurationError("auth0_domain", "give the bare domain, e.g. dev-x.us.auth0.com, not a URL")
     if domain and ("/" in domain or " " in domain):
         raise ConfigurationError("auth0_domain", "must be a bare host name")
+    if domain:
+        _checked_jwks_url("auth0_domain", f"https://{domain}/.well-known/jwks.json")
 
     key_source = _key_source(data, method, domain, environ)
     issuers = _strings(data, "issuer") or ((f"https://{domain}/",) if domain else ())
@@ -233,12 +236,37 @@ def _resolve_source(data: Mapping[str, Any], environ: Mapping[str, str]) -> tupl
             raise ConfigurationError(key, f"environment variable {value} is not set on the plugin server")
         return key, environ[value].strip()
     if key == "jwt_source_file":
-        try:
-            with open(value, encoding="utf-8") as handle:
-                return key, handle.read().strip()
-        except OSError as exc:
-            raise ConfigurationError(key, f"cannot read {value}: {exc.strerror}") from None
+        return key, _read_source_file(key, value)
     return key, value
+
+
+# A PEM key, an HMAC secret or a URL: a file larger than this is none of those.
+MAX_SOURCE_FILE_BYTES = 64 * 1024
+
+
+def _read_source_file(key: str, path: str) -> str:
+    """The file's text, read only if it is a regular file of a key's size: a device, a FIFO or a huge
+    file named by mistake would otherwise block or fill memory on the request path."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the open
+    except OSError as exc:
+        raise ConfigurationError(key, f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigurationError(key, "is not a usable file path") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigurationError(key, f"{path} is not a regular file")
+        try:
+            raw = handle.read(MAX_SOURCE_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigurationError(key, f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > MAX_SOURCE_FILE_BYTES:
+        raise ConfigurationError(key, f"{path} is larger than {MAX_SOURCE_FILE_BYTES // 1024} KiB: not a key, "
+                                      "a secret or a URL")
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigurationError(key, f"{path} is not UTF-8 text") from None
 
 
 def _checked_jwks_url(key: str, url: str) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from plugin.config import SETTINGS, env_config_data, parse_config_data
+from plugin.config import MAX_SOURCE_FILE_BYTES, SETTINGS, env_config_data, parse_config_data
 from plugin.errors import ConfigurationError
 from tests.support import tokens as t
 
@@ -167,6 +168,44 @@ def test_hmac_secret_can_come_from_a_file(tmp_path):
 
 def test_unreadable_secret_file_is_named(tmp_path):
     assert error_key(jwt_signing_method="hmac", jwt_source_file=str(tmp_path / "missing")) == "jwt_source_file"
+
+
+def problem(**data) -> str:
+    with pytest.raises(ConfigurationError) as info:
+        parse(**data)
+    return f"{info.value.key}: {info.value.problem}"
+
+
+@pytest.mark.parametrize(("path", "said"), [
+    ("/dev/zero", "is not a regular file"),
+    ("a\x00b", "is not a usable file path"),
+])
+def test_a_secret_file_that_is_not_a_regular_file_is_refused_before_reading(path, said):
+    assert problem(jwt_signing_method="hmac", jwt_source_file=path).endswith(said)
+
+
+def test_a_fifo_named_as_the_secret_file_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert problem(jwt_signing_method="hmac", jwt_source_file=str(fifo)).endswith("is not a regular file")
+
+
+def test_a_secret_file_larger_than_any_key_is_refused(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(b"A" * (MAX_SOURCE_FILE_BYTES + 1))
+    assert "is larger than 64 KiB" in problem(jwt_signing_method="hmac", jwt_source_file=str(big))
+
+
+def test_a_secret_file_that_is_not_text_is_refused(tmp_path):
+    binary = tmp_path / "secret.der"
+    binary.write_bytes(b"\xff\xfe\x00")
+    assert problem(jwt_signing_method="hmac", jwt_source_file=str(binary)).endswith("is not UTF-8 text")
+
+
+@pytest.mark.parametrize("domain", ["[::1", "tenant:abc", "user@tenant.auth0.com"])
+def test_an_auth0_domain_that_makes_no_url_is_refused_naming_it(domain):
+    assert error_key(auth0_domain=domain) == "auth0_domain"
+    assert error_key(auth0_domain=domain, jwt_source="https://keys.example.com/jwks.json") == "auth0_domain"
 
 
 def test_whole_seconds_may_be_written_as_digit_strings():
