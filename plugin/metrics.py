@@ -259,13 +259,17 @@ class Metrics:
 
     # -- HTTP server ------------------------------------------------------------------------------
 
-    def start(self, host: str = "0.0.0.0", port: int = 9464) -> int:
-        """Serve /metrics, /healthz and /readyz from a daemon thread; returns the bound port."""
+    def start(self, host: str = "0.0.0.0", port: int = 9464, idle_timeout: float = 10.0) -> int:
+        """Serve /metrics, /healthz and /readyz from a daemon thread; returns the bound port.
+
+        A connection that sends nothing for ``idle_timeout`` seconds is dropped, and at most
+        MAX_CONNECTIONS are served at once, so idle or slow clients cannot take the process's
+        threads and file descriptors (which the JWKS fetches and the gRPC server need too).
+        """
         if self._serving is not None:
             raise RuntimeError("metrics server already started")
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
-        httpd = server_class((host, port), _handler(self))
-        httpd.daemon_threads = True
+        server_class = _IPv6Server if ":" in host else _MetricsServer
+        httpd = server_class((host, port), _handler(self, idle_timeout))
         self._serving = ServerThread(httpd, name="metrics-http")
         bound = self._serving.port
         log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", bound)
@@ -277,14 +281,43 @@ class Metrics:
             serving.stop(timeout=2)
 
 
-class _IPv6Server(ThreadingHTTPServer):
+MAX_CONNECTIONS = 32  # scrapers and probes; one more is closed at once rather than queued
+
+
+class _MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64  # socketserver's 5 makes a burst of probes wait on SYN retries
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _IPv6Server(_MetricsServer):
     address_family = socket.AF_INET6
 
 
-def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: Metrics, idle_timeout: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "tyk-auth0-plugin"
         sys_version = ""
+        timeout = idle_timeout  # each socket read; http.server drops the connection when it expires
 
         def do_GET(self) -> None:
             self._answer(head=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -15,7 +17,7 @@ from plugin.auth import Authenticator, ConfigStore
 from plugin.coprocess import HookType
 from plugin.hooks import HookRouter
 from plugin.jwks import JwksCache, JwksSettings
-from plugin.metrics import HOOKS, OUTCOMES, REASONS, Metrics, parse_listen
+from plugin.metrics import HOOKS, MAX_CONNECTIONS, OUTCOMES, REASONS, Metrics, parse_listen
 from plugin.verify import Verifier
 from tests.support import tokens as t
 from tests.support.objects import AUTH_HOOK, auth_object
@@ -187,6 +189,42 @@ def test_openmetrics_is_served_when_asked(served):
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.headers["Content-Type"].startswith("application/openmetrics-text")
         assert response.read().endswith(b"# EOF\n")
+
+
+def idle_client(port: int) -> socket.socket:
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(b"GET /metr")  # a request line that never ends
+    return client
+
+
+def test_an_idle_connection_is_dropped_after_the_idle_timeout():
+    metrics = Metrics()
+    port = metrics.start("127.0.0.1", 0, idle_timeout=0.2)
+    try:
+        with idle_client(port) as client:
+            assert client.recv(100) == b""  # closed by the server, not by the 10 s client timeout
+        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    finally:
+        metrics.stop()
+
+
+def test_connections_beyond_the_limit_are_closed_at_once_and_hold_no_thread():
+    metrics = Metrics()
+    port = metrics.start("127.0.0.1", 0, idle_timeout=30)
+    threads_before = threading.active_count()
+    clients = [idle_client(port) for _ in range(MAX_CONNECTIONS + 8)]
+    try:
+        for client in clients[MAX_CONNECTIONS:]:
+            assert client.recv(100) == b""
+        for client in clients[:MAX_CONNECTIONS]:
+            client.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                client.recv(100)
+        assert threading.active_count() <= threads_before + MAX_CONNECTIONS
+    finally:
+        for client in clients:
+            client.close()
+        metrics.stop()
 
 
 def test_stop_releases_the_port_and_start_twice_is_refused():
