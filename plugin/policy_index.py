@@ -80,9 +80,25 @@ def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], Po
 def from_path(path: Path) -> Callable[[], PolicyRights]:
     """A policy_path directory (one policy per file) or a policy_record_name file (a map id -> policy)."""
 
+    skipped: dict[Path, str] = {}  # files logged as skipped, so each is logged once per problem
+
+    def read_dir() -> list[Any]:
+        policies = []
+        for file in sorted(path.glob("*.json")):
+            try:
+                policies.append(json.loads(file.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:  # the gateway's LoadPoliciesFromDir skips it too
+                described = problem(exc)
+                if skipped.get(file) != described:
+                    log.warning("policy file skipped: %s (%s)", file, described)
+                skipped[file] = described
+            else:
+                skipped.pop(file, None)
+        return policies
+
     def load() -> PolicyRights:
         if path.is_dir():
-            return _ids(json.loads(p.read_text()) for p in sorted(path.glob("*.json")))
+            return _ids(read_dir())
         document = json.loads(path.read_text())
         if isinstance(document, dict):
             return _ids({**policy, "id": policy.get("id") or key} for key, policy in document.items()

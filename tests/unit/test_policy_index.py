@@ -193,3 +193,16 @@ def test_the_source_url_is_logged_without_credentials(caplog):
     with caplog.at_level(logging.WARNING, logger="plugin.policies"):
         PolicyIndex(lambda: {}, source="http://admin:GwPassw0rd@127.0.0.1/tyk/policies").refresh()
     assert "http://***@127.0.0.1/tyk/policies" in caplog.text and "GwPassw0rd" not in caplog.text
+
+
+def test_a_malformed_policy_file_is_skipped_and_named_while_the_others_load(tmp_path, caplog):
+    write_policies(tmp_path / "p", "gold")
+    (tmp_path / "p" / "silver.json").write_text('{"id": "silver",')
+    index = PolicyIndex(from_path(tmp_path / "p"))
+    with caplog.at_level(logging.WARNING, logger="plugin.policies"):
+        assert index.refresh() and index.refresh()
+    assert index.known("default", "gold") is True
+    assert index.known("default", "silver") is False
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert skipped == [f"policy file skipped: {tmp_path / 'p' / 'silver.json'} (not JSON (Expecting property name "
+                       "enclosed in double quotes at line 1 column 17))"]
