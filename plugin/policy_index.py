@@ -99,7 +99,7 @@ def from_path(path: Path) -> Callable[[], PolicyRights]:
     def load() -> PolicyRights:
         if path.is_dir():
             return _ids(read_dir())
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(document, dict):
             return _ids({**policy, "id": policy.get("id") or key} for key, policy in document.items()
                         if isinstance(policy, dict))
