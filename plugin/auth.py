@@ -57,6 +57,7 @@ class ConfigStore:
         self._lock = threading.Lock()
         self._parsed: dict[str | None, _Parsed] = {}
         self._serial = 0
+        self._epoch = 0  # clears so far
 
     def get(self, spec: Mapping[str, str]) -> tuple[int, ApiConfig]:
         """The parsed config of an API spec and a serial number that never names another config.
@@ -72,18 +73,21 @@ class ConfigStore:
         return found
 
     def _parse(self, raw: str | None, api_id: str) -> _Parsed:
+        epoch = self._epoch  # a reload during the parse (which may read a file) makes it stale
         try:
             config = parse_config_data(raw, self.defaults)
         except ConfigurationError as exc:
             log.error("bad plugin configuration api=%s key=%s problem=%s", api_id or "-", exc.key, exc.problem)
-            return self._remember(raw, _BadConfig(exc.key, exc.problem))
+            return self._remember(raw, _BadConfig(exc.key, exc.problem), epoch)
         with self._lock:
             self._serial += 1
             serial = self._serial
-        return self._remember(raw, (serial, config))
+        return self._remember(raw, (serial, config), epoch)
 
-    def _remember(self, raw: str | None, found: _Parsed) -> _Parsed:
+    def _remember(self, raw: str | None, found: _Parsed, epoch: int) -> _Parsed:
         with self._lock:
+            if epoch != self._epoch:
+                return found  # parsed before the reload: this request uses it, the next parses afresh
             parsed = self._parsed
             parsed[raw] = found
             while len(parsed) > self.size:
@@ -93,6 +97,7 @@ class ConfigStore:
     def clear(self) -> None:
         with self._lock:
             self._parsed = {}
+            self._epoch += 1
 
 
 _CacheKey = tuple[int, str, bytes]  # (config serial, org id, BLAKE2b-256 of the token)

@@ -308,9 +308,9 @@ class JwksCache:
         with self._lock:
             previous = entry.keyset
             changed = previous is None or set(previous.keys) != set(by_kid)
+            entry.keyset = keyset  # before the generation moves: a reader of the new generation finds the new keys
             if previous is not None and any(by_kid.get(kid) != key for kid, key in previous.keys.items()):
                 self.generation += 1
-            entry.keyset = keyset
             entry.past_max_stale = False
             entry.failures = 0
             entry.next_retry = 0.0

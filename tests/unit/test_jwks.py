@@ -251,6 +251,28 @@ def test_an_entry_publishing_a_private_key_is_skipped_without_building_it(key, m
     assert built == ["k1"]
 
 
+def test_a_replaced_key_is_in_place_before_the_generation_moves(key):
+    # A verification records the generation first and then looks its key up without a lock, so a
+    # reader that sees the new generation must find the new key, or it would cache an old-key token
+    # as current.
+    replaced = t.rsa_key("k1")
+    seen_at_bump: list[object] = []
+
+    class Watched(JwksCache):
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "generation" and "generation" in self.__dict__:
+                seen_at_bump.append(self.current_key(URL, "k1"))
+            super().__setattr__(name, value)
+
+    fake = t.FakeJwks(keys=[key])
+    cache = Watched(JwksSettings(), fetcher=fake)
+    cache.get_key(URL, "k1", 600)
+    fake.keys = [replaced]
+    assert cache.prefetch(URL, 600)
+    assert seen_at_bump == [cache.get_key(URL, "k1", 600)]
+    assert seen_at_bump[0] != key.public
+
+
 def test_jwks_with_too_many_keys_is_refused(key):
     body = json.dumps({"keys": [key.jwk()] * 11}).encode()
     with pytest.raises(FetchError):

@@ -1,0 +1,37 @@
+"""Each API's config_data is parsed once, and parsed afresh after a reload."""
+
+from __future__ import annotations
+
+import json
+
+from plugin import auth
+from plugin.auth import ConfigStore
+
+SPEC = {"config_data": json.dumps({"auth0_domain": "tenant.example.auth0.com"})}
+
+
+def test_a_configuration_is_parsed_once():
+    store = ConfigStore(defaults={})
+    assert store.get(SPEC) is store.get(SPEC)
+
+
+def test_a_reload_makes_the_next_request_parse_again():
+    store = ConfigStore(defaults={})
+    before = store.get(SPEC)
+    store.clear()
+    assert store.get(SPEC)[0] != before[0]
+
+
+def test_a_parse_that_a_reload_overtakes_is_not_kept(monkeypatch):
+    store = ConfigStore(defaults={})
+    real_parse = auth.parse_config_data
+
+    def parse_then_reload(raw, defaults):
+        config = real_parse(raw, defaults)  # e.g. read jwt_source_file just before it was rewritten
+        store.clear()  # SIGHUP lands while this request is still parsing
+        return config
+
+    monkeypatch.setattr(auth, "parse_config_data", parse_then_reload)
+    overtaken = store.get(SPEC)
+    monkeypatch.setattr(auth, "parse_config_data", real_parse)
+    assert store.get(SPEC)[0] != overtaken[0]
