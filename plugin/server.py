@@ -250,6 +250,7 @@ class PluginServer:
         self.app.jwks.stop()
         if self.app.authenticator.policy_index is not None:
             self.app.authenticator.policy_index.stop()
+        self.app.metrics.stop()
         log.info("stopped")
         self._done.set()
 

@@ -10,6 +10,7 @@ import threading
 import time
 
 import grpc
+import pytest
 
 from plugin.coprocess import object_pb2_grpc
 from tests.integration.conftest import ROOT, ServerProcess, free_port
@@ -260,3 +261,20 @@ def test_a_bad_server_wide_auth0_variable_stops_the_start_naming_it():
                     env={"AUTH0_DOMAIN": "tenant.example.auth0.com", "AUTH0_JWT_SIGNING_METHOD": "RS256"})
     assert result.returncode == 2
     assert "AUTH0_JWT_SIGNING_METHOD" in result.stderr
+
+
+def test_stopping_a_server_frees_its_metrics_port():
+    import socket
+
+    from plugin.server import PluginServer, ServerSettings
+
+    metrics_port = free_port()
+    settings = ServerSettings(listen=f"tcp://127.0.0.1:{free_port()}", manifest=str(ROOT / "manifest.json"),
+                              metrics_listen=f"127.0.0.1:{metrics_port}")
+    for _ in range(2):  # the second start binds the same metrics port again
+        server = PluginServer(settings)
+        server.start()
+        socket.create_connection(("127.0.0.1", metrics_port), timeout=5).close()
+        server.stop(0)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", metrics_port), timeout=5)
