@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping
 from concurrent import futures
@@ -182,13 +183,17 @@ def reload(app: App, settings: ServerSettings) -> None:
              app.router.auth_hook)
 
 
+_CALL_THREADS = "dispatch"  # the name prefix of the gRPC call threads
+
+
 class PluginServer:
     def __init__(self, settings: ServerSettings, app: App | None = None) -> None:
         self.settings = settings
         self.app = app or build_app(settings)
         self.health = health.HealthServicer()
+        self._executor = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix=_CALL_THREADS)
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="dispatch"),
+            self._executor,
             maximum_concurrent_rpcs=settings.max_concurrent,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -246,6 +251,7 @@ class PluginServer:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(self.settings.grace if grace is None else grace).wait()
+        self._executor.shutdown(wait=False, cancel_futures=True)  # idle call threads end; a stuck one is abandoned
         self.app.router.refusals.flush(force=True)
         self.app.jwks.stop()
         if self.app.authenticator.policy_index is not None:
@@ -253,6 +259,14 @@ class PluginServer:
         self.app.metrics.stop()
         log.info("stopped")
         self._done.set()
+
+    def calls_running(self, timeout: float) -> int:
+        """After stop(): call threads still inside a handler once ``timeout`` more seconds have passed."""
+        deadline = time.monotonic() + timeout
+        threads = [t for t in threading.enumerate() if t.name.startswith(_CALL_THREADS + "_")]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(thread.is_alive() for thread in threads)
 
     def wait(self) -> None:
         """Block until stop() has finished; refresh health meanwhile."""
@@ -292,6 +306,13 @@ def serve(settings: ServerSettings) -> int:
         server.stop(0)
         return 2
     server.wait()
+    stuck = server.calls_running(timeout=1.0)
+    if stuck:
+        # The interpreter would wait for them at exit, for as long as a hook or a fetch hangs.
+        log.warning("%d call(s) still running after the %g s grace period: exiting without them", stuck,
+                    settings.grace)
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -331,6 +352,9 @@ def add_cli(subparsers: Any) -> None:
                         help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repo's manifest.json)")
     parser.add_argument("--threads", type=bounded(int, 1, "TYK_AUTH0_THREADS"), default=env("TYK_AUTH0_THREADS", "4"),
                         help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
+    parser.add_argument("--grace", type=bounded(float, 0, "TYK_AUTH0_GRACE"), default=env("TYK_AUTH0_GRACE", "10"),
+                        help="on SIGTERM/SIGINT, seconds in-flight calls may take to finish; the process then exits "
+                             "even if a call is still running (env TYK_AUTH0_GRACE; default %(default)s)")
     parser.add_argument("--max-concurrent", type=bounded(int, 1, "TYK_AUTH0_MAX_CONCURRENT"),
                         default=env("TYK_AUTH0_MAX_CONCURRENT", "256"),
                         help="calls admitted at once; beyond it the gateway gets an immediate refusal, not a queue "
@@ -424,7 +448,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         log.info("pinned to cpu %d", cpu)
     jwks = JwksSettings(fetch_timeout=args.jwks_timeout, min_refetch_interval=args.jwks_min_refetch_interval,
                         max_stale=args.jwks_max_stale)
-    return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks,
+    return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks, grace=args.grace,
                                 max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size,
                                 max_token_bytes=args.max_token_bytes, gateway_url=args.tyk_gateway_url, gateway_secret=gateway_secret,
                                 policies_path=args.tyk_policies, metrics_listen=args.metrics_listen,
@@ -454,7 +478,7 @@ def _run_workers(args: argparse.Namespace) -> int:
         log.error("--dns-listen %s: %s", args.dns_listen, getattr(exc, "strerror", None) or exc)
         return 2
     responder.start()
-    argv = ["--threads", str(args.threads), "--max-concurrent", str(args.max_concurrent),
+    argv = ["--threads", str(args.threads), "--max-concurrent", str(args.max_concurrent), "--grace", str(args.grace),
             "--token-cache-size", str(args.token_cache_size), "--max-token-bytes", str(args.max_token_bytes),
             "--jwks-min-refetch-interval", str(args.jwks_min_refetch_interval),
             "--jwks-max-stale", str(args.jwks_max_stale), "--jwks-timeout", str(args.jwks_timeout),

@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from plugin.coprocess import object_pb2_grpc
+from plugin.coprocess import HookType, object_pb2_grpc
 from tests.integration.conftest import ROOT, ServerProcess, free_port
 from tests.support import tokens as t
 from tests.support.objects import auth_object
@@ -278,3 +278,24 @@ def test_stopping_a_server_frees_its_metrics_port():
         server.stop(0)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", metrics_port), timeout=5)
+
+
+def test_a_call_stuck_past_the_grace_period_does_not_keep_the_process_alive(tmp_path):
+    entered = tmp_path / "entered"
+    hooks = tmp_path / "stuck_hooks.py"
+    hooks.write_text("import pathlib, time\nfrom plugin.extensions import Hooks\nhooks = Hooks()\n\n"
+                     "@hooks.pre('Stuck')\ndef stuck(request, session, metadata, spec):\n"
+                     f"    pathlib.Path({str(entered)!r}).touch()\n    time.sleep(120)\n")
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}",
+                         env={"TYK_AUTH0_HOOKS": str(hooks), "TYK_AUTH0_GRACE": "0.5"})
+    stub = object_pb2_grpc.DispatcherStub(proc.channel)
+    pending = stub.Dispatch.future(auth_object("Bearer x", hook_name="Stuck", hook_type=HookType.Pre))
+    deadline = time.monotonic() + 15
+    while not entered.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert entered.exists()
+    code, stderr = proc.stop()  # SIGTERM; stop() gives up after 20 s, long before the hook's 120 s
+    assert code == 0
+    assert "1 call(s) still running after the 0.5 s grace period: exiting without them" in stderr
+    with pytest.raises(grpc.RpcError):
+        pending.result(timeout=5)
