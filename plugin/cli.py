@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,15 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    prefer_classic_listener(os.environ)  # before build_parser() first imports grpc; workers inherit it
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # A reload (SIGHUP) that came before serve sets its handler would kill the process: it is held
+    # until then (serve releases it); every other command gets the usual hang-up at once.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
+        prefer_classic_listener(os.environ)  # before build_parser() first imports grpc; workers inherit it
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command != "serve":
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 1
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 if __name__ == "__main__":

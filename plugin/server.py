@@ -299,6 +299,7 @@ def serve(settings: ServerSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # held since start-up (cli.main)
     try:
         server.start()
     except OSError as exc:
@@ -503,6 +504,7 @@ def _run_workers(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, lambda _s, _f: supervisor.reload())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # held since start-up (cli.main)
     try:
         return supervisor.run()
     finally:

@@ -39,6 +39,7 @@ WORKER_CPU_ENV = "TYK_AUTH0_WORKER_CPU"  # set by the supervisor for each pinned
 SUPERVISOR_PID_ENV = "TYK_AUTH0_SUPERVISOR_PID"  # a worker stops once its parent is no longer this process
 EXIT_USAGE = 2  # what serve exits with when a setting is wrong
 RESTART_WINDOW = 10.0  # a worker that dies sooner than this after its start restarts with a growing delay
+POLL_INTERVAL = 0.25  # how often the supervisor looks at its workers
 _TYPE_A = 1
 _CLASS_IN = 1
 
@@ -169,7 +170,13 @@ class Supervisor:
         env = dict(os.environ, TYK_AUTH0_WORKER=address, **{SUPERVISOR_PID_ENV: str(os.getpid())})
         if self.cpus:
             env[WORKER_CPU_ENV] = str(self.cpus[index % len(self.cpus)])
-        self.procs[address] = subprocess.Popen(cmd, env=env)
+        # The worker starts with SIGHUP held, so a reload passed on before its handler is set waits
+        # for it instead of killing the worker (serve releases it).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            self.procs[address] = subprocess.Popen(cmd, env=env)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._started[address] = time.monotonic()
 
     def run(self) -> int:
@@ -177,26 +184,33 @@ class Supervisor:
         for address in self.addresses:
             self._spawn(address)
         code = 0
-        while not self._stopping.wait(1.0):
+        restart_at: dict[str, float] = {}  # dead workers and when each starts again: the others stay watched
+        while not self._stopping.wait(POLL_INTERVAL):
+            now = time.monotonic()
             for address, proc in list(self.procs.items()):
-                if proc.poll() is None or self._stopping.is_set():
+                if address in restart_at:
+                    if now >= restart_at[address]:
+                        del restart_at[address]
+                        self._spawn(address)
+                    continue
+                if proc.poll() is None:
                     continue
                 if proc.returncode == EXIT_USAGE:
                     log.error("worker %s refused its settings (exit 2): stopping every worker", address)
                     code = EXIT_USAGE
                     self._stopping.set()
                     break
-                fast = time.monotonic() - self._started[address] < RESTART_WINDOW
+                fast = now - self._started[address] < RESTART_WINDOW
                 self._restarts[address] = self._restarts.get(address, 0) + 1 if fast else 0
                 delay = min(0.5 * 2 ** self._restarts[address], 30.0)
                 log.warning("worker %s exited with %s: restarting in %.1f s", address, proc.returncode, delay)
-                if self._stopping.wait(delay):
-                    break
-                self._spawn(address)
-        for proc in self.procs.values():
+                restart_at[address] = now + delay
+        # A worker waiting for its restart already died and was reported; the stop is judged by the rest.
+        live = [proc for address, proc in self.procs.items() if address not in restart_at]
+        for proc in live:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        codes = [proc.wait() for proc in self.procs.values()]
+        codes = [proc.wait() for proc in live]
         if code:
             return code
         return 0 if all(c in (0, -signal.SIGTERM) for c in codes) else 1

@@ -178,3 +178,76 @@ def test_workers_stop_when_their_supervisor_is_killed():
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive
+
+
+class Supervised:
+    """``serve --workers 2`` with its log in a file, for tests that signal it and its workers."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port, dns_port = free_port(), free_port()
+        self.log = tmp_path / "supervisor.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "plugin", "serve", "--workers", "2", "--listen", f"tcp://127.0.0.1:{self.port}",
+             "--dns-listen", f"127.0.0.1:{dns_port}"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
+
+    def workers(self) -> list[int]:
+        return [pid for pid in _children(self.proc.pid) if _running(pid)]
+
+    def wait_for(self, condition, what: str, timeout: float = 30) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline and not condition():
+            time.sleep(0.02)
+        assert condition(), what
+
+    def logged(self, text: str) -> int:
+        return self.log.read_text().count(text)
+
+    def serving(self) -> bool:
+        for host in ("127.0.0.1", "127.0.0.2"):
+            with grpc.insecure_channel(f"{host}:{self.port}") as channel:
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=10)
+                except grpc.FutureTimeoutError:
+                    return False
+        return True
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def test_a_reload_as_the_workers_start_reloads_them_instead_of_killing_them(tmp_path):
+    supervised = Supervised(tmp_path)
+    try:
+        supervised.wait_for(lambda: len(supervised.workers()) == 2, "two workers started")
+        supervised.proc.send_signal(signal.SIGHUP)  # while the workers are still importing
+        assert supervised.serving()
+        supervised.wait_for(lambda: supervised.logged("reloaded") == 2, "both workers reloaded")
+        assert supervised.logged("exited with") == 0
+    finally:
+        assert supervised.stop() == 0
+
+
+def test_a_worker_waiting_for_its_restart_leaves_the_others_watched(tmp_path):
+    supervised = Supervised(tmp_path)
+    try:
+        supervised.wait_for(lambda: len(supervised.workers()) == 2 and supervised.serving(), "two workers serving")
+        first, second = supervised.workers()
+        os.kill(first, signal.SIGKILL)
+        supervised.wait_for(lambda: supervised.logged("restarting in 1.0 s") == 1, "first worker's death seen")
+        os.kill(second, signal.SIGKILL)
+        supervised.wait_for(lambda: supervised.logged("exited with -9") == 2, "second worker's death seen")
+        assert supervised.workers() == []  # seen while the first still waits out its 1 s, not after it
+        supervised.wait_for(lambda: len(supervised.workers()) == 2, "both restarted")
+    finally:
+        assert supervised.stop() == 0
+
+
+def test_stopping_while_a_worker_waits_for_its_restart_exits_0(tmp_path):
+    supervised = Supervised(tmp_path)
+    supervised.wait_for(lambda: len(supervised.workers()) == 2 and supervised.serving(), "two workers serving")
+    os.kill(supervised.workers()[0], signal.SIGKILL)
+    supervised.wait_for(lambda: supervised.logged("restarting in") == 1, "the death seen")
+    assert supervised.stop() == 0
