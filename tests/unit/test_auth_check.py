@@ -48,9 +48,12 @@ def test_session_expiry_and_cache_deadline_never_pass_the_token_exp(plugin, sign
     assert abs(int(reply.session.last_updated) - time.time()) < 5
 
 
-def test_cache_deadline_is_bounded_by_id_extractor_ttl(plugin, signing_key):
-    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config=config_data(id_extractor_ttl=30)))
-    assert reply.session.id_extractor_deadline <= int(time.time()) + 30
+def test_cache_deadline_is_id_extractor_ttl_from_now_when_exp_is_later(make_plugin, signing_key):
+    now = int(time.time())
+    plugin = make_plugin(clock=lambda: now + 0.5)
+    token = t.sign(signing_key, t.claims(iat=now, exp=now + 3600))
+    reply = plugin.dispatch(auth_object(bearer(token), config=config_data(id_extractor_ttl=30)))
+    assert reply.session.id_extractor_deadline == now + 30
 
 
 def test_a_session_and_token_the_gateway_sent_are_replaced_not_merged(plugin, signing_key):
@@ -107,8 +110,13 @@ def test_token_signed_by_the_next_key_of_a_rotated_jwks_passes(plugin, next_key)
     assert reply_error(reply) == (-1, "")
 
 
-def test_audience_array_passes_when_any_entry_matches(plugin, signing_key):
-    token = t.sign(signing_key, t.claims(aud=["https://tenant.example.auth0.com/userinfo", t.AUDIENCE]))
+@pytest.mark.parametrize("audiences", [
+    [t.AUDIENCE, "https://tenant.example.auth0.com/userinfo"],
+    ["https://other", t.AUDIENCE, "https://tenant.example.auth0.com/userinfo"],
+    ["https://tenant.example.auth0.com/userinfo", t.AUDIENCE],
+])
+def test_audience_array_passes_when_any_entry_matches(plugin, signing_key, audiences):
+    token = t.sign(signing_key, t.claims(aud=audiences))
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
 
 
@@ -116,6 +124,18 @@ def test_audience_array_passes_when_any_entry_matches(plugin, signing_key):
 def test_bearer_prefix_is_optional_and_case_insensitive(plugin, signing_key, prefix):
     reply = plugin.dispatch(auth_object(prefix + t.sign(signing_key)))
     assert reply_error(reply) == (-1, "")
+
+
+def test_a_policy_listed_twice_in_the_claim_is_applied_once(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=["gold", "silver", "gold"]))
+    assert list(plugin.dispatch(auth_object(bearer(token))).session.apply_policies) == ["gold", "silver"]
+
+
+def test_two_scopes_mapped_to_one_policy_apply_it_once_after_the_claimed_one(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol="gold", scope="read:a read:b write:c"))
+    config = config_data(jwt_scope_to_policy_mapping={"read:a": "reader", "read:b": "reader", "write:c": "gold"})
+    reply = plugin.dispatch(auth_object(bearer(token), config=config))
+    assert list(reply.session.apply_policies) == ["gold", "reader"]
 
 
 def test_ps256_passes_under_the_default_rsa_family(plugin, signing_key):
@@ -178,10 +198,12 @@ def test_missing_authorization_header_is_400_authorization_field_missing(plugin)
     assert reply_error(plugin.dispatch(auth_object(None))) == (400, "Authorization field missing")
 
 
-def test_refusal_carries_no_session(plugin):
-    reply = plugin.dispatch(auth_object(None))
+def test_refusal_carries_no_session_even_when_the_gateway_sent_one(plugin):
+    sent = auth_object(None)
+    sent.session.apply_policies.append("leftover-policy")
+    reply = plugin.dispatch(sent)
+    assert reply_error(reply) == (400, "Authorization field missing")
     assert not reply.HasField("session")
-    assert "token" not in reply.metadata
 
 
 def test_alg_none_is_unexpected_signing_method(plugin, signing_key):
@@ -300,6 +322,34 @@ def test_exp_skew_tolerates_a_just_expired_token(plugin, signing_key):
     assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == (-1, "")
 
 
+EXPIRED = (401, "Key not authorized: token has expired")
+BEFORE_ISSUED = (401, "Key not authorized: token used before issued")
+NOT_YET_VALID = (401, "Key not authorized: token is not valid yet")
+PASSES = (-1, "")
+
+
+@pytest.mark.parametrize(("claim", "offset", "skew", "expected"), [
+    # exp passes while now - skew < exp (Go's VerifyExpiresAt): expired at exp itself
+    ("exp", 1, 0, PASSES), ("exp", 0, 0, EXPIRED),
+    ("exp", -29, 30, PASSES), ("exp", -30, 30, EXPIRED),
+    # iat and nbf pass while now + skew >= the claim: valid from that second on
+    ("iat", 0, 0, PASSES), ("iat", 1, 0, BEFORE_ISSUED),
+    ("iat", 30, 30, PASSES), ("iat", 31, 30, BEFORE_ISSUED),
+    ("nbf", 0, 0, PASSES), ("nbf", 1, 0, NOT_YET_VALID),
+    ("nbf", 30, 30, PASSES), ("nbf", 31, 30, NOT_YET_VALID),
+])
+def test_time_claims_are_judged_to_the_second_with_their_own_skew(make_plugin, signing_key, claim, offset, skew,
+                                                                  expected):
+    now = int(time.time())
+    plugin = make_plugin(clock=lambda: now + 0.5)  # within the second: Go compares whole seconds
+    skews = {"exp": "jwt_expires_at_validation_skew", "iat": "jwt_issued_at_validation_skew",
+             "nbf": "jwt_not_before_validation_skew"}
+    times = {"iat": now - 10, "exp": now + 3600, claim: now + offset}
+    token = t.sign(signing_key, t.claims(**times))
+    config = config_data(**{skews[claim]: skew})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == expected
+
+
 @pytest.mark.parametrize("exp", [0.5, -0.5, 1e30, 2**63, 2**63 - 1])
 def test_an_exp_that_rounds_down_to_zero_or_leaves_int64_has_expired(plugin, signing_key, exp):
     token = t.sign(signing_key, t.claims(exp=exp))
@@ -333,11 +383,14 @@ def test_a_null_payload_is_an_empty_claim_set(plugin, signing_key):
         401, "Key not authorized: issuer claim is required but not present in token")
 
 
-@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
-def test_non_numeric_time_claims_fail_like_the_gateway(plugin, signing_key, claim):
+@pytest.mark.parametrize(("claim", "expected"), [
+    ("exp", "Key not authorized: token has expired"),
+    ("iat", "Key not authorized: token used before issued"),
+    ("nbf", "Key not authorized: token is not valid yet"),
+])
+def test_non_numeric_time_claims_fail_like_the_gateway(plugin, signing_key, claim, expected):
     token = t.sign(signing_key, t.claims(**{claim: "soon"}))
-    code, message = reply_error(plugin.dispatch(auth_object(bearer(token))))
-    assert code == 401 and message.startswith("Key not authorized: token ")
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (401, expected)
 
 
 def test_wrong_issuer_is_401_with_the_gateway_text(plugin, signing_key):
@@ -456,9 +509,9 @@ def test_bad_config_of_one_api_does_not_affect_another(plugin, signing_key):
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
 
 
-def test_config_data_that_is_not_json_answers_500(plugin, signing_key):
+def test_config_data_that_is_not_json_answers_500_naming_config_data(plugin, signing_key):
     reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config="{not json"))
-    assert reply_error(reply)[0] == 500
+    assert reply_error(reply) == (500, "Auth plugin misconfigured: config_data")
 
 
 def test_api_without_config_data_uses_the_server_wide_defaults(make_plugin, signing_key):

@@ -74,6 +74,8 @@ def test_missing_secret_environment_variable_is_named():
 
 def test_plain_http_jwks_is_refused_unless_loopback():
     assert error_key(jwt_source="http://idp.example.com/jwks.json") == "jwt_source"
+    assert error_key(jwt_source="http://10.0.0.8/jwks.json") == "jwt_source"  # private is not loopback
+    assert error_key(jwt_source="http://[fd00::1]/jwks.json") == "jwt_source"
     assert parse(jwt_source="http://127.0.0.1:9000/jwks.json").key_source.jwks_url.startswith("http://127.0.0.1")
     assert parse(jwt_source="http://localhost:9000/jwks.json").key_source.jwks_url
 
