@@ -52,9 +52,11 @@ def test_after_a_rotation_the_new_key_passes_and_the_retired_one_is_refused(jwks
         time.sleep(0.3)  # let the refetch cooldown pass
         assert call(proc.channel, auth_object("Bearer " + t.sign(newest), config=config)).request.return_overrides.response_code == -1
         assert call(proc.channel, auth_object("Bearer " + t.sign(keys[1]), config=config)).request.return_overrides.response_code == -1
+        assert jwks_server.fetches == 2  # the load, then one refetch for the new kid; the promoted key needed none
+        # Whether the retired kid costs one more refetch depends on how soon it comes after the cooldown:
+        # only its refusal is asserted.
         retired = t.sign(keys[0], t.claims(sub="after-rotation"))
         assert call(proc.channel, auth_object("Bearer " + retired, config=config)).request.return_overrides.response_code == 403
-        assert jwks_server.fetches == 2
     finally:
         proc.stop()
 
@@ -75,17 +77,15 @@ def test_a_key_never_seen_before_is_found_by_one_refetch_after_the_cooldown(jwks
 
 
 def test_a_flood_of_unknown_kids_costs_the_idp_one_fetch(jwks_server, keys):
-    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", env={"TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL": "1"})
+    # A refetch interval far longer than the flood: the count cannot depend on how fast the calls run.
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", env={"TYK_AUTH0_JWKS_MIN_REFETCH_INTERVAL": "60"})
     try:
         config = config_for(jwks_server)
-        call(proc.channel, auth_object("Bearer " + t.sign(keys[0]), config=config))
-        time.sleep(1.1)  # let the refetch cooldown pass: the flood may cost one fetch, no more
-        before = jwks_server.fetches
-        for i in range(50):
+        for i in range(50):  # the first bogus kid finds the tenant cold and loads its keys
             forged = t.raw_token({"alg": "RS256", "kid": f"bogus-{i}"}, t.claims())
             reply = call(proc.channel, auth_object("Bearer " + forged, config=config))
             assert reply.request.return_overrides.response_code == 403
-        assert jwks_server.fetches - before == 1
+        assert jwks_server.fetches == 1
     finally:
         proc.stop()
 
@@ -95,6 +95,17 @@ def test_health_service_reports_serving(server):
 
     response = health_pb2_grpc.HealthStub(server.channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
     assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def refuses_new_calls(channel):
+    """The server has stopped taking calls: a new one is refused as unavailable."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    except grpc.RpcError as exc:
+        return exc.code() is grpc.StatusCode.UNAVAILABLE
+    return False
 
 
 def test_sigterm_lets_in_flight_calls_finish(jwks_server, keys):
@@ -107,15 +118,21 @@ def test_sigterm_lets_in_flight_calls_finish(jwks_server, keys):
 
     worker = threading.Thread(target=slow_call)
     worker.start()
-    deadline = time.time() + 10
-    while jwks_server.fetches < 1 and time.time() < deadline:
-        time.sleep(0.01)
-    assert jwks_server.fetches == 1  # the call is now waiting on the held fetch
-    proc.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
-    jwks_server.hold.set()
-    worker.join(timeout=15)
-    code, stderr = proc.stop()
+    try:
+        deadline = time.time() + 10
+        while jwks_server.fetches < 1 and time.time() < deadline:
+            time.sleep(0.01)
+        assert jwks_server.fetches == 1  # the call is now waiting on the held fetch
+        proc.proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 10
+        while not refuses_new_calls(proc.channel) and time.time() < deadline:
+            time.sleep(0.01)
+        assert refuses_new_calls(proc.channel)  # the SIGTERM is being handled: the server is stopping
+        assert worker.is_alive() and not results  # with the call still in flight
+    finally:
+        jwks_server.hold.set()
+        worker.join(timeout=15)
+        code, stderr = proc.stop()
     assert results and results[0].request.return_overrides.response_code == -1
     assert code == 0
     assert "finishing in-flight calls" in stderr

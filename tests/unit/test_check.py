@@ -347,6 +347,28 @@ def test_tyk_policies_checks_policy_ids_like_the_servicer(tmp_path, idp, signing
     assert code == 0 and "all known to the gateway" in text
 
 
+def write_policy(directory: Path, granted_api: str) -> Path:
+    (directory / "auth0-policy.json").write_text(json.dumps(
+        {"id": "auth0-policy", "org_id": "default", "access_rights": {granted_api: {"api_id": granted_api}}}))
+    return directory
+
+
+def test_a_token_whose_policies_grant_no_access_to_the_api_is_refused_at_access_rights(tmp_path, signing_key, cfg):
+    policies = write_policy(tmp_path, granted_api="another-api")
+    code, report = run_json("--config-data", cfg, "--token", t.sign(signing_key), "--org-id", "default",
+                            "--api-id", "auth0-plugin", "--tyk-policies", str(policies), "--no-discovery")
+    assert (code, report["verdict"], report["failed_step"]) == (1, "refused", "access rights")
+    assert report["response"] == {"status": 403, "body": {"error": "Access to this API has been disallowed"}}
+
+
+def test_a_token_whose_policies_grant_access_to_the_api_passes_the_access_rights_check(tmp_path, signing_key, cfg):
+    policies = write_policy(tmp_path, granted_api="auth0-plugin")
+    code, report = run_json("--config-data", cfg, "--token", t.sign(signing_key), "--org-id", "default",
+                            "--api-id", "auth0-plugin", "--tyk-policies", str(policies), "--no-discovery")
+    assert (code, report["verdict"], report["failed_step"]) == (0, "pass", None)
+    assert report["session"]["policies"] == ["auth0-policy"]
+
+
 # -- the guides stay in step with the code ----------------------------------------------------------------
 
 def test_troubleshooting_covers_every_refusal_text_and_the_check_command():

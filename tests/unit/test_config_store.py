@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+
+import pytest
 
 from plugin import auth
 from plugin.auth import ConfigStore
+from plugin.errors import ConfigurationError
 
 SPEC = {"config_data": json.dumps({"auth0_domain": "tenant.example.auth0.com"})}
 
@@ -35,3 +39,18 @@ def test_a_parse_that_a_reload_overtakes_is_not_kept(monkeypatch):
     overtaken = store.get(SPEC)
     monkeypatch.setattr(auth, "parse_config_data", real_parse)
     assert store.get(SPEC)[0] != overtaken[0]
+
+
+def test_a_bad_configuration_is_logged_once_and_not_parsed_again(monkeypatch, caplog):
+    bad = {"config_data": json.dumps({"audiance": "https://api.example.com"}), "APIID": "typo-api"}
+    parses: list[object] = []
+    real_parse = auth.parse_config_data
+    monkeypatch.setattr(auth, "parse_config_data", lambda raw, defaults: parses.append(raw) or real_parse(raw, defaults))
+    store = ConfigStore(defaults={})
+    with caplog.at_level(logging.ERROR, logger="plugin.auth"):
+        for _ in range(2):
+            with pytest.raises(ConfigurationError):
+                store.get(bad)
+    assert [(r.name, r.levelno) for r in caplog.records] == [("plugin.auth", logging.ERROR)]
+    assert "api=typo-api key=audiance" in caplog.records[0].getMessage()
+    assert parses == [bad["config_data"]]

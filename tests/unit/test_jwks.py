@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from plugin import jwks as jwks_module
 from plugin.errors import KeysUnavailable, UnknownKey
 from plugin.jwks import FetchError, JwksCache, JwksSettings, parse_jwks
 from tests.support import tokens as t
@@ -34,6 +36,43 @@ def make(fake, clock=None, **settings) -> JwksCache:
     return JwksCache(JwksSettings(**settings), fetcher=fake, clock=clock or time.monotonic)
 
 
+class WaitingFuture(Future):
+    """The cache's shared-fetch future, counting the requests that wait on it."""
+
+    waiting = 0
+    _count_lock = threading.Lock()
+
+    def result(self, timeout: float | None = None) -> object:
+        with WaitingFuture._count_lock:
+            WaitingFuture.waiting += 1
+        return super().result(timeout)
+
+
+@pytest.fixture()
+def waiting_future(monkeypatch) -> type[WaitingFuture]:
+    monkeypatch.setattr(jwks_module, "Future", WaitingFuture)
+    monkeypatch.setattr(WaitingFuture, "waiting", 0)
+    return WaitingFuture
+
+
+def held(fetcher, release: threading.Event, entered: threading.Event):
+    """A fetcher that, once called, blocks until ``release`` is set."""
+
+    def fetch(*args):
+        entered.set()
+        release.wait(timeout=30)
+        return fetcher(*args)
+
+    return fetch
+
+
+def wait_for(condition, deadline: float = 5.0) -> bool:
+    end = time.monotonic() + deadline
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.005)
+    return condition()
+
+
 def test_keys_are_fetched_once_and_then_served_from_cache(key):
     fake = t.FakeJwks(keys=[key])
     cache = make(fake)
@@ -42,16 +81,24 @@ def test_keys_are_fetched_once_and_then_served_from_cache(key):
     assert fake.fetches == 1
 
 
-def test_concurrent_cold_requests_share_one_fetch(key):
+def test_concurrent_cold_requests_share_one_fetch(key, waiting_future):
     fake = t.FakeJwks(keys=[key])
-    slow = lambda *a: (time.sleep(0.2), fake(*a))[1]  # noqa: E731
-    cache = make(slow)
-    threads = [threading.Thread(target=cache.get_key, args=(URL, "k1", 600)) for _ in range(20)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    release, entered = threading.Event(), threading.Event()
+    cache = make(held(fake, release, entered))
+    found: list[object] = []
+    threads = [threading.Thread(target=lambda: found.append(cache.get_key(URL, "k1", 600))) for _ in range(20)]
+    try:
+        for th in threads:
+            th.start()
+        assert entered.wait(timeout=5)
+        # The fetch stays held until the 19 other requests wait on it: the overlap is certain.
+        assert wait_for(lambda: waiting_future.waiting == 19)
+    finally:
+        release.set()
+        for th in threads:
+            th.join(timeout=30)
     assert fake.fetches == 1
+    assert len(found) == 20 and all(k is found[0] for k in found)
 
 
 def test_unknown_kid_triggers_one_refetch_then_a_cooldown(key):
@@ -134,6 +181,22 @@ def test_keys_older_than_max_stale_are_dropped(key):
     cache.get_key(URL, "k1", 60)
     fake.failing = True
     clock.now += 1000
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 60)
+    assert not cache.ready()
+
+
+def test_max_stale_is_counted_from_the_end_of_the_ttl_not_from_the_fetch(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, max_stale=100)
+    fetched_at = clock.now
+    loaded = cache.get_key(URL, "k1", 60)
+    fake.failing = True
+    clock.now = fetched_at + 60 + 100 - 1  # past the TTL by less than max-stale
+    assert cache.get_key(URL, "k1", 60) is loaded
+    assert cache.ready()
+    clock.now = fetched_at + 60 + 100 + 1  # past the TTL by more than max-stale
     with pytest.raises(KeysUnavailable):
         cache.get_key(URL, "k1", 60)
     assert not cache.ready()
@@ -303,20 +366,15 @@ def test_one_api_with_an_unreachable_jwks_does_not_make_the_server_unready(key):
     assert cache.ready()
 
 
-def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key):
+def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key, waiting_future):
     fake = t.FakeJwks(keys=[key])
     cache = make(fake, min_refetch_interval=10)
     cache.get_key(URL, "k1", 600)
     cache._entries[URL].last_attempt = float("-inf")
     rotated = t.rsa_key("k2")
     fake.keys.append(rotated)
-    slow_fetcher = fake
-
-    def slow(*args):
-        time.sleep(0.3)
-        return slow_fetcher(*args)
-
-    cache._fetcher = slow
+    release, entered = threading.Event(), threading.Event()
+    cache._fetcher = held(fake, release, entered)
     results: list[object] = []
 
     def lookup() -> None:
@@ -325,13 +383,21 @@ def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key):
         except UnknownKey as exc:
             results.append(exc)
 
-    threads = [threading.Thread(target=lookup) for _ in range(10)]
-    for th in threads:
-        th.start()
-        time.sleep(0.01)
-    for th in threads:
-        th.join()
-    assert not [r for r in results if isinstance(r, Exception)]
+    first = threading.Thread(target=lookup)  # its unknown kid starts the refetch, held until released
+    later = [threading.Thread(target=lookup) for _ in range(9)]
+    try:
+        first.start()
+        assert entered.wait(timeout=5)
+        for th in later:
+            th.start()
+        # The refetch stays held until the 9 later requests wait on it: each arrived during it.
+        assert wait_for(lambda: waiting_future.waiting == 9)
+    finally:
+        release.set()
+        for th in [first, *later]:
+            th.join(timeout=30)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert len(results) == 10 and all(r is cache.current_key(URL, "k2") for r in results)
     assert fake.fetches == 2
 
 

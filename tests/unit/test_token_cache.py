@@ -99,7 +99,7 @@ def test_the_same_token_is_cached_separately_per_org(plugin, signing_key):
     assert plugin.authenticator.hits == 0
 
 
-def test_cached_tokens_are_refused_once_their_key_set_is_past_max_stale(idp, signing_key):
+def _auth_check_with_max_stale_100(idp):
     from plugin.auth import Authenticator, ConfigStore
     from plugin.hooks import HookRouter
     from plugin.jwks import JwksCache, JwksSettings
@@ -108,7 +108,23 @@ def test_cached_tokens_are_refused_once_their_key_set_is_past_max_stale(idp, sig
 
     now = [1_000_000.0]
     jwks = JwksCache(JwksSettings(max_stale=100), fetcher=idp, clock=lambda: now[0])
-    router = HookRouter(AUTH_HOOK, Authenticator(Verifier(jwks), ConfigStore(defaults={})).authenticate)
+    authenticator = Authenticator(Verifier(jwks), ConfigStore(defaults={}))
+    return now, jwks, authenticator, HookRouter(AUTH_HOOK, authenticator.authenticate)
+
+
+def test_cached_tokens_are_served_while_their_key_set_is_past_its_ttl_by_less_than_max_stale(idp, signing_key):
+    now, jwks, authenticator, router = _auth_check_with_max_stale_100(idp)
+    token = "Bearer " + t.sign(signing_key)
+    assert router.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    idp.failing = True
+    now[0] += 600 + 99  # past the key set's TTL (jwks_cache_ttl 600), not yet by max-stale
+    jwks.refresh_due()
+    assert router.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    assert (authenticator.hits, authenticator.misses) == (1, 1)
+
+
+def test_cached_tokens_are_refused_once_their_key_set_is_past_max_stale(idp, signing_key):
+    now, jwks, _, router = _auth_check_with_max_stale_100(idp)
     token = "Bearer " + t.sign(signing_key)
     assert router.dispatch(auth_object(token)).request.return_overrides.response_code == -1
     idp.failing = True
