@@ -253,13 +253,22 @@ def _read_source_file(key: str, path: str) -> str:
         raise ConfigurationError(key, f"cannot read {path}: {exc.strerror}") from None
     except ValueError:  # a NUL byte in the path
         raise ConfigurationError(key, "is not a usable file path") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a device or a FIFO is never read
             raise ConfigurationError(key, f"{path} is not a regular file")
-        try:
-            raw = handle.read(MAX_SOURCE_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ConfigurationError(key, f"cannot read {path}: {exc.strerror}") from None
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_SOURCE_FILE_BYTES:
+            chunk = os.read(fd, MAX_SOURCE_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        raw = b"".join(chunks)
+    except OSError as exc:
+        raise ConfigurationError(key, f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_SOURCE_FILE_BYTES:
         raise ConfigurationError(key, f"{path} is larger than {MAX_SOURCE_FILE_BYTES // 1024} KiB: not a key, "
                                       "a secret or a URL")

@@ -222,9 +222,16 @@ class JwksCache:
         return all(url in self._entries for url in required)
 
     def ages(self) -> dict[str, float]:
+        """Seconds since each key set was fetched, by masked URL. URLs that differ only in what the
+        mask hides (credentials, the query) share a label, which shows the oldest: the one to alert on."""
         now = self._clock()
+        out: dict[str, float] = {}
         with self._lock:
-            return {shown_url(u): now - e.keyset.fetched_at for u, e in self._entries.items() if e.keyset}
+            for url, entry in self._entries.items():
+                if entry.keyset is not None:
+                    label = shown_url(url)
+                    out[label] = max(out.get(label, 0.0), now - entry.keyset.fetched_at)
+        return out
 
     # -- fetching -------------------------------------------------------------------------------
 

@@ -180,10 +180,24 @@ def problem(**data) -> str:
 
 @pytest.mark.parametrize(("path", "said"), [
     ("/dev/zero", "is not a regular file"),
+    ("/tmp", "is not a regular file"),
     ("a\x00b", "is not a usable file path"),
 ])
 def test_a_secret_file_that_is_not_a_regular_file_is_refused_before_reading(path, said):
     assert problem(jwt_signing_method="hmac", jwt_source_file=path).endswith(said)
+
+
+def test_reading_the_secret_file_leaves_no_file_open(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(base64.b64encode(b"k").decode())
+    open_before = len(os.listdir("/proc/self/fd"))
+    for path in (secret, tmp_path, "/dev/zero", tmp_path / "missing"):
+        for _ in range(5):
+            try:
+                parse(jwt_signing_method="hmac", jwt_source_file=str(path))
+            except ConfigurationError:
+                pass
+    assert len(os.listdir("/proc/self/fd")) == open_before
 
 
 def test_a_fifo_named_as_the_secret_file_is_refused_without_waiting_for_a_writer(tmp_path):

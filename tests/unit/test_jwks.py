@@ -401,6 +401,16 @@ def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key, 
     assert fake.fetches == 2
 
 
+def test_key_sets_whose_urls_differ_only_in_the_query_show_the_oldest_age(key):
+    clock = Clock()
+    cache = make(t.FakeJwks(keys=[key]), clock)
+    cache.get_key("https://idp.example.com/keys?p=policy_a", "k1", 600)
+    clock.now += 500
+    cache.get_key("https://idp.example.com/keys?p=policy_b", "k1", 600)
+    clock.now += 1
+    assert cache.ages() == {"https://idp.example.com/keys?***": 501}
+
+
 def test_credentials_in_a_jwks_url_never_reach_logs_or_metric_labels(key, caplog):
     import logging
 
