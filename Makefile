@@ -16,11 +16,11 @@ test: install-test system-deps  ## unit and integration tests, then end-to-end t
 	-bash scripts/build-gateway.sh
 	$(PYTHON) -m pytest tests/unit tests/integration tests/e2e
 
-venv:  ## .venv/ when PYTHON is .venv/bin/python and it does not exist yet
-	@if [ "$(PYTHON)" = .venv/bin/python ] && [ ! -x .venv/bin/python ]; then \
+venv:  ## .venv/ when PYTHON is .venv/bin/python and it is missing or has no pip (a half-made one is redone)
+	@if [ "$(PYTHON)" = .venv/bin/python ] && ! .venv/bin/python -c 'import pip' 2>/dev/null; then \
 	  python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }; \
 	  echo "python3 refuses pip installs here (PEP 668): installing into .venv/"; \
-	  python3 -m venv .venv; \
+	  python3 -m venv --clear .venv; \
 	fi
 
 install: venv
