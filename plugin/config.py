@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from plugin.errors import ConfigurationError
 from plugin.keys import load_static_public_key
@@ -278,12 +278,21 @@ def _read_source_file(key: str, path: str) -> str:
         raise ConfigurationError(key, f"{path} is not UTF-8 text") from None
 
 
-def _checked_jwks_url(key: str, url: str) -> str:
+def split_url(url: str) -> SplitResult | None:
+    """``url`` split into its parts, or None when it does not parse (a port that is not a number
+    included). The parser's error is dropped: its text may quote the URL, credentials and all."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:  # its text may quote the URL, credentials and all
-        raise ConfigurationError(key, "is not a valid URL") from None
+    except ValueError:
+        return None
+    return parts
+
+
+def _checked_jwks_url(key: str, url: str) -> str:
+    parts = split_url(url)
+    if parts is None:
+        raise ConfigurationError(key, "is not a valid URL")
     if not parts.hostname:
         raise ConfigurationError(key, "the JWKS URL has no host")
     if "@" in parts.netloc:

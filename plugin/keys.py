@@ -87,7 +87,7 @@ def load_static_public_key(data: bytes) -> VerificationKey:
             continue
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
             raise ValueError(f"a {key.key_size}-bit RSA key is refused (the minimum is {MIN_RSA_BITS})")
-        if isinstance(key, rsa.RSAPublicKey) and not _usable_rsa(key):
+        if isinstance(key, rsa.RSAPublicKey) and key.public_numbers().e > MAX_RSA_EXPONENT:
             raise ValueError(f"an RSA public exponent above {MAX_RSA_EXPONENT} is refused")
         if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
             return key

@@ -9,7 +9,6 @@ import signal
 import socket
 import threading
 import time
-import urllib.parse
 from collections.abc import Mapping
 from concurrent import futures
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from plugin import extensions, logs
 from plugin import metrics as metricslib
 from plugin.auth import Authenticator, ConfigStore
 from plugin.cli import bounded, is_port
-from plugin.config import SETTINGS, parse_config_data
+from plugin.config import SETTINGS, parse_config_data, split_url
 from plugin.coprocess import Event, EventReply, Object, object_pb2_grpc
 from plugin.errors import ConfigurationError
 from plugin.hooks import HookRouter
@@ -411,11 +410,9 @@ def checked_gateway_access(url: str, secret: str) -> str:
     secret = secret.strip()
     if not url:
         return secret
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise ValueError("--tyk-gateway-url (TYK_AUTH0_GATEWAY_URL) is not a valid URL") from None
+    parts = split_url(url)
+    if parts is None:
+        raise ValueError("--tyk-gateway-url (TYK_AUTH0_GATEWAY_URL) is not a valid URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("--tyk-gateway-url (TYK_AUTH0_GATEWAY_URL) must be an http(s) URL with a host")
     if "@" in parts.netloc:
