@@ -4,6 +4,7 @@
     python -m bench --quick                        # a few seconds per case: checks the harness, not speed
     python -m bench --suite plugin,crypto,memory   # a subset
     python -m bench --suite gateway-first-seen     # opt-in, not in a full run
+    python -m bench --suite gateway-profile        # opt-in: where each request's CPU goes, with the gateway's pprof
 
 The gateway suite needs a Tyk binary (TYK_GATEWAY_BIN, or one built by `make gateway`) and is
 skipped with the reason otherwise.
@@ -25,8 +26,9 @@ from bench import report
 from bench.procs import REPO_ROOT, cores
 
 SUITES = ("plugin", "workers", "crypto", "memory", "gateway", "gateway-workers")
-# Run only when named: minting every token it sends would push a full run past five minutes.
-OPTIONAL_SUITES = ("gateway-first-seen",)
+# Run only when named: each would push a full run past five minutes (first-seen mints every token it
+# sends; the profile needs a stack of its own, since profiling must not touch the measured runs).
+OPTIONAL_SUITES = ("gateway-first-seen", "gateway-profile")
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks"
 # Quick and partial runs go here unless told otherwise: the committed figures are a full run's.
 SCRATCH_OUTPUT = REPO_ROOT / ".cache" / "bench"
@@ -74,7 +76,7 @@ def progress(line: str) -> None:
 
 def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], bool]:
     from bench.crypto_suite import run_crypto_suite
-    from bench.gateway_suite import run_gateway_suite, run_gateway_workers
+    from bench.gateway_suite import run_gateway_profile, run_gateway_suite, run_gateway_workers
     from bench.memory import run_memory_suite
     from bench.plugin_suite import Options, run_plugin_suite, run_workers_suite
 
@@ -96,6 +98,9 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], bool]:
                                                           warmup=args.warmup, reps=args.reps,
                                                           connections=args.in_flight, progress=progress,
                                                           first_seen=True),
+        "gateway-profile": lambda: run_gateway_profile(workdir / "gateway-profile", args.output_dir,
+                                                       duration=args.duration, warmup=args.warmup,
+                                                       connections=args.in_flight, progress=progress),
     }
     suites: dict[str, Any] = {}
     ok = True

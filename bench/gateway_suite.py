@@ -16,11 +16,16 @@ a one-box deployment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -133,35 +138,56 @@ def wrk(url: str, token: str | FirstSeen, connections: int, duration: float, lat
         raise RuntimeError(f"wrk failed (exit {code}):\n{out[-1500:]}")
     parsed = parse_wrk(out, latency)
     parsed["client_cpu_s"] = client_cpu
+    parsed["wrk_cpu_us_per_req"] = client_cpu / parsed["requests"] * 1e6 if parsed["requests"] else float("nan")
     for name, seconds in used.items():
         parsed[f"{name}_cores"] = seconds / duration
         parsed[f"{name}_cpu_us_per_req"] = seconds / parsed["requests"] * 1e6 if parsed["requests"] else float("nan")
     return parsed
 
 
-def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0, reps: int = 3,
-                      connections: int = 64, progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+class StackDidNotStart(Exception):
+    """The stack for a gateway suite could not start; the suite is skipped with this reason."""
+
+
+class FourApis(NamedTuple):
+    """A running stack with the suite's four APIs behind one upstream, checked with one token."""
+    stack: Any
+    urls: dict[str, str]
+    token: str
+    watch: dict[str, int]
+
+
+def _gateway_prerequisites() -> tuple[Path | None, str]:
     if shutil.which("wrk") is None:
-        return {"available": False, "reason": "wrk is not installed (Debian package wrk)"}
+        return None, "wrk is not installed (Debian package wrk)"
     binary, reason = gateway_binary()
     if binary is None:
-        return {"available": False, "reason": reason}
+        return None, reason
     try:
-        from plugin.devstack import gateway as gw
-        from plugin.devstack.stack import Stack
+        import plugin.devstack.stack  # noqa: F401
     except ImportError as exc:
-        return {"available": False, "reason": f"plugin.devstack.stack is not importable: {exc}"}
+        return None, f"plugin.devstack.stack is not importable: {exc}"
+    return binary, ""
+
+
+@contextlib.contextmanager
+def four_api_stack(binary: Path, workdir: Path, progress: Callable[[str], None],
+                   gateway_config: dict[str, Any] | None = None) -> Iterator[FourApis]:
+    """Redis, the IdP stand-in, the plugin, ``bench.upstream`` and Tyk with keyless, native and two plugin APIs.
+
+    Raises StackDidNotStart when the stack cannot start (the suite is then skipped, with the reason).
+    """
+    from plugin.devstack import gateway as gw
+    from plugin.devstack.stack import Stack
+
     workdir.mkdir(parents=True, exist_ok=True)
-    apis = {"keyless": gw.KEYLESS_API_ID, "native_jwt": gw.NATIVE_API_ID, "plugin_idext": gw.PLUGIN_API_ID,
-            "plugin_noext": NOEXT_API_ID}
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in apis}
     progress("gateway: starting the stack (Redis, IdP stand-in, plugin, upstream, Tyk)")
     try:
         stack = Stack(workdir=workdir / "stack", gateway_bin=binary, extra_apis=[], extra_policies=[],
-                      log_level="error")
+                      log_level="error", gateway_config=gateway_config)
         stack.start()
-    except Exception as exc:  # noqa: BLE001 - a stack that cannot start means "skip, and say why"
-        return {"available": False, "reason": f"the stack did not start: {exc}"}
+    except Exception as exc:
+        raise StackDidNotStart(f"the stack did not start: {exc}") from exc
     upstream: Process | None = None
     try:
         assert stack.gateway is not None
@@ -184,22 +210,17 @@ def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0,
         watch = {"upstream": upstream.pid}
         if stack.plugin is not None and stack.plugin.pid is not None:
             watch["plugin"] = stack.plugin.pid
-        gateways = children_named(binary.name)
-        if len(gateways) == 1:
-            watch["gateway"] = gateways[0]
+        for name, executable in (("gateway", binary.name), ("redis", "redis-server")):
+            found = children_named(executable)
+            if len(found) == 1:
+                watch[name] = found[0]
+        apis = {"keyless": gw.KEYLESS_API_ID, "native_jwt": gw.NATIVE_API_ID, "plugin_idext": gw.PLUGIN_API_ID,
+                "plugin_noext": NOEXT_API_ID}
         for name, api_id in apis.items():
             answer = stack.get(f"/{api_id}/get", headers={"Authorization": f"Bearer {token}"})
             if answer.status != 200:
                 raise RuntimeError(f"gateway/{name}: sanity request answered {answer.status} {answer.text[:200]}")
-        for rep in range(reps):
-            for name, api_id in apis.items():
-                url = f"{stack.url}/{api_id}/get"
-                if warmup > 0 and rep == 0:  # later reps find the stack warm
-                    wrk(url, token, connections, warmup, latency=False)
-                result = wrk(url, token, connections, duration, watch=watch)
-                runs[name].append(result)
-                progress(f"gateway: rep {rep + 1}/{reps} {name:<13} {result['req_per_s']:8,.0f} req/s"
-                         f"  p99 {result['p99_ms']:6.1f} ms" + (f"  {result['non_2xx']} non-2xx" if result["non_2xx"] else ""))
+        yield FourApis(stack, {name: f"{stack.url}/{api_id}/get" for name, api_id in apis.items()}, token, watch)
         failure = stack.failure()
         if failure:
             raise RuntimeError(f"the stack broke during the run: {failure}")
@@ -207,6 +228,28 @@ def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0,
         if upstream is not None:
             upstream.stop()
         stack.stop()
+
+
+def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0, reps: int = 3,
+                      connections: int = 64, progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    binary, reason = _gateway_prerequisites()
+    if binary is None:
+        return {"available": False, "reason": reason}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    try:
+        with four_api_stack(binary, workdir, progress) as setup:
+            runs = {name: [] for name in setup.urls}
+            for rep in range(reps):
+                for name, url in setup.urls.items():
+                    if warmup > 0 and rep == 0:  # later reps find the stack warm
+                        wrk(url, setup.token, connections, warmup, latency=False)
+                    result = wrk(url, setup.token, connections, duration, watch=setup.watch)
+                    runs[name].append(result)
+                    progress(f"gateway: rep {rep + 1}/{reps} {name:<13} {result['req_per_s']:8,.0f} req/s"
+                             f"  p99 {result['p99_ms']:6.1f} ms"
+                             + (f"  {result['non_2xx']} non-2xx" if result["non_2xx"] else ""))
+    except StackDidNotStart as exc:
+        return {"available": False, "reason": str(exc)}
     base = runs["native_jwt"]
     cases: dict[str, Any] = {}
     for name, rs in runs.items():
@@ -386,3 +429,117 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
     if first_seen:
         summary["repeated_requests"] = repeated
     return summary
+
+
+# Gateway functions whose cumulative CPU says where a request's time goes, as pprof names them.
+# A function's time includes what it calls, so rows overlap: an indented row is part of the row
+# above it, and the session lookup runs inside whichever auth middleware the API uses.
+_TYK = "github.com/TykTechnologies/tyk/gateway."
+PROFILE_NODES: tuple[tuple[str, str, str], ...] = (
+    ("jwt_middleware", "JWT middleware (native)", _TYK + "(*JWTMiddleware).ProcessRequest"),
+    ("rsa_verify", "  RSA verify", "crypto/rsa.VerifyPKCS1v15"),
+    ("coprocess_middleware", "coprocess auth middleware", _TYK + "(*CoProcessMiddleware).ProcessRequest"),
+    ("grpc_call", "  gRPC call to the plugin", _TYK + "(*CoProcessor).Dispatch"),
+    ("id_extractor", "  ID extractor", _TYK + "(*ValueExtractor).ExtractAndCheck"),
+    ("session_lookup", "session lookup (local cache, else Redis)", _TYK + "(*BaseMiddleware).CheckSessionAndIdentityForValidKey"),
+    ("session_read_redis", "session read from Redis", _TYK + "(*DefaultSessionManager).SessionDetail"),
+    ("session_write", "session write after the request", _TYK + "(*BaseMiddleware).UpdateRequestSession"),
+    ("keyspace_notify", "  key-space notification (publish)", _TYK + "(*RedisNotifier).Notify"),
+    ("redis_client", "Redis client, every command", "github.com/redis/go-redis/v9.(*Client).Process"),
+    ("proxy", "proxy to the upstream", _TYK + "(*ReverseProxy).ServeHTTP"),
+    ("gc", "Go garbage collector", "runtime.gcBgMarkWorker"),
+)
+_PPROF_LINE = re.compile(r"^\s*([\d.]+)(ns|us|µs|ms|s|m|h)?\s+[\d.]+%\s+[\d.]+%\s+([\d.]+)(ns|us|µs|ms|s|m|h)?\s+[\d.]+%\s+(.+?)\s*$")
+_PPROF_TOTAL = re.compile(r"Total samples = ([\d.]+)(ns|us|µs|ms|s|m|h)")
+_SECONDS = {None: 0.0, "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+PROCESSES = ("gateway", "plugin", "redis", "upstream", "wrk")
+
+
+def parse_pprof_top(text: str) -> tuple[float, dict[str, float]]:
+    """``go tool pprof -top -cum`` text: (total sampled CPU seconds, {function: cumulative seconds})."""
+    total = _PPROF_TOTAL.search(text)
+    if total is None:
+        raise RuntimeError(f"cannot read pprof output:\n{text[-800:]}")
+    cumulative: dict[str, float] = {}
+    for line in text.splitlines():
+        row = _PPROF_LINE.match(line)
+        if row:
+            function = row.group(5).removesuffix(" (inline)").removesuffix(" (partial-inline)")
+            cumulative[function] = float(row.group(3)) * _SECONDS[row.group(4)]
+    return float(total.group(1)) * _SECONDS[total.group(2)], cumulative
+
+
+def gateway_breakdown(text: str, gateway_us_per_req: float) -> dict[str, Any]:
+    """Each PROFILE_NODES function's share of the gateway's sampled CPU, and that share in µs per request."""
+    total, cumulative = parse_pprof_top(text)
+    nodes = {}
+    for key, _label, function in PROFILE_NODES:
+        share = cumulative.get(function, 0.0) / total if total else 0.0
+        nodes[key] = {"share": share, "us_per_req": share * gateway_us_per_req}
+    return {"sampled_cpu_s": total, "nodes": nodes}
+
+
+def run_gateway_profile(workdir: Path, output_dir: Path, duration: float = 3.0, warmup: float = 1.0,
+                        connections: int = 64, progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Where each API's CPU goes: per-process CPU per request, and a Go CPU profile of the gateway under load.
+
+    The gateway runs with ``enable_http_profiler`` (its /debug/pprof endpoints, unauthenticated, so
+    only in this opt-in suite); ``go tool pprof`` reads the profiles, which are kept in
+    ``output_dir/gateway-profile/`` for a closer look (``go tool pprof -http=: $TYK_GATEWAY_BIN FILE``).
+    """
+    binary, reason = _gateway_prerequisites()
+    if binary is None:
+        return {"available": False, "reason": reason}
+    go = shutil.which("go")
+    if go is None:
+        return {"available": False, "reason": "`go` is not on PATH (go tool pprof reads the gateway's profiles)"}
+    seconds = max(1, round(duration))
+    keep = output_dir / "gateway-profile"
+    keep.mkdir(parents=True, exist_ok=True)
+    cases: dict[str, Any] = {}
+    try:
+        with four_api_stack(binary, workdir, progress, gateway_config={"enable_http_profiler": True}) as setup:
+            profile_url = f"{setup.stack.url}/debug/pprof/profile?seconds={seconds}"
+            for name, url in setup.urls.items():
+                if warmup > 0:
+                    wrk(url, setup.token, connections, warmup, latency=False)
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    load = pool.submit(wrk, url, setup.token, connections, seconds + 2, watch=setup.watch)
+                    time.sleep(1.0)  # profile the steady state, not wrk's connection set-up
+                    with urllib.request.urlopen(profile_url, timeout=seconds + 30) as answer:
+                        profile = answer.read()
+                    result = load.result()
+                path = keep / f"{name}.pb.gz"
+                path.write_bytes(profile)
+                top = subprocess.run([go, "tool", "pprof", "-top", "-cum", "-nodecount=2000", str(binary), str(path)],
+                                     capture_output=True, text=True, timeout=120, check=False)
+                if top.returncode != 0:
+                    raise RuntimeError(f"go tool pprof failed on {path.name}: {top.stderr[-800:]}")
+                gateway_us = result.get("gateway_cpu_us_per_req", float("nan"))
+                budget = {who: result[f"{who}_cpu_us_per_req"] for who in PROCESSES if f"{who}_cpu_us_per_req" in result}
+                cases[name] = {
+                    "req_per_s": result["req_per_s"],
+                    "cpu_us_per_req": budget,
+                    "all_cpu_us_per_req": sum(budget.values()),
+                    # at saturation every core is busy, so this is what one request may cost
+                    "available_cpu_us_per_req": (os.cpu_count() or 1) * 1e6 / result["req_per_s"],
+                    **gateway_breakdown(top.stdout, gateway_us),
+                    "profile": str(path),
+                    "run": result,
+                }
+                progress(f"gateway profile: {name:<13} {result['req_per_s']:8,.0f} req/s, gateway {gateway_us:4.0f} µs/req")
+    except StackDidNotStart as exc:
+        return {"available": False, "reason": str(exc)}
+    base = cases["native_jwt"]["req_per_s"]
+    for case in cases.values():
+        case["ratio"] = case["req_per_s"] / base
+    return {
+        "available": True,
+        "cases": cases,
+        "nodes": {key: label for key, label, _function in PROFILE_NODES},
+        "connections": connections,
+        "profile_seconds": seconds,
+        "cores": os.cpu_count(),
+    }

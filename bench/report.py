@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.gateway_suite import PROCESSES
+
 MEMORY_TARGET_MB = 300.0
 
 
@@ -162,6 +164,26 @@ def _text_call_row(name: str, case: dict[str, Any]) -> str:
             f"{_f(case['server_cores'], '.2f'):>12} {_f(case.get('other_cores'), '.2f'):>10}")
 
 
+def _text_profile(profile: dict[str, Any] | None) -> list[str]:
+    if not profile:
+        return []
+    if not profile.get("available"):
+        return [f"Gateway profile: skipped: {profile.get('reason') or profile.get('error')}"]
+    cases = profile["cases"]
+    lines = [f"Gateway profile (wrk -c{profile['connections']}, one run each; CPU µs per request by process, "
+             f"then the gateway's share by function from a {profile['profile_seconds']} s pprof)",
+             f"  {'':<38}" + "".join(f"{name:>14}" for name in cases)]
+    lines.append(f"  {'req/s (× native)':<38}" + "".join(
+        f"{_f(c['req_per_s'], ',.0f') + ' (' + _f(c['ratio'], '.2f') + ')':>14}" for c in cases.values()))
+    for who in PROCESSES:
+        lines.append(f"  {who + ' CPU':<38}" + "".join(f"{_f(c['cpu_us_per_req'].get(who), '.0f'):>14}" for c in cases.values()))
+    lines.append(f"  {'all processes':<38}" + "".join(f"{_f(c['all_cpu_us_per_req'], '.0f'):>14}" for c in cases.values()))
+    lines.append(f"  {'cores ÷ req/s':<38}" + "".join(f"{_f(c['available_cpu_us_per_req'], '.0f'):>14}" for c in cases.values()))
+    for key, label in profile["nodes"].items():
+        lines.append(f"  {label:<38}" + "".join(f"{_f(c['nodes'][key]['us_per_req'], '.0f'):>14}" for c in cases.values()))
+    return lines
+
+
 def table(results: dict[str, Any]) -> str:
     suites = results["suites"]
     lines: list[str] = []
@@ -241,13 +263,15 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"Gateway level: wrk -c{gateway['connections']} through Tyk, same token and upstream; "
                          f"pinning: {gateway['pinning']}; median of {gateway['reps']} reps × {gateway['duration_s']:g} s")
             lines.append(f"  {'API':<13} {'req/s':>8} {'× native':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99×native':>10} "
-                         f"{'gw µs/req':>9} {'plugin µs/req':>13}")
+                         f"{'gw µs/req':>9} {'plugin µs/req':>13} {'Redis µs/req':>12}")
             for name, case in gateway["cases"].items():
                 lines.append(f"  {name:<13} {_f(case['req_per_s'], ',.0f'):>8} {_f(case['ratio'], '.2f'):>8} "
                              f"{_f(case['p50_ms'], '.1f'):>7} {_f(case['p99_ms'], '.1f'):>7} {_f(case['p99_ratio'], '.2f'):>10} "
-                             f"{_f(case.get('gateway_cpu_us_per_req'), '.0f'):>9} {_f(case.get('plugin_cpu_us_per_req'), '.0f'):>13}")
+                             f"{_f(case.get('gateway_cpu_us_per_req'), '.0f'):>9} {_f(case.get('plugin_cpu_us_per_req'), '.0f'):>13} "
+                             f"{_f(case.get('redis_cpu_us_per_req'), '.0f'):>12}")
         else:
             lines.append(f"Gateway level: skipped: {gateway.get('reason') or gateway.get('error')}")
+    lines += _text_profile(suites.get("gateway-profile"))
     lines.append("Targets (ratios from this run)")
     for row in results["targets"]:
         value = row["value"]
@@ -368,6 +392,29 @@ def _md_deployments(deployments: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _md_profile(profile: dict[str, Any]) -> list[str]:
+    """Where each gateway API's CPU goes: by process, then inside the gateway by function (rows nest)."""
+    if not profile.get("available"):
+        return []
+    cases = profile["cases"]
+    out = [(f"**Where the CPU goes, by API** (`--suite gateway-profile`: wrk, {profile['connections']} connections, one run "
+            f"each; CPU µs per request by process from /proc, then the gateway's µs per request by function from a "
+            f"{profile['profile_seconds']} s Go CPU profile taken during the run; a function's time includes what it "
+            "calls, so an indented row is part of the row above it and the session lookup runs inside the auth "
+            "middleware):"), "",
+           _md_row(["", *cases]), _md_row(["---"] + ["---:"] * len(cases)),
+           _md_row(["req/s", *(_f(c["req_per_s"], ",.0f") for c in cases.values())]),
+           _md_row(["× native JWT", *(_f(c["ratio"], ".2f") for c in cases.values())])]
+    for who in PROCESSES:
+        out.append(_md_row([f"{who} CPU µs/req", *(_f(c["cpu_us_per_req"].get(who), ".0f") for c in cases.values())]))
+    out.append(_md_row(["**all processes**", *(f"**{_f(c['all_cpu_us_per_req'], '.0f')}**" for c in cases.values())]))
+    out.append(_md_row(["cores × 10⁶ ÷ req/s", *(_f(c["available_cpu_us_per_req"], ".0f") for c in cases.values())]))
+    for key, label in profile["nodes"].items():
+        shown = ("&nbsp;&nbsp;" + label.strip()) if label.startswith(" ") else f"gateway: {label}"
+        out.append(_md_row([shown, *(_f(c["nodes"][key]["us_per_req"], ".0f") for c in cases.values())]))
+    return [*out, ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The latest run as Markdown, for the generated block of docs/benchmarks.md."""
     suites, m, d = results["suites"], results["machine"], results.get("derived", {})
@@ -436,12 +483,12 @@ def markdown(results: dict[str, Any]) -> str:
                  "token everywhere; nothing pinned: gateway, Redis, plugin, upstream and wrk share the cores; median of "
                  f"{gateway['reps']} reps × {gateway['duration_s']:g} s):"), "",
                 _md_row(["API", "req/s", "× native JWT", "p50 ms", "p99 ms", "p99 × native", "gateway CPU µs/req",
-                         "plugin CPU µs/req"]),
-                _md_row(["---"] + ["---:"] * 7)]
+                         "plugin CPU µs/req", "Redis CPU µs/req"]),
+                _md_row(["---"] + ["---:"] * 8)]
         for name, c in gateway["cases"].items():
             out.append(_md_row([name, _f(c["req_per_s"], ",.0f"), _f(c["ratio"], ".2f"), _f(c["p50_ms"], ".1f"),
                                 _f(c["p99_ms"], ".1f"), _f(c["p99_ratio"], ".2f"), _f(c.get("gateway_cpu_us_per_req"), ".0f"),
-                                _f(c.get("plugin_cpu_us_per_req"), ".0f")]))
+                                _f(c.get("plugin_cpu_us_per_req"), ".0f"), _f(c.get("redis_cpu_us_per_req"), ".0f")]))
         out.append("")
     elif gateway:
         out += [f"**Gateway level**: skipped: {gateway.get('reason') or gateway.get('error')}", ""]
@@ -462,6 +509,7 @@ def markdown(results: dict[str, Any]) -> str:
                  "token and client the stack has not seen, native JWT's included, so every plugin call is a full "
                  "verification):"), "",
                 *_md_deployments(first_seen["deployments"]), ""]
+    out += _md_profile(suites.get("gateway-profile") or {})
     out += ["**Targets** (ratios from this one run):", "", _md_row(["target", "figure", "bound", "status"]),
             _md_row(["---", "---:", "---", "---"])]
     for row in results["targets"]:
