@@ -110,21 +110,26 @@ def _is_number(value: Any) -> bool:
 
 
 _INT64_MIN = -(2**63)
+# time.Unix stores seconds since year 1 in an int64: Unix seconds above this wrap to the far past.
+_UNIX_TO_INTERNAL = 62_135_596_800
+_LAST_UNWRAPPED = 2**63 - 1 - _UNIX_TO_INTERNAL
 
 
 def _seconds(value: Any) -> int | None:
     """A NumericDate as golang-jwt v4 reads it, or None if not a number.
 
     Rounded down to whole seconds (so 0.5 is 0, long expired: only an exact 0 means "not set",
-    which the caller tests on the raw value), and a value outside int64 becomes Go's out-of-range
-    conversion result, MinInt64.
+    which the caller tests on the raw value); a value outside int64 becomes Go's out-of-range
+    conversion result, MinInt64; and one within the last ~62 billion seconds of int64 wraps, as
+    time.Unix's int64 does, to a date before any other (an expired exp, a passing iat or nbf).
     """
     if not _is_number(value):
         return None
     seconds = float(value)  # Go holds every JSON number as a float64: 2**63 - 1 is 2**63 there
     if not _INT64_MIN <= seconds < 2**63:
         return _INT64_MIN
-    return math.floor(seconds)
+    whole = math.floor(seconds)
+    return whole - 2**64 if whole > _LAST_UNWRAPPED else whole
 
 
 def check_times(claims: Mapping[str, Any], now: float, config: ApiConfig) -> None:

@@ -363,6 +363,31 @@ def test_an_iat_or_nbf_beyond_int64_passes_as_it_does_in_go(plugin, signing_key,
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
 
 
+# time.Unix keeps seconds since year 1 in an int64, so these Unix seconds wrap to the far past in Go:
+# the first float64 above 2**63 - 1 - 62135596800, and the last one below 2**63.
+WRAPPING = [9223371974719179776, 9223372036854774784]
+
+
+@pytest.mark.parametrize("exp", WRAPPING)
+def test_an_exp_so_large_that_go_wraps_it_to_the_past_has_expired(plugin, signing_key, exp):
+    token = t.sign(signing_key, t.claims(exp=exp))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (401, "Key not authorized: token has expired")
+
+
+@pytest.mark.parametrize("value", WRAPPING)
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_an_iat_or_nbf_so_large_that_go_wraps_it_to_the_past_passes(plugin, signing_key, claim, value):
+    token = t.sign(signing_key, t.claims(**{claim: value}))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_an_iat_or_nbf_just_below_go_s_wrap_is_still_in_the_future(plugin, signing_key, claim):
+    token = t.sign(signing_key, t.claims(**{claim: 9223371974719178752}))  # the float64 just below the wrap
+    expected = {"iat": BEFORE_ISSUED, "nbf": NOT_YET_VALID}[claim]
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == expected
+
+
 def test_a_fractional_exp_in_the_future_is_accepted_and_rounded_down_in_the_session(plugin, signing_key):
     exp = int(time.time()) + 600.75
     reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key, t.claims(exp=exp)))))
