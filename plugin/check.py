@@ -759,8 +759,13 @@ class _Walk:
         base = policylib.base_policy(claims, config)
         refusal = index.base_refusal(org_id, base) if index else None
         if refusal is not None and base is not None:
-            self.step("policies", refusal, f"base policy {base.id} is not among the gateway's policies",
-                      [_missing_policies([base.id], org_id)])
+            if index is not None and index.known(org_id, base.id):
+                applied = ", ".join(base.applied or (base.id,))
+                self.step("policies", refusal, f"{applied} grant no API: their access rights are empty",
+                          [_GRANT_NOTHING_HINT])
+            else:
+                self.step("policies", refusal, f"base policy {base.id} is not among the gateway's policies",
+                          [_missing_policies([base.id], org_id)])
             return
         try:
             policies = policylib.resolve(claims, config)
@@ -772,9 +777,13 @@ class _Walk:
         missing = _missing_policies(unknown, org_id)
         refusal = index.refusal(org_id, base, policies) if index else None
         if refusal is not None:
-            self.step("policies", refusal,
-                      f"{', '.join(policies)} ({origin}): {', '.join(unknown)} not among the gateway's policies",
-                      [missing])
+            if unknown:
+                self.step("policies", refusal,
+                          f"{', '.join(policies)} ({origin}): {', '.join(unknown)} not among the gateway's policies",
+                          [missing])
+            else:
+                self.step("policies", refusal, f"{', '.join(policies)} ({origin}) grant no API: their access "
+                          "rights are empty", [_GRANT_NOTHING_HINT])
             return
         checked = index is not None and all(index.known(org_id, p) for p in policies)
         if unknown:
@@ -788,6 +797,10 @@ class _Walk:
                   hints)
         if self.failure is None:
             self.step("session", None, f"key {key_id(org_id, identity, config.hash_key_function)}")
+
+
+_GRANT_NOTHING_HINT = ("a policy grants the APIs listed in its access_rights; give it this API "
+                       "(or point the token at a policy that has it)")
 
 
 def _missing_policies(ids: Sequence[str], org_id: str) -> str:

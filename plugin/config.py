@@ -334,12 +334,19 @@ def _strings(data: Mapping[str, Any], key: str, default: tuple[str, ...] = ()) -
 _DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also admits "²", which int() refuses
 
 
+# Far beyond any real use, and low enough that the gateway's int64 arithmetic on it (now + skew,
+# then seconds since year 1) never wraps, which would turn a huge skew into a refusal there.
+_MAX_SECONDS = 2**62
+
+
 def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) -> int:
     value = data.get(key, default)
     if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(key, f"must be a whole number of seconds >= {minimum}")
+    if value > _MAX_SECONDS:
+        raise ConfigurationError(key, f"must be at most {_MAX_SECONDS} seconds")
     return value
 
 

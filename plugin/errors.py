@@ -136,6 +136,21 @@ class PolicyNotFound(AuthError):
         return self.detail
 
 
+class NoValidPolicies(AuthError):
+    """The policies native JWT builds a new session from grant no API at all: creating the key
+    fails in the gateway's policy service, and native answers 500 with its words."""
+
+    status = 500
+    reason = "no_policy"
+
+    def __init__(self) -> None:
+        super().__init__("failed to create key: key has no valid policies to be applied")
+
+    @property
+    def message(self) -> str:
+        return self.detail
+
+
 class UnknownHook(AuthError):
     """An auth call for a hook this server does not serve: fail closed with the coprocess wording."""
 

@@ -31,15 +31,18 @@ class BasePolicy(NamedTuple):
 
     id: str
     lone_default: bool  # the API's one default policy, taken for want of a policy claim
+    # What the new session holds when native first applies policies: the claim's policy (here
+    # every listed one), or every default policy.
+    applied: tuple[str, ...] = ()
 
 
 def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> BasePolicy | None:
     """The policy claim's (the first of a list), else the first default."""
     claimed = policy_claim(claims, config.policy_field)
     if claimed:
-        return BasePolicy(claimed[0], lone_default=False)
+        return BasePolicy(claimed[0], lone_default=False, applied=tuple(claimed))
     defaults = config.default_policies
-    return BasePolicy(defaults[0], lone_default=len(defaults) == 1) if defaults else None
+    return BasePolicy(defaults[0], lone_default=len(defaults) == 1, applied=defaults) if defaults else None
 
 
 def token_scopes(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:

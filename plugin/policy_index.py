@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from plugin.errors import AuthError, NoMatchingPolicy, PolicyNotFound
+from plugin.errors import AuthError, NoMatchingPolicy, NoValidPolicies, PolicyNotFound
 from plugin.logs import shown_url
 from plugin.policies import BasePolicy
 
@@ -144,27 +144,41 @@ class PolicyIndex:
             return None
         return (org_id, policy_id) in ids
 
+    def _grant_nothing(self, org_id: str, policy_ids: Iterable[str]) -> bool:
+        """No known policy among these grants any API: the gateway's policy service then refuses
+        the key ("key has no valid policies to be applied"), skipping unknown ids in a list of
+        several and failing on a lone unknown one, which grants nothing here either."""
+        ids = self._ids or {}
+        return not any(ids.get((org_id, p)) for p in policy_ids)
+
     def base_refusal(self, org_id: str, base: BasePolicy | None) -> AuthError | None:
-        """Native JWT's answer when the gateway lacks the base policy, else None.
+        """Native JWT's answer when the gateway lacks the base policy, or it grants nothing, else None.
 
         Native looks the base policy up first: a missing one is "no matching policy", except the
-        API's only default policy, which fails creating the key (500 "policy not found").
+        API's only default policy, which fails creating the key (500 "policy not found"). A session
+        whose first policies (the base, or every default) grant no API fails creating the key too.
         """
-        if base is None or self.known(org_id, base.id) is not False:
+        if base is None:
             return None
-        return PolicyNotFound(base.id) if base.lone_default else NoMatchingPolicy("key not authorized: no matching policy")
+        known = self.known(org_id, base.id)
+        if known is None:
+            return None
+        if not known:
+            return PolicyNotFound(base.id) if base.lone_default else NoMatchingPolicy("key not authorized: no matching policy")
+        if self._grant_nothing(org_id, base.applied or (base.id,)):
+            return NoValidPolicies()
+        return None
 
     def refusal(self, org_id: str, base: BasePolicy | None, policies: tuple[str, ...]) -> AuthError | None:
-        """Native JWT's answer when the gateway lacks a policy the token needs, else None.
+        """Native JWT's answer when the policies the token gets cannot make a key, else None.
 
-        The base policy must exist. Past it the gateway's ApplyPolicies skips an unknown id in a list
-        of several and fails only on a lone unknown one (a single scope-mapped policy).
+        The base policy must exist and grant something. Past it, the final list (after any scope
+        mapping) must grant some API, or native cannot apply it.
         """
         refused = self.base_refusal(org_id, base)
         if refused is not None:
             return refused
-        lone = policies[0] if len(policies) == 1 else None
-        if lone is not None and (base is None or lone != base.id) and self.known(org_id, lone) is False:
+        if self._ids is not None and self._grant_nothing(org_id, policies):
             return NoMatchingPolicy("key not authorized: could not apply several policies")
         return None
 

@@ -54,6 +54,12 @@ def _float64_int(text: str) -> int:
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_float64_int)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # left only by a lone \u escape: pairs are joined when decoded
+# Go's decoder takes 10,000 levels of nesting; Python's recursive one stops near 1,000, at a depth
+# that depends on how deep the caller already is. A fixed, lower bound gives every caller (the
+# server's threads, `check`) the same answer, and leaves room for walking what was decoded.
+MAX_JSON_DEPTH = 512
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
 
 
 class ParsedToken(NamedTuple):  # a tuple: built on every verification, and cheap to build
@@ -135,8 +141,22 @@ def parse(raw: str, memo: HeaderMemo | None = None) -> ParsedToken:
     )
 
 
+def too_deep(text: str) -> bool:
+    """JSON text nesting arrays and objects deeper than MAX_JSON_DEPTH (brackets in strings do not count)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False  # every real token: two counts, no scan
+    depth = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            return True
+    return False
+
+
 def _json_object(data: bytes, trailing_ok: bool) -> dict[str, Any]:
     text = data.decode("utf-8", errors="replace")
+    if too_deep(text):
+        raise InvalidToken("segment nests JSON too deep")
     try:
         if trailing_ok:
             value, _ = _JSON_DECODER.raw_decode(text.lstrip(" \t\r\n"))
@@ -154,11 +174,29 @@ def _json_object(data: bytes, trailing_ok: bool) -> dict[str, Any]:
 
 
 def _replace_surrogates(value: Any) -> Any:
-    """Go's decoder turns a lone surrogate escape into U+FFFD; Python keeps it, and it cannot be encoded."""
+    """Go's decoder turns a lone surrogate escape into U+FFFD; Python keeps it, and it cannot be encoded.
+
+    Walks the freshly decoded value in place with a stack of its own, not by recursion, so nesting
+    costs no Python frames.
+    """
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_replace_surrogates(item) for item in value]
-    if isinstance(value, dict):
-        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    pending: list[Any] = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = _SURROGATE.sub("\ufffd", item)
+                elif isinstance(item, (list, dict)):
+                    pending.append(item)
+        elif isinstance(node, dict):
+            entries = list(node.items())
+            node.clear()  # rebuilt in order: a key may change too (and two may become one, the later winning)
+            for key, item in entries:
+                if isinstance(item, str):
+                    item = _SURROGATE.sub("\ufffd", item)
+                elif isinstance(item, (list, dict)):
+                    pending.append(item)
+                node[_SURROGATE.sub("\ufffd", key)] = item
     return value

@@ -220,6 +220,7 @@ def default_policies() -> list[dict[str, Any]]:
         policy("limited", auth0_apis, rate=3, per=60, name="3 requests a minute"),
         policy("quota3", auth0_apis, quota_max=3, quota_renewal_rate=3600, name="3 requests an hour (quota)"),
         policy("no-access", (KEYLESS_API_ID,), name="No access to the Auth0 APIs"),
+        policy("no-rights", (), name="Grants no API at all"),
     ]
 
 

@@ -80,12 +80,13 @@ NOW = lambda: int(time.time())  # noqa: E731
 
 
 def nested_claim(stack: Stack, sub: str, levels: int) -> str:
-    """A valid token with a claim of arrays nested ``levels`` deep (Go's decoder takes 10,000 levels,
-    the plugin about 970), signed here: Python's JSON encoder stops near 1,000 levels itself."""
+    """A valid token whose claims nest ``levels`` deep (the claims object, then arrays; Go's decoder
+    takes 10,000 levels, the plugin 512), signed here: the stand-in's JSON encoder cannot nest so deep."""
     assert stack.idp is not None
     key = stack.idp.current_key
     header, payload = decode(stack.token(sub=sub))
-    claims = json.dumps(payload)[:-1] + ', "https://example.com/x": ' + "[" * levels + "]" * levels + "}"
+    arrays = levels - 1
+    claims = json.dumps(payload)[:-1] + ', "https://example.com/x": ' + "[" * arrays + "]" * arrays + "}"
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(claims.encode())}"
     signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return signing_input + "." + b64(signature)
@@ -129,6 +130,7 @@ CASES = [
     Case("empty sub", bearer(lambda s, sub: s.token(sub=""))),
     Case("no sub", bearer(lambda s, sub: s.token(drop=["sub"]))),
     Case("policy without access to this API", bearer(lambda s, sub: s.token(sub=sub, pol="no-access"))),
+    Case("policy that grants no API at all", bearer(lambda s, sub: s.token(sub=sub, pol="no-rights"))),
     # Deliberate differences: the plugin checks what classic native JWT does not.
     Case("wrong issuer (no trailing slash)", bearer(lambda s, sub: s.token(sub=sub, iss=s.issuer.rstrip("/"))),
          plugin_expected=(401, None)),
@@ -142,9 +144,9 @@ CASES = [
          plugin_expected=(403, body("Key not authorized"))),
     Case("huge valid token (70 KB of claims)", bearer(lambda s, sub: s.token(sub=sub, blob="x" * 70_000)),
          plugin_expected=(403, body("Key not authorized"))),
-    Case("claims nested 985 levels deep", bearer(lambda s, sub: nested_claim(s, sub, 985)),
+    Case("claims nested 513 levels deep", bearer(lambda s, sub: nested_claim(s, sub, 513)),
          plugin_expected=(403, body("Key not authorized"))),
-    Case("claims nested 900 levels deep", bearer(lambda s, sub: nested_claim(s, sub, 900))),
+    Case("claims nested 512 levels deep", bearer(lambda s, sub: nested_claim(s, sub, 512))),
     Case("client id claim that is not a string", bearer(lambda s, sub: s.token(sub=sub, cid=5)),
          plugin_expected=(200, None)),  # native JWT's handler panics and drops the connection
     Case("pol names a policy that does not exist", bearer(lambda s, sub: s.token(sub=sub, pol="no-such-policy"))),
@@ -204,11 +206,19 @@ def test_differential_corpus_native_jwt_vs_plugin(plugin_stack: Stack, capsys) -
      (500, body('failed to create key: policy not found: \\"missing-policy\\"'))),
     ("lone-scope", {"jwt_default_policies": [], "jwt_scope_to_policy_mapping": {"read:things": "missing-policy"}},
      {"scope": "read:things"}, (403, body("key not authorized: could not apply several policies"))),
+    ("empty-default", {"jwt_default_policies": ["no-rights"]}, {},
+     (500, body("failed to create key: key has no valid policies to be applied"))),
+    ("empty-default-then-scope", {"jwt_default_policies": ["no-rights"],
+                                  "jwt_scope_to_policy_mapping": {"read:things": "auth0-policy"}},
+     {"scope": "read:things"}, (500, body("failed to create key: key has no valid policies to be applied"))),
+    ("empty-scope", {"jwt_default_policies": ["auth0-policy"], "jwt_scope_to_policy_mapping": {"read:things": "no-rights"}},
+     {"scope": "read:things"}, (403, body("key not authorized: could not apply several policies"))),
 ])
 def test_a_policy_the_gateway_lacks_gets_the_same_answer_from_both(plugin_stack: Stack, name: str, settings: dict,
                                                                    claims: dict, expected: tuple[int, bytes]) -> None:
     """Tokens without a policy claim, on APIs whose only policy (a lone default, or the one the scope
-    mapping picks) the gateway lacks: native's answer, and the plugin's given the policy list."""
+    mapping picks) the gateway lacks or grants no API: native's answer, and the plugin's given the
+    policy list."""
     from plugin.devstack import gateway as gw
 
     upstream, gateway = plugin_stack.upstream, plugin_stack.gateway

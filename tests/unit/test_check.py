@@ -331,7 +331,8 @@ def test_tyk_policies_checks_policy_ids_like_the_servicer(tmp_path, idp, signing
     from plugin.verify import Verifier
     from tests.support.objects import AUTH_HOOK
 
-    (tmp_path / "auth0-policy.json").write_text(json.dumps({"id": "auth0-policy", "org_id": "default"}))
+    (tmp_path / "auth0-policy.json").write_text(json.dumps(
+        {"id": "auth0-policy", "org_id": "default", "access_rights": {"auth0-plugin": {}}}))
     index = PolicyIndex(from_path(tmp_path))
     assert index.refresh()
     router = HookRouter(AUTH_HOOK, Authenticator(Verifier(JwksCache(fetcher=idp)), ConfigStore(defaults={}),
@@ -480,3 +481,15 @@ def test_the_token_size_limit_variable_is_read_with_serves_rules(monkeypatch, ca
     with pytest.raises(SystemExit):
         parser().parse_args(["check", "--token", "x"])
     assert "TYK_AUTH0_MAX_TOKEN_BYTES" in capsys.readouterr().err
+
+
+def test_a_base_policy_that_grants_no_api_is_named_with_native_s_refusal(tmp_path, signing_key, cfg):
+    (tmp_path / "auth0-policy.json").write_text(json.dumps({"id": "auth0-policy", "org_id": "default", "access_rights": {}}))
+    code, report = run_json("--config-data", cfg, "--token", t.sign(signing_key), "--org-id", "default",
+                            "--tyk-policies", str(tmp_path), "--no-discovery")
+    assert (code, report["failed_step"]) == (1, "policies")
+    assert report["response"] == {"status": 500,
+                                  "body": {"error": "failed to create key: key has no valid policies to be applied"}}
+    code, text = run("--config-data", cfg, "--token", t.sign(signing_key), "--org-id", "default",
+                     "--tyk-policies", str(tmp_path), "--no-discovery")
+    assert "auth0-policy grant no API: their access rights are empty" in text

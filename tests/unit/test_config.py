@@ -227,6 +227,18 @@ def test_whole_seconds_may_be_written_as_digit_strings():
     assert parse(auth0_domain="a.auth0.com", jwt_expires_at_validation_skew=" 30 ").exp_skew == 30
 
 
+@pytest.mark.parametrize("key", ["jwt_expires_at_validation_skew", "jwt_issued_at_validation_skew",
+                                 "jwt_not_before_validation_skew"])
+def test_a_skew_so_large_that_the_gateway_s_int64_arithmetic_wraps_is_refused_naming_it(key):
+    assert error_key(auth0_domain="a.auth0.com", **{key: 2**63 - 1}) == key
+    assert error_key(auth0_domain="a.auth0.com", **{key: "18446744073709551615"}) == key
+    assert error_key(auth0_domain="a.auth0.com", **{key: 2**62 + 1}) == key
+
+
+def test_a_skew_of_two_to_the_62_seconds_is_still_accepted():
+    assert parse(auth0_domain="a.auth0.com", jwt_issued_at_validation_skew=2**62).iat_skew == 2**62
+
+
 def test_the_gateway_hash_key_function_comes_from_the_environment_unless_set():
     data = json.dumps({"auth0_domain": "a.auth0.com"})
     assert parse_config_data(data, environ={"TYK_HASH_KEY_FUNCTION": "murmur64"}).hash_key_function == "murmur64"

@@ -140,10 +140,10 @@ def _verify_refusal(token: str) -> str:
     return info.value.detail
 
 
-def test_a_deeply_nested_payload_is_refused_as_not_json_without_a_crash():
+def test_a_deeply_nested_payload_is_refused_before_decoding_without_a_crash():
     header = t.sign(KEY).split(".")[0]
     token = t.sign_segments(KEY, header, b64(("[" * 20000 + "]" * 20000).encode()))
-    assert _verify_refusal(token) == "segment is not JSON"
+    assert _verify_refusal(token) == "segment nests JSON too deep"
     reply = ROUTER.dispatch(auth_object("Bearer " + token, config=config_data()))
     assert reply.request.return_overrides.response_code == 403
     assert ROUTER.crashes == 0

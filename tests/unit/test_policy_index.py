@@ -13,10 +13,12 @@ from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
 
 
-def write_policies(directory, *ids, org="default"):
+def write_policies(directory, *ids, org="default", granting_nothing=()):
+    """Policies granting one API each, except those named in ``granting_nothing`` (no access rights)."""
     directory.mkdir(exist_ok=True)
     for pid in ids:
-        (directory / f"{pid}.json").write_text(json.dumps({"id": pid, "org_id": org, "access_rights": {}}))
+        rights = {} if pid in granting_nothing else {"auth0-plugin": {"api_id": "auth0-plugin"}}
+        (directory / f"{pid}.json").write_text(json.dumps({"id": pid, "org_id": org, "access_rights": rights}))
 
 
 def test_policies_are_read_from_a_policy_path_directory(tmp_path):
@@ -94,8 +96,8 @@ def test_a_protocol_error_from_the_gateway_keeps_the_last_list_and_the_refresher
         index.stop()
 
 
-def _known(plugin, tmp_path, *ids):
-    write_policies(tmp_path / "p", *ids)
+def _known(plugin, tmp_path, *ids, granting_nothing=()):
+    write_policies(tmp_path / "p", *ids, granting_nothing=granting_nothing)
     index = PolicyIndex(from_path(tmp_path / "p"))
     index.refresh()
     plugin.authenticator.policy_index = index
@@ -135,6 +137,62 @@ def test_a_lone_unknown_scope_mapped_policy_cannot_be_applied(plugin, signing_ke
     token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:reports"))
     reply = plugin.dispatch(auth_object("Bearer " + token, config=config))
     assert _answer(reply) == (403, "key not authorized: could not apply several policies")
+
+
+NO_VALID_POLICIES = (500, "failed to create key: key has no valid policies to be applied")
+CANNOT_APPLY = (403, "key not authorized: could not apply several policies")
+
+
+def test_a_policy_claim_naming_a_policy_that_grants_nothing_fails_creating_the_key(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "auth0-policy", "empty", granting_nothing={"empty"})
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="empty"))))
+    assert _answer(reply) == NO_VALID_POLICIES
+
+
+def test_default_policies_that_all_grant_nothing_fail_creating_the_key(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "e1", "e2", granting_nothing={"e1", "e2"})
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["e1", "e2"])
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=t.DROP)), config=config))
+    assert _answer(reply) == NO_VALID_POLICIES
+
+
+def test_a_first_default_policy_granting_nothing_passes_when_another_default_grants(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "e1", "d2", granting_nothing={"e1"})
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["e1", "d2"])
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=t.DROP)), config=config))
+    assert _answer(reply) == (-1, "")
+
+
+def test_the_base_policy_is_judged_before_any_scope_mapping(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "empty", "gold", granting_nothing={"empty"})
+    config = config_data(jwt_scope_to_policy_mapping={"read:reports": "gold"})
+    token = t.sign(signing_key, t.claims(pol="empty", scope="read:reports"))
+    assert _answer(plugin.dispatch(auth_object("Bearer " + token, config=config))) == NO_VALID_POLICIES
+
+
+def test_scope_mapped_policies_that_grant_nothing_cannot_be_applied(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "d1", "empty", granting_nothing={"empty"})
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["d1"],
+                         jwt_scope_to_policy_mapping={"read:reports": "empty"})
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:reports"))
+    assert _answer(plugin.dispatch(auth_object("Bearer " + token, config=config))) == CANNOT_APPLY
+
+
+def test_several_unknown_scope_mapped_policies_cannot_be_applied(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "d1")
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["d1"],
+                         jwt_scope_to_policy_mapping={"read:a": "no-such-a", "read:b": "no-such-b"})
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:a read:b"))
+    assert _answer(plugin.dispatch(auth_object("Bearer " + token, config=config))) == CANNOT_APPLY
+
+
+def test_a_scope_mapped_policy_granting_nothing_beside_one_that_grants_passes(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "auth0-policy", "empty", granting_nothing={"empty"})
+    config = config_data(jwt_scope_to_policy_mapping={"read:reports": "empty"})
+    token = t.sign(signing_key, t.claims(scope="read:reports"))
+    reply = plugin.dispatch(auth_object("Bearer " + token, config=config))
+    assert _answer(reply) == (-1, "")
+    assert list(reply.session.apply_policies) == ["auth0-policy", "empty"]
 
 
 def test_a_repeated_failure_is_logged_once_naming_the_source(tmp_path, caplog):

@@ -91,9 +91,67 @@ def test_a_lone_surrogate_escape_decodes_to_the_replacement_character(signing_ke
     assert parsed.claims == {"sub": "a\ufffdb", "\ufffd": ["\ufffd"]}
 
 
+def test_lone_surrogates_are_replaced_inside_nested_objects_and_colliding_keys_keep_the_later(signing_key):
+    parsed = _payload_parse(signing_key, b'{"sub":"a","x":[{"k\\ud800":1,"k\\udfff":2,"n":["\\udc00"]}]}')
+    assert parsed.claims == {"sub": "a", "x": [{"k\ufffd": 2, "n": ["\ufffd"]}]}
+
+
 def test_a_surrogate_pair_escape_decodes_to_its_character(signing_key):
     assert _payload_parse(signing_key, b'{"sub":"\\ud83d\\ude00"}').claims == {"sub": "\U0001F600"}
 
 
 def test_escapes_of_ordinary_characters_decode_as_they_are(signing_key):
     assert _payload_parse(signing_key, b'{"sub":"caf\\u00e9"}').claims == {"sub": "caf\u00e9"}
+
+
+def nested_token(levels: int, inner: str = "") -> str:
+    """A token (unsigned: parsing comes first) whose payload nests ``levels`` deep: the claims object
+    itself, then arrays."""
+    arrays = levels - 1
+    payload = '{"sub":"a","x":' + "[" * arrays + inner + "]" * arrays + "}"
+    return ".".join([t.b64url(b'{"alg":"RS256","kid":"k"}'), t.b64url(payload.encode()), t.b64url(b"sig")])
+
+
+def test_claims_nested_as_deep_as_the_bound_are_read():
+    assert tokenlib.parse(nested_token(tokenlib.MAX_JSON_DEPTH)).claims["sub"] == "a"
+
+
+def test_claims_nested_one_level_deeper_than_the_bound_are_refused():
+    with pytest.raises(InvalidToken) as refused:
+        tokenlib.parse(nested_token(tokenlib.MAX_JSON_DEPTH + 1))
+    assert refused.value.detail == "segment nests JSON too deep"
+
+
+def test_a_header_nested_deeper_than_the_bound_is_refused():
+    header = '{"alg":"RS256","x":' + "{\"a\":" * 600 + "1" + "}" * 600 + "}"
+    token = ".".join([t.b64url(header.encode()), t.b64url(b'{"sub":"a"}'), t.b64url(b"sig")])
+    with pytest.raises(InvalidToken) as refused:
+        tokenlib.parse(token)
+    assert refused.value.detail == "segment nests JSON too deep"
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    text = '{"sub":"a","note":"' + "[" * 2000 + '","esc":"\\"' + "{" * 2000 + '"}'
+    token = ".".join([t.b64url(b'{"alg":"RS256"}'), t.b64url(text.encode()), t.b64url(b"sig")])
+    assert tokenlib.parse(token).claims["note"] == "[" * 2000
+
+
+def test_the_bound_holds_in_a_thread_as_deep_as_a_server_s():
+    """The answer must not depend on how deep the caller's stack already is."""
+    import threading
+
+    answers: list[object] = []
+
+    def deep_caller(depth: int) -> None:
+        if depth:
+            deep_caller(depth - 1)
+            return
+        try:
+            answers.append(tokenlib.parse(nested_token(tokenlib.MAX_JSON_DEPTH, inner='"\\ud800"')).claims["sub"])
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows what was raised
+            answers.append(exc)
+
+    thread = threading.Thread(target=deep_caller, args=(150,))
+    thread.start()
+    thread.join()
+    assert answers == ["a"]
