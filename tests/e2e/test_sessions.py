@@ -126,3 +126,40 @@ def test_request_body_query_and_headers_reach_the_upstream_through_the_plugin(pl
     assert echo["args"] == {"x": "1", "y": "2"}
     assert echo["headers"]["X-Custom"] == "kept"
     assert json.loads(echo["data"] if isinstance(echo.get("data"), str) else json.dumps(echo["json"])) == {"hello": "world"}
+
+
+def test_a_revoked_scope_stops_at_the_next_token_where_native_keeps_its_policy(plugin_stack: Stack) -> None:
+    """README, Repeat visits: native JWT keeps the policies a subject's session once got while the
+    token names the same base policy; the plugin applies this token's policies only."""
+    import uuid
+
+    from plugin.devstack import gateway as gw
+    from plugin.session import key_id
+
+    gateway = plugin_stack.gateway
+    assert gateway is not None
+    saved = {api_id: dict(gateway.apis[api_id]) for api_id in (gw.NATIVE_API_ID, gw.PLUGIN_SUBJECT_API_ID)}
+    mapping = {"read:limited": "limited"}
+    native_api = {**saved[gw.NATIVE_API_ID], "jwt_scope_to_policy_mapping": mapping, "jwt_scope_claim_name": "scope"}
+    plugin_api = dict(saved[gw.PLUGIN_SUBJECT_API_ID])
+    plugin_api["config_data"] = {**plugin_api["config_data"], "jwt_scope_to_policy_mapping": mapping}
+    kept: dict[str, list[str]] = {}
+    try:
+        gateway.put_api(native_api)
+        gateway.put_api(plugin_api)
+        gateway.reload()
+        for side, path in (("native", "/auth0-native/get"), ("plugin", "/auth0-plugin-subject/get")):
+            sub = f"revoked-{side}-{uuid.uuid4().hex[:8]}@clients"
+            with_scope = plugin_stack.token(sub=sub, pol="auth0-policy", scope="read:limited")
+            assert get(plugin_stack, path, with_scope).status == 200, side
+            time.sleep(1.1)  # a later token: new iat, so a different token string
+            without = plugin_stack.token(sub=sub, pol="auth0-policy", drop=["scope"])
+            assert get(plugin_stack, path, without).status == 200, side
+            session = gateway.session(key_id(gw.ORG_ID, sub))
+            assert session is not None, side
+            kept[side] = sorted(session["apply_policies"])
+    finally:
+        for api in saved.values():
+            gateway.put_api(api)
+        gateway.reload()
+    assert kept == {"native": ["auth0-policy", "limited"], "plugin": ["auth0-policy"]}
