@@ -34,6 +34,7 @@ class BasePolicy(NamedTuple):
     # What the new session holds when native first applies policies: the claim's policy (here
     # every listed one), or every default policy.
     applied: tuple[str, ...] = ()
+    from_defaults: bool = False
 
 
 def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> BasePolicy | None:
@@ -42,7 +43,9 @@ def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> BasePolicy | No
     if claimed:
         return BasePolicy(claimed[0], lone_default=False, applied=tuple(claimed))
     defaults = config.default_policies
-    return BasePolicy(defaults[0], lone_default=len(defaults) == 1, applied=defaults) if defaults else None
+    if not defaults:
+        return None
+    return BasePolicy(defaults[0], lone_default=len(defaults) == 1, applied=defaults, from_defaults=True)
 
 
 def token_scopes(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:

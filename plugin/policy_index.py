@@ -10,6 +10,7 @@ leaves the decision to the gateway, as before.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -35,10 +36,25 @@ def _ids(policies: Iterable[Any]) -> PolicyRights:
         if isinstance(policy, dict):
             pid = policy.get("id") or policy.get("_id")
             if isinstance(pid, str) and pid:
-                rights = policy.get("access_rights")
-                apis = frozenset(rights) if isinstance(rights, dict) else frozenset()
-                found[(str(policy.get("org_id", "")), pid)] = apis
+                found[(str(policy.get("org_id", "")), pid)] = _granted(policy)
     return found
+
+
+def _granted(policy: dict[str, Any]) -> frozenset[str]:
+    """The APIs a policy gives access to: those of its access_rights, unless it is partitioned
+    without the ACL partition (a quota- or rate-only policy sets limits but grants nothing)."""
+    rights = policy.get("access_rights")
+    if not isinstance(rights, dict):
+        return frozenset()
+    parts = policy.get("partitions")
+    if isinstance(parts, dict) and not parts.get("per_api") and not parts.get("acl") \
+            and any(parts.get(k) for k in ("quota", "rate_limit", "complexity")):
+        return frozenset()
+    return frozenset(rights)
+
+
+VERDICT_MEMO_SIZE = 4096
+_UNDECIDED: Any = object()
 
 
 class PolicySourceError(ValueError):
@@ -116,6 +132,8 @@ class PolicyIndex:
         self.interval = interval
         self.source = shown_url(source) if "://" in source else source  # for log lines: the path or URL read
         self._ids: PolicyRights | None = None
+        # (org id, base policy, policies) -> how to make the refusal, or None; emptied when the list changes
+        self._verdicts: dict[tuple[str, BasePolicy | None, tuple[str, ...]], Callable[[], AuthError] | None] = {}
         self._last_problem = ""  # a failure is logged when it changes, not on every retry
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,7 +153,9 @@ class PolicyIndex:
         if ids != self._ids or self._last_problem:
             log.info("policy list loaded from %s: %d policies", self.source or "-", len(ids))
         self._last_problem = ""
-        self._ids = ids
+        if ids != self._ids:
+            self._ids = ids
+            self._verdicts = {}
         return True
 
     def known(self, org_id: str, policy_id: str) -> bool | None:
@@ -152,7 +172,12 @@ class PolicyIndex:
         return not any(ids.get((org_id, p)) for p in policy_ids)
 
     def base_refusal(self, org_id: str, base: BasePolicy | None) -> AuthError | None:
-        """Native JWT's answer when the gateway lacks the base policy, or it grants nothing, else None.
+        """Native JWT's answer when the gateway lacks the base policy, or it grants nothing, else None."""
+        make = self._base_verdict(org_id, base)
+        return make() if make is not None else None
+
+    def _base_verdict(self, org_id: str, base: BasePolicy | None) -> Callable[[], AuthError] | None:
+        """How to make the base-policy refusal, or None.
 
         Native looks the base policy up first: a missing one is "no matching policy", except the
         API's only default policy, which fails creating the key (500 "policy not found"). A session
@@ -164,23 +189,38 @@ class PolicyIndex:
         if known is None:
             return None
         if not known:
-            return PolicyNotFound(base.id) if base.lone_default else NoMatchingPolicy("key not authorized: no matching policy")
+            if base.lone_default:
+                return functools.partial(PolicyNotFound, base.id)
+            # A missing first default still leaves the others applied: when none of them grants an
+            # API, creating the key fails before the missing one is reported.
+            if base.from_defaults and self._grant_nothing(org_id, base.applied):
+                return NoValidPolicies
+            return functools.partial(NoMatchingPolicy, "key not authorized: no matching policy")
         if self._grant_nothing(org_id, base.applied or (base.id,)):
-            return NoValidPolicies()
+            return NoValidPolicies
         return None
 
     def refusal(self, org_id: str, base: BasePolicy | None, policies: tuple[str, ...]) -> AuthError | None:
         """Native JWT's answer when the policies the token gets cannot make a key, else None.
 
         The base policy must exist and grant something. Past it, the final list (after any scope
-        mapping) must grant some API, or native cannot apply it.
+        mapping) must grant some API, or native cannot apply it. Asked on every request, cache
+        hits included, so verdicts are remembered until the policy list changes; each refusal is
+        a new error, since a raised one carries its traceback.
         """
-        refused = self.base_refusal(org_id, base)
-        if refused is not None:
-            return refused
-        if self._ids is not None and self._grant_nothing(org_id, policies):
-            return NoMatchingPolicy("key not authorized: could not apply several policies")
-        return None
+        if self._ids is None:
+            return None
+        key = (org_id, base, policies)
+        verdicts = self._verdicts
+        make = verdicts.get(key, _UNDECIDED)
+        if make is _UNDECIDED:
+            make = self._base_verdict(org_id, base)
+            if make is None and self._grant_nothing(org_id, policies):
+                make = functools.partial(NoMatchingPolicy, "key not authorized: could not apply several policies")
+            if len(verdicts) >= VERDICT_MEMO_SIZE:
+                verdicts = self._verdicts = {}
+            verdicts[key] = make
+        return make() if make is not None else None
 
     def grants(self, org_id: str, policy_ids: Iterable[str], api_id: str) -> bool | None:
         """Whether any of the policies gives access to ``api_id``: the gateway's next check after auth."""

@@ -58,7 +58,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")  # left only by a lone \u escape: pai
 # that depends on how deep the caller already is. A fixed, lower bound gives every caller (the
 # server's threads, `check`) the same answer, and leaves room for walking what was decoded.
 MAX_JSON_DEPTH = 512
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+# A string that never closes runs to the end of the text: the match then always succeeds where it
+# starts, so nothing backtracks and the scan stays linear even on quote-and-backslash floods.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 
@@ -150,6 +152,8 @@ def too_deep(text: str) -> bool:
         depth += 1 if bracket in "[{" else -1
         if depth > MAX_JSON_DEPTH:
             return True
+        if depth == 0:
+            return False  # the first value is complete: what trails it is not decoded (claims) or refused anyway
     return False
 
 

@@ -483,13 +483,21 @@ def test_the_token_size_limit_variable_is_read_with_serves_rules(monkeypatch, ca
     assert "TYK_AUTH0_MAX_TOKEN_BYTES" in capsys.readouterr().err
 
 
-def test_a_base_policy_that_grants_no_api_is_named_with_native_s_refusal(tmp_path, signing_key, cfg):
-    (tmp_path / "auth0-policy.json").write_text(json.dumps({"id": "auth0-policy", "org_id": "default", "access_rights": {}}))
+def write_empty_policy(directory: Path) -> Path:
+    (directory / "auth0-policy.json").write_text(json.dumps({"id": "auth0-policy", "org_id": "default", "access_rights": {}}))
+    return directory
+
+
+def test_a_base_policy_that_grants_no_api_gets_native_s_refusal(tmp_path, signing_key, cfg):
     code, report = run_json("--config-data", cfg, "--token", t.sign(signing_key), "--org-id", "default",
-                            "--tyk-policies", str(tmp_path), "--no-discovery")
+                            "--tyk-policies", str(write_empty_policy(tmp_path)), "--no-discovery")
     assert (code, report["failed_step"]) == (1, "policies")
     assert report["response"] == {"status": 500,
                                   "body": {"error": "failed to create key: key has no valid policies to be applied"}}
+
+
+def test_a_base_policy_that_grants_no_api_is_named_in_the_report(tmp_path, signing_key, cfg):
     code, text = run("--config-data", cfg, "--token", t.sign(signing_key), "--org-id", "default",
-                     "--tyk-policies", str(tmp_path), "--no-discovery")
+                     "--tyk-policies", str(write_empty_policy(tmp_path)), "--no-discovery")
+    assert code == 1
     assert "auth0-policy grant no API: their access rights are empty" in text

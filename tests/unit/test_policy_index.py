@@ -13,12 +13,15 @@ from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
 
 
-def write_policies(directory, *ids, org="default", granting_nothing=()):
+def write_policies(directory, *ids, org="default", granting_nothing=(), partitions=None):
     """Policies granting one API each, except those named in ``granting_nothing`` (no access rights)."""
     directory.mkdir(exist_ok=True)
     for pid in ids:
         rights = {} if pid in granting_nothing else {"auth0-plugin": {"api_id": "auth0-plugin"}}
-        (directory / f"{pid}.json").write_text(json.dumps({"id": pid, "org_id": org, "access_rights": rights}))
+        policy = {"id": pid, "org_id": org, "access_rights": rights}
+        if partitions and pid in partitions:
+            policy["partitions"] = partitions[pid]
+        (directory / f"{pid}.json").write_text(json.dumps(policy))
 
 
 def test_policies_are_read_from_a_policy_path_directory(tmp_path):
@@ -96,8 +99,8 @@ def test_a_protocol_error_from_the_gateway_keeps_the_last_list_and_the_refresher
         index.stop()
 
 
-def _known(plugin, tmp_path, *ids, granting_nothing=()):
-    write_policies(tmp_path / "p", *ids, granting_nothing=granting_nothing)
+def _known(plugin, tmp_path, *ids, granting_nothing=(), partitions=None):
+    write_policies(tmp_path / "p", *ids, granting_nothing=granting_nothing, partitions=partitions)
     index = PolicyIndex(from_path(tmp_path / "p"))
     index.refresh()
     plugin.authenticator.policy_index = index
@@ -193,6 +196,60 @@ def test_a_scope_mapped_policy_granting_nothing_beside_one_that_grants_passes(pl
     reply = plugin.dispatch(auth_object("Bearer " + token, config=config))
     assert _answer(reply) == (-1, "")
     assert list(reply.session.apply_policies) == ["auth0-policy", "empty"]
+
+
+def test_a_missing_first_default_beside_defaults_that_grant_nothing_fails_creating_the_key(plugin, signing_key,
+                                                                                           tmp_path):
+    _known(plugin, tmp_path, "d1", "empty", granting_nothing={"empty"})
+    for defaults in (["no-such", "empty"], ["no-such", "no-such-2"]):
+        config = config_data(jwt_policy_field_name="", jwt_default_policies=defaults)
+        reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=t.DROP)), config=config))
+        assert _answer(reply) == NO_VALID_POLICIES, defaults
+
+
+def test_a_quota_only_partitioned_policy_grants_no_api(plugin, signing_key, tmp_path):
+    quota_only = {"quota": True, "rate_limit": False, "complexity": False, "acl": False, "per_api": False}
+    _known(plugin, tmp_path, "auth0-policy", "quota-only", partitions={"quota-only": quota_only})
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="quota-only"))))
+    assert _answer(reply) == NO_VALID_POLICIES
+
+
+def test_an_acl_partitioned_policy_grants_its_apis(plugin, signing_key, tmp_path):
+    acl = {"quota": True, "rate_limit": False, "complexity": False, "acl": True, "per_api": False}
+    _known(plugin, tmp_path, "auth0-policy", "with-acl", partitions={"with-acl": acl})
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="with-acl"))))
+    assert _answer(reply) == (-1, "")
+
+
+def test_a_listed_policy_claim_whose_policies_all_grant_nothing_fails_creating_the_key(plugin, signing_key, tmp_path):
+    _known(plugin, tmp_path, "auth0-policy", "e1", "e2", granting_nothing={"e1", "e2"})
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=["e1", "e2"]))))
+    assert _answer(reply) == NO_VALID_POLICIES
+
+
+def test_each_refusal_is_a_new_error_with_the_same_words(tmp_path):
+    from plugin.policies import BasePolicy
+
+    write_policies(tmp_path / "p", "d1", "empty", granting_nothing={"empty"})
+    index = PolicyIndex(from_path(tmp_path / "p"))
+    index.refresh()
+    base = BasePolicy("empty", lone_default=False, applied=("empty",))
+    first, second = index.refusal("default", base, ("empty",)), index.refusal("default", base, ("empty",))
+    assert first is not second
+    assert (first.status, first.message) == (second.status, second.message) == NO_VALID_POLICIES
+
+
+def test_a_remembered_verdict_is_dropped_when_the_policy_list_changes(tmp_path):
+    from plugin.policies import BasePolicy
+
+    write_policies(tmp_path / "p", "d1", "gold", granting_nothing={"gold"})
+    index = PolicyIndex(from_path(tmp_path / "p"))
+    index.refresh()
+    base = BasePolicy("gold", lone_default=False, applied=("gold",))
+    assert index.refusal("default", base, ("gold",)) is not None
+    write_policies(tmp_path / "p", "gold")  # gold now grants an API
+    assert index.refresh()
+    assert index.refusal("default", base, ("gold",)) is None
 
 
 def test_a_repeated_failure_is_logged_once_naming_the_source(tmp_path, caplog):

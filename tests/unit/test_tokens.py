@@ -155,3 +155,21 @@ def test_the_bound_holds_in_a_thread_as_deep_as_a_server_s():
     thread.start()
     thread.join()
     assert answers == ["a"]
+
+
+def test_an_unclosed_string_runs_to_the_end_so_the_depth_scan_never_backtracks():
+    text = '"' + '\\"' * 1000
+    assert tokenlib._JSON_STRING.match(text).end() == len(text)
+
+
+def test_a_flood_of_escaped_quotes_behind_deep_brackets_is_still_judged_too_deep():
+    payload = "[" * 513 + '"' + '\\"' * 20_000
+    token = ".".join([t.b64url(b'{"alg":"RS256"}'), t.b64url(payload.encode()), t.b64url(b"sig")])
+    with pytest.raises(InvalidToken) as refused:
+        tokenlib.parse(token)
+    assert refused.value.detail == "segment nests JSON too deep"
+
+
+def test_brackets_trailing_the_claims_object_do_not_count_as_nesting():
+    token = ".".join([t.b64url(b'{"alg":"RS256"}'), t.b64url(b'{"sub":"a"}' + b"[" * 600), t.b64url(b"sig")])
+    assert tokenlib.parse(token).claims == {"sub": "a"}
