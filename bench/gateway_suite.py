@@ -526,7 +526,7 @@ def run_gateway_profile(workdir: Path, output_dir: Path, duration: float = 3.0, 
                     # at saturation every core is busy, so this is what one request may cost
                     "available_cpu_us_per_req": (os.cpu_count() or 1) * 1e6 / result["req_per_s"],
                     **gateway_breakdown(top.stdout, gateway_us),
-                    "profile": str(path),
+                    "profile": str(path.relative_to(output_dir)),  # next to results.json
                     "run": result,
                 }
                 progress(f"gateway profile: {name:<13} {result['req_per_s']:8,.0f} req/s, gateway {gateway_us:4.0f} µs/req")
