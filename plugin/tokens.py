@@ -147,6 +147,8 @@ def too_deep(text: str) -> bool:
     """JSON text nesting arrays and objects deeper than MAX_JSON_DEPTH (brackets in strings do not count)."""
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
         return False  # every real token: two counts, no scan
+    if not text.lstrip(" \t\r\n").startswith(("{", "[")):
+        return False  # a first value that is not a container nests nothing; what trails it is not decoded
     depth = 0
     for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
         depth += 1 if bracket in "[{" else -1

@@ -173,3 +173,8 @@ def test_a_flood_of_escaped_quotes_behind_deep_brackets_is_still_judged_too_deep
 def test_brackets_trailing_the_claims_object_do_not_count_as_nesting():
     token = ".".join([t.b64url(b'{"alg":"RS256"}'), t.b64url(b'{"sub":"a"}' + b"[" * 600), t.b64url(b"sig")])
     assert tokenlib.parse(token).claims == {"sub": "a"}
+
+
+def test_brackets_trailing_a_null_payload_do_not_count_as_nesting():
+    token = ".".join([t.b64url(b'{"alg":"RS256"}'), t.b64url(b"null" + b"[" * 600), t.b64url(b"sig")])
+    assert tokenlib.parse(token).claims == {}
