@@ -251,3 +251,21 @@ def test_bytes_that_are_not_utf8_outside_the_token_stop_the_plugin_api_at_the_ga
     plugin = plugin_stack.get(PLUGIN + suffix, headers=headers)
     assert native.status == 200, where
     assert (plugin.status, plugin.body) == (403, body("Key not authorised")), where
+
+
+def test_a_raw_byte_that_is_not_utf8_in_the_path_stops_the_plugin_api_at_the_gateway(plugin_stack: Stack,
+                                                                                     subject: str) -> None:
+    """As for headers and the query: the path goes to the plugin as a protobuf string too."""
+    import socket
+
+    assert plugin_stack.gateway is not None
+    token = plugin_stack.token(sub=subject)
+    with socket.create_connection(("127.0.0.1", plugin_stack.gateway.port), timeout=10) as conn:
+        conn.sendall(b"GET " + PLUGIN.encode() + b"\xff HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer "
+                     + token.encode() + b"\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 403 Forbidden"
+    assert payload == body("Key not authorised")
