@@ -34,6 +34,7 @@ from bench.procs import (
     REPO_ROOT,
     Process,
     children_named,
+    cores,
     free_port,
     port_open,
     run_clients,
@@ -524,7 +525,7 @@ def run_gateway_profile(workdir: Path, output_dir: Path, duration: float = 3.0, 
                     "cpu_us_per_req": budget,
                     "all_cpu_us_per_req": sum(budget.values()),
                     # at saturation every core is busy, so this is what one request may cost
-                    "available_cpu_us_per_req": (os.cpu_count() or 1) * 1e6 / result["req_per_s"],
+                    "available_cpu_us_per_req": cores() * 1e6 / result["req_per_s"],
                     **gateway_breakdown(top.stdout, gateway_us),
                     "profile": str(path.relative_to(output_dir)),  # next to results.json
                     "run": result,
@@ -541,5 +542,5 @@ def run_gateway_profile(workdir: Path, output_dir: Path, duration: float = 3.0, 
         "nodes": {key: label for key, label, _function in PROFILE_NODES},
         "connections": connections,
         "profile_seconds": seconds,
-        "cores": os.cpu_count(),
+        "cores": cores(),
     }
