@@ -42,7 +42,7 @@ def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> BasePolicy | No
     claimed = policy_claim(claims, config.policy_field)
     if claimed:
         return BasePolicy(claimed[0], lone_default=False, applied=tuple(claimed))
-    defaults = config.default_policies
+    defaults = tuple(dict.fromkeys(config.default_policies))  # native adds each default once
     if not defaults:
         return None
     return BasePolicy(defaults[0], lone_default=len(defaults) == 1, applied=defaults, from_defaults=True)

@@ -47,9 +47,9 @@ def _granted(policy: dict[str, Any]) -> frozenset[str]:
     if not isinstance(rights, dict):
         return frozenset()
     parts = policy.get("partitions")
-    if isinstance(parts, dict) and not parts.get("per_api") and not parts.get("acl") \
-            and any(parts.get(k) for k in ("quota", "rate_limit", "complexity")):
-        return frozenset()
+    if isinstance(parts, dict) and parts.get("per_api") is not True and parts.get("acl") is not True \
+            and any(parts.get(k) is True for k in ("quota", "rate_limit", "complexity")):
+        return frozenset()  # only a JSON true sets a Go bool: 1 or "true" leave it false
     return frozenset(rights)
 
 
@@ -208,17 +208,17 @@ class PolicyIndex:
         hits included, so verdicts are remembered until the policy list changes; each refusal is
         a new error, since a raised one carries its traceback.
         """
+        verdicts = self._verdicts  # read before the list: refresh() swaps the list first, then the memo
         if self._ids is None:
             return None
         key = (org_id, base, policies)
-        verdicts = self._verdicts
         make = verdicts.get(key, _UNDECIDED)
         if make is _UNDECIDED:
             make = self._base_verdict(org_id, base)
             if make is None and self._grant_nothing(org_id, policies):
                 make = functools.partial(NoMatchingPolicy, "key not authorized: could not apply several policies")
             if len(verdicts) >= VERDICT_MEMO_SIZE:
-                verdicts = self._verdicts = {}
+                verdicts.clear()  # this dict only: replacing the attribute could undo a refresh's new one
             verdicts[key] = make
         return make() if make is not None else None
 

@@ -8,6 +8,8 @@ import json
 import logging
 import urllib.error
 
+import pytest
+
 from plugin.policy_index import PolicyIndex, from_path
 from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
@@ -225,6 +227,46 @@ def test_a_listed_policy_claim_whose_policies_all_grant_nothing_fails_creating_t
     _known(plugin, tmp_path, "auth0-policy", "e1", "e2", granting_nothing={"e1", "e2"})
     reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=["e1", "e2"]))))
     assert _answer(reply) == NO_VALID_POLICIES
+
+
+def test_a_missing_default_listed_twice_is_the_lone_default_that_fails_creating_the_key(plugin, signing_key,
+                                                                                         tmp_path):
+    _known(plugin, tmp_path, "d1")
+    config = config_data(jwt_policy_field_name="", jwt_default_policies=["gone", "gone"])
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=t.DROP)), config=config))
+    assert _answer(reply) == (500, 'failed to create key: policy not found: "gone"')
+
+
+@pytest.mark.parametrize("flag", [1, "true"])
+def test_a_partition_flag_that_is_not_json_true_does_not_partition(plugin, signing_key, tmp_path, flag):
+    _known(plugin, tmp_path, "auth0-policy", "odd", partitions={"odd": {"quota": flag}})
+    reply = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="odd"))))
+    assert _answer(reply) == (-1, "")
+
+
+def test_a_verdict_made_from_the_old_list_never_reaches_the_memo_of_a_new_one(tmp_path, monkeypatch):
+    """A full memo is emptied in place, so a refresh between deciding and remembering wins."""
+    from plugin import policy_index
+    from plugin.policies import BasePolicy
+
+    monkeypatch.setattr(policy_index, "VERDICT_MEMO_SIZE", 1)
+    write_policies(tmp_path / "p", "d1", "gold", granting_nothing={"gold"})
+    index = PolicyIndex(from_path(tmp_path / "p"))
+    index.refresh()
+    index.refusal("default", BasePolicy("d1", lone_default=False, applied=("d1",)), ("d1",))  # the memo is full
+    base = BasePolicy("gold", lone_default=False, applied=("gold",))
+    decide = index._base_verdict
+
+    def decide_then_refresh(org_id, policy):
+        made = decide(org_id, policy)  # against the old list: gold grants nothing
+        write_policies(tmp_path / "p", "gold")
+        index.refresh()  # gold now grants an API
+        return made
+
+    monkeypatch.setattr(index, "_base_verdict", decide_then_refresh)
+    assert index.refusal("default", base, ("gold",)) is not None  # this call's own, old verdict
+    monkeypatch.setattr(index, "_base_verdict", decide)
+    assert index.refusal("default", base, ("gold",)) is None
 
 
 def test_each_refusal_is_a_new_error_with_the_same_words(tmp_path):
