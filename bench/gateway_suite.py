@@ -287,9 +287,7 @@ def run_gateway_workers(workdir: Path, duration: float = 3.0, warmup: float = 1.
     ``first_seen``: every request carries a token (and client) not seen before, so every call
     is a full verification in the plugin and a new session in the gateway, native JWT included.
     """
-    if shutil.which("wrk") is None:
-        return {"available": False, "reason": "wrk is not installed (Debian package wrk)"}
-    binary, reason = gateway_binary()
+    binary, reason = _gateway_prerequisites()
     if binary is None:
         return {"available": False, "reason": reason}
 
