@@ -21,6 +21,7 @@ from plugin import policies as policylib
 from plugin.config import ApiConfig, env_config_data, parse_config_data
 from plugin.coprocess import Object, SessionState
 from plugin.errors import ConfigurationError, MissingToken
+from plugin.extract import DEFAULT_HEADER, DEFAULT_SOURCE
 from plugin.keys import VerificationKey
 from plugin.policy_index import PolicyIndex
 from plugin.session import build_session, extractor_deadline, key_id, stamp
@@ -171,7 +172,9 @@ class Authenticator:
         """Fill ``obj.session`` and ``obj.metadata["token"]``, or raise an AuthError."""
         spec = obj.spec
         serial, config = self.configs.get(spec)
-        header = obj.request.headers.get("Authorization", "")
+        source = config.token_source
+        request = obj.request
+        header = request.headers.get(DEFAULT_HEADER, "") if source is DEFAULT_SOURCE else source.extract(request)
         if not header:
             raise MissingToken()
         raw = strip_bearer(header)

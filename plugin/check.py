@@ -45,6 +45,7 @@ from plugin.errors import (
     UnexpectedSigningMethod,
     UnknownKey,
 )
+from plugin.extract import DEFAULT_SOURCE, TokenSource
 from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_jwks
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
@@ -62,7 +63,7 @@ from plugin.verify import (
 EXIT_PASS, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _HOOK = "TykAuth0PluginCheck"
 _MAX_DOC_BYTES = 256 * 1024
-_NATIVE_KEYS = {s.native: s.key for s in SETTINGS if s.native and " " not in s.native}
+_NATIVE_KEYS = {s.native: s.key for s in SETTINGS if s.native and " " not in s.native}  # dotted: nested fields
 # Tyk OAS native JWT (server.authentication.securitySchemes.<name>) fields and their config_data twins.
 OAS_NATIVE_KEYS = {
     "source": "jwt_source", "signingMethod": "jwt_signing_method", "identityBaseField": "jwt_identity_base_field",
@@ -70,6 +71,8 @@ OAS_NATIVE_KEYS = {
     "allowedIssuers": "issuer", "allowedAudiences": "audience", "scopes": "jwt_scope_claim_name / jwt_scope_to_policy_mapping",
     "expiresAtValidationSkew": "jwt_expires_at_validation_skew", "issuedAtValidationSkew": "jwt_issued_at_validation_skew",
     "notBeforeValidationSkew": "jwt_not_before_validation_skew",
+    "header": "auth_header_name / disable_header", "query": "use_param / param_name",
+    "cookie": "use_cookie / cookie_name",
 }
 Fetch = Callable[[str, float, int], bytes]
 
@@ -180,11 +183,21 @@ def load_api(path: str) -> ApiSource:
                      "once the plugin does the authentication")
     data = document.get("config_data")
     for native, key in sorted(_NATIVE_KEYS.items()):
-        value = document.get(native)
+        value = _native_value(document, native)
+        if native.endswith(".auth_header_name") and isinstance(value, str) and value.lower() == "authorization":
+            continue  # the default, which the plugin reads too
         if value not in (None, "", [], {}, 0) and not (isinstance(data, dict) and key in data):
             notes.append(f"native setting {native} is ignored by the plugin: put it in config_data as {key!r} "
                          "(docs/migration.md)")
     return _with_data(source, data, not document.get("config_data_disabled", False))
+
+
+def _native_value(document: dict[str, Any], name: str) -> Any:
+    """A classic definition's field; a dotted name walks nested objects (auth_configs.jwt.use_param)."""
+    value: Any = document
+    for part in name.split("."):
+        value = _object(value).get(part)
+    return value
 
 
 def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
@@ -510,7 +523,7 @@ class Checker:
                                       cache_size=1, clock=clock, policy_index=self.policy_index)
         obj = Object(hook_type=HookType.CustomKeyCheck, hook_name=_HOOK)
         if token:
-            obj.request.headers["Authorization"] = token if _has_bearer(token) else f"Bearer {token}"
+            _place(obj, config.token_source, token)
         obj.request.url = "/"
         obj.request.method = "GET"
         obj.request.return_overrides.response_code = -1
@@ -529,6 +542,16 @@ def _split(url: str) -> SplitResult:
         return parts
     except ValueError:
         return urlsplit("")
+
+
+def _place(obj: Object, source: TokenSource, token: str) -> None:
+    """Put the token where a client of this API would: its header, else its parameter, else its cookie."""
+    if source.header is not None:
+        obj.request.headers[source.header] = token if _has_bearer(token) else f"Bearer {token}"
+    elif source.param is not None:
+        obj.request.params[source.param] = token
+    elif source.cookie is not None:
+        obj.request.headers["Cookie"] = f"{source.cookie}={token}"
 
 
 def _has_bearer(token: str) -> bool:
@@ -585,14 +608,17 @@ class _Walk:
 
     def run(self, token: str, org_id: str) -> None:
         config, now = self.config, self.report.now
+        source = config.token_source
+        where = "" if source is DEFAULT_SOURCE else f" (this API reads it from {source.describe()})"
         if not token:
-            self.step("authorization", MissingToken(), "no token: the request has no Authorization header",
-                      ["send 'Authorization: Bearer <access token>'"])
+            self.step("authorization", MissingToken(), f"no token: the request carries none{where}",
+                      ["send 'Authorization: Bearer <access token>'" if source is DEFAULT_SOURCE
+                       else f"send the access token in {source.describe()}"])
             for name in ("parse", "algorithm", "key", "signature"):
                 self.skip(name)
             return
         raw = tokenlib.strip_bearer(token if _has_bearer(token) else f"Bearer {token}")
-        self.step("authorization", None, "Authorization: Bearer <token> (the token itself is never printed)")
+        self.step("authorization", None, f"Authorization: Bearer <token>{where} (the token itself is never printed)")
         limit = self.max_token_bytes
         if not self.step("size", InvalidToken() if len(raw) > limit else None, f"{len(raw)} bytes (limit {limit})",
                          ["a token this large is refused before parsing (serve --max-token-bytes)"]

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from plugin.errors import ConfigurationError
+from plugin.extract import DEFAULT_SOURCE, FIELD_NAME, TokenSource, parse_token_source
 from plugin.keys import load_static_public_key
 
 SIGNING_METHODS: Mapping[str, frozenset[str]] = {
@@ -66,7 +67,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`)."),
     Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh; it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
     Setting("claims_to_headers", None, "{}", "Map of claim name to upstream header name, set by the `Auth0ClaimsToHeaders` post-auth hook (docs/hooks.md)."),
-    Setting("strip_authorization", None, "false", "With the `Auth0ClaimsToHeaders` hook: remove the `Authorization` header before the upstream call."),
+    Setting("strip_authorization", None, "false", "With the `Auth0ClaimsToHeaders` hook: remove the token's header (`Authorization` or `auth_header_name`) and, with `use_param`, its query parameter before the upstream call."),
+    Setting("auth_header_name", None, "Authorization", "Header carrying the token, with or without `Bearer `.", "auth_configs.jwt.auth_header_name"),
+    Setting("disable_header", None, "false", "Do not read the header (then turn on `use_param` or `use_cookie`).", "auth_configs.jwt.disable_header"),
+    Setting("use_param", None, "false", "Also read the token from a query parameter; a non-empty one wins over the header.", "auth_configs.jwt.use_param"),
+    Setting("param_name", None, "the header's name", "The query parameter's name.", "auth_configs.jwt.param_name"),
+    Setting("use_cookie", None, "false", "Also read the token from a cookie; a non-empty one wins over the header and the parameter.", "auth_configs.jwt.use_cookie"),
+    Setting("cookie_name", None, "the header's name", "The cookie's name.", "auth_configs.jwt.cookie_name"),
     Setting("hash_key_function", "TYK_HASH_KEY_FUNCTION", "", "The gateway's `hash_key_function`, so the session key id matches the one native JWT derives for the same identity.", "hash_key_function (tyk.conf)"),
 )
 
@@ -104,7 +111,7 @@ class ApiConfig:
     hash_key_function: str = ""
     claims_to_headers: tuple[tuple[str, str], ...] = ()
     strip_authorization: bool = False
-
+    token_source: TokenSource = DEFAULT_SOURCE
 
 
 def env_config_data(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -195,6 +202,7 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         id_extractor_ttl=_seconds(data, "id_extractor_ttl", 300),
         jwks_cache_ttl=_seconds(data, "jwks_cache_ttl", 600, minimum=5),
         hash_key_function=_string(data, "hash_key_function", environ.get("TYK_HASH_KEY_FUNCTION", "")),
+        token_source=parse_token_source(data),
     )
 
 
@@ -352,7 +360,6 @@ def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) 
 
 # -- claims_to_headers (read by the Auth0ClaimsToHeaders hook in plugin.extensions) -----------------
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade",
                                "te", "trailer", "keep-alive", "proxy-connection"})
 
@@ -361,6 +368,7 @@ _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "c
 class HeaderRules:
     claims_to_headers: tuple[tuple[str, str], ...] = ()
     strip_authorization: bool = False
+    token_source: TokenSource = DEFAULT_SOURCE  # what strip_authorization removes
 
     def __bool__(self) -> bool:
         return bool(self.claims_to_headers) or self.strip_authorization
@@ -380,7 +388,7 @@ def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
             raise ConfigurationError("claims_to_headers", "must be an object of claim name -> header name")
         seen: set[str] = set()
         for claim, header in mapping.items():
-            if not claim or not isinstance(header, str) or not _TOKEN.match(header):
+            if not claim or not isinstance(header, str) or not FIELD_NAME.fullmatch(header):
                 raise ConfigurationError("claims_to_headers", f"claim {claim!r}: {header!r} is not a valid header name")
             if header.lower() in _RESERVED_HEADERS or header.lower() == "authorization":
                 raise ConfigurationError("claims_to_headers", f"header {header!r} cannot be set from a claim")
@@ -393,4 +401,5 @@ def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
     strip = data.get("strip_authorization", False)
     if not isinstance(strip, bool):
         raise ConfigurationError("strip_authorization", "must be true or false")
-    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=strip)
+    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=strip,
+                       token_source=parse_token_source(data) if strip else DEFAULT_SOURCE)

@@ -549,8 +549,12 @@ class ClaimsToHeaders:
         rules = self.rules(spec.get("config_data"))
         if not rules:
             return
-        if rules.strip_authorization:
-            request.delete_header("Authorization")
+        if rules.strip_authorization:  # wherever this API reads its tokens, but a cookie
+            source = rules.token_source
+            if source.header is not None:
+                request.delete_header(source.header)
+            if source.param is not None:
+                request.delete_param(source.param)
         stored = session.metadata
         configured = {header_fold(header) for _, header in rules.claims_to_headers}
         for sent in list(request.headers):

@@ -14,6 +14,7 @@ HookType = common_pb2.HookType
 Object = object_pb2.Object
 Event = object_pb2.Event
 EventReply = object_pb2.EventReply
+MiniRequestObject = mini_request_object_pb2.MiniRequestObject
 SessionState = session_state_pb2.SessionState
 AccessDefinition = session_state_pb2.AccessDefinition
 
@@ -22,6 +23,7 @@ __all__ = [
     "Event",
     "EventReply",
     "HookType",
+    "MiniRequestObject",
     "Object",
     "SessionState",
     "common_pb2",

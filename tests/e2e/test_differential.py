@@ -8,13 +8,16 @@ plugin is stricter on purpose and its own answer is asserted instead.
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
 import hashlib
 import hmac
 import http.client
 import json
+import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -269,3 +272,102 @@ def test_a_raw_byte_that_is_not_utf8_in_the_path_stops_the_plugin_api_at_the_gat
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.split(b"\r\n")[0] == b"HTTP/1.1 403 Forbidden"
     assert payload == body("Key not authorised")
+
+
+TOKEN_PLACES = {"auth_header_name": "X-Auth0-Token", "use_param": True, "param_name": "access_token",
+                "use_cookie": True, "cookie_name": "at"}
+
+
+@contextlib.contextmanager
+def _token_places(stack: Stack, plugin_api_id: str, manifest: dict | None = None) -> Iterator[tuple[str, str]]:
+    """For the test's duration: the native JWT API reads tokens from TOKEN_PLACES (auth_configs.jwt)
+    and the plugin API ``plugin_api_id`` has the same keys in config_data (the policies grant both)."""
+    from plugin.devstack import gateway as gw
+
+    gateway = stack.gateway
+    assert gateway is not None
+    saved = {api_id: copy.deepcopy(gateway.apis[api_id]) for api_id in (gw.NATIVE_API_ID, plugin_api_id)}
+    native = copy.deepcopy(saved[gw.NATIVE_API_ID])
+    native["auth_configs"] = {"jwt": dict(TOKEN_PLACES)}
+    plugin = copy.deepcopy(saved[plugin_api_id])
+    plugin["config_data"] = {**plugin["config_data"], **TOKEN_PLACES}
+    if manifest is not None:
+        plugin.pop("custom_middleware_bundle", None)
+        plugin["custom_middleware"] = copy.deepcopy(manifest["custom_middleware"])
+    try:
+        gateway.put_api(native)
+        gateway.put_api(plugin)
+        gateway.reload()
+        yield NATIVE, f"/{plugin_api_id}/get"
+    finally:
+        for api in saved.values():
+            gateway.put_api(api)
+        gateway.reload()
+
+
+PLACES = [  # (case, query, headers); "T" is a valid token, "F" a forged one
+    ("no token anywhere", "", {}),
+    ("only in Authorization, which this API does not read", "", {"Authorization": "Bearer T"}),
+    ("in the configured header", "", {"X-Auth0-Token": "Bearer T"}),
+    ("in the configured header without Bearer", "", {"X-Auth0-Token": "T"}),
+    ("in the configured header, lower case", "", {"x-auth0-token": "T"}),
+    ("in the query parameter", "?access_token=T", {}),
+    ("in the query parameter with Bearer", "?access_token=Bearer%20T", {}),
+    ("in the query parameter, twice: the first wins", "?access_token=T&access_token=F", {}),
+    ("in a cookie", "", {"Cookie": "theme=dark; at=T"}),
+    ("in a quoted cookie", "", {"Cookie": 'at="T"'}),
+    ("in a cookie with Bearer", "", {"Cookie": "at=Bearer T"}),
+    ("forged parameter over a valid header", "?access_token=F", {"X-Auth0-Token": "T"}),
+    ("empty parameter leaves the forged header", "?access_token=", {"X-Auth0-Token": "F"}),
+    ("forged cookie over a valid parameter", "?access_token=T", {"Cookie": "at=F"}),
+    ("an invalid cookie value is skipped", "", {"Cookie": 'at=a"b; at=T'}),
+    ("an invalid cookie value alone leaves the header", "", {"Cookie": 'at=a\\b', "X-Auth0-Token": "T"}),
+]
+
+
+def test_token_locations_from_auth_configs_get_the_same_answers_from_both(plugin_stack: Stack) -> None:
+    """Native JWT's auth_configs.jwt (header name, query parameter, cookie) and the same keys in the
+    plugin's config_data: every placement gets the same status and body from both."""
+    from plugin.devstack import gateway as gw
+
+    with _token_places(plugin_stack, gw.PLUGIN_SUBJECT_API_ID) as (native_path, plugin_path):
+        differences = _compare_places(plugin_stack, native_path, plugin_path)
+    assert not differences, differences
+
+
+def _compare_places(plugin_stack: Stack, native_path: str, plugin_path: str) -> list:
+    forged = plugin_stack.token(sub=f"forged-{uuid.uuid4().hex[:8]}@clients")
+    forged = forged[:-4] + ("AAAA" if not forged.endswith("AAAA") else "BBBB")
+    differences = []
+    for case, query, headers in PLACES:
+        valid = plugin_stack.token(sub=f"places-{uuid.uuid4().hex[:8]}@clients")
+        sent = {k: _fill(v, valid, forged) for k, v in headers.items()}
+        answers = []
+        for path in (native_path, plugin_path):
+            result = plugin_stack.get(path + _fill(query, valid, forged), headers={"Accept": "application/json", **sent})
+            answers.append((result.status, result.body if result.status != 200 else b"granted"))
+        if answers[0] != answers[1]:
+            differences.append((case, answers))
+        assert answers[0][0] in (200, 400, 401, 403), (case, answers)
+    return differences
+
+
+def _fill(template: str, valid: str, forged: str) -> str:
+    """The case's placeholders T (valid token) and F (forged token), as whole words only."""
+    return re.sub(r"(?<![A-Za-z])([TF])(?![A-Za-z])", lambda m: valid if m.group(1) == "T" else forged, template)
+
+
+def test_a_form_id_extractor_keyed_on_the_parameter_serves_parameter_tokens(plugin_stack: Stack) -> None:
+    """The README's manifest for query-parameter tokens: the gateway's extractor reads the same
+    parameter, so repeat requests are answered from its session cache."""
+    from plugin.devstack import gateway as gw
+
+    manifest = gw.load_manifest()
+    manifest["custom_middleware"]["id_extractor"] = {
+        "extract_from": "form", "extract_with": "value", "extractor_config": {"param_name": "access_token"}}
+    token = plugin_stack.token(sub=f"form-{uuid.uuid4().hex[:8]}@clients")
+    with _token_places(plugin_stack, gw.PLUGIN_API_ID, manifest=manifest) as (_, plugin_path):
+        answers = [plugin_stack.get(f"{plugin_path}?access_token={token}").status for _ in range(2)]
+        missing = plugin_stack.get(plugin_path, headers={"X-Auth0-Token": token})
+    assert answers == [200, 200]
+    assert (missing.status, missing.body) == (400, body("Authorization field missing"))

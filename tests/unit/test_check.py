@@ -501,3 +501,33 @@ def test_a_base_policy_that_grants_no_api_is_named_in_the_report(tmp_path, signi
                      "--tyk-policies", str(write_empty_policy(tmp_path)), "--no-discovery")
     assert code == 1
     assert "auth0-policy grant no API: their access rights are empty" in text
+
+
+def test_a_token_for_an_api_reading_a_query_parameter_is_checked_from_there(jwks_server, signing_key):
+    config = config_data(jwt_source=jwks_server.url, disable_header=True, use_param=True, param_name="access_token")
+    code, report = run_json("--config-data", config, "--token", t.sign(signing_key), "--no-discovery")
+    assert code == 0 and report["verdict"] == "pass"
+    assert "the query parameter 'access_token'" in report["steps"][0]["detail"]
+
+
+def test_a_missing_token_names_where_this_api_reads_it(jwks_server):
+    config = config_data(jwt_source=jwks_server.url, auth_header_name="X-Auth0-Token")
+    code, text = run("--config-data", config, "--token", "")
+    assert code == 1
+    assert "send the access token in the X-Auth0-Token header" in text
+
+
+def test_a_native_token_location_left_in_auth_configs_is_noted_and_the_default_header_is_not(
+        tmp_path, signing_key, jwks_server):
+    document = json.loads((ROOT / "bundle" / "api-classic.json").read_text())
+    document["config_data"] = {"jwt_source": jwks_server.url, "issuer": t.ISSUER, "audience": t.AUDIENCE}
+    document["auth_configs"] = {"jwt": {"auth_header_name": "Authorization", "use_param": True,
+                                        "param_name": "access_token"}}
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(document))
+    _, report = run_json("--api", str(path), "--no-discovery")
+    notes = " ".join(report["notes"])
+    assert "native setting auth_configs.jwt.use_param is ignored by the plugin: put it in config_data as " \
+           "'use_param'" in notes
+    assert "auth_configs.jwt.param_name" in notes
+    assert "auth_configs.jwt.auth_header_name" not in notes

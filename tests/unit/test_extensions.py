@@ -363,6 +363,15 @@ def post_auth_object(claims: dict, config: str = CLAIMS_CONFIG, client_headers: 
     return obj
 
 
+def test_strip_authorization_removes_the_configured_token_header_and_parameter_not_authorization():
+    config = config_data(claims_to_headers={"sub": "X-User-Id"}, strip_authorization=True,
+                         auth_header_name="x-auth0-token", use_param=True, param_name="at")
+    obj = route(ext.builtin_hooks()).dispatch(post_auth_object(t.claims(), config=config))
+    request = obj.request
+    assert set(request.delete_headers) == {"X-Auth0-Token", "X-User-Id"}
+    assert list(request.delete_params) == ["at"]
+
+
 def test_claim_metadata_uses_the_claim_prefix_literal_names_and_dotted_paths():
     claims = t.claims(**{"https://example.com/org": "acme", "org": {"team": ["a", "b"]}})
     assert claim_metadata(claims, ["sub", "https://example.com/org", "org.team", "absent"]) == {
