@@ -40,6 +40,7 @@ from plugin.errors import (
     BadSignature,
     ConfigurationError,
     InvalidToken,
+    JtiMissing,
     KeysUnavailable,
     MissingToken,
     UnexpectedSigningMethod,
@@ -769,6 +770,12 @@ class _Walk:
                 self.step("audience", exc, exc.detail, _audience_hints(claims, config.audiences))
         else:
             self.step("audience", None, "not checked (no audience configured)", counts=False)
+        if config.require_jti:
+            if "jti" in claims:
+                self.step("jti", None, "present (require_jti)")
+            else:
+                self.step("jti", JtiMissing(), "absent, and the API sets require_jti",
+                          ["Auth0 adds jti only to RFC 9068 profile access tokens (the API's token dialect)"])
         try:
             identity = claimlib.identity(claims, config.identity_field)
         except AuthError as exc:

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from plugin.errors import ConfigurationError
-from plugin.extract import DEFAULT_SOURCE, FIELD_NAME, TokenSource, parse_token_source
+from plugin.extract import DEFAULT_HEADER, DEFAULT_SOURCE, FIELD_NAME, TokenSource, canonical_header
 from plugin.keys import load_static_public_key
 
 SIGNING_METHODS: Mapping[str, frozenset[str]] = {
@@ -54,6 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("issuer", "AUTH0_ISSUER", "https://DOMAIN/", "Accepted `iss` values (string or list), compared exactly: Auth0 issuers end with `/`.", "allowedIssuers (OAS)"),
     Setting("audience", "AUTH0_AUDIENCE", "", "Accepted `aud` values (string or list); a token passes when any of its audiences matches. Empty: not checked.", "allowedAudiences (OAS)"),
     Setting("jwt_signing_method", "AUTH0_JWT_SIGNING_METHOD", "rsa", "Algorithm family: `rsa` (RS256/384/512, PS256/384/512), `ecdsa` (ES256/384/512) or `hmac` (HS256/384/512).", "jwt_signing_method"),
+    Setting("require_jti", None, "false", "Refuse a token without a `jti` claim (its value is not checked; `null` counts as present).", "jtiValidation.enabled (OAS)"),
     Setting("jwt_allowed_algorithms", "AUTH0_JWT_ALLOWED_ALGORITHMS", "", "Optional exact allow-list inside the family, e.g. `[\"RS256\"]`."),
     Setting("jwt_identity_base_field", None, "sub", "Claim holding the identity (literal name first, then a dotted path; falls back to `sub`).", "jwt_identity_base_field"),
     Setting("jwt_policy_field_name", None, "pol", "Claim holding the Tyk policy id (a string, or a list of ids).", "jwt_policy_field_name"),
@@ -95,6 +96,7 @@ class ApiConfig:
     key_source: KeySource
     issuers: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
+    require_jti: bool = False
     signing_method: str = "rsa"
     allowed_algorithms: frozenset[str] = SIGNING_METHODS["rsa"]
     identity_field: str = "sub"
@@ -188,6 +190,7 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         key_source=key_source,
         issuers=issuers,
         audiences=_strings(data, "audience"),
+        require_jti=_flag(data, "require_jti"),
         signing_method=method,
         allowed_algorithms=frozenset(allowed) if allowed else family,
         identity_field=_string(data, "jwt_identity_base_field", "sub"),
@@ -328,6 +331,15 @@ def _string(data: Mapping[str, Any], key: str, default: str) -> str:
     return value
 
 
+def _flag(data: Mapping[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ConfigurationError(key, "must be true or false")
+    return value
+
+
 def _strings(data: Mapping[str, Any], key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     value = data.get(key)
     if value is None:
@@ -355,6 +367,35 @@ def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) 
         raise ConfigurationError(key, f"must be a whole number of seconds >= {minimum}")
     if value > _MAX_SECONDS:
         raise ConfigurationError(key, f"must be at most {_MAX_SECONDS} seconds")
+    return value
+
+
+# -- where the token is read (native JWT's auth_configs.jwt, under the same names) --------------------
+
+def parse_token_source(data: Mapping[str, Any]) -> TokenSource:
+    header_name = _field_name(data, "auth_header_name")
+    disable_header = _flag(data, "disable_header")
+    use_param = _flag(data, "use_param")
+    use_cookie = _flag(data, "use_cookie")
+    param_name = _string(data, "param_name", "")
+    cookie_name = _field_name(data, "cookie_name")
+    # As in the gateway: the header's name is the other sources' default, unless the header is off.
+    default_name = DEFAULT_HEADER if disable_header else (header_name or DEFAULT_HEADER)
+    if disable_header and not (use_param or use_cookie):
+        raise ConfigurationError("disable_header", "with the header off, turn on use_param or use_cookie: "
+                                 "otherwise no request can carry a token")
+    source = TokenSource(
+        header=None if disable_header else canonical_header(header_name or DEFAULT_HEADER),
+        param=(param_name or default_name) if use_param else None,
+        cookie=(cookie_name or default_name) if use_cookie else None,
+    )
+    return DEFAULT_SOURCE if source == DEFAULT_SOURCE else source
+
+
+def _field_name(data: Mapping[str, Any], key: str) -> str:
+    value = _string(data, key, "")
+    if value and not FIELD_NAME.fullmatch(value):
+        raise ConfigurationError(key, f"{value!r} is not a valid name (letters, digits and !#$%&'*+-.^_`|~)")
     return value
 
 
@@ -398,8 +439,6 @@ def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
                                          "fold '_' into '-' read X_A and X-A as one)")
             seen.add(folded)
             pairs.append((claim, header))
-    strip = data.get("strip_authorization", False)
-    if not isinstance(strip, bool):
-        raise ConfigurationError("strip_authorization", "must be true or false")
+    strip = _flag(data, "strip_authorization")
     return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=strip,
                        token_source=parse_token_source(data) if strip else DEFAULT_SOURCE)

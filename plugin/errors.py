@@ -99,6 +99,15 @@ class AudienceInvalid(ClaimsInvalid):
     reason = "audience"
 
 
+class JtiMissing(ClaimsInvalid):
+    """OAS native JWT's jtiValidation: only the claim's presence is checked."""
+
+    reason = "jti"
+
+    def __init__(self) -> None:
+        super().__init__("JWT ID (jti) claim is required but not present in token")
+
+
 class IdentityNotFound(AuthError):
     """The identity claim is missing or empty; the gateway returns the bare error text."""
 

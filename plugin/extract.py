@@ -9,11 +9,9 @@ parameter with its first value only, which is also the one it reads itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from plugin.coprocess import MiniRequestObject
-from plugin.errors import ConfigurationError
 
 DEFAULT_HEADER = "Authorization"
 # Go's net/http reads no cookies at all from a request carrying more than this many.
@@ -77,49 +75,3 @@ class TokenSource:
 
 
 DEFAULT_SOURCE = TokenSource()  # shared, so the request path can test it with `is`
-
-
-def parse_token_source(data: Mapping[str, object]) -> TokenSource:
-    """The native ``auth_configs.jwt`` fields, under the same names, from config_data."""
-    header_name = _name(data, "auth_header_name")
-    disable_header = _flag(data, "disable_header")
-    use_param = _flag(data, "use_param")
-    use_cookie = _flag(data, "use_cookie")
-    param_name = _text(data, "param_name")
-    cookie_name = _name(data, "cookie_name")
-    # As in the gateway: the header's name is the other sources' default, unless the header is off.
-    default_name = DEFAULT_HEADER if disable_header else (header_name or DEFAULT_HEADER)
-    if disable_header and not (use_param or use_cookie):
-        raise ConfigurationError("disable_header", "with the header off, turn on use_param or use_cookie: "
-                                 "otherwise no request can carry a token")
-    source = TokenSource(
-        header=None if disable_header else canonical_header(header_name or DEFAULT_HEADER),
-        param=(param_name or default_name) if use_param else None,
-        cookie=(cookie_name or default_name) if use_cookie else None,
-    )
-    return DEFAULT_SOURCE if source == DEFAULT_SOURCE else source
-
-
-def _flag(data: Mapping[str, object], key: str) -> bool:
-    value = data.get(key, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ConfigurationError(key, "must be true or false")
-    return value
-
-
-def _text(data: Mapping[str, object], key: str) -> str:
-    value = data.get(key, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigurationError(key, "must be a string")
-    return value
-
-
-def _name(data: Mapping[str, object], key: str) -> str:
-    value = _text(data, key)
-    if value and not FIELD_NAME.fullmatch(value):
-        raise ConfigurationError(key, f"{value!r} is not a valid name (letters, digits and !#$%&'*+-.^_`|~)")
-    return value

@@ -23,6 +23,7 @@ from plugin.errors import (
     ClaimsInvalid,
     InvalidToken,
     IssuerInvalid,
+    JtiMissing,
     TokenExpired,
     TokenNotValidYet,
     TokenUsedBeforeIssued,
@@ -73,6 +74,8 @@ class Verifier:
         claims = parsed.claims
         check_times(claims, self._clock(), config)
         check_issuer_and_audience(claims, config)
+        if config.require_jti and "jti" not in claims:
+            raise JtiMissing()
         exp = claims.get("exp")
         return VerifiedToken(claims=claims, kid=kid, key=key if kid is not None else None,
                              exp=float(exp) if _is_number(exp) and exp else None)

@@ -39,6 +39,7 @@ MANIFEST = REPO_ROOT / "manifest.json"
 
 ORG_ID = "default"
 NATIVE_API_ID = "auth0-native"
+NATIVE_OAS_API_ID = "auth0-oas-native"  # created by tests (POST /tyk/apis/oas); its file must not end in -oas.json
 PLUGIN_API_ID = "auth0-plugin"
 PLUGIN_SUBJECT_API_ID = "auth0-plugin-subject"
 KEYLESS_API_ID = "keyless"
@@ -129,6 +130,38 @@ def native_jwt_api(
     return api
 
 
+def native_oas_jwt_api(target_url: str, jwks_url: str, *, scheme: Mapping[str, Any] | None = None,
+                       api_id: str = NATIVE_OAS_API_ID, default_policies: Sequence[str] = (DEFAULT_POLICY_ID,),
+                       ) -> dict[str, Any]:
+    """Tyk OAS with native JWT: the only form of it that checks iss, aud and jti (``scheme`` adds
+    allowedIssuers, allowedAudiences, jtiValidation, ... to the JWT security scheme)."""
+    jwt = {
+        "enabled": True,
+        "source": jwt_source_for(jwks_url),
+        "signingMethod": "rsa",
+        "identityBaseField": "sub",
+        "policyFieldName": "pol",
+        "defaultPolicies": list(default_policies),
+        "header": {"enabled": True, "name": "Authorization"},
+        **(scheme or {}),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": api_id, "version": "1.0.0"},
+        "paths": {},
+        "components": {"securitySchemes": {"jwtAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "security": [{"jwtAuth": []}],
+        "x-tyk-api-gateway": {
+            "info": {"id": api_id, "orgId": ORG_ID, "name": api_id, "state": {"active": True}},
+            "upstream": {"url": target_url},
+            "server": {
+                "listenPath": {"value": f"/{api_id}/", "strip": True},
+                "authentication": {"enabled": True, "securitySchemes": {"jwtAuth": jwt}},
+            },
+        },
+    }
+
+
 def plugin_api(
     target_url: str,
     config_data: Mapping[str, Any],
@@ -214,7 +247,7 @@ def policy(
 
 def default_policies() -> list[dict[str, Any]]:
     """``auth0-policy`` for the walkthrough plus small ones tests can hit quickly."""
-    auth0_apis = (NATIVE_API_ID, PLUGIN_API_ID, PLUGIN_SUBJECT_API_ID)
+    auth0_apis = (NATIVE_API_ID, PLUGIN_API_ID, PLUGIN_SUBJECT_API_ID, NATIVE_OAS_API_ID)
     return [
         policy(DEFAULT_POLICY_ID, auth0_apis, name="Auth0 policy"),
         policy("limited", auth0_apis, rate=3, per=60, name="3 requests a minute"),

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -371,3 +372,66 @@ def test_a_form_id_extractor_keyed_on_the_parameter_serves_parameter_tokens(plug
         missing = plugin_stack.get(plugin_path, headers={"X-Auth0-Token": token})
     assert answers == [200, 200]
     assert (missing.status, missing.body) == (400, body("Authorization field missing"))
+
+
+@contextlib.contextmanager
+def _oas_native_and_plugin(stack: Stack, scheme: dict, settings: dict) -> Iterator[tuple[str, str]]:
+    """For the test's duration: a Tyk OAS API with native JWT (``scheme`` in its security scheme),
+    and the subject-keyed plugin API with ``settings`` added to its config_data."""
+    from plugin.devstack import gateway as gw
+
+    upstream, gateway = stack.upstream, stack.gateway
+    assert upstream is not None and gateway is not None
+    saved = copy.deepcopy(gateway.apis[gw.PLUGIN_SUBJECT_API_ID])
+    plugin = copy.deepcopy(saved)
+    plugin["config_data"] = {**plugin["config_data"], **settings}
+    try:
+        gateway.put_api(plugin)
+        gateway.reload()  # rewrites the API files: the OAS API is added after it
+        created = gateway.admin("POST", "/tyk/apis/oas",
+                                body=gw.native_oas_jwt_api(upstream.url, stack.jwks_url, scheme=scheme))
+        assert created.status == 200, created.text
+        assert gateway.admin("GET", "/tyk/reload?block=true").status == 200
+        yield f"/{gw.NATIVE_OAS_API_ID}/get", f"/{gw.PLUGIN_SUBJECT_API_ID}/get"
+    finally:
+        gateway.admin("DELETE", f"/tyk/apis/oas/{gw.NATIVE_OAS_API_ID}")
+        gateway.put_api(saved)
+        gateway.reload()
+
+
+OAS_CLAIM_CASES: list[tuple[str, dict[str, Any]]] = [  # (case, claim overrides); "AUD" is the stack's audience
+    ("valid", {}),
+    ("another issuer", {"iss": "https://evil.example/"}),
+    ("no issuer", {"drop": ["iss"]}),
+    ("issuer that is a number", {"iss": 5}),
+    ("another audience", {"aud": "https://other.example/"}),
+    ("audiences none of which match", {"aud": ["https://x.example/", "https://y.example/"]}),
+    ("one of two audiences matches", {"aud": ["https://x.example/", "AUD"]}),
+    ("audience that is a number", {"aud": 7}),
+    ("no audience", {"drop": ["aud"]}),
+    ("no jti", {"drop": ["jti"]}),
+    ("jti null", {"jti": None}),
+    ("jti empty", {"jti": ""}),
+]
+
+
+def test_oas_native_jwt_claim_checks_and_the_plugin_give_the_same_answers(plugin_stack: Stack) -> None:
+    """OAS native JWT's allowedIssuers, allowedAudiences and jtiValidation against the plugin's
+    issuer, audience and require_jti: same status and text for every case."""
+    scheme = {"allowedIssuers": [plugin_stack.issuer], "allowedAudiences": [plugin_stack.audience],
+              "jtiValidation": {"enabled": True}}
+    differences = []
+    with _oas_native_and_plugin(plugin_stack, scheme, {"require_jti": True}) as (native_path, plugin_path):
+        for case, claims in OAS_CLAIM_CASES:
+            claims = {k: ([plugin_stack.audience if a == "AUD" else a for a in v] if k == "aud" and isinstance(v, list)
+                          else v) for k, v in claims.items()}
+            if "jti" not in claims and "jti" not in claims.get("drop", []):
+                claims["jti"] = uuid.uuid4().hex
+            token = plugin_stack.token(sub=f"oas-{uuid.uuid4().hex[:8]}@clients", **claims)
+            answers = [send(plugin_stack, path, "Bearer " + token) for path in (native_path, plugin_path)]
+            answers = [(status, b"granted" if status == 200 else payload) for status, payload in answers]
+            if answers[0] != answers[1]:
+                differences.append((case, answers))
+            if case == "valid":
+                assert answers[0][0] == 200, answers
+    assert not differences, differences

@@ -436,6 +436,28 @@ def test_wrong_audience_is_401_listing_the_token_audiences(plugin, signing_key):
         401, "Key not authorized: no matching audience found in token: [https://other https://x/userinfo]")
 
 
+def test_require_jti_refuses_a_token_without_jti_with_the_oas_native_text(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(jti=t.DROP))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config_data(require_jti=True)))) == (
+        401, "Key not authorized: JWT ID (jti) claim is required but not present in token")
+
+
+@pytest.mark.parametrize("jti", ["8b1f0c", "", None])
+def test_require_jti_accepts_any_jti_value_even_null(plugin, signing_key, jti):
+    token = t.sign(signing_key, t.claims(jti=jti))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config_data(require_jti=True)))) == (-1, "")
+
+
+def test_without_require_jti_a_token_needs_no_jti(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(jti=t.DROP))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+def test_require_jti_must_be_a_boolean(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config=config_data(require_jti="yes")))
+    assert reply_error(reply) == (500, "Auth plugin misconfigured: require_jti")
+
+
 def test_no_policy_and_no_default_is_403_no_matching_policy_found(plugin, signing_key):
     token = t.sign(signing_key, t.claims(pol=t.DROP))
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (

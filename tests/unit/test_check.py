@@ -531,3 +531,12 @@ def test_a_native_token_location_left_in_auth_configs_is_noted_and_the_default_h
            "'use_param'" in notes
     assert "auth_configs.jwt.param_name" in notes
     assert "auth_configs.jwt.auth_header_name" not in notes
+
+
+def test_require_jti_is_a_step_of_its_own(jwks_server, signing_key):
+    config = config_data(jwt_source=jwks_server.url, require_jti=True)
+    code, report = run_json("--config-data", config, "--token", t.sign(signing_key, t.claims(jti=t.DROP)),
+                            "--no-discovery")
+    assert code == 1 and report["failed_step"] == "jti"
+    assert report["response"] == {"status": 401, "body": {
+        "error": "Key not authorized: JWT ID (jti) claim is required but not present in token"}}

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from plugin.config import parse_config_data
+from plugin.config import parse_config_data, parse_token_source
 from plugin.coprocess import MiniRequestObject
 from plugin.errors import ConfigurationError
-from plugin.extract import DEFAULT_SOURCE, MAX_COOKIES, TokenSource, canonical_header, cookie_value, parse_token_source
+from plugin.extract import DEFAULT_SOURCE, MAX_COOKIES, TokenSource, canonical_header, cookie_value
 from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
 
