@@ -83,10 +83,14 @@ def strip_bearer(value: str) -> str:
 
 
 def decode_segment(segment: str) -> bytes:
-    """Unpadded base64url, strictly: any other character, padding, or an impossible length is refused."""
+    """Unpadded base64url, strictly: any other character, padding, or an impossible length is refused.
+
+    Except CR and LF, which Go's decoder skips wherever they are (a token in a query parameter can
+    carry them as %0D/%0A); the signed text keeps them, as golang-jwt's does.
+    """
     try:
-        data = segment.encode("ascii").translate(_TO_STANDARD_ALPHABET)
-        return binascii.a2b_base64(data + _PADDING[len(segment) % 4], strict_mode=True)
+        data = segment.encode("ascii").translate(_TO_STANDARD_ALPHABET, b"\r\n")
+        return binascii.a2b_base64(data + _PADDING[len(data) % 4], strict_mode=True)
     except (UnicodeEncodeError, binascii.Error):
         raise InvalidToken("segment is not unpadded base64url") from None
 

@@ -315,6 +315,7 @@ PLACES = [  # (case, query, headers); "T" is a valid token, "F" a forged one
     ("in the query parameter", "?access_token=T", {}),
     ("in the query parameter with Bearer", "?access_token=Bearer%20T", {}),
     ("in the query parameter, twice: the first wins", "?access_token=T&access_token=F", {}),
+    ("in the query parameter with a line break (Go's base64 skips CR and LF)", "?access_token=T%0D%0A", {}),
     ("in a cookie", "", {"Cookie": "theme=dark; at=T"}),
     ("in a quoted cookie", "", {"Cookie": 'at="T"'}),
     ("in a cookie with Bearer", "", {"Cookie": "at=Bearer T"}),

@@ -16,6 +16,10 @@ from tests.support import tokens as t
     ("YWI", b"ab"),
     ("YWJj", b"abc"),
     ("-_-_", b"\xfb\xff\xbf"),
+    ("YW\nJj", b"abc"),  # Go's decoder skips CR and LF wherever they are
+    ("YWJj\r\n", b"abc"),
+    ("\nYWJjZA", b"abcd"),  # the length that counts is the one without them
+    ("Y\r\nQ", b"a"),
 ])
 def test_unpadded_base64url_segments_decode(segment, decoded):
     assert tokenlib.decode_segment(segment) == decoded
@@ -26,7 +30,7 @@ def test_unpadded_base64url_segments_decode(segment, decoded):
     "YWI=",
     "+/+/",  # the standard alphabet's characters
     "YW Jj",
-    "YW\nJj",
+    "YW\tJj",
     "YWJjZ",  # a length no encoder produces
     "YWJj\u00e9",
     "YW.J",
