@@ -35,6 +35,7 @@ from plugin.auth import Authenticator, ConfigStore
 from plugin.cli import bounded
 from plugin.config import SETTINGS, SIGNING_METHODS, ApiConfig, env_config_data, parse_config_data
 from plugin.coprocess import HookType, Object
+from plugin.custom_claims import check_custom_claims
 from plugin.errors import (
     AuthError,
     BadSignature,
@@ -72,6 +73,7 @@ OAS_NATIVE_KEYS = {
     "allowedIssuers": "issuer", "allowedAudiences": "audience", "scopes": "jwt_scope_claim_name / jwt_scope_to_policy_mapping",
     "expiresAtValidationSkew": "jwt_expires_at_validation_skew", "issuedAtValidationSkew": "jwt_issued_at_validation_skew",
     "notBeforeValidationSkew": "jwt_not_before_validation_skew",
+    "jtiValidation": "require_jti", "customClaimValidation": "custom_claim_validation",
     "header": "auth_header_name / disable_header", "query": "use_param / param_name",
     "cookie": "use_cookie / cookie_name",
 }
@@ -776,6 +778,15 @@ class _Walk:
             else:
                 self.step("jti", JtiMissing(), "absent, and the API sets require_jti",
                           ["Auth0 adds jti only to RFC 9068 profile access tokens (the API's token dialect)"])
+        if config.claim_rules:
+            paths = ", ".join(rule.path for rule in config.claim_rules)
+            try:
+                check_custom_claims(claims, config.claim_rules)
+                self.step("custom claims", None, f"every blocking rule passes ({paths})")
+            except AuthError as exc:
+                self.step("custom claims", exc, exc.detail,
+                          ["a path is claim names joined by dots, so a claim whose own name has dots (Auth0's "
+                           "namespaced https://... claims) cannot be reached; nonBlocking: true only logs"])
         try:
             identity = claimlib.identity(claims, config.identity_field)
         except AuthError as exc:

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from plugin.custom_claims import ClaimRule, parse_rules
 from plugin.errors import ConfigurationError
 from plugin.extract import DEFAULT_HEADER, DEFAULT_SOURCE, FIELD_NAME, TokenSource, canonical_header
 from plugin.keys import load_static_public_key
@@ -55,6 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("audience", "AUTH0_AUDIENCE", "", "Accepted `aud` values (string or list); a token passes when any of its audiences matches. Empty: not checked.", "allowedAudiences (OAS)"),
     Setting("jwt_signing_method", "AUTH0_JWT_SIGNING_METHOD", "rsa", "Algorithm family: `rsa` (RS256/384/512, PS256/384/512), `ecdsa` (ES256/384/512) or `hmac` (HS256/384/512).", "jwt_signing_method"),
     Setting("require_jti", None, "false", "Refuse a token without a `jti` claim (its value is not checked; `null` counts as present).", "jtiValidation.enabled (OAS)"),
+    Setting("custom_claim_validation", None, "{}", "Rules on claims, as Tyk OAS writes them: `{\"azp\": {\"type\": \"exact_match\", \"allowedValues\": [\"CLIENT_ID\"]}}`; types `required`, `exact_match`, `contains`, and `nonBlocking`. Paths are claim names joined by dots.", "customClaimValidation (OAS)"),
     Setting("jwt_allowed_algorithms", "AUTH0_JWT_ALLOWED_ALGORITHMS", "", "Optional exact allow-list inside the family, e.g. `[\"RS256\"]`."),
     Setting("jwt_identity_base_field", None, "sub", "Claim holding the identity (literal name first, then a dotted path; falls back to `sub`).", "jwt_identity_base_field"),
     Setting("jwt_policy_field_name", None, "pol", "Claim holding the Tyk policy id (a string, or a list of ids).", "jwt_policy_field_name"),
@@ -97,6 +99,7 @@ class ApiConfig:
     issuers: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
     require_jti: bool = False
+    claim_rules: tuple[ClaimRule, ...] = ()
     signing_method: str = "rsa"
     allowed_algorithms: frozenset[str] = SIGNING_METHODS["rsa"]
     identity_field: str = "sub"
@@ -191,6 +194,7 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         issuers=issuers,
         audiences=_strings(data, "audience"),
         require_jti=_flag(data, "require_jti"),
+        claim_rules=parse_rules(data.get("custom_claim_validation")),
         signing_method=method,
         allowed_algorithms=frozenset(allowed) if allowed else family,
         identity_field=_string(data, "jwt_identity_base_field", "sub"),

@@ -99,6 +99,12 @@ class AudienceInvalid(ClaimsInvalid):
     reason = "audience"
 
 
+class CustomClaimInvalid(ClaimsInvalid):
+    """A blocking rule of custom_claim_validation (OAS customClaimValidation) failed."""
+
+    reason = "custom_claim"
+
+
 class JtiMissing(ClaimsInvalid):
     """OAS native JWT's jtiValidation: only the claim's presence is checked."""
 

@@ -39,7 +39,7 @@ log = logging.getLogger("plugin.metrics")
 
 # Every ``reason`` an AuthError can carry (tests keep this list equal to plugin.errors).
 REASONS: tuple[str, ...] = (
-    "audience", "claims", "config", "expired", "identity", "invalid", "issued_in_future", "issuer",
+    "audience", "claims", "config", "custom_claim", "expired", "identity", "invalid", "issued_in_future", "issuer",
     "jti", "jwks_unavailable", "missing", "no_policy", "not_valid_yet", "signature", "signing_method",
     "unknown_hook", "unknown_kid",
 )

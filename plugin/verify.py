@@ -17,6 +17,7 @@ from cachetools import LRUCache
 
 from plugin import tokens as tokenlib
 from plugin.config import ApiConfig
+from plugin.custom_claims import check_custom_claims
 from plugin.errors import (
     AudienceInvalid,
     BadSignature,
@@ -76,6 +77,8 @@ class Verifier:
         check_issuer_and_audience(claims, config)
         if config.require_jti and "jti" not in claims:
             raise JtiMissing()
+        if config.claim_rules:
+            check_custom_claims(claims, config.claim_rules)
         exp = claims.get("exp")
         return VerifiedToken(claims=claims, kid=kid, key=key if kid is not None else None,
                              exp=float(exp) if _is_number(exp) and exp else None)

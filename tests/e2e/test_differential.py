@@ -436,3 +436,41 @@ def test_oas_native_jwt_claim_checks_and_the_plugin_give_the_same_answers(plugin
             if case == "valid":
                 assert answers[0][0] == 200, answers
     assert not differences, differences
+
+
+CUSTOM_CLAIM_CASES: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [  # (rules, the claims of each token)
+    ({"azp": {"type": "exact_match", "allowedValues": ["client-a", "client-b"]}},
+     [{"azp": "client-a"}, {"azp": "client-c"}, {"azp": ["client-a"]}, {"azp": None}, {"drop": ["azp"]}]),
+    ({"org_id": {"type": "required"}},
+     [{"org_id": "org_9ybsU1dN2dKfDkBi"}, {"org_id": ""}, {"org_id": None}, {}]),
+    ({"permissions": {"type": "contains", "allowedValues": ["read:x"]}},
+     [{"permissions": ["read:x", "write:y"]}, {"permissions": ["write:y"]}, {"permissions": "read:xyz"},
+      {"permissions": "read"}, {"permissions": 3}, {"permissions": {"read:x": 1}}, {}]),
+    ({"n": {"type": "contains", "allowedValues": [3, None]}},  # a scalar claim: only the last value counts
+     [{"n": 3}, {"n": None}, {"n": [3]}, {"n": 4}]),
+    ({"a.b": {"type": "exact_match", "allowedValues": [1, True, "x", None, [1, 2], {"k": "v"}]}},
+     [{"a": {"b": 1}}, {"a": {"b": 1.0}}, {"a": {"b": True}}, {"a": {"b": "x"}}, {"a": {"b": None}},
+      {"a": {"b": [1, 2]}}, {"a": {"b": [2, 1]}}, {"a": {"b": {"k": "v"}}}, {"a": {"b": 2}}, {"a.b": 1}, {}]),
+    ({"arr.1": {"type": "exact_match", "allowedValues": ["y"]}, "nb": {"type": "required", "nonBlocking": True}},
+     [{"arr": ["x", "y"]}, {"arr": {"1": "y"}}, {"arr": ["x"]}, {"arr": "xy"}]),
+]
+
+
+@pytest.mark.parametrize(("rules", "tokens"), CUSTOM_CLAIM_CASES, ids=[next(iter(r)) for r, _ in CUSTOM_CLAIM_CASES])
+def test_oas_custom_claim_validation_and_the_plugin_give_the_same_answers(plugin_stack: Stack, rules: dict,
+                                                                          tokens: list) -> None:
+    """OAS native JWT's customClaimValidation against the same rules in the plugin's config_data."""
+    differences, statuses = [], set()
+    with _oas_native_and_plugin(plugin_stack, {"customClaimValidation": rules},
+                                {"custom_claim_validation": rules}) as (native_path, plugin_path):
+        for claims in tokens:
+            extra = dict(claims)
+            drop = extra.pop("drop", [])
+            token = plugin_stack.token(sub=f"rules-{uuid.uuid4().hex[:8]}@clients", claims=extra, drop=drop)
+            answers = [send(plugin_stack, path, "Bearer " + token) for path in (native_path, plugin_path)]
+            answers = [(status, b"granted" if status == 200 else payload) for status, payload in answers]
+            statuses.add(answers[0][0])
+            if answers[0] != answers[1]:
+                differences.append((claims, answers))
+    assert not differences, differences
+    assert statuses == {200, 401}, statuses  # every rule set both grants and refuses

@@ -1,0 +1,164 @@
+"""Tyk OAS native JWT's ``customClaimValidation``: per-claim rules, with the gateway's semantics and texts.
+
+The gateway finds a claim with a gjson path over the claims and compares values as Go's
+``cmp.Equal`` does on decoded JSON (every number a float64). Its quirks are kept, since a client
+must get the same answer either way: ``contains`` on a string claim is a substring test, and on a
+claim that is neither a string nor a list only the last allowed value counts. A ``nonBlocking``
+rule never refuses. Where several rules fail, the gateway reports one of them at random (it walks
+a Go map); here the first by path.
+
+Paths are the plain part of gjson's syntax: names separated by dots, a number indexing a list.
+Wildcards, ``#``, pipes and brackets are refused as configuration errors, and so is every path the
+gateway itself cannot parse (it would refuse every token with ``invalid claim path``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from plugin.errors import ConfigurationError, CustomClaimInvalid
+
+KEY = "custom_claim_validation"
+TYPES = ("required", "exact_match", "contains")
+_RULE_FIELDS = frozenset({"type", "allowedValues", "nonBlocking"})
+# One path segment: characters the gateway's JSONPath check takes in a name and gjson reads literally.
+_SEGMENT = re.compile(r"[A-Za-z0-9_:;~\u0080-\U0010ffff]+")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+MISSING = object()
+
+
+@dataclass(frozen=True)
+class ClaimRule:
+    path: str
+    segments: tuple[str, ...]
+    type: str
+    allowed: tuple[Any, ...] = ()
+    non_blocking: bool = False
+
+
+def parse_rules(value: Any) -> tuple[ClaimRule, ...]:
+    """config_data's ``custom_claim_validation``: ``{path: {type, allowedValues, nonBlocking}}``, as in Tyk OAS."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ConfigurationError(KEY, "must be an object of claim path -> {type, allowedValues, nonBlocking}")
+    rules = []
+    for path, rule in sorted(value.items()):
+        segments = tuple(path.split("."))
+        if not all(_SEGMENT.fullmatch(s) for s in segments):
+            raise ConfigurationError(KEY, f"path {path!r}: use claim names of letters, digits and _:;~ joined "
+                                          "by dots (the gateway cannot read other names; wildcards, #, | and "
+                                          "brackets are not supported)")
+        if not isinstance(rule, dict):
+            raise ConfigurationError(KEY, f"path {path!r}: the rule must be an object")
+        unknown = sorted(set(rule) - _RULE_FIELDS)
+        if unknown:
+            raise ConfigurationError(KEY, f"path {path!r}: unknown field {unknown[0]!r} "
+                                          "(type, allowedValues, nonBlocking)")
+        kind = rule.get("type")
+        if kind not in TYPES:
+            raise ConfigurationError(KEY, f"path {path!r}: type must be one of {', '.join(TYPES)}")
+        allowed = rule.get("allowedValues")
+        if allowed is None:
+            allowed = []
+        if not isinstance(allowed, list):
+            raise ConfigurationError(KEY, f"path {path!r}: allowedValues must be a list")
+        non_blocking = rule.get("nonBlocking", False)
+        if not isinstance(non_blocking, bool):
+            raise ConfigurationError(KEY, f"path {path!r}: nonBlocking must be true or false")
+        rules.append(ClaimRule(path, segments, kind, tuple(_as_go_json(v, path) for v in allowed), non_blocking))
+    return tuple(rules)
+
+
+def check_custom_claims(claims: Mapping[str, Any], rules: tuple[ClaimRule, ...]) -> None:
+    """Raise the gateway's refusal for the first failing blocking rule."""
+    for rule in rules:
+        found = lookup(claims, rule.segments)
+        if found is MISSING:
+            if rule.non_blocking:
+                continue  # the gateway's later checks on a missing claim never refuse a non-blocking rule
+            raise CustomClaimInvalid(f"custom claim {rule.path} is required but not present in token")
+        if rule.type == "required":
+            ok = found is not None
+            problem = f"custom claim {rule.path} expects a non nil value"
+        elif rule.type == "contains":
+            ok = contains_match(rule.allowed, found)
+            problem = f"claim {rule.path} value does not contain any expected values"
+        else:
+            ok = any(go_equal(found, allowed) for allowed in rule.allowed)
+            problem = f"claim {rule.path} value does not match any expected values"
+        if not ok and not rule.non_blocking:
+            raise CustomClaimInvalid(problem)
+
+
+def lookup(claims: Mapping[str, Any], segments: tuple[str, ...]) -> Any:
+    """The value at a plain gjson path, or MISSING: names select object members, digits index lists."""
+    value: Any = claims
+    for segment in segments:
+        if isinstance(value, dict):
+            if segment not in value:
+                return MISSING
+            value = value[segment]
+        elif isinstance(value, list) and _ASCII_DIGITS.fullmatch(segment) and int(segment) < len(value):
+            value = value[int(segment)]
+        else:
+            return MISSING
+    return value
+
+
+def contains_match(allowed: tuple[Any, ...], claim: Any) -> bool:
+    """The gateway's ``contains``, quirks included: a substring test on strings, membership in lists,
+    and for any other claim the comparison with the last allowed value (each one overwrites the last)."""
+    matched = False
+    for expected in allowed:
+        if isinstance(claim, str):
+            if isinstance(expected, str) and expected in claim:
+                matched = True
+        elif isinstance(claim, list):
+            if any(go_equal(expected, item) for item in claim):
+                matched = True
+        else:
+            matched = go_equal(expected, claim)
+    return matched
+
+
+def go_equal(a: Any, b: Any) -> bool:
+    """``cmp.Equal`` on two decoded JSON values: numbers compare as float64, types never mix."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, (int, float)):
+        return isinstance(b, (int, float)) and float(a) == float(b)
+    if isinstance(a, str):
+        return isinstance(b, str) and a == b
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(go_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(go_equal(a[k], b[k]) for k in a)
+    return False
+
+
+def _as_go_json(value: Any, path: str) -> Any:
+    """An allowed value as the gateway decodes it: a number must fit a float64, and NaN is not JSON."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, (int, float)):
+            try:
+                if math.isfinite(float(item)):
+                    continue
+            except OverflowError:
+                pass
+            raise ConfigurationError(KEY, f"path {path!r}: an allowed value is a number beyond float64 (or NaN)")
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return value
