@@ -42,6 +42,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from plugin import gojson
+
 __all__ = (
     "MANIFEST_NAME",
     "BundleError",
@@ -150,7 +152,7 @@ class Manifest:
         ``first_value`` reads as the gateway's ``json.NewDecoder(f).Decode`` does when it
         loads a bundle: the first JSON value counts and whatever follows it is never read.
         """
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        text = gojson.text(raw) if isinstance(raw, bytes) else raw
         decoder = json.JSONDecoder(object_pairs_hook=_JsonObject, parse_int=_go_number,
                                    parse_float=_go_number, parse_constant=_reject_constant)
         try:
@@ -453,12 +455,6 @@ def _kind(value: Any) -> str:
     return "object"
 
 
-def _go_equal_fold(a: str, b: str) -> bool:
-    """Go's strings.EqualFold: rune by rune simple case folding (not Python's casefold, which maps
-    a ligature such as 'ﬆ' to two letters)."""
-    return len(a) == len(b) and all(x == y or x.lower() == y.lower() or x.upper() == y.upper() for x, y in zip(a, b, strict=True))
-
-
 def _fields(value: Any, names: Sequence[str], where: str, resettable: Sequence[str] = ()) -> dict[str, Any]:
     """Members of a JSON object that set struct fields, as Go's decoder sets them.
 
@@ -472,7 +468,7 @@ def _fields(value: Any, names: Sequence[str], where: str, resettable: Sequence[s
         raise BundleError(f"manifest: {where} must be an object, not {_kind(value)}")
     found: dict[str, Any] = {}
     for key, item in value.pairs:
-        field = key if key in names else next((name for name in names if _go_equal_fold(name, key)), None)
+        field = key if key in names else next((name for name in names if gojson.equal_fold(name, key)), None)
         if field is None or (item is None and field not in resettable):
             continue
         previous = found.get(field)

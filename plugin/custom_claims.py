@@ -8,8 +8,9 @@ rule never refuses. Where several rules fail, the gateway reports one of them at
 a Go map); here the first by path.
 
 Paths are the plain part of gjson's syntax: names separated by dots, a number indexing a list.
-Wildcards, ``#``, pipes and brackets are refused as configuration errors, and so is every path the
-gateway itself cannot parse (it would refuse every token with ``invalid claim path``).
+Other gjson syntax (wildcards, ``#``, pipes, brackets, ...) is refused as a configuration error,
+and so is a path the gateway's own check cannot parse (it would refuse every token with
+``invalid claim path``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from plugin import gojson
 from plugin.errors import ConfigurationError, CustomClaimInvalid
 
 KEY = "custom_claim_validation"
@@ -31,10 +33,28 @@ _ASCII_DIGITS = re.compile(r"[0-9]+")
 MISSING = object()
 
 
+Segment = tuple[str, int]  # a member name, and the list index it selects (-1: none)
+
+
+def segments_of(path: str) -> tuple[Segment, ...]:
+    """A path's names, each with the list index gjson reads from it: decimal digits taken modulo
+    2**64 (it does not check for overflow), and as a signed int, so 2**63 and up select nothing."""
+    segments = []
+    for name in path.split("."):
+        index = -1
+        if _ASCII_DIGITS.fullmatch(name):
+            number = 0
+            for digit in name:
+                number = (number * 10 + ord(digit) - 48) % 2**64
+            index = number if number < 2**63 else -1
+        segments.append((name, index))
+    return tuple(segments)
+
+
 @dataclass(frozen=True)
 class ClaimRule:
     path: str
-    segments: tuple[str, ...]
+    segments: tuple[Segment, ...]
     type: str
     allowed: tuple[Any, ...] = ()
     non_blocking: bool = False
@@ -48,30 +68,42 @@ def parse_rules(value: Any) -> tuple[ClaimRule, ...]:
         raise ConfigurationError(KEY, "must be an object of claim path -> {type, allowedValues, nonBlocking}")
     rules = []
     for path, rule in sorted(value.items()):
-        segments = tuple(path.split("."))
-        if not all(_SEGMENT.fullmatch(s) for s in segments):
+        if not all(_SEGMENT.fullmatch(name) for name in path.split(".")):
             raise ConfigurationError(KEY, f"path {path!r}: use claim names of letters, digits and _:;~ joined "
-                                          "by dots (the gateway cannot read other names; wildcards, #, | and "
-                                          "brackets are not supported)")
+                                          "by dots (the gateway's path check refuses characters such as - / and "
+                                          "spaces; gjson syntax such as wildcards, #, | and brackets is not "
+                                          "supported)")
         if not isinstance(rule, dict):
             raise ConfigurationError(KEY, f"path {path!r}: the rule must be an object")
-        unknown = sorted(set(rule) - _RULE_FIELDS)
-        if unknown:
-            raise ConfigurationError(KEY, f"path {path!r}: unknown field {unknown[0]!r} "
-                                          "(type, allowedValues, nonBlocking)")
-        kind = rule.get("type")
+        fields = _fields(rule, path)
+        kind = fields.get("type")
         if kind not in TYPES:
             raise ConfigurationError(KEY, f"path {path!r}: type must be one of {', '.join(TYPES)}")
-        allowed = rule.get("allowedValues")
+        allowed = fields.get("allowedValues")
         if allowed is None:
             allowed = []
         if not isinstance(allowed, list):
             raise ConfigurationError(KEY, f"path {path!r}: allowedValues must be a list")
-        non_blocking = rule.get("nonBlocking", False)
+        non_blocking = fields.get("nonBlocking")
+        if non_blocking is None:
+            non_blocking = False
         if not isinstance(non_blocking, bool):
             raise ConfigurationError(KEY, f"path {path!r}: nonBlocking must be true or false")
-        rules.append(ClaimRule(path, segments, kind, tuple(_as_go_json(v, path) for v in allowed), non_blocking))
+        rules.append(ClaimRule(path, segments_of(path), kind, tuple(_as_go_json(v, path) for v in allowed),
+                               non_blocking))
     return tuple(rules)
+
+
+def _fields(rule: dict[str, Any], path: str) -> dict[str, Any]:
+    """A rule's fields as Go decodes them: names match case-insensitively, a later key wins.
+    An unknown field, which Go would skip, is refused: it is most likely a misspelt one."""
+    found: dict[str, Any] = {}
+    for key, value in rule.items():
+        field = next((name for name in _RULE_FIELDS if gojson.equal_fold(name, key)), None)
+        if field is None:
+            raise ConfigurationError(KEY, f"path {path!r}: unknown field {key!r} (type, allowedValues, nonBlocking)")
+        found[field] = value
+    return found
 
 
 def check_custom_claims(claims: Mapping[str, Any], rules: tuple[ClaimRule, ...]) -> None:
@@ -95,16 +127,16 @@ def check_custom_claims(claims: Mapping[str, Any], rules: tuple[ClaimRule, ...])
             raise CustomClaimInvalid(problem)
 
 
-def lookup(claims: Mapping[str, Any], segments: tuple[str, ...]) -> Any:
+def lookup(claims: Mapping[str, Any], segments: tuple[Segment, ...]) -> Any:
     """The value at a plain gjson path, or MISSING: names select object members, digits index lists."""
     value: Any = claims
-    for segment in segments:
+    for name, index in segments:
         if isinstance(value, dict):
-            if segment not in value:
+            if name not in value:
                 return MISSING
-            value = value[segment]
-        elif isinstance(value, list) and _ASCII_DIGITS.fullmatch(segment) and int(segment) < len(value):
-            value = value[int(segment)]
+            value = value[name]
+        elif isinstance(value, list) and 0 <= index < len(value):
+            value = value[index]
         else:
             return MISSING
     return value

@@ -15,6 +15,7 @@ import math
 import re
 from typing import Any, NamedTuple
 
+from plugin import gojson
 from plugin.errors import InvalidToken
 
 # Algorithms golang-jwt v4 registers. Anything else is "signing method (alg) is unavailable".
@@ -164,7 +165,7 @@ def too_deep(text: str) -> bool:
 
 
 def _json_object(data: bytes, trailing_ok: bool) -> dict[str, Any]:
-    text = data.decode("utf-8", errors="replace")
+    text = gojson.text(data)
     if too_deep(text):
         raise InvalidToken("segment nests JSON too deep")
     try:

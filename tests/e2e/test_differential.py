@@ -453,6 +453,8 @@ CUSTOM_CLAIM_CASES: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [  # (ru
       {"a": {"b": [1, 2]}}, {"a": {"b": [2, 1]}}, {"a": {"b": {"k": "v"}}}, {"a": {"b": 2}}, {"a.b": 1}, {}]),
     ({"arr.1": {"type": "exact_match", "allowedValues": ["y"]}, "nb": {"type": "required", "nonBlocking": True}},
      [{"arr": ["x", "y"]}, {"arr": {"1": "y"}}, {"arr": ["x"]}, {"arr": "xy"}]),
+    ({f"list.{2**64 + 1}": {"type": "exact_match", "allowedValues": ["y"]}},  # gjson's index wraps at 2**64
+     [{"list": ["x", "y"]}, {"list": ["y", "x"]}]),
 ]
 
 

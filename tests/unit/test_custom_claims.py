@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from plugin.config import parse_config_data
-from plugin.custom_claims import MISSING, check_custom_claims, contains_match, go_equal, lookup, parse_rules
+from plugin.custom_claims import (
+    MISSING,
+    check_custom_claims,
+    contains_match,
+    go_equal,
+    lookup,
+    parse_rules,
+    segments_of,
+)
 from plugin.errors import ConfigurationError, CustomClaimInvalid
 from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
@@ -94,7 +102,33 @@ def test_an_empty_allowed_string_is_contained_in_every_string():
     ("a.b", {"a": {"b": None}}, None),
 ])
 def test_paths_are_names_joined_by_dots_and_numbers_index_lists(path, claims, found):
-    assert lookup(claims, tuple(path.split("."))) == found
+    assert lookup(claims, segments_of(path)) == found
+
+
+@pytest.mark.parametrize(("segment", "index"), [
+    ("1", 1), ("01", 1), (str(2**63 - 1), 2**63 - 1),
+    (str(2**64 + 1), 1),  # gjson reads digits into a uint64 without an overflow check
+    (str(2**64), 0),
+    (str(2**63), -1),  # and then into an int: from 2**63 on, negative, selecting nothing
+    ("1" + "0" * 4399, (10**4399) % 2**64 if (10**4399) % 2**64 < 2**63 else -1),
+    ("name", -1),
+])
+def test_a_list_index_is_read_as_gjson_reads_it(segment, index):
+    assert segments_of(segment) == ((segment, index),)
+
+
+def test_an_index_past_two_to_the_64_wraps_round_as_in_the_gateway():
+    rules = {f"arr.{2**64 + 1}": {"type": "exact_match", "allowedValues": ["y"]}}
+    assert verdict(rules, {"arr": ["x", "y"]}) == "ok"
+
+
+def test_a_very_long_index_is_read_without_a_crash():
+    assert verdict({"arr." + "1" + "0" * 4399: {"type": "required", "nonBlocking": True}}, {"arr": ["x"]}) == "ok"
+
+
+def test_rule_fields_match_case_insensitively_and_null_is_their_zero_value():
+    rules = parse_rules({"azp": {"Type": "exact_match", "ALLOWEDVALUES": ["a"], "nonblocking": None}})
+    assert (rules[0].type, rules[0].allowed, rules[0].non_blocking) == ("exact_match", ("a",), False)
 
 
 def test_a_non_blocking_rule_never_refuses():

@@ -90,6 +90,17 @@ def test_a_number_beyond_float64_is_not_json_as_go_reads_it(signing_key, number)
         _payload_parse(signing_key, b'{"sub":"a","exp":' + number + b"}")
 
 
+@pytest.mark.parametrize(("raw", "decoded"), [
+    (b"a\xe2\x82b", "a\ufffd\ufffdb"),  # a cut-short sequence: one U+FFFD per byte, as Go's decoder writes
+    (b"\xf0\x9f\x98", "\ufffd\ufffd\ufffd"),
+    (b"\xed\xa0\x80", "\ufffd\ufffd\ufffd"),  # an encoded surrogate
+    (b"\xff", "\ufffd"),
+])
+def test_bytes_that_are_not_utf8_become_one_replacement_character_each_as_in_go(signing_key, raw, decoded):
+    parsed = _payload_parse(signing_key, b'{"sub":"' + raw + b'","' + raw + b'":1}')
+    assert parsed.claims == {"sub": decoded, decoded: 1}
+
+
 def test_a_lone_surrogate_escape_decodes_to_the_replacement_character(signing_key):
     parsed = _payload_parse(signing_key, b'{"sub":"a\\ud800b","\\udfff":["\\ud800"]}')
     assert parsed.claims == {"sub": "a\ufffdb", "\ufffd": ["\ufffd"]}
