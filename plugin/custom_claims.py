@@ -159,20 +159,32 @@ def contains_match(allowed: tuple[Any, ...], claim: Any) -> bool:
 
 
 def go_equal(a: Any, b: Any) -> bool:
-    """``cmp.Equal`` on two decoded JSON values: numbers compare as float64, types never mix."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, (int, float)):
-        return isinstance(b, (int, float)) and float(a) == float(b)
-    if isinstance(a, str):
-        return isinstance(b, str) and a == b
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(go_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(go_equal(a[k], b[k]) for k in a)
-    return False
+    """``cmp.Equal`` on two decoded JSON values: numbers compare as float64, types never mix.
+    Iterative: claims may nest 512 levels, and allowed values deeper."""
+    pending = [(a, b)]
+    while pending:
+        x, y = pending.pop()
+        if isinstance(x, bool) or isinstance(y, bool):
+            same = isinstance(x, bool) and isinstance(y, bool) and x == y
+        elif x is None or y is None:
+            same = x is None and y is None
+        elif isinstance(x, (int, float)):
+            same = isinstance(y, (int, float)) and float(x) == float(y)
+        elif isinstance(x, str):
+            same = isinstance(y, str) and x == y
+        elif isinstance(x, list):
+            same = isinstance(y, list) and len(x) == len(y)
+            if same:
+                pending.extend(zip(x, y, strict=True))
+        elif isinstance(x, dict):
+            same = isinstance(y, dict) and x.keys() == y.keys()
+            if same:
+                pending.extend((x[k], y[k]) for k in x)
+        else:
+            same = False
+        if not same:
+            return False
+    return True
 
 
 def _as_go_json(value: Any, path: str) -> Any:

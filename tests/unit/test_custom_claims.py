@@ -52,6 +52,17 @@ def test_exact_match_follows_go_equality_on_decoded_json(value, passes):
     assert (verdict(rules, {"v": value}) == "ok") is passes
 
 
+def test_values_nested_deeper_than_the_interpreter_recurses_compare():
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = [deep]
+    other: Any = "x"
+    for _ in range(5000):
+        other = [other]
+    assert go_equal(deep, other)
+    assert contains_match((deep,), [other])
+
+
 def test_true_is_not_the_number_one():
     assert not go_equal(True, 1) and not go_equal(1, True) and go_equal(1, 1.0)
 
