@@ -185,7 +185,9 @@ def load_api(path: str) -> ApiSource:
         notes.append("enable_jwt is true: Tyk's native JWT middleware runs as well as the plugin; turn it off "
                      "once the plugin does the authentication")
     data = document.get("config_data")
+    jwt_auth = "auth_configs.jwt." if "jwt" in _object(document.get("auth_configs")) else "auth."
     for native, key in sorted(_NATIVE_KEYS.items()):
+        native = native.replace("auth_configs.jwt.", jwt_auth)  # native JWT reads the old `auth` without it
         value = _native_value(document, native)
         if native.endswith(".auth_header_name") and isinstance(value, str) and value.lower() == "authorization":
             continue  # the default, which the plugin reads too
@@ -547,6 +549,18 @@ def _split(url: str) -> SplitResult:
         return urlsplit("")
 
 
+def _custom_claim_hints(detail: str) -> list[str]:
+    if "not present" in detail:
+        return ["a path is claim names joined by dots, and a number picks a list entry: check the spelling "
+                "against the token's claims above"]
+    if "does not contain" in detail:
+        return ["contains: an allowed string inside a string claim, an allowed value in a list claim; for any "
+                "other claim only the last allowed value counts"]
+    if "does not match" in detail:
+        return ["exact_match: the whole value must equal an allowed one, type included (\"1\" is not 1)"]
+    return ["the claim is null: required wants a value"]
+
+
 def _place(obj: Object, source: TokenSource, token: str) -> None:
     """Put the token where a client of this API would: its header, else its parameter, else its cookie."""
     if source.header is not None:
@@ -621,7 +635,8 @@ class _Walk:
                 self.skip(name)
             return
         raw = tokenlib.strip_bearer(token if _has_bearer(token) else f"Bearer {token}")
-        self.step("authorization", None, f"Authorization: Bearer <token>{where} (the token itself is never printed)")
+        label = "Authorization: Bearer <token>" if source is DEFAULT_SOURCE else "token given"
+        self.step("authorization", None, f"{label}{where} (the token itself is never printed)")
         limit = self.max_token_bytes
         if not self.step("size", InvalidToken() if len(raw) > limit else None, f"{len(raw)} bytes (limit {limit})",
                          ["a token this large is refused before parsing (serve --max-token-bytes)"]
@@ -784,9 +799,7 @@ class _Walk:
                 check_custom_claims(claims, config.claim_rules)
                 self.step("custom claims", None, f"every blocking rule passes ({paths})")
             except AuthError as exc:
-                self.step("custom claims", exc, exc.detail,
-                          ["a path is claim names joined by dots, so a claim whose own name has dots (Auth0's "
-                           "namespaced https://... claims) cannot be reached; nonBlocking: true only logs"])
+                self.step("custom claims", exc, exc.detail, _custom_claim_hints(exc.detail))
         try:
             identity = claimlib.identity(claims, config.identity_field)
         except AuthError as exc:

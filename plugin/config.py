@@ -56,7 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("audience", "AUTH0_AUDIENCE", "", "Accepted `aud` values (string or list); a token passes when any of its audiences matches. Empty: not checked.", "allowedAudiences (OAS)"),
     Setting("jwt_signing_method", "AUTH0_JWT_SIGNING_METHOD", "rsa", "Algorithm family: `rsa` (RS256/384/512, PS256/384/512), `ecdsa` (ES256/384/512) or `hmac` (HS256/384/512).", "jwt_signing_method"),
     Setting("require_jti", None, "false", "Refuse a token without a `jti` claim (its value is not checked; `null` counts as present).", "jtiValidation.enabled (OAS)"),
-    Setting("custom_claim_validation", None, "{}", "Rules on claims, as Tyk OAS writes them: `{\"azp\": {\"type\": \"exact_match\", \"allowedValues\": [\"CLIENT_ID\"]}}`; types `required`, `exact_match`, `contains`, and `nonBlocking`. Paths are claim names joined by dots.", "customClaimValidation (OAS)"),
+    Setting("custom_claim_validation", None, "{}", "Rules on claims, as Tyk OAS writes them: `{\"azp\": {\"type\": \"exact_match\", \"allowedValues\": [\"CLIENT_ID\"]}}`; rule types `required`, `exact_match` and `contains`; `nonBlocking: true` makes a rule never refuse. Paths are claim names joined by dots.", "customClaimValidation (OAS)"),
     Setting("jwt_allowed_algorithms", "AUTH0_JWT_ALLOWED_ALGORITHMS", "", "Optional exact allow-list inside the family, e.g. `[\"RS256\"]`."),
     Setting("jwt_identity_base_field", None, "sub", "Claim holding the identity (literal name first, then a dotted path; falls back to `sub`).", "jwt_identity_base_field"),
     Setting("jwt_policy_field_name", None, "pol", "Claim holding the Tyk policy id (a string, or a list of ids).", "jwt_policy_field_name"),
@@ -67,16 +67,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwt_issued_at_validation_skew", None, "0", "Seconds of tolerance on `iat` (whole seconds, at most 2**62).", "jwt_issued_at_validation_skew"),
     Setting("jwt_not_before_validation_skew", None, "0", "Seconds of tolerance on `nbf` (whole seconds, at most 2**62).", "jwt_not_before_validation_skew"),
     Setting("session_metadata_claims", None, "[\"sub\", \"azp\", \"scope\"]", "Claims copied into the session's metadata (never the token itself)."),
-    Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`)."),
+    Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`). `0` when the token may come from several places (header, `use_param`, `use_cookie`), and only `0` is accepted then: the extractor reads one place, so it could cache a session under a value that is not the token."),
     Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh; it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
     Setting("claims_to_headers", None, "{}", "Map of claim name to upstream header name, set by the `Auth0ClaimsToHeaders` post-auth hook (docs/hooks.md)."),
     Setting("strip_authorization", None, "false", "With the `Auth0ClaimsToHeaders` hook: remove the token's header (`Authorization` or `auth_header_name`) and, with `use_param`, its query parameter before the upstream call."),
     Setting("auth_header_name", None, "Authorization", "Header carrying the token, with or without `Bearer `.", "auth_configs.jwt.auth_header_name"),
     Setting("disable_header", None, "false", "Do not read the header (then turn on `use_param` or `use_cookie`).", "auth_configs.jwt.disable_header"),
     Setting("use_param", None, "false", "Also read the token from a query parameter; a non-empty one wins over the header.", "auth_configs.jwt.use_param"),
-    Setting("param_name", None, "the header's name", "The query parameter's name.", "auth_configs.jwt.param_name"),
+    Setting("param_name", None, "the header's name", "The query parameter's name (`Authorization` when `disable_header` is on).", "auth_configs.jwt.param_name"),
     Setting("use_cookie", None, "false", "Also read the token from a cookie; a non-empty one wins over the header and the parameter.", "auth_configs.jwt.use_cookie"),
-    Setting("cookie_name", None, "the header's name", "The cookie's name.", "auth_configs.jwt.cookie_name"),
+    Setting("cookie_name", None, "the header's name", "The cookie's name (`Authorization` when `disable_header` is on).", "auth_configs.jwt.cookie_name"),
     Setting("hash_key_function", "TYK_HASH_KEY_FUNCTION", "", "The gateway's `hash_key_function`, so the session key id matches the one native JWT derives for the same identity.", "hash_key_function (tyk.conf)"),
 )
 
@@ -187,6 +187,7 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         raise ConfigurationError("jwt_scope_to_policy_mapping", "must be an object of scope -> policy id strings")
 
     header_rules = parse_header_rules(data)
+    token_source = parse_token_source(data)
     return ApiConfig(
         claims_to_headers=header_rules.claims_to_headers,
         strip_authorization=header_rules.strip_authorization,
@@ -206,10 +207,10 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         iat_skew=_seconds(data, "jwt_issued_at_validation_skew", 0),
         nbf_skew=_seconds(data, "jwt_not_before_validation_skew", 0),
         metadata_claims=_strings(data, "session_metadata_claims", ("sub", "azp", "scope")),
-        id_extractor_ttl=_seconds(data, "id_extractor_ttl", 300),
+        id_extractor_ttl=_extractor_ttl(data, token_source),
         jwks_cache_ttl=_seconds(data, "jwks_cache_ttl", 600, minimum=5),
         hash_key_function=_string(data, "hash_key_function", environ.get("TYK_HASH_KEY_FUNCTION", "")),
-        token_source=parse_token_source(data),
+        token_source=token_source,
     )
 
 
@@ -377,7 +378,11 @@ def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) 
 # -- where the token is read (native JWT's auth_configs.jwt, under the same names) --------------------
 
 def parse_token_source(data: Mapping[str, Any]) -> TokenSource:
+    """Where this API's tokens are read, from native JWT's auth_configs.jwt fields under their names."""
     header_name = _field_name(data, "auth_header_name")
+    if header_name.lower() == "host":
+        raise ConfigurationError("auth_header_name", "Host cannot carry a token: Go moves it out of the request "
+                                 "headers, so native JWT never finds one there")
     disable_header = _flag(data, "disable_header")
     use_param = _flag(data, "use_param")
     use_cookie = _flag(data, "use_cookie")
@@ -394,6 +399,20 @@ def parse_token_source(data: Mapping[str, Any]) -> TokenSource:
         cookie=(cookie_name or default_name) if use_cookie else None,
     )
     return DEFAULT_SOURCE if source == DEFAULT_SOURCE else source
+
+
+def _extractor_ttl(data: Mapping[str, Any], source: TokenSource) -> int:
+    """The gateway's ID extractor reads one place. Where the token may come from another, a request
+    with junk there (``Bearer null``) and the token elsewhere would leave its session cached under
+    the junk, for anyone who sends the same: such an API never lets the gateway reuse a session."""
+    if source.places == 1:
+        return _seconds(data, "id_extractor_ttl", 300)
+    ttl = _seconds(data, "id_extractor_ttl", 0)
+    if ttl:
+        raise ConfigurationError("id_extractor_ttl", f"must be 0 when the token may come from {source.describe()}: "
+                                 "the ID extractor reads one place, so it could cache a session under a value "
+                                 "that is not the token")
+    return ttl
 
 
 def _field_name(data: Mapping[str, Any], key: str) -> str:

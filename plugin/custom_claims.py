@@ -53,6 +53,8 @@ def segments_of(path: str) -> tuple[Segment, ...]:
 
 @dataclass(frozen=True)
 class ClaimRule:
+    """One rule, checked in order of path (the gateway's order is random, which only shows when two fail)."""
+
     path: str
     segments: tuple[Segment, ...]
     type: str

@@ -50,6 +50,10 @@ class TokenSource:
     param: str | None = None
     cookie: str | None = None
 
+    @property
+    def places(self) -> int:
+        return sum(place is not None for place in (self.header, self.param, self.cookie))
+
     def describe(self) -> str:
         """For messages to the operator: where a client must put the token."""
         places = []

@@ -25,6 +25,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from plugin.devstack.procs import http_request
 from plugin.devstack.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -280,18 +281,20 @@ TOKEN_PLACES = {"auth_header_name": "X-Auth0-Token", "use_param": True, "param_n
 
 
 @contextlib.contextmanager
-def _token_places(stack: Stack, plugin_api_id: str, manifest: dict | None = None) -> Iterator[tuple[str, str]]:
-    """For the test's duration: the native JWT API reads tokens from TOKEN_PLACES (auth_configs.jwt)
-    and the plugin API ``plugin_api_id`` has the same keys in config_data (the policies grant both)."""
+def _token_places(stack: Stack, plugin_api_id: str, manifest: dict | None = None,
+                  places: dict | None = None) -> Iterator[tuple[str, str]]:
+    """For the test's duration: the native JWT API reads tokens from ``places`` (default TOKEN_PLACES,
+    as auth_configs.jwt) and the plugin API ``plugin_api_id`` has the same keys in config_data."""
+    places = TOKEN_PLACES if places is None else places
     from plugin.devstack import gateway as gw
 
     gateway = stack.gateway
     assert gateway is not None
     saved = {api_id: copy.deepcopy(gateway.apis[api_id]) for api_id in (gw.NATIVE_API_ID, plugin_api_id)}
     native = copy.deepcopy(saved[gw.NATIVE_API_ID])
-    native["auth_configs"] = {"jwt": dict(TOKEN_PLACES)}
+    native["auth_configs"] = {"jwt": dict(places)}
     plugin = copy.deepcopy(saved[plugin_api_id])
-    plugin["config_data"] = {**plugin["config_data"], **TOKEN_PLACES}
+    plugin["config_data"] = {**plugin["config_data"], **places}
     if manifest is not None:
         plugin.pop("custom_middleware_bundle", None)
         plugin["custom_middleware"] = copy.deepcopy(manifest["custom_middleware"])
@@ -359,20 +362,49 @@ def _fill(template: str, valid: str, forged: str) -> str:
     return re.sub(r"(?<![A-Za-z])([TF])(?![A-Za-z])", lambda m: valid if m.group(1) == "T" else forged, template)
 
 
-def test_a_form_id_extractor_keyed_on_the_parameter_serves_parameter_tokens(plugin_stack: Stack) -> None:
-    """The README's manifest for query-parameter tokens: the gateway's extractor reads the same
-    parameter, so repeat requests are answered from its session cache."""
+def auth_calls(stack: Stack, outcome: str = "ok") -> float:
+    """The plugin's count of auth checks with this outcome, from its /metrics."""
+    text = http_request("GET", stack.metrics_url + "/metrics").text
+    pattern = rf'^tyk_auth0_requests_total\{{[^}}]*hook="auth_check"[^}}]*outcome="{outcome}"[^}}]*\}} (\S+)$'
+    return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE))
+
+
+PARAM_ONLY = {"disable_header": True, "use_param": True, "param_name": "access_token"}
+
+
+def test_a_form_id_extractor_keyed_on_the_only_token_parameter_serves_repeats_from_the_gateway(
+        plugin_stack: Stack) -> None:
+    """The README's manifest for query-parameter tokens: the gateway's extractor reads the API's one
+    token source, so repeat requests are answered from its session cache without a plugin call."""
     from plugin.devstack import gateway as gw
 
     manifest = gw.load_manifest()
     manifest["custom_middleware"]["id_extractor"] = {
         "extract_from": "form", "extract_with": "value", "extractor_config": {"param_name": "access_token"}}
     token = plugin_stack.token(sub=f"form-{uuid.uuid4().hex[:8]}@clients")
-    with _token_places(plugin_stack, gw.PLUGIN_API_ID, manifest=manifest) as (_, plugin_path):
-        answers = [plugin_stack.get(f"{plugin_path}?access_token={token}").status for _ in range(2)]
-        missing = plugin_stack.get(plugin_path, headers={"X-Auth0-Token": token})
-    assert answers == [200, 200]
+    with _token_places(plugin_stack, gw.PLUGIN_API_ID, manifest=manifest, places=PARAM_ONLY) as (_, plugin_path):
+        before = auth_calls(plugin_stack)
+        answers = [plugin_stack.get(f"{plugin_path}?access_token={token}").status for _ in range(3)]
+        calls = auth_calls(plugin_stack) - before
+        missing = plugin_stack.get(plugin_path, headers={"Authorization": "Bearer " + token})
+    assert answers == [200, 200, 200]
+    assert calls == 1
     assert (missing.status, missing.body) == (400, body("Authorization field missing"))
+
+
+def test_with_several_token_sources_the_gateway_never_reuses_a_session(plugin_stack: Stack) -> None:
+    """An extractor reads one place; with several token sources the plugin sets the deadline to now,
+    so a session cached under a value that is not the token (here the header's junk) is never served."""
+    from plugin.devstack import gateway as gw
+
+    token = plugin_stack.token(sub=f"several-{uuid.uuid4().hex[:8]}@clients")
+    manifest = gw.load_manifest()
+    manifest["custom_middleware"]["id_extractor"]["extractor_config"] = {"header_name": "X-Auth0-Token"}
+    with _token_places(plugin_stack, gw.PLUGIN_API_ID, manifest=manifest) as (_, plugin_path):
+        granted = plugin_stack.get(f"{plugin_path}?access_token={token}", headers={"X-Auth0-Token": "Bearer null"})
+        replayed = plugin_stack.get(plugin_path, headers={"X-Auth0-Token": "Bearer null"})
+    assert granted.status == 200
+    assert replayed.status == 403
 
 
 @contextlib.contextmanager

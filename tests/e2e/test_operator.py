@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import uuid
@@ -12,18 +11,10 @@ from pathlib import Path
 import pytest
 
 from plugin.devstack.procs import http_request
-from plugin.devstack.stack import Stack
-from tests.e2e.test_differential import CASES, PLUGIN, send
+from tests.e2e.test_differential import CASES, PLUGIN, auth_calls, send
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def auth_calls(stack: Stack, outcome: str = "ok") -> float:
-    text = http_request("GET", stack.metrics_url + "/metrics").text
-    pattern = rf'^tyk_auth0_requests_total\{{[^}}]*hook="auth_check"[^}}]*outcome="{outcome}"[^}}]*\}} (\S+)$'
-    values = [float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE)]
-    return sum(values)
 
 
 def test_with_the_id_extractor_repeats_are_served_by_the_gateway_without_a_plugin_call(plugin_stack, subject):

@@ -540,3 +540,14 @@ def test_require_jti_is_a_step_of_its_own(jwks_server, signing_key):
     assert code == 1 and report["failed_step"] == "jti"
     assert report["response"] == {"status": 401, "body": {
         "error": "Key not authorized: JWT ID (jti) claim is required but not present in token"}}
+
+
+def test_without_auth_configs_jwt_the_older_auth_object_is_read_for_leftovers(tmp_path, jwks_server):
+    document = json.loads((ROOT / "bundle" / "api-classic.json").read_text())
+    document["config_data"] = {"jwt_source": jwks_server.url, "issuer": t.ISSUER, "audience": t.AUDIENCE}
+    document.pop("auth_configs", None)
+    document["auth"] = {"use_cookie": True, "cookie_name": "at"}
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(document))
+    _, report = run_json("--api", str(path), "--no-discovery")
+    assert any("native setting auth.use_cookie is ignored" in n for n in report["notes"])

@@ -166,3 +166,34 @@ def test_a_token_only_in_authorization_is_missing_when_another_header_is_configu
 def test_a_token_from_a_parameter_gets_the_same_session_key_as_from_the_header(plugin, signing_key):
     reply = dispatch_with(plugin, signing_key, {"use_param": True, "param_name": "at"}, params={"at": "TOKEN"})
     assert reply.metadata["token"] == "default" + hashlib.md5(b"client-abc@clients").hexdigest()
+
+
+# -- several places and the gateway's ID extractor ------------------------------------------------------------
+
+def test_with_one_token_source_the_extractor_deadline_bound_defaults_to_300_seconds():
+    assert parse_config_data(config_data(auth_header_name="X-Token")).id_extractor_ttl == 300
+
+
+def test_with_several_token_sources_the_extractor_deadline_bound_defaults_to_zero():
+    assert parse_config_data(config_data(use_param=True)).id_extractor_ttl == 0
+
+
+def test_with_several_token_sources_a_non_zero_extractor_bound_is_refused_by_name():
+    with pytest.raises(ConfigurationError) as raised:
+        parse_config_data(config_data(use_cookie=True, id_extractor_ttl=60))
+    assert raised.value.key == "id_extractor_ttl"
+    assert "the Authorization header or the cookie 'Authorization'" in raised.value.problem
+
+
+def test_with_several_token_sources_the_session_deadline_is_now(make_plugin, signing_key):
+    now = 1_800_000_000.25
+    plugin = make_plugin(clock=lambda: now)
+    token = t.sign(signing_key, t.claims(iat=int(now), exp=int(now) + 3600))
+    reply = plugin.dispatch(auth_object("Bearer " + token, config=config_data(use_param=True)))
+    assert reply.session.id_extractor_deadline == int(now)
+
+
+def test_the_host_header_cannot_carry_the_token():
+    with pytest.raises(ConfigurationError) as raised:
+        parse_config_data(config_data(auth_header_name="host"))
+    assert raised.value.key == "auth_header_name"
