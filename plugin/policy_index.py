@@ -6,6 +6,10 @@ applies the policies and answers ``Forbidden``. The index lets the plugin give t
 It reads the gateway's own list (``GET /tyk/policies`` with the gateway secret) or a policy file or
 directory, refreshed in the background. While it has nothing, it answers "unknown" and the plugin
 leaves the decision to the gateway, as before.
+
+Every refusal the index makes also asks for an early refresh (at most one a second): a policy just
+added to the gateway, or a list read while its files were being rewritten, then costs one refused
+request instead of a whole refresh interval of them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import functools
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -127,9 +132,13 @@ def from_path(path: Path) -> Callable[[], PolicyRights]:
 class PolicyIndex:
     """Owns the gateway's policies (ids and the APIs they grant); answers None until a first load succeeds."""
 
-    def __init__(self, loader: Callable[[], PolicyRights], interval: float = 30.0, source: str = "") -> None:
+    def __init__(self, loader: Callable[[], PolicyRights], interval: float = 30.0, source: str = "",
+                 recheck_interval: float = 1.0) -> None:
         self._loader = loader
         self.interval = interval
+        self.recheck_interval = recheck_interval
+        self._wake = threading.Event()  # set by a refusal: refresh now rather than at the interval
+        self._last_recheck = float("-inf")
         self.source = shown_url(source) if "://" in source else source  # for log lines: the path or URL read
         self._ids: PolicyRights | None = None
         # (org id, base policy, policies) -> how to make the refusal, or None; emptied when the list changes
@@ -174,7 +183,7 @@ class PolicyIndex:
     def base_refusal(self, org_id: str, base: BasePolicy | None) -> AuthError | None:
         """Native JWT's answer when the gateway lacks the base policy, or it grants nothing, else None."""
         make = self._base_verdict(org_id, base)
-        return make() if make is not None else None
+        return self._refuse(make) if make is not None else None
 
     def _base_verdict(self, org_id: str, base: BasePolicy | None) -> Callable[[], AuthError] | None:
         """How to make the base-policy refusal, or None.
@@ -220,7 +229,15 @@ class PolicyIndex:
             if len(verdicts) >= VERDICT_MEMO_SIZE:
                 verdicts.clear()  # this dict only: replacing the attribute could undo a refresh's new one
             verdicts[key] = make
-        return make() if make is not None else None
+        return self._refuse(make) if make is not None else None
+
+    def _refuse(self, make: Callable[[], AuthError]) -> AuthError:
+        """The refusal, and an early refresh in case the list behind it is a stale or partial read."""
+        now = time.monotonic()
+        if now - self._last_recheck >= self.recheck_interval:
+            self._last_recheck = now
+            self._wake.set()
+        return make()
 
     def grants(self, org_id: str, policy_ids: Iterable[str], api_id: str) -> bool | None:
         """Whether any of the policies gives access to ``api_id``: the gateway's next check after auth."""
@@ -237,7 +254,9 @@ class PolicyIndex:
                     retry, wait = 0.5, self.interval
                 else:  # 0.5, 1, 2, ... s up to the interval: quick to recover, never a tight loop
                     retry, wait = min(retry * 2, self.interval), min(retry, self.interval)
-                if self._stop.wait(wait):
+                self._wake.wait(wait)
+                self._wake.clear()
+                if self._stop.is_set():
                     return
 
         self._thread = threading.Thread(target=run, name="policy-index", daemon=True)
@@ -245,3 +264,4 @@ class PolicyIndex:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()

@@ -6,10 +6,12 @@ import email.message
 import io
 import json
 import logging
+import time
 import urllib.error
 
 import pytest
 
+from plugin.policies import BasePolicy
 from plugin.policy_index import PolicyIndex, from_path
 from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
@@ -97,6 +99,49 @@ def test_a_protocol_error_from_the_gateway_keeps_the_last_list_and_the_refresher
         assert len(calls) >= 3
         assert index._thread is not None and index._thread.is_alive()
         assert index.known("default", "gold") is True
+    finally:
+        index.stop()
+
+
+def _wait_for(condition, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_a_refusal_makes_the_index_read_the_policies_again_without_waiting_for_the_interval(tmp_path):
+    write_policies(tmp_path / "p", "gold")
+    index = PolicyIndex(from_path(tmp_path / "p"), interval=3600)
+    index.start()
+    try:
+        assert _wait_for(lambda: index.known("default", "gold"))
+        write_policies(tmp_path / "p", "silver")  # added to the gateway after the last read
+        refusal = index.base_refusal("default", BasePolicy("silver", lone_default=False, applied=("silver",)))
+        assert refusal is not None and refusal.message == "key not authorized: no matching policy"
+        assert _wait_for(lambda: index.known("default", "silver"))
+    finally:
+        index.stop()
+
+
+def test_refusals_ask_for_at_most_one_early_read_per_recheck_interval(tmp_path):
+    reads = []
+    write_policies(tmp_path / "p", "gold")
+    load = from_path(tmp_path / "p")
+
+    def counting():
+        reads.append(1)
+        return load()
+
+    index = PolicyIndex(counting, interval=3600, recheck_interval=3600)
+    index.start()
+    try:
+        assert _wait_for(lambda: index.known("default", "gold"))
+        for _ in range(50):
+            index.base_refusal("default", BasePolicy("missing", lone_default=False, applied=("missing",)))
+        assert _wait_for(lambda: len(reads) == 2)
+        time.sleep(0.2)
+        assert len(reads) == 2
     finally:
         index.stop()
 
