@@ -18,7 +18,10 @@ codecs.register_error(_PER_BYTE, _replace_each_byte)
 def text(data: bytes) -> str:
     """UTF-8 as Go's decoder reads it: one U+FFFD per invalid byte, where Python's "replace" puts
     one per invalid sequence (b"a\\xe2\\x82b" is a, two U+FFFD, b), so strings compare as Go's do."""
-    return data.decode("utf-8", _PER_BYTE)
+    try:
+        return data.decode("utf-8")  # the common case, on CPython's fastest path
+    except UnicodeDecodeError:
+        return data.decode("utf-8", _PER_BYTE)
 
 
 def equal_fold(a: str, b: str) -> bool:
