@@ -551,3 +551,17 @@ def test_without_auth_configs_jwt_the_older_auth_object_is_read_for_leftovers(tm
     path.write_text(json.dumps(document))
     _, report = run_json("--api", str(path), "--no-discovery")
     assert any("native setting auth.use_cookie is ignored" in n for n in report["notes"])
+
+
+def test_an_enabled_oas_jwt_scheme_names_the_config_data_twins_of_its_fields(tmp_path):
+    document = json.loads((ROOT / "bundle" / "api-oas.json").read_text())
+    document["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"] = {"jwtAuth": {
+        "enabled": True, "query": {"enabled": True, "name": "at"}, "jtiValidation": {"enabled": True},
+        "customClaimValidation": {"azp": {"type": "exact_match", "allowedValues": ["a"]}}}}
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(document))
+    _, report = run_json("--api", str(path), "--no-discovery")
+    note = next(n for n in report["notes"] if "native JWT security scheme 'jwtAuth' is enabled" in n)
+    for twin in ("query -> use_param / param_name", "jtiValidation -> require_jti",
+                 "customClaimValidation -> custom_claim_validation"):
+        assert twin in note
