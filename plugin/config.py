@@ -186,8 +186,8 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise ConfigurationError("jwt_scope_to_policy_mapping", "must be an object of scope -> policy id strings")
 
-    header_rules = parse_header_rules(data)
     token_source = parse_token_source(data)
+    header_rules = parse_header_rules(data, token_source)
     return ApiConfig(
         claims_to_headers=header_rules.claims_to_headers,
         strip_authorization=header_rules.strip_authorization,
@@ -443,7 +443,7 @@ def header_fold(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
+def parse_header_rules(data: Mapping[str, Any], token_source: TokenSource | None = None) -> HeaderRules:
     """``claims_to_headers`` and ``strip_authorization`` from config_data; ConfigurationError names the key."""
     mapping = data.get("claims_to_headers")
     pairs: list[tuple[str, str]] = []
@@ -463,5 +463,8 @@ def parse_header_rules(data: Mapping[str, Any]) -> HeaderRules:
             seen.add(folded)
             pairs.append((claim, header))
     strip = _flag(data, "strip_authorization")
-    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=strip,
-                       token_source=parse_token_source(data) if strip else DEFAULT_SOURCE)
+    if not strip:
+        return HeaderRules(claims_to_headers=tuple(pairs))
+    if token_source is None:  # the hook parses config_data on its own; build_config has parsed it already
+        token_source = parse_token_source(data)
+    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=True, token_source=token_source)
