@@ -69,7 +69,8 @@ _NATIVE_KEYS = {s.native: s.key for s in SETTINGS if s.native and " " not in s.n
 # Tyk OAS native JWT (server.authentication.securitySchemes.<name>) fields and their config_data twins.
 OAS_NATIVE_KEYS = {
     "source": "jwt_source", "signingMethod": "jwt_signing_method", "identityBaseField": "jwt_identity_base_field",
-    "policyFieldName": "jwt_policy_field_name", "defaultPolicies": "jwt_default_policies",
+    "subjectClaims": "jwt_identity_base_field (a list)", "policyFieldName": "jwt_policy_field_name",
+    "basePolicyClaims": "jwt_policy_field_name (a list)", "defaultPolicies": "jwt_default_policies",
     "allowedIssuers": "issuer", "allowedAudiences": "audience", "scopes": "jwt_scope_claim_name / jwt_scope_to_policy_mapping",
     "expiresAtValidationSkew": "jwt_expires_at_validation_skew", "issuedAtValidationSkew": "jwt_issued_at_validation_skew",
     "notBeforeValidationSkew": "jwt_not_before_validation_skew",
@@ -218,6 +219,9 @@ def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
             fields = ", ".join(f"{k} -> {OAS_NATIVE_KEYS[k]}" for k in OAS_NATIVE_KEYS if k in scheme)
             source.notes.append(f"native JWT security scheme {name!r} is enabled: Tyk's JWT middleware runs as well "
                                 f"as the plugin; its settings go to config_data as {fields} (docs/migration.md)")
+            if scheme.get("basePolicyClaims") and not scheme.get("policyFieldName"):
+                source.notes.append(f"security scheme {name!r} has basePolicyClaims but no policyFieldName: native JWT "
+                                    "then takes no policy from the token, where jwt_policy_field_name does")
     plugin_config = _object(_object(_object(tyk.get("middleware")).get("global")).get("pluginConfig"))
     if plugin_config.get("driver") not in (None, "grpc"):
         source.notes.append(f"pluginConfig.driver is {plugin_config.get('driver')!r}: this plugin needs 'grpc'")
@@ -806,12 +810,7 @@ class _Walk:
             self.step("identity", exc, exc.message, _identity_hints(claims, config))
             self.skip("policies")
             return
-        field_name = config.identity_field
-        if field_name and claimlib.string_claim(claims, field_name) == identity:
-            found = f"{field_name} = {identity!r}"
-        else:
-            found = f"sub = {identity!r}" + (f" (fallback: {field_name!r} is absent)" if field_name else "")
-        self.step("identity", None, found)
+        self.step("identity", None, _identity_origin(claims, config.identity_field, identity))
         index = self.policy_index
         base = policylib.base_policy(claims, config)
         refusal = index.base_refusal(org_id, base) if index else None
@@ -968,25 +967,46 @@ def _audience_hints(claims: Mapping[str, Any], accepted: Sequence[str]) -> list[
     return hints
 
 
+def _names(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A claim-name setting as a list (an empty single name is no name)."""
+    return value if isinstance(value, tuple) else ((value,) if value else ())
+
+
+def _shown(value: str | tuple[str, ...]) -> str:
+    return repr(value) if isinstance(value, str) else repr(list(value))
+
+
+def _identity_origin(claims: Mapping[str, Any], field: str | tuple[str, ...], identity: str) -> str:
+    names = _names(field)
+    for name in names:
+        if claimlib.string_claim(claims, name) == identity:
+            return f"{name} = {identity!r}"
+    absent = ", ".join(repr(n) for n in names)
+    return f"sub = {identity!r}" + (f" (fallback: {absent} {'is' if len(names) == 1 else 'are'} absent)"
+                                    if names else "")
+
+
 def _identity_hints(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
-    return [f"jwt_identity_base_field is {config.identity_field!r}; the token's claims are "
+    return [f"jwt_identity_base_field is {_shown(config.identity_field)}; the token's claims are "
             f"{', '.join(sorted(claims)) or 'none'}",
             "Auth0 access tokens carry no email or name unless an Action adds them (with a namespaced name)"]
 
 
 def _policy_hints(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
     hints = []
-    value = claimlib.lookup(claims, config.policy_field) if config.policy_field else None
-    if value is None:
-        hints.append(f"the policy claim {config.policy_field!r} is absent" if config.policy_field
-                     else "no policy claim is configured (jwt_policy_field_name)")
-        candidates = [k for k in claims if k != config.policy_field and re.search(r"(^|[/:_.])pol(icy|icies)?$", k, re.IGNORECASE)]
+    names = _names(config.policy_field)
+    present = [(n, v) for n in names if (v := claimlib.lookup(claims, n)) is not None]
+    if not present:
+        hints.append(f"the policy claim {', '.join(repr(n) for n in names)} {'is' if len(names) == 1 else 'are'} absent"
+                     if names else "no policy claim is configured (jwt_policy_field_name)")
+        candidates = [k for k in claims if k not in names and re.search(r"(^|[/:_.])pol(icy|icies)?$", k, re.IGNORECASE)]
         if candidates:
             hints.append(f"the token has {', '.join(repr(c) for c in candidates)}: set jwt_policy_field_name to it")
         hints.append("add it in an Auth0 Action (api.accessToken.setCustomClaim('https://example.com/pol', "
                      "'<policy id>')), or set jwt_default_policies")
     else:
-        hints.append(f"the policy claim holds {json.dumps(value)[:60]}: it must be a policy id or a list of ids")
+        name, value = present[0]
+        hints.append(f"the policy claim {name!r} holds {json.dumps(value)[:60]}: it must be a policy id or a list of ids")
     if config.scope_to_policy:
         found = policylib.token_scopes(claims, config)
         hints.append(f"scopes {found or '(none)'}; mapped scopes: {', '.join(sorted(config.scope_to_policy))}")
@@ -996,7 +1016,8 @@ def _policy_hints(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
 def _policy_origin(claims: Mapping[str, Any], config: ApiConfig, policies: Sequence[str]) -> str:
     base = policylib.policy_claim(claims, config.policy_field)
     if base and tuple(policies[:len(base)]) == base and len(policies) == len(base):
-        return f"from claim {config.policy_field!r}"
+        name = next(n for n in _names(config.policy_field) if policylib.policy_claim(claims, n) == base)
+        return f"from claim {name!r}"
     if not base and tuple(policies) == config.default_policies:
         return "jwt_default_policies"
     return "from the scope mapping"
@@ -1112,7 +1133,8 @@ def render_text(report: Report, out: TextIO) -> None:
         w(f"  issuer     {', '.join(c.issuers) or '(not checked)'}\n")
         w(f"  audience   {', '.join(c.audiences) or '(not checked)'}\n")
         w(f"  algorithms {' '.join(sorted(c.allowed_algorithms))} (jwt_signing_method {c.signing_method})\n")
-        w(f"  identity   {c.identity_field}   policy claim {c.policy_field or '-'}   default policies "
+        w(f"  identity   {', '.join(_names(c.identity_field)) or 'sub'}   policy claim "
+          f"{', '.join(_names(c.policy_field)) or '-'}   default policies "
           f"{', '.join(c.default_policies) or '-'}\n")
     for note in source.notes + report.notes:
         w(f"  note: {note}\n")

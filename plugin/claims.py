@@ -47,20 +47,40 @@ def string_claim(claims: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
-def identity(claims: Mapping[str, Any], base_field: str) -> str:
-    """The session identity: the base field, else ``sub``, with the gateway's exact refusals."""
+def identity(claims: Mapping[str, Any], base_field: str | tuple[str, ...]) -> str:
+    """The session identity, with the gateway's exact refusals: one base field, else ``sub``
+    (classic native JWT); or a list of fields, then ``sub`` unless listed (OAS ``subjectClaims``)."""
+    if isinstance(base_field, tuple):
+        return _identity_from_list(claims, base_field)
     if base_field:
-        found = string_claim(claims, base_field)
+        found = _named_identity(claims, base_field)
         if found is not None:
             return found
-        if claims.get(base_field) == "" or ("." in base_field and nested(claims, base_field) == ""):
-            raise IdentityNotFound(f"found an empty user ID in predefined base claim, claim: {base_field}")
     sub = claims.get("sub")
     if isinstance(sub, str):
         if sub:
             return sub
         raise IdentityNotFound("found an empty user ID in sub claim")
     raise IdentityNotFound("no suitable claims for user ID were found")
+
+
+def _identity_from_list(claims: Mapping[str, Any], fields: tuple[str, ...]) -> str:
+    """OAS native JWT: an empty listed claim refuses at once; an absent one passes to the next."""
+    for name in fields if "sub" in fields else (*fields, "sub"):
+        found = _named_identity(claims, name)
+        if found is not None:
+            return found
+    raise IdentityNotFound("no suitable claims for user ID were found")
+
+
+def _named_identity(claims: Mapping[str, Any], name: str) -> str | None:
+    """A named claim's identity; None when it is absent or not a string; refused when empty."""
+    found = string_claim(claims, name)
+    if found is not None:
+        return found
+    if claims.get(name) == "" or ("." in name and nested(claims, name) == ""):
+        raise IdentityNotFound(f"found an empty user ID in predefined base claim, claim: {name}")
+    return None
 
 
 def scopes(claims: Mapping[str, Any], name: str) -> list[str]:

@@ -35,6 +35,8 @@ SIGNING_METHODS: Mapping[str, frozenset[str]] = {
 
 _HTTP_URL = re.compile(r"(?i)^https?://")
 
+ClaimNames = str | tuple[str, ...]
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -58,10 +60,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("require_jti", None, "false", "Refuse a token without a `jti` claim (its value is not checked; `null` counts as present).", "jtiValidation.enabled (OAS)"),
     Setting("custom_claim_validation", None, "{}", "Rules on claims, as Tyk OAS writes them: `{\"azp\": {\"type\": \"exact_match\", \"allowedValues\": [\"CLIENT_ID\"]}}`; rule types `required`, `exact_match` and `contains`; `nonBlocking: true` makes a rule never refuse. Paths are claim names joined by dots.", "customClaimValidation (OAS)"),
     Setting("jwt_allowed_algorithms", "AUTH0_JWT_ALLOWED_ALGORITHMS", "", "Optional exact allow-list inside the family, e.g. `[\"RS256\"]`."),
-    Setting("jwt_identity_base_field", None, "sub", "Claim holding the identity (literal name first, then a dotted path; falls back to `sub`).", "jwt_identity_base_field"),
-    Setting("jwt_policy_field_name", None, "pol", "Claim holding the Tyk policy id (a string, or a list of ids).", "jwt_policy_field_name"),
+    Setting("jwt_identity_base_field", None, "sub", "Claim holding the identity (literal name first, then a dotted path; falls back to `sub`). A list of claims is read as Tyk OAS `subjectClaims`: the first listed claim present, then `sub`.", "jwt_identity_base_field"),
+    Setting("jwt_policy_field_name", None, "pol", "Claim holding the Tyk policy id (a string, or a list of ids). A list of claims is read as Tyk OAS `basePolicyClaims`: the first listed claim that names a policy.", "jwt_policy_field_name"),
     Setting("jwt_default_policies", None, "[]", "Policies applied when the token names none.", "jwt_default_policies"),
-    Setting("jwt_scope_claim_name", None, "scope", "Claim holding the scopes (space-separated string or array). Set `permissions` to map Auth0's RBAC permissions array instead.", "jwt_scope_claim_name"),
+    Setting("jwt_scope_claim_name", None, "scope", "Claim holding the scopes (space-separated string or array). Set `permissions` to map Auth0's RBAC permissions array instead. A list of claims is read as Tyk OAS `scopes.claims`: the first listed claim the token has, else `scope`.", "jwt_scope_claim_name"),
     Setting("jwt_scope_to_policy_mapping", None, "{}", "Map of scope to policy id; matched policies replace the default policies.", "jwt_scope_to_policy_mapping"),
     Setting("jwt_expires_at_validation_skew", None, "0", "Seconds of tolerance on `exp` (whole seconds, at most 2**62).", "jwt_expires_at_validation_skew"),
     Setting("jwt_issued_at_validation_skew", None, "0", "Seconds of tolerance on `iat` (whole seconds, at most 2**62).", "jwt_issued_at_validation_skew"),
@@ -102,10 +104,12 @@ class ApiConfig:
     claim_rules: tuple[ClaimRule, ...] = ()
     signing_method: str = "rsa"
     allowed_algorithms: frozenset[str] = SIGNING_METHODS["rsa"]
-    identity_field: str = "sub"
-    policy_field: str = "pol"
+    # A string reads one claim as classic native JWT does; a tuple is a Tyk OAS claim list
+    # (subjectClaims, basePolicyClaims, scopes.claims), read with OAS native JWT's rules.
+    identity_field: ClaimNames = "sub"
+    policy_field: ClaimNames = "pol"
     default_policies: tuple[str, ...] = ()
-    scope_claim: str = "scope"
+    scope_claim: ClaimNames = "scope"
     scope_to_policy: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)  # read-only
     exp_skew: int = 0
     iat_skew: int = 0
@@ -198,10 +202,10 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         claim_rules=parse_rules(data.get("custom_claim_validation")),
         signing_method=method,
         allowed_algorithms=frozenset(allowed) if allowed else family,
-        identity_field=_string(data, "jwt_identity_base_field", "sub"),
-        policy_field=_string(data, "jwt_policy_field_name", "pol"),
+        identity_field=_claim_names(data, "jwt_identity_base_field", "sub"),
+        policy_field=_claim_names(data, "jwt_policy_field_name", "pol"),
         default_policies=_strings(data, "jwt_default_policies"),
-        scope_claim=_string(data, "jwt_scope_claim_name", "scope") or "scope",
+        scope_claim=_claim_names(data, "jwt_scope_claim_name", "scope") or "scope",
         scope_to_policy=MappingProxyType(dict(mapping)),
         exp_skew=_seconds(data, "jwt_expires_at_validation_skew", 0),
         iat_skew=_seconds(data, "jwt_issued_at_validation_skew", 0),
@@ -334,6 +338,19 @@ def _string(data: Mapping[str, Any], key: str, default: str) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(key, "must be a string")
     return value
+
+
+def _claim_names(data: Mapping[str, Any], key: str, default: str) -> ClaimNames:
+    """One claim name, or a list of them (the Tyk OAS form); an empty name in a list is refused,
+    as it could only be a slip."""
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ConfigurationError(key, "must be a claim name or a list of claim names (none of them empty)")
 
 
 def _flag(data: Mapping[str, Any], key: str) -> bool:

@@ -14,13 +14,23 @@ from plugin.config import ApiConfig
 from plugin.errors import NoMatchingPolicy
 
 
-def policy_claim(claims: Mapping[str, Any], field: str) -> tuple[str, ...]:
-    if not field:
+def policy_claim(claims: Mapping[str, Any], field: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The policy ids a token names: in one claim, or in the first of a list of claims that
+    names any (OAS ``basePolicyClaims``)."""
+    if isinstance(field, tuple):
+        for name in field:
+            found = _named_policies(claims, name)
+            if found:
+                return found
         return ()
-    single = claimlib.string_claim(claims, field)
+    return _named_policies(claims, field) if field else ()
+
+
+def _named_policies(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    single = claimlib.string_claim(claims, name)
     if single is not None:
         return (single,)
-    value = claimlib.lookup(claims, field)
+    value = claimlib.lookup(claims, name)
     if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
         return tuple(dict.fromkeys(value))
     return ()
@@ -50,9 +60,14 @@ def base_policy(claims: Mapping[str, Any], config: ApiConfig) -> BasePolicy | No
 
 def token_scopes(claims: Mapping[str, Any], config: ApiConfig) -> list[str]:
     """The scopes of ``jwt_scope_claim_name`` only (Auth0's RBAC ``permissions`` count when that
-    setting names them). Unlike native JWT, a literal claim name is tried before the dotted path,
-    so a namespaced Auth0 claim such as ``https://example.com/roles`` can hold the scopes."""
-    return claimlib.scopes(claims, config.scope_claim)
+    setting names them). A list of names picks the first that is a claim of the token, else
+    ``scope``, as OAS ``scopes.claims`` does. Unlike native JWT, a literal claim name is tried
+    before the dotted path, so a namespaced Auth0 claim such as ``https://example.com/roles``
+    can hold the scopes."""
+    name = config.scope_claim
+    if isinstance(name, tuple):
+        name = next((n for n in name if n in claims), "scope")
+    return claimlib.scopes(claims, name)
 
 
 def resolve(claims: Mapping[str, Any], config: ApiConfig) -> tuple[str, ...]:

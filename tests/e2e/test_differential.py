@@ -508,3 +508,77 @@ def test_oas_custom_claim_validation_and_the_plugin_give_the_same_answers(plugin
                 differences.append((claims, answers))
     assert not differences, differences
     assert statuses == {200, 401}, statuses  # every rule set both grants and refuses
+
+
+LIMITED = [{"scope": "read:limited", "policyId": "limited"}]
+# (case, OAS native JWT scheme fields, the plugin's config_data, token claims). "U" in a claim value
+# is replaced by a value of each side's own, so that the two sides' sessions never share a key.
+OAS_CLAIM_LIST_CASES: list[tuple[str, dict[str, Any], dict[str, Any], list[dict[str, Any]]]] = [
+    ("claim lists",
+     {"subjectClaims": ["email", "user_id"], "policyFieldName": "tier",
+      "basePolicyClaims": ["tier", "https://example.com/pol"],
+      "scopes": {"claims": ["permissions", "scp"], "scopeToPolicyMapping": LIMITED}},
+     {"jwt_identity_base_field": ["email", "user_id"], "jwt_policy_field_name": ["tier", "https://example.com/pol"],
+      "jwt_scope_claim_name": ["permissions", "scp"], "jwt_scope_to_policy_mapping": {"read:limited": "limited"}},
+     [{"email": "e-U", "tier": "quota3"}, {"user_id": "u-U", "tier": "quota3"},
+      {"email": 5, "user_id": "u-U", "tier": "quota3"}, {"email": "", "user_id": "u-U", "tier": "quota3"},
+      {"sub": "", "tier": "quota3"}, {"drop": ["sub"], "tier": "quota3"},
+      {"https://example.com/pol": "quota3"}, {"tier": "", "https://example.com/pol": "quota3"}, {"tier": "nope"},
+      {"tier": "quota3", "permissions": ["read:limited"]}, {"permissions": ["read:limited"]},
+      {"permissions": [], "scope": "read:limited"}, {"permissions": None, "scope": "read:limited"},
+      {"scope": "read:limited"}, {"scp": "read:limited other"}, {"permissions": ["other"]}, {}]),
+    ("single names, OAS rules",
+     {"identityBaseField": "email", "scopes": {"claimName": "permissions", "scopeToPolicyMapping": LIMITED}},
+     {"jwt_identity_base_field": ["email"], "jwt_scope_claim_name": ["permissions"],
+      "jwt_scope_to_policy_mapping": {"read:limited": "limited"}},
+     [{"email": "e-U", "pol": "quota3"}, {"pol": "quota3"}, {"sub": "", "pol": "quota3"},
+      {"pol": "quota3", "scope": "read:limited"}, {"permissions": ["read:limited"]}]),
+]
+
+
+def _claim_list_answer(stack: Stack, path: str, claims: dict[str, Any]) -> tuple:
+    """Status and error text, or for a grant: which claim gave the identity and the session's policies."""
+    from plugin.devstack import gateway as gw
+    from plugin.session import key_id
+
+    unique = uuid.uuid4().hex[:10]
+    claims = json.loads(json.dumps(claims).replace('-U"', f'-{unique}"'))
+    drop = claims.pop("drop", [])
+    sub = claims.pop("sub", f"sub-{unique}")
+    token = stack.token(sub=sub, claims=claims, drop=drop)
+    status, payload = send(stack, path, "Bearer " + token)
+    if status != 200:
+        return status, json.loads(payload).get("error")
+    assert stack.gateway is not None
+    for name, value in [("sub", sub), *claims.items()]:
+        session = stack.gateway.session(key_id(gw.ORG_ID, value)) if isinstance(value, str) and value else None
+        if session is not None:
+            return status, name, sorted(session["apply_policies"])
+    return status, "no session under any claim"
+
+
+@pytest.mark.parametrize(("scheme", "settings", "tokens"), [c[1:] for c in OAS_CLAIM_LIST_CASES],
+                         ids=[c[0] for c in OAS_CLAIM_LIST_CASES])
+def test_oas_subject_policy_and_scope_claim_lists_and_the_plugin_give_the_same_sessions(
+        plugin_stack: Stack, scheme: dict, settings: dict, tokens: list) -> None:
+    """OAS native JWT's subjectClaims, basePolicyClaims and scopes.claims (and its rules for single
+    names) against the same lists in config_data: same refusal, or the same identity claim and
+    the same policies in the stored session."""
+    differences, outcomes = [], set()
+    with _oas_native_and_plugin(plugin_stack, scheme, settings) as (native_path, plugin_path):
+        for claims in tokens:
+            answers = [_claim_list_answer(plugin_stack, path, claims) for path in (native_path, plugin_path)]
+            outcomes.add(answers[0][0])
+            if answers[0] != answers[1]:
+                differences.append((claims, answers))
+    assert not differences, differences
+    assert outcomes == {200, 403}, outcomes
+
+
+def test_oas_native_jwt_reads_base_policy_claims_only_with_a_policy_field_name(plugin_stack: Stack) -> None:
+    """The difference docs/migration.md states and `check` notes: without policyFieldName, native
+    JWT takes no policy from the token; the plugin reads the list it is given."""
+    scheme = {"policyFieldName": "", "basePolicyClaims": ["tier"]}
+    with _oas_native_and_plugin(plugin_stack, scheme, {"jwt_policy_field_name": ["tier"]}) as (native_path, plugin_path):
+        answers = [_claim_list_answer(plugin_stack, path, {"tier": "quota3"}) for path in (native_path, plugin_path)]
+    assert answers == [(200, "sub", ["auth0-policy"]), (200, "sub", ["quota3"])]

@@ -647,3 +647,29 @@ def test_the_oauth_client_id_comes_from_the_client_id_claim_as_in_native_jwt(plu
 def test_tokens_without_a_client_id_claim_leave_the_oauth_client_id_empty(plugin, signing_key):
     reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key))))
     assert reply.session.oauth_client_id == ""
+
+
+def test_a_subject_claim_list_gives_the_identity_from_the_first_listed_claim_present(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(user_id="u-1"))
+    config = config_data(jwt_identity_base_field=["email", "user_id"])
+    assert plugin.dispatch(auth_object(bearer(token), config=config)).session.alias == "u-1"
+
+
+def test_with_a_subject_claim_list_an_empty_sub_is_refused_as_a_base_claim(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(sub=""))
+    config = config_data(jwt_identity_base_field=["email"])
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == (
+        403, "found an empty user ID in predefined base claim, claim: sub")
+
+
+def test_a_policy_claim_list_applies_the_first_listed_claim_naming_a_policy(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP, tier="gold"))
+    config = config_data(jwt_policy_field_name=["https://example.com/pol", "tier"])
+    assert list(plugin.dispatch(auth_object(bearer(token), config=config)).session.apply_policies) == ["gold"]
+
+
+def test_a_scope_claim_list_falls_back_to_scope_as_oas_scopes_claims_do(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope="admin"))
+    config = config_data(jwt_scope_claim_name=["permissions"], jwt_default_policies=["basic"],
+                         jwt_scope_to_policy_mapping={"admin": "admin-pol"})
+    assert list(plugin.dispatch(auth_object(bearer(token), config=config)).session.apply_policies) == ["admin-pol"]

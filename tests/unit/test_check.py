@@ -565,3 +565,32 @@ def test_an_enabled_oas_jwt_scheme_names_the_config_data_twins_of_its_fields(tmp
     for twin in ("query -> use_param / param_name", "jtiValidation -> require_jti",
                  "customClaimValidation -> custom_claim_validation"):
         assert twin in note
+
+
+def test_with_a_subject_claim_list_the_identity_step_names_the_claim_that_gave_it(jwks_server, signing_key):
+    data = config_data(jwt_source=jwks_server.url, jwt_identity_base_field=["email", "user_id"])
+    token = t.sign(signing_key, t.claims(user_id="u-1"))
+    _, report = run_json("--config-data", data, "--token", token, "--no-discovery")
+    identity = next(s for s in report["steps"] if s["name"] == "identity")
+    assert identity["status"] == "pass" and identity["detail"] == "user_id = 'u-1'"
+
+
+def test_with_a_subject_claim_list_absent_the_identity_step_says_sub_was_the_fallback(jwks_server, signing_key):
+    data = config_data(jwt_source=jwks_server.url, jwt_identity_base_field=["email", "user_id"])
+    token = t.sign(signing_key, t.claims(sub="auth0|7"))
+    _, report = run_json("--config-data", data, "--token", token, "--no-discovery")
+    identity = next(s for s in report["steps"] if s["name"] == "identity")
+    assert identity["detail"] == "sub = 'auth0|7' (fallback: 'email', 'user_id' are absent)"
+
+
+def test_an_oas_scheme_with_base_policy_claims_but_no_policy_field_name_is_noted(tmp_path):
+    document = json.loads((ROOT / "bundle" / "api-oas.json").read_text())
+    document["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"] = {"jwtAuth": {
+        "enabled": True, "basePolicyClaims": ["https://example.com/pol"], "subjectClaims": ["email"]}}
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(document))
+    _, report = run_json("--api", str(path), "--no-discovery")
+    assert any("basePolicyClaims but no policyFieldName: native JWT then takes no policy from the token" in n
+               for n in report["notes"])
+    note = next(n for n in report["notes"] if "native JWT security scheme 'jwtAuth' is enabled" in n)
+    assert "subjectClaims -> jwt_identity_base_field (a list)" in note

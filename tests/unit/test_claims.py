@@ -47,3 +47,37 @@ def test_scopes_split_a_string_and_flatten_arrays():
 def test_lookup_of_a_name_nowhere_is_none():
     assert lookup({"a": {"b": 1}}, "a.c") is None
     assert lookup({}, "x") is None
+
+
+# -- a list of identity claims: Tyk OAS subjectClaims ------------------------------------------------
+
+def test_a_claim_list_takes_the_first_listed_claim_present():
+    assert identity({"user_id": "u1", "sub": "s"}, ("email", "user_id")) == "u1"
+    assert identity({"email": "e1", "user_id": "u1", "sub": "s"}, ("email", "user_id")) == "e1"
+
+
+def test_a_listed_claim_holding_no_string_passes_to_the_next():
+    assert identity({"email": 5, "user_id": "u1", "sub": "s"}, ("email", "user_id")) == "u1"
+
+
+def test_an_empty_listed_claim_is_refused_even_with_a_later_one_present():
+    with pytest.raises(IdentityNotFound, match="^found an empty user ID in predefined base claim, claim: email$"):
+        identity({"email": "", "user_id": "u1", "sub": "s"}, ("email", "user_id"))
+
+
+def test_a_claim_list_falls_back_to_sub_naming_it_as_a_base_claim_when_empty():
+    assert identity({"sub": "s"}, ("email",)) == "s"
+    with pytest.raises(IdentityNotFound, match="^found an empty user ID in predefined base claim, claim: sub$"):
+        identity({"sub": ""}, ("email",))
+
+
+def test_an_empty_claim_list_reads_sub_alone():
+    assert identity({"sub": "s"}, ()) == "s"
+    with pytest.raises(IdentityNotFound, match="^no suitable claims for user ID were found$"):
+        identity({"sub": 7}, ())
+
+
+def test_a_claim_list_naming_sub_does_not_read_it_twice():
+    with pytest.raises(IdentityNotFound, match="^no suitable claims for user ID were found$"):
+        identity({"user_id": "u1"}, ("sub",))
+    assert identity({"sub": "s", "user_id": "u1"}, ("sub", "user_id")) == "s"

@@ -244,3 +244,25 @@ def test_the_gateway_hash_key_function_comes_from_the_environment_unless_set():
     assert parse_config_data(data, environ={"TYK_HASH_KEY_FUNCTION": "murmur64"}).hash_key_function == "murmur64"
     own = json.dumps({"auth0_domain": "a.auth0.com", "hash_key_function": "sha256"})
     assert parse_config_data(own, environ={"TYK_HASH_KEY_FUNCTION": "murmur64"}).hash_key_function == "sha256"
+
+
+JWKS = "https://tenant.example/.well-known/jwks.json"
+
+
+@pytest.mark.parametrize("key", ["jwt_identity_base_field", "jwt_policy_field_name", "jwt_scope_claim_name"])
+def test_claim_name_settings_take_a_name_or_a_list_of_names(key):
+    assert getattr(parse(jwt_source=JWKS, **{key: "x"}), {"jwt_identity_base_field": "identity_field",
+                                          "jwt_policy_field_name": "policy_field",
+                                          "jwt_scope_claim_name": "scope_claim"}[key]) == "x"
+    listed = parse(jwt_source=JWKS, **{key: ["a", "b.c"]})
+    assert ("a", "b.c") in (listed.identity_field, listed.policy_field, listed.scope_claim)
+
+
+@pytest.mark.parametrize("value", [["a", ""], ["a", 3], 5, {"a": 1}])
+@pytest.mark.parametrize("key", ["jwt_identity_base_field", "jwt_policy_field_name", "jwt_scope_claim_name"])
+def test_a_claim_name_setting_refuses_anything_but_names(key, value):
+    assert error_key(jwt_source=JWKS, **{key: value}) == key
+
+
+def test_an_empty_scope_claim_list_reads_scope():
+    assert parse(jwt_source=JWKS, jwt_scope_claim_name=[]).scope_claim == "scope"
