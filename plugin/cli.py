@@ -37,7 +37,7 @@ def is_port(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from plugin import bundle, check, server
+    from plugin import bundle, check, migrate, server
     from plugin.devstack import stack
 
     parser = argparse.ArgumentParser(
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_cli(sub)
     bundle.add_cli(sub)
     check.add_cli(sub)
+    migrate.add_cli(sub)
     stack.add_cli(sub)
     return parser
 

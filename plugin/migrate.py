@@ -1,0 +1,388 @@
+"""Moving an API from Tyk's native JWT middleware to the plugin, as one definition rewritten.
+
+Native JWT is turned off and plugin auth on, and every native JWT setting goes into the API's
+``config_data`` under its twin's name (docs/migration.md). Where native JWT's defaults differ from
+the plugin's (the signing method, the identity and policy claims), the value native JWT acts on
+is written out, so that the same token gets the same answer. Settings with no twin that would
+make the plugin admit more than native JWT did stop the migration; the others become notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from plugin.config import build_config
+from plugin.errors import ConfigurationError
+from plugin.manifest import ManifestError, load_hook_names, manifest_path
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+_SIGNING_METHODS = ("rsa", "hmac", "ecdsa")
+_SKEWS = (("expiresAtValidationSkew", "jwt_expires_at_validation_skew"),
+          ("issuedAtValidationSkew", "jwt_issued_at_validation_skew"),
+          ("notBeforeValidationSkew", "jwt_not_before_validation_skew"))
+_HASH_NOTE = ("if tyk.conf sets hash_key_function, set the same in config_data (or TYK_HASH_KEY_FUNCTION for "
+              "the plugin) so sessions keep the keys native JWT gave them")
+
+
+class MigrationError(Exception):
+    """The definition cannot be moved as it is; the message says what to change first."""
+
+
+@dataclass
+class Migration:
+    document: dict[str, Any]
+    config_data: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PluginHook:
+    """How the migrated API calls the plugin: a bundle by name, or the manifest's middleware inline."""
+
+    bundle: str | None
+    custom_middleware: Mapping[str, Any]
+
+
+def migrate(document: Mapping[str, Any], hook: PluginHook) -> Migration:
+    """A classic API definition or a Tyk OAS document with native JWT, rewritten for the plugin."""
+    tyk = document.get("x-tyk-api-gateway")
+    if isinstance(tyk, dict):
+        return _migrate_oas(document, hook)
+    if isinstance(document.get("api_definition"), dict) and "api_id" not in document:
+        raise MigrationError("this is a Dashboard export: migrate its api_definition object")
+    return _migrate_classic(document, hook)
+
+
+# -- classic -----------------------------------------------------------------------------------------
+
+
+def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration:
+    document = copy.deepcopy(dict(original))
+    if not document.get("enable_jwt"):
+        raise MigrationError("enable_jwt is not true: this API does not use native JWT")
+    notes: list[str] = []
+    data: dict[str, Any] = {}
+    source = document.get("jwt_source") or ""
+    if not isinstance(source, str) or not source:
+        raise MigrationError("jwt_source is empty: native JWT then looks a key up per token kid (one-to-one mode), "
+                             "which the plugin does not do")
+    data["jwt_source"] = source
+    data["jwt_signing_method"] = _signing_method(document.get("jwt_signing_method"), "jwt_signing_method", notes)
+    data["jwt_identity_base_field"] = _text(document.get("jwt_identity_base_field"))
+    data["jwt_policy_field_name"] = _text(document.get("jwt_policy_field_name"))
+    if not data["jwt_policy_field_name"] and document.get("jwt_client_base_field"):
+        notes.append("jwt_client_base_field has no twin: the plugin does not take policies from an OAuth client's "
+                     "key; tokens without a policy claim get jwt_default_policies")
+    _copy_list(document.get("jwt_default_policies"), "jwt_default_policies", data)
+    scopes = document.get("scopes")
+    scoped = isinstance(scopes, dict) and any(_present(v) for v in scopes.values())
+    jwt_scopes = _object(_object(scopes).get("jwt")) if scoped else {}
+    claim_name = jwt_scopes.get("scope_claim_name") if scoped else document.get("jwt_scope_claim_name")
+    mapping = jwt_scopes.get("scope_to_policy") if scoped else document.get("jwt_scope_to_policy_mapping")
+    if isinstance(mapping, dict) and mapping:
+        data["jwt_scope_to_policy_mapping"] = dict(mapping)
+        if _text(claim_name):
+            data["jwt_scope_claim_name"] = _text(claim_name)
+    for _, key in _SKEWS:
+        if document.get(key):
+            data[key] = document[key]
+    auth_configs = _object(document.get("auth_configs"))
+    auth = _object(auth_configs.get("jwt")) if "jwt" in auth_configs else _object(document.get("auth"))
+    _classic_token_source(auth, data)
+    notes.append("classic native JWT checks neither iss nor aud; to check them, add issuer and audience to "
+                 "config_data (Auth0 advises checking aud)")
+    notes.append(_HASH_NOTE)
+
+    config_data = _merged(document.get("config_data"), data, "config_data", notes)
+    document["enable_jwt"] = False
+    document["enable_coprocess_auth"] = True
+    document["use_keyless"] = False
+    if document.get("base_identity_provided_by") == "jwt_claim":
+        document["base_identity_provided_by"] = "custom_auth"
+    document["config_data"] = config_data
+    document["config_data_disabled"] = False
+    if hook.bundle:
+        document["custom_middleware_bundle"] = hook.bundle
+        document.pop("custom_middleware_bundle_disabled", None)
+    else:
+        document["custom_middleware"] = copy.deepcopy(dict(hook.custom_middleware))
+    return Migration(document, config_data, notes)
+
+
+def _classic_token_source(auth: Mapping[str, Any], data: dict[str, Any]) -> None:
+    name = _text(auth.get("auth_header_name"))
+    if name and name.lower() != "authorization":
+        data["auth_header_name"] = name
+    for flag, name_key in (("use_param", "param_name"), ("use_cookie", "cookie_name")):
+        if auth.get(flag) is True:
+            data[flag] = True
+            if _text(auth.get(name_key)):
+                data[name_key] = _text(auth.get(name_key))
+    if auth.get("disable_header") is True:
+        data["disable_header"] = True
+
+
+# -- Tyk OAS -----------------------------------------------------------------------------------------
+
+
+def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
+    document = copy.deepcopy(dict(original))
+    tyk = document["x-tyk-api-gateway"]
+    server = tyk.setdefault("server", {})
+    authentication = server.setdefault("authentication", {})
+    name, scheme = _jwt_scheme(document, authentication)
+    notes: list[str] = []
+    data: dict[str, Any] = {}
+
+    jwks = [j for j in scheme.get("jwksURIs") or () if isinstance(j, dict) and _text(j.get("url"))]
+    if len(jwks) > 1:
+        raise MigrationError(f"securitySchemes.{name}.jwksURIs lists {len(jwks)} JWKS URLs; the plugin verifies "
+                             "against one per API")
+    if jwks:  # native JWT prefers jwksURIs to source
+        data["jwt_source"] = jwks[0]["url"]
+        timeout = jwks[0].get("cacheTimeout")
+        if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout >= 5:
+            data["jwks_cache_ttl"] = timeout
+    elif _text(scheme.get("source")):
+        data["jwt_source"] = scheme["source"]
+    else:
+        raise MigrationError(f"securitySchemes.{name} has no source and no jwksURIs: native JWT then looks a key "
+                             "up per token kid (one-to-one mode), which the plugin does not do")
+    data["jwt_signing_method"] = _signing_method(scheme.get("signingMethod"), f"securitySchemes.{name}.signingMethod",
+                                                 notes)
+    subject = _names(scheme.get("subjectClaims")) or _names([scheme.get("identityBaseField")])
+    data["jwt_identity_base_field"] = list(subject)  # a list: read with OAS native JWT's rules
+    base_claims = _names(scheme.get("basePolicyClaims"))
+    if not _text(scheme.get("policyFieldName")):
+        data["jwt_policy_field_name"] = ""
+        if base_claims:
+            notes.append(f"securitySchemes.{name} has basePolicyClaims but no policyFieldName, so native JWT takes "
+                         "no policy from the token; config_data keeps that (jwt_policy_field_name \"\")")
+        if _text(scheme.get("clientBaseField")):
+            notes.append("clientBaseField has no twin: the plugin does not take policies from an OAuth client's "
+                         "key; tokens without a policy claim get jwt_default_policies")
+    else:
+        data["jwt_policy_field_name"] = list(base_claims or (scheme["policyFieldName"],))
+    _copy_list(scheme.get("defaultPolicies"), "jwt_default_policies", data)
+    scopes = _object(scheme.get("scopes"))
+    mapping = {m["scope"]: m["policyId"] for m in scopes.get("scopeToPolicyMapping") or ()
+               if isinstance(m, dict) and isinstance(m.get("scope"), str) and isinstance(m.get("policyId"), str)}
+    if mapping:
+        data["jwt_scope_to_policy_mapping"] = mapping
+        data["jwt_scope_claim_name"] = list(_names(scopes.get("claims")) or _names([scopes.get("claimName")]))
+    for oas_name, key in _SKEWS:
+        if scheme.get(oas_name):
+            data[key] = scheme[oas_name]
+    if _names(scheme.get("allowedIssuers")):
+        data["issuer"] = list(_names(scheme.get("allowedIssuers")))
+    if _names(scheme.get("allowedAudiences")):
+        data["audience"] = list(_names(scheme.get("allowedAudiences")))
+    if _object(scheme.get("jtiValidation")).get("enabled") is True:
+        data["require_jti"] = True
+    if scheme.get("customClaimValidation"):
+        data["custom_claim_validation"] = copy.deepcopy(scheme["customClaimValidation"])
+    if scheme.get("allowedSubjects"):
+        raise MigrationError(f"securitySchemes.{name}.allowedSubjects has no twin: write it as custom_claim_validation "
+                             "on sub (docs/migration.md) and remove it, then migrate again")
+    _oas_token_source(scheme, data)
+    notes.append(_HASH_NOTE)
+
+    plugin_config = tyk.setdefault("middleware", {}).setdefault("global", {}).setdefault("pluginConfig", {})
+    existing = _object(_object(plugin_config.get("data")).get("value"))
+    config_data = _merged(existing, data, "middleware.global.pluginConfig.data.value", notes)
+    scheme["enabled"] = False
+    custom = authentication.setdefault("custom", {})
+    custom["enabled"] = True
+    custom.setdefault("header", {"enabled": True, "name": "Authorization"})
+    plugin_config["driver"] = "grpc"
+    plugin_config["data"] = {"enabled": True, "value": config_data}
+    if hook.bundle:
+        plugin_config["bundle"] = {"enabled": True, "path": hook.bundle}
+        custom.pop("config", None)
+    else:
+        custom["config"] = _oas_auth_plugin(hook.custom_middleware)
+    authentication["enabled"] = True
+    return Migration(document, config_data, notes)
+
+
+def _jwt_scheme(document: Mapping[str, Any], authentication: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The enabled native JWT scheme: an http bearer JWT scheme in components with Tyk's settings."""
+    declared = _object(_object(document.get("components")).get("securitySchemes"))
+    schemes = _object(authentication.get("securitySchemes"))
+    found = []
+    for name, declaration in declared.items():
+        d = _object(declaration)
+        if (str(d.get("type", "")).lower() == "http" and str(d.get("scheme", "")).lower() == "bearer"
+                and str(d.get("bearerFormat", "")).upper() == "JWT"
+                and isinstance(schemes.get(name), dict) and schemes[name].get("enabled")):
+            found.append(name)
+    if not found:
+        raise MigrationError("no enabled native JWT security scheme (an http bearer JWT scheme in components with "
+                             "enabled: true in server.authentication.securitySchemes)")
+    if len(found) > 1:
+        raise MigrationError(f"several native JWT security schemes are enabled ({', '.join(sorted(found))}); "
+                             "the plugin takes the place of one")
+    return found[0], schemes[found[0]]
+
+
+def _oas_token_source(scheme: Mapping[str, Any], data: dict[str, Any]) -> None:
+    """OAS auth sources as the gateway reads them: no ``header`` object means no header at all."""
+    header = scheme.get("header")
+    if not isinstance(header, dict) or not header.get("enabled"):
+        data["disable_header"] = True
+    elif _text(header.get("name")) and _text(header.get("name")).lower() != "authorization":
+        data["auth_header_name"] = _text(header.get("name"))
+    for place, flag, name_key in (("query", "use_param", "param_name"), ("cookie", "use_cookie", "cookie_name")):
+        source = _object(scheme.get(place))
+        if source.get("enabled") is True:
+            data[flag] = True
+            if _text(source.get("name")):
+                data[name_key] = _text(source.get("name"))
+
+
+def _oas_auth_plugin(middleware: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's auth hook and ID extractor in Tyk OAS form (server.authentication.custom.config)."""
+    config: dict[str, Any] = {"enabled": True, "functionName": middleware["auth_check"]["name"], "path": ""}
+    extractor = _object(middleware.get("id_extractor"))
+    if extractor and not extractor.get("disabled"):
+        settings = _object(extractor.get("extractor_config"))
+        oas_settings = {camel: settings[snake] for snake, camel in (
+            ("header_name", "headerName"), ("form_param_name", "formParamName"), ("regex_expression", "regexp"),
+            ("regex_match_index", "regexpMatchIndex"), ("xpath_expression", "xpathExp")) if snake in settings}
+        config["idExtractor"] = {"enabled": True, "source": extractor.get("extract_from", ""),
+                                 "with": extractor.get("extract_with", ""), "config": oas_settings}
+    return config
+
+
+# -- shared ------------------------------------------------------------------------------------------
+
+
+def _signing_method(value: Any, where: str, notes: list[str]) -> str:
+    """What native JWT acts on: exactly rsa, hmac or ecdsa, and HMAC for anything else."""
+    if value in _SIGNING_METHODS:
+        return str(value)
+    notes.append(f"{where} is {json.dumps(value)}: native JWT then admits HMAC tokens only, and so will the plugin "
+                 "(jwt_signing_method \"hmac\"); for Auth0's RS256 tokens set \"rsa\"")
+    return "hmac"
+
+
+def _merged(existing: Any, data: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    """The API's own config_data with the twins added; refused as the plugin would refuse it."""
+    merged = dict(existing) if isinstance(existing, dict) else {}
+    for key, value in data.items():
+        if key in merged and merged[key] != value:
+            notes.append(f"{where}.{key} was {json.dumps(merged[key])}; the native setting's value replaces it")
+        merged[key] = value
+    try:
+        build_config(merged, environ={})
+    except ConfigurationError as exc:
+        raise MigrationError(f"the plugin would refuse the migrated config_data: {exc.key}: {exc.detail}") from None
+    return merged
+
+
+def _copy_list(value: Any, key: str, data: dict[str, Any]) -> None:
+    names = _names(value)
+    if names:
+        data[key] = list(names)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """The non-empty strings of a list (native skips empty names; the plugin refuses them)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str) and v)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _present(value: Any) -> bool:
+    return isinstance(value, dict) and any(v not in (None, "", {}, []) for v in value.values())
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# -- command line ------------------------------------------------------------------------------------
+
+
+def add_cli(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "migrate", help="rewrite an API definition that uses native JWT to use the plugin",
+        description="Reads a classic API definition or a Tyk OAS document that uses Tyk's native JWT middleware "
+                    "and writes it back with native JWT off, plugin auth on, and every JWT setting in config_data. "
+                    "Notes go to stderr. Run `check --api` on the result with a real token before deploying it.")
+    parser.add_argument("--api", required=True, metavar="FILE", help="the API definition (JSON)")
+    parser.add_argument("--bundle", metavar="NAME", help="call the plugin through this bundle (e.g. bundle.zip); "
+                        "without it the manifest's middleware is written into the definition")
+    parser.add_argument("--manifest", metavar="FILE", help="the manifest whose middleware is written in "
+                        "(default: the repository's manifest.json, or TYK_AUTH0_MANIFEST)")
+    parser.add_argument("--no-id-extractor", action="store_true",
+                        help="leave the manifest's ID extractor out: the plugin is called on every request and "
+                             "sessions stay per subject, as native JWT keeps them")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write the result here instead of stdout")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        hook = _plugin_hook(args)
+        document = _read(args.api)
+    except _UsageError as exc:
+        err.write(f"migrate: {exc}\n")
+        return EXIT_USAGE
+    try:
+        migration = migrate(document, hook)
+    except MigrationError as exc:
+        err.write(f"migrate: cannot migrate {args.api}: {exc}\n")
+        return EXIT_REFUSED
+    text = json.dumps(migration.document, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        out.write(text)
+    for note in migration.notes:
+        err.write(f"note: {note}\n")
+    return EXIT_OK
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _plugin_hook(args: argparse.Namespace) -> PluginHook:
+    if args.bundle and args.no_id_extractor:
+        raise _UsageError("--no-id-extractor applies to the middleware written into the definition; with --bundle "
+                          "the bundle's manifest decides")
+    path = manifest_path(args.manifest)
+    try:
+        load_hook_names(path)  # a manifest the plugin itself would accept
+        middleware = dict(json.loads(path.read_text(encoding="utf-8"))["custom_middleware"])
+    except (ManifestError, OSError, ValueError, KeyError) as exc:
+        raise _UsageError(str(exc)) from None
+    if args.no_id_extractor:
+        middleware.pop("id_extractor", None)
+    return PluginHook(bundle=args.bundle, custom_middleware=middleware)
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise _UsageError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise _UsageError(f"{path} is not a JSON object")
+    return document
+

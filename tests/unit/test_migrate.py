@@ -1,0 +1,267 @@
+"""`migrate`: native JWT settings become config_data that makes the plugin act as native JWT did."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugin import migrate as m
+
+ROOT = Path(__file__).resolve().parents[2]
+JWKS = "https://tenant.example/.well-known/jwks.json"
+MIDDLEWARE = {"driver": "grpc", "auth_check": {"name": "Auth0JWTAuthCheck"},
+              "id_extractor": {"extract_from": "header", "extract_with": "value",
+                               "extractor_config": {"header_name": "Authorization"}}}
+INLINE = m.PluginHook(bundle=None, custom_middleware=MIDDLEWARE)
+
+
+def classic(**fields: Any) -> dict[str, Any]:
+    return {"api_id": "a1", "org_id": "o1", "enable_jwt": True, "jwt_source": JWKS, "jwt_signing_method": "rsa",
+            **fields}
+
+
+def oas(scheme: dict[str, Any] | None = None, **tyk: Any) -> dict[str, Any]:
+    jwt = {"enabled": True, "source": JWKS, "signingMethod": "rsa", "header": {"enabled": True, "name": "Authorization"},
+           **(scheme or {})}
+    return {
+        "openapi": "3.0.3", "info": {"title": "a", "version": "1"}, "paths": {},
+        "components": {"securitySchemes": {"jwtAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "security": [{"jwtAuth": []}],
+        "x-tyk-api-gateway": {"info": {"id": "a1", "orgId": "o1", "name": "a", "state": {"active": True}},
+                              "upstream": {"url": "http://upstream/"},
+                              "server": {"listenPath": {"value": "/a/"},
+                                         "authentication": {"enabled": True, "securitySchemes": {"jwtAuth": jwt}}},
+                              **tyk},
+    }
+
+
+def refusal(document: dict[str, Any]) -> str:
+    with pytest.raises(m.MigrationError) as info:
+        m.migrate(document, INLINE)
+    return str(info.value)
+
+
+# -- classic ------------------------------------------------------------------------------------------
+
+def test_a_classic_api_turns_native_jwt_off_and_plugin_auth_on():
+    document = m.migrate(classic(use_keyless=False), INLINE).document
+    assert (document["enable_jwt"], document["enable_coprocess_auth"], document["use_keyless"]) == (False, True, False)
+    assert document["custom_middleware"] == MIDDLEWARE and document["config_data_disabled"] is False
+
+
+def test_a_classic_api_keeps_its_native_fields_so_the_change_can_be_undone():
+    document = m.migrate(classic(jwt_policy_field_name="pol"), INLINE).document
+    assert document["jwt_source"] == JWKS and document["jwt_policy_field_name"] == "pol"
+
+
+def test_with_a_bundle_the_api_names_it_instead_of_inlining_the_middleware():
+    document = m.migrate(classic(), m.PluginHook(bundle="b-1.zip", custom_middleware=MIDDLEWARE)).document
+    assert document["custom_middleware_bundle"] == "b-1.zip" and "custom_middleware" not in document
+
+
+def test_native_defaults_are_written_out_where_the_plugin_defaults_differ():
+    data = m.migrate({"api_id": "a1", "enable_jwt": True, "jwt_source": JWKS}, INLINE).config_data
+    assert data == {"jwt_source": JWKS, "jwt_signing_method": "hmac", "jwt_identity_base_field": "",
+                    "jwt_policy_field_name": ""}
+
+
+@pytest.mark.parametrize("method", ["RSA", "", None, "rs256"])
+def test_a_signing_method_native_does_not_know_becomes_hmac_with_a_note(method):
+    migration = m.migrate(classic(jwt_signing_method=method), INLINE)
+    assert migration.config_data["jwt_signing_method"] == "hmac"
+    assert any("admits HMAC tokens only" in note for note in migration.notes)
+
+
+def test_every_classic_twin_is_copied():
+    data = m.migrate(classic(
+        jwt_identity_base_field="email", jwt_policy_field_name="https://example.com/pol",
+        jwt_default_policies=["d1", ""], jwt_scope_claim_name="permissions",
+        jwt_scope_to_policy_mapping={"read:x": "px"}, jwt_expires_at_validation_skew=5,
+        jwt_issued_at_validation_skew=6, jwt_not_before_validation_skew=7,
+        auth_configs={"jwt": {"auth_header_name": "X-Token", "use_param": True, "param_name": "at",
+                              "use_cookie": True, "cookie_name": "c"}}), INLINE).config_data
+    assert data == {
+        "jwt_source": JWKS, "jwt_signing_method": "rsa", "jwt_identity_base_field": "email",
+        "jwt_policy_field_name": "https://example.com/pol", "jwt_default_policies": ["d1"],
+        "jwt_scope_claim_name": "permissions", "jwt_scope_to_policy_mapping": {"read:x": "px"},
+        "jwt_expires_at_validation_skew": 5, "jwt_issued_at_validation_skew": 6,
+        "jwt_not_before_validation_skew": 7, "auth_header_name": "X-Token", "use_param": True, "param_name": "at",
+        "use_cookie": True, "cookie_name": "c"}
+
+
+def test_scopes_jwt_wins_over_the_top_level_scope_fields_as_in_the_gateway():
+    data = m.migrate(classic(jwt_scope_claim_name="ignored", jwt_scope_to_policy_mapping={"x": "ignored"},
+                             scopes={"jwt": {"scope_claim_name": "scp", "scope_to_policy": {"read:x": "px"}}}),
+                     INLINE).config_data
+    assert (data["jwt_scope_claim_name"], data["jwt_scope_to_policy_mapping"]) == ("scp", {"read:x": "px"})
+
+
+def test_without_auth_configs_jwt_the_older_auth_object_gives_the_token_source():
+    data = m.migrate(classic(auth={"use_param": True, "param_name": "at"}), INLINE).config_data
+    assert (data["use_param"], data["param_name"]) == (True, "at")
+
+
+def test_the_apis_own_config_data_is_kept_and_a_replaced_value_is_noted():
+    migration = m.migrate(classic(config_data={"audience": "https://api", "jwt_signing_method": "hmac"}), INLINE)
+    assert migration.config_data["audience"] == "https://api" and migration.config_data["jwt_signing_method"] == "rsa"
+    assert any("config_data.jwt_signing_method was \"hmac\"" in note for note in migration.notes)
+
+
+def test_a_classic_api_without_native_jwt_is_refused():
+    assert "enable_jwt is not true" in refusal(classic(enable_jwt=False))
+
+
+def test_one_to_one_mode_is_refused():
+    assert "one-to-one mode" in refusal(classic(jwt_source=""))
+
+
+def test_config_data_the_plugin_would_refuse_is_refused_naming_the_key():
+    assert "jwt_source" in refusal(classic(jwt_source="http://idp.example/jwks"))  # plain http off loopback
+    assert "unknown setting" in refusal(classic(config_data={"other_plugin": 1}))
+
+
+def test_a_client_base_field_without_a_policy_claim_is_noted():
+    notes = m.migrate(classic(jwt_client_base_field="azp"), INLINE).notes
+    assert any("jwt_client_base_field has no twin" in note for note in notes)
+
+
+# -- Tyk OAS ------------------------------------------------------------------------------------------
+
+def test_an_oas_api_turns_the_jwt_scheme_off_and_custom_auth_on():
+    tyk = m.migrate(oas(), INLINE).document["x-tyk-api-gateway"]
+    authentication = tyk["server"]["authentication"]
+    assert authentication["securitySchemes"]["jwtAuth"]["enabled"] is False
+    assert authentication["custom"]["enabled"] is True
+    assert authentication["custom"]["config"] == {
+        "enabled": True, "functionName": "Auth0JWTAuthCheck", "path": "",
+        "idExtractor": {"enabled": True, "source": "header", "with": "value", "config": {"headerName": "Authorization"}}}
+    plugin_config = tyk["middleware"]["global"]["pluginConfig"]
+    assert plugin_config["driver"] == "grpc" and plugin_config["data"]["enabled"] is True
+
+
+def test_an_oas_api_with_a_bundle_names_it_in_the_plugin_config():
+    tyk = m.migrate(oas(), m.PluginHook(bundle="b.zip", custom_middleware=MIDDLEWARE)).document["x-tyk-api-gateway"]
+    assert tyk["middleware"]["global"]["pluginConfig"]["bundle"] == {"enabled": True, "path": "b.zip"}
+    assert "config" not in tyk["server"]["authentication"]["custom"]
+
+
+def test_oas_claim_names_become_lists_read_with_oas_rules():
+    data = m.migrate(oas({"identityBaseField": "email", "policyFieldName": "pol",
+                          "scopes": {"claimName": "permissions",
+                                     "scopeToPolicyMapping": [{"scope": "read:x", "policyId": "px"}]}}),
+                     INLINE).config_data
+    assert data["jwt_identity_base_field"] == ["email"] and data["jwt_policy_field_name"] == ["pol"]
+    assert data["jwt_scope_claim_name"] == ["permissions"]
+    assert data["jwt_scope_to_policy_mapping"] == {"read:x": "px"}
+
+
+def test_oas_claim_lists_win_over_the_single_names():
+    data = m.migrate(oas({"identityBaseField": "sub", "subjectClaims": ["email", "", "user_id"],
+                          "policyFieldName": "pol", "basePolicyClaims": ["tier", "pol"]}), INLINE).config_data
+    assert data["jwt_identity_base_field"] == ["email", "user_id"]
+    assert data["jwt_policy_field_name"] == ["tier", "pol"]
+
+
+def test_base_policy_claims_without_a_policy_field_name_read_no_policy_as_native_does():
+    migration = m.migrate(oas({"basePolicyClaims": ["tier"]}), INLINE)
+    assert migration.config_data["jwt_policy_field_name"] == ""
+    assert any("basePolicyClaims but no policyFieldName" in note for note in migration.notes)
+
+
+def test_the_oas_claim_checks_are_copied():
+    rules = {"azp": {"type": "exact_match", "allowedValues": ["c1"]}}
+    data = m.migrate(oas({"allowedIssuers": ["https://t/"], "allowedAudiences": ["https://api"],
+                          "jtiValidation": {"enabled": True}, "customClaimValidation": rules,
+                          "expiresAtValidationSkew": 3}), INLINE).config_data
+    assert (data["issuer"], data["audience"], data["require_jti"]) == (["https://t/"], ["https://api"], True)
+    assert data["custom_claim_validation"] == rules and data["jwt_expires_at_validation_skew"] == 3
+
+
+def test_one_jwks_uri_is_preferred_to_the_source_with_its_cache_timeout():
+    data = m.migrate(oas({"source": "ignored", "jwksURIs": [{"url": JWKS, "cacheTimeout": 120}]}), INLINE).config_data
+    assert (data["jwt_source"], data["jwks_cache_ttl"]) == (JWKS, 120)
+
+
+def test_several_jwks_uris_are_refused():
+    assert "lists 2 JWKS URLs" in refusal(oas({"jwksURIs": [{"url": JWKS}, {"url": JWKS + "2"}]}))
+
+
+def test_allowed_subjects_are_refused_rather_than_dropped():
+    assert "allowedSubjects has no twin" in refusal(oas({"allowedSubjects": ["s1"]}))
+
+
+def test_an_oas_scheme_without_a_header_object_reads_no_header_as_native_does():
+    document = oas({"query": {"enabled": True, "name": "at"}})
+    del document["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"]["jwtAuth"]["header"]
+    data = m.migrate(document, INLINE).config_data
+    assert (data["disable_header"], data["use_param"], data["param_name"]) == (True, True, "at")
+
+
+def test_an_oas_api_without_an_enabled_jwt_scheme_is_refused():
+    document = oas()
+    document["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"]["jwtAuth"]["enabled"] = False
+    assert "no enabled native JWT security scheme" in refusal(document)
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+def run(*argv: str) -> tuple[int, str, str]:
+    root = argparse.ArgumentParser(prog="tyk-auth0-plugin")
+    m.add_cli(root.add_subparsers(dest="command", required=True))
+    args = root.parse_args(["migrate", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    return args.func(args, out=out, err=err), out.getvalue(), err.getvalue()
+
+
+def test_the_command_prints_the_migrated_definition_and_its_notes_apart(tmp_path):
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(classic()))
+    code, out, err = run("--api", str(path))
+    assert code == 0 and json.loads(out)["enable_coprocess_auth"] is True
+    assert err.startswith("note: ") and "note: " not in out
+
+
+def test_the_command_inlines_the_repository_manifest_unless_told_to_drop_its_id_extractor(tmp_path):
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(classic()))
+    manifest = json.loads((ROOT / "manifest.json").read_text())["custom_middleware"]
+    assert json.loads(run("--api", str(path))[1])["custom_middleware"] == manifest
+    assert "id_extractor" not in json.loads(run("--api", str(path), "--no-id-extractor")[1])["custom_middleware"]
+
+
+def test_the_command_exits_1_naming_why_an_api_cannot_be_migrated(tmp_path):
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(classic(jwt_source="")))
+    code, out, err = run("--api", str(path))
+    assert (code, out) == (1, "") and "one-to-one mode" in err
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1]"])
+def test_the_command_exits_2_on_input_that_is_not_an_api_definition(tmp_path, content):
+    path = tmp_path / "api.json"
+    path.write_text(content)
+    assert run("--api", str(path))[0] == 2
+
+
+def test_a_bundle_and_no_id_extractor_together_are_a_usage_error(tmp_path):
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(classic()))
+    code, _, err = run("--api", str(path), "--bundle", "b.zip", "--no-id-extractor")
+    assert code == 2 and "the bundle's manifest decides" in err
+
+
+def test_the_migrated_repository_example_passes_check(tmp_path):
+    """The walkthrough's native definition, migrated, is one `check --api` accepts without notes of leftovers."""
+    from plugin import check
+
+    path, out_path = tmp_path / "api.json", tmp_path / "migrated.json"
+    path.write_text(json.dumps(classic(jwt_identity_base_field="sub", jwt_policy_field_name="pol",
+                                       jwt_default_policies=["auth0-policy"], enable_coprocess_auth=False)))
+    assert run("--api", str(path), "--output", str(out_path))[0] == 0
+    source = check.load_api(str(out_path))
+    assert not [note for note in source.notes if "ignored by the plugin" in note or "enable_jwt" in note], source.notes
