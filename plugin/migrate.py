@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from plugin.config import build_config
 from plugin.errors import ConfigurationError
+from plugin.extract import TokenSource
 from plugin.manifest import ManifestError, load_hook_names, manifest_path
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -100,7 +101,7 @@ def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration
                  "config_data (Auth0 advises checking aud)")
     notes.append(_HASH_NOTE)
 
-    config_data = _merged(document.get("config_data"), data, "config_data", notes)
+    config_data, token_source = _merged(document.get("config_data"), data, "config_data", notes)
     document["enable_jwt"] = False
     document["enable_coprocess_auth"] = True
     document["use_keyless"] = False
@@ -108,11 +109,12 @@ def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration
         document["base_identity_provided_by"] = "custom_auth"
     document["config_data"] = config_data
     document["config_data_disabled"] = False
+    middleware = _keyed_extractor(hook, token_source, notes)
     if hook.bundle:
         document["custom_middleware_bundle"] = hook.bundle
         document.pop("custom_middleware_bundle_disabled", None)
     else:
-        document["custom_middleware"] = copy.deepcopy(dict(hook.custom_middleware))
+        document["custom_middleware"] = middleware
     return Migration(document, config_data, notes)
 
 
@@ -196,18 +198,19 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
 
     plugin_config = tyk.setdefault("middleware", {}).setdefault("global", {}).setdefault("pluginConfig", {})
     existing = _object(_object(plugin_config.get("data")).get("value"))
-    config_data = _merged(existing, data, "middleware.global.pluginConfig.data.value", notes)
+    config_data, token_source = _merged(existing, data, "middleware.global.pluginConfig.data.value", notes)
     scheme["enabled"] = False
     custom = authentication.setdefault("custom", {})
     custom["enabled"] = True
     custom.setdefault("header", {"enabled": True, "name": "Authorization"})
     plugin_config["driver"] = "grpc"
     plugin_config["data"] = {"enabled": True, "value": config_data}
+    middleware = _keyed_extractor(hook, token_source, notes)
     if hook.bundle:
         plugin_config["bundle"] = {"enabled": True, "path": hook.bundle}
         custom.pop("config", None)
     else:
-        custom["config"] = _oas_auth_plugin(hook.custom_middleware)
+        custom["config"] = _oas_auth_plugin(middleware)
     authentication["enabled"] = True
     return Migration(document, config_data, notes)
 
@@ -254,7 +257,7 @@ def _oas_auth_plugin(middleware: Mapping[str, Any]) -> dict[str, Any]:
     if extractor and not extractor.get("disabled"):
         settings = _object(extractor.get("extractor_config"))
         oas_settings = {camel: settings[snake] for snake, camel in (
-            ("header_name", "headerName"), ("form_param_name", "formParamName"), ("regex_expression", "regexp"),
+            ("header_name", "headerName"), ("param_name", "formParamName"), ("regex_expression", "regexp"),
             ("regex_match_index", "regexpMatchIndex"), ("xpath_expression", "xpathExp")) if snake in settings}
         config["idExtractor"] = {"enabled": True, "source": extractor.get("extract_from", ""),
                                  "with": extractor.get("extract_with", ""), "config": oas_settings}
@@ -262,6 +265,37 @@ def _oas_auth_plugin(middleware: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- shared ------------------------------------------------------------------------------------------
+
+
+def _keyed_extractor(hook: PluginHook, source: TokenSource, notes: list[str]) -> dict[str, Any]:
+    """The middleware with its ID extractor reading the one place the token comes from (README,
+    *Token location*); without such a place, no extractor."""
+    middleware = copy.deepcopy(dict(hook.custom_middleware))
+    extractor = _object(middleware.get("id_extractor"))
+    if not extractor or extractor.get("disabled") or extractor.get("extract_with") != "value":
+        return middleware
+    if source.places == 1 and source.header is not None:
+        keyed = {"extract_from": "header", "extractor_config": {"header_name": source.header}}
+    elif source.places == 1 and source.param is not None:
+        keyed = {"extract_from": "form", "extractor_config": {"param_name": source.param}}
+    else:
+        keyed = None
+    if hook.bundle:
+        if keyed is None or (extractor.get("extract_from"), extractor.get("extractor_config")) != (
+                keyed["extract_from"], keyed["extractor_config"]):
+            notes.append(f"the token is read from {source.describe()}: the bundle's ID extractor must read that "
+                         "place alone, or be left out (README, Token location)")
+        return middleware
+    if keyed is None:
+        del middleware["id_extractor"]
+        notes.append(f"the token is read from {source.describe()}: no ID extractor can key on that alone, so "
+                     "none is written and the plugin is called on every request")
+    else:
+        middleware["id_extractor"] = {**extractor, **keyed}
+        if keyed["extract_from"] == "form":
+            notes.append("the ID extractor reads the query parameter as a form value, which also takes a "
+                         "urlencoded POST body (README, Token location)")
+    return middleware
 
 
 def _signing_method(value: Any, where: str, notes: list[str]) -> str:
@@ -273,18 +307,19 @@ def _signing_method(value: Any, where: str, notes: list[str]) -> str:
     return "hmac"
 
 
-def _merged(existing: Any, data: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
-    """The API's own config_data with the twins added; refused as the plugin would refuse it."""
+def _merged(existing: Any, data: dict[str, Any], where: str, notes: list[str]) -> tuple[dict[str, Any], TokenSource]:
+    """The API's own config_data with the twins added, refused as the plugin would refuse it, and
+    where the plugin will read the token."""
     merged = dict(existing) if isinstance(existing, dict) else {}
     for key, value in data.items():
         if key in merged and merged[key] != value:
             notes.append(f"{where}.{key} was {json.dumps(merged[key])}; the native setting's value replaces it")
         merged[key] = value
     try:
-        build_config(merged, environ={})
+        config = build_config(merged, environ={})
     except ConfigurationError as exc:
         raise MigrationError(f"the plugin would refuse the migrated config_data: {exc.key}: {exc.detail}") from None
-    return merged
+    return merged, config.token_source
 
 
 def _copy_list(value: Any, key: str, data: dict[str, Any]) -> None:

@@ -16,7 +16,17 @@ import pytest
 
 from plugin.devstack.stack import Stack
 from plugin.migrate import PluginHook, migrate
-from tests.e2e.test_differential import CASES, OAS_CLAIM_LIST_CASES, _claim_list_answer, auth_calls, send
+from tests.e2e.test_differential import (
+    CASES,
+    OAS_CLAIM_LIST_CASES,
+    PARAM_ONLY,
+    PLACES,
+    TOKEN_PLACES,
+    _claim_list_answer,
+    _fill,
+    auth_calls,
+    send,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +118,49 @@ def test_a_migrated_oas_api_with_the_id_extractor_serves_a_repeated_token_from_t
     finally:
         gateway.admin("DELETE", f"/tyk/apis/oas/{gw.NATIVE_OAS_API_ID}")
         assert gateway.admin("GET", "/tyk/reload?block=true").status == 200
+
+
+@pytest.mark.parametrize("places", [TOKEN_PLACES, PARAM_ONLY], ids=["several places", "query parameter only"])
+def test_a_migrated_api_reads_tokens_where_native_read_them(plugin_stack: Stack, places: dict) -> None:
+    """auth_configs.jwt moves to config_data, and the ID extractor is keyed on the token's one place
+    (a query parameter: repeats are served by the gateway) or left out (several places)."""
+    from plugin.devstack import gateway as gw
+
+    gateway = plugin_stack.gateway
+    assert gateway is not None
+    original = copy.deepcopy(gateway.apis[gw.NATIVE_API_ID])
+    native = {**copy.deepcopy(original), "auth_configs": {"jwt": dict(places)}}
+    path = f"/{gw.NATIVE_API_ID}/get"
+    try:
+        gateway.put_api(native)
+        gateway.reload()
+        before = _place_answers(plugin_stack, path)
+        gateway.put_api(migrate(native, _hook(id_extractor=True)).document)
+        gateway.reload()
+        after = _place_answers(plugin_stack, path)
+        token = plugin_stack.token(sub=f"mig-places-{uuid.uuid4().hex[:8]}@clients")
+        calls = auth_calls(plugin_stack)
+        repeats = [plugin_stack.get(f"{path}?access_token={token}").status for _ in range(3)]
+        plugin_calls = auth_calls(plugin_stack) - calls
+    finally:
+        gateway.put_api(original)
+        gateway.reload()
+    differences = [(case, b, a) for (case, _, _), b, a in zip(PLACES, before, after, strict=True) if b != a]
+    assert not differences, differences
+    assert repeats == [200, 200, 200]
+    assert plugin_calls == (1 if places is PARAM_ONLY else 3)
+
+
+def _place_answers(stack: Stack, path: str) -> list[tuple[int, bytes]]:
+    forged = stack.token(sub=f"forged-{uuid.uuid4().hex[:8]}@clients")
+    forged = forged[:-4] + ("AAAA" if not forged.endswith("AAAA") else "BBBB")
+    answers = []
+    for _, query, headers in PLACES:
+        valid = stack.token(sub=f"mig-places-{uuid.uuid4().hex[:8]}@clients")
+        sent = {k: _fill(v, valid, forged) for k, v in headers.items()}
+        result = stack.get(path + _fill(query, valid, forged), headers={"Accept": "application/json", **sent})
+        answers.append((result.status, result.body if result.status != 200 else b"granted"))
+    return answers
 
 
 def _put_oas(gateway: Any, document: dict[str, Any], create: bool = False) -> None:

@@ -265,3 +265,45 @@ def test_the_migrated_repository_example_passes_check(tmp_path):
     assert run("--api", str(path), "--output", str(out_path))[0] == 0
     source = check.load_api(str(out_path))
     assert not [note for note in source.notes if "ignored by the plugin" in note or "enable_jwt" in note], source.notes
+
+
+# -- the ID extractor reads where the token is --------------------------------------------------------
+
+def extractor_of(document: dict[str, Any]) -> Any:
+    return document["custom_middleware"].get("id_extractor")
+
+
+def test_a_token_in_another_header_keys_the_extractor_on_that_header():
+    document = m.migrate(classic(auth_configs={"jwt": {"auth_header_name": "x-token"}}), INLINE).document
+    assert extractor_of(document)["extractor_config"] == {"header_name": "X-Token"}
+
+
+def test_a_token_only_in_a_query_parameter_keys_a_form_extractor_on_it():
+    migration = m.migrate(classic(auth_configs={"jwt": {"disable_header": True, "use_param": True,
+                                                         "param_name": "at"}}), INLINE)
+    assert extractor_of(migration.document) == {"extract_from": "form", "extract_with": "value",
+                                                "extractor_config": {"param_name": "at"}}
+    assert any("urlencoded POST body" in note for note in migration.notes)
+
+
+@pytest.mark.parametrize("auth", [{"disable_header": True, "use_cookie": True, "cookie_name": "at"},
+                                  {"use_param": True}])
+def test_a_token_in_a_cookie_or_in_several_places_gets_no_extractor(auth):
+    migration = m.migrate(classic(auth_configs={"jwt": auth}), INLINE)
+    assert extractor_of(migration.document) is None
+    assert any("no ID extractor can key on that alone" in note for note in migration.notes)
+
+
+def test_an_oas_form_extractor_is_written_in_oas_names():
+    document = oas({"query": {"enabled": True, "name": "at"}})
+    del document["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"]["jwtAuth"]["header"]
+    config = m.migrate(document, INLINE).document["x-tyk-api-gateway"]["server"]["authentication"]["custom"]["config"]
+    assert config["idExtractor"] == {"enabled": True, "source": "form", "with": "value",
+                                     "config": {"formParamName": "at"}}
+
+
+def test_with_a_bundle_a_token_place_its_extractor_may_not_read_is_noted():
+    bundle = m.PluginHook(bundle="b.zip", custom_middleware=MIDDLEWARE)
+    notes = m.migrate(classic(auth_configs={"jwt": {"use_param": True}}), bundle).notes
+    assert any("the bundle's ID extractor must read that place alone" in note for note in notes)
+    assert not any("ID extractor" in note for note in m.migrate(classic(), bundle).notes)
