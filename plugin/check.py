@@ -184,7 +184,7 @@ def load_api(path: str) -> ApiSource:
                      "not called (the API falls back to standard token auth)")
     if document.get("enable_jwt"):
         notes.append("enable_jwt is true: Tyk's native JWT middleware runs as well as the plugin; turn it off "
-                     "once the plugin does the authentication")
+                     "once the plugin does the authentication (`tyk-auth0-plugin migrate` rewrites the definition)")
     data = document.get("config_data")
     jwt_auth = "auth_configs.jwt." if "jwt" in _object(document.get("auth_configs")) else "auth."
     for native, key in sorted(_NATIVE_KEYS.items()):
@@ -218,7 +218,8 @@ def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
         if isinstance(scheme, dict) and scheme.get("enabled") and any(k in scheme for k in OAS_NATIVE_KEYS):
             fields = ", ".join(f"{k} -> {OAS_NATIVE_KEYS[k]}" for k in OAS_NATIVE_KEYS if k in scheme)
             source.notes.append(f"native JWT security scheme {name!r} is enabled: Tyk's JWT middleware runs as well "
-                                f"as the plugin; its settings go to config_data as {fields} (docs/migration.md)")
+                                f"as the plugin; its settings go to config_data as {fields} (docs/migration.md; "
+                                "`tyk-auth0-plugin migrate` rewrites the definition)")
             if scheme.get("basePolicyClaims") and not scheme.get("policyFieldName"):
                 source.notes.append(f"security scheme {name!r} has basePolicyClaims but no policyFieldName: native JWT "
                                     "then takes no policy from the token, where jwt_policy_field_name does")
