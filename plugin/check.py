@@ -140,7 +140,8 @@ def gateway_json(value: Any) -> str:
     return text
 
 
-def _read_json(path: str, what: str) -> Any:
+def read_json(path: str, what: str) -> Any:
+    """A JSON file given on the command line; UsageError names what it was meant to be."""
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -166,7 +167,7 @@ def _with_data(source: ApiSource, data: Any, enabled: bool) -> ApiSource:
 def load_api(path: str) -> ApiSource:
     """A classic API definition (``config_data``) or a Tyk OAS one (``x-tyk-api-gateway``); a
     Dashboard export (``GET /api/apis/{id}``) wraps the classic one in ``api_definition``."""
-    document = _read_json(path, "API definition")
+    document = read_json(path, "API definition")
     if not isinstance(document, dict):
         raise UsageError(f"API definition {path} is not a JSON object")
     if isinstance(document.get("api_definition"), dict) and "api_id" not in document:
@@ -246,7 +247,7 @@ def load_config_data(value: str) -> ApiSource:
         except ValueError as exc:
             raise UsageError(f"--config-data is not valid JSON: {exc}") from None
         return _with_data(ApiSource(kind="config_data", origin="--config-data"), data, True)
-    return _with_data(ApiSource(kind="config_data", origin=value), _read_json(value, "config_data file"), True)
+    return _with_data(ApiSource(kind="config_data", origin=value), read_json(value, "config_data file"), True)
 
 
 # -- the report ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from plugin.check import UsageError, read_json
 from plugin.config import build_config
 from plugin.errors import ConfigurationError
 from plugin.extract import TokenSource
@@ -372,8 +373,10 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
     out, err = out or sys.stdout, err or sys.stderr
     try:
         hook = _plugin_hook(args)
-        document = _read(args.api)
-    except _UsageError as exc:
+        document = read_json(args.api, "API definition")
+        if not isinstance(document, dict):
+            raise UsageError(f"API definition {args.api} is not a JSON object")
+    except UsageError as exc:
         err.write(f"migrate: {exc}\n")
         return EXIT_USAGE
     try:
@@ -391,33 +394,16 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
     return EXIT_OK
 
 
-class _UsageError(Exception):
-    pass
-
-
 def _plugin_hook(args: argparse.Namespace) -> PluginHook:
     if args.bundle and args.no_id_extractor:
-        raise _UsageError("--no-id-extractor applies to the middleware written into the definition; with --bundle "
+        raise UsageError("--no-id-extractor applies to the middleware written into the definition; with --bundle "
                           "the bundle's manifest decides")
     path = manifest_path(args.manifest)
     try:
         load_hook_names(path)  # a manifest the plugin itself would accept
         middleware = dict(json.loads(path.read_text(encoding="utf-8"))["custom_middleware"])
     except (ManifestError, OSError, ValueError, KeyError) as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if args.no_id_extractor:
         middleware.pop("id_extractor", None)
     return PluginHook(bundle=args.bundle, custom_middleware=middleware)
-
-
-def _read(path: str) -> dict[str, Any]:
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise _UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise _UsageError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise _UsageError(f"{path} is not a JSON object")
-    return document
-

@@ -17,7 +17,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,20 +341,28 @@ def test_token_locations_from_auth_configs_get_the_same_answers_from_both(plugin
 
 
 def _compare_places(plugin_stack: Stack, native_path: str, plugin_path: str) -> list:
-    forged = plugin_stack.token(sub=f"forged-{uuid.uuid4().hex[:8]}@clients")
-    forged = forged[:-4] + ("AAAA" if not forged.endswith("AAAA") else "BBBB")
     differences = []
-    for case, query, headers in PLACES:
-        valid = plugin_stack.token(sub=f"places-{uuid.uuid4().hex[:8]}@clients")
-        sent = {k: _fill(v, valid, forged) for k, v in headers.items()}
-        answers = []
-        for path in (native_path, plugin_path):
-            result = plugin_stack.get(path + _fill(query, valid, forged), headers={"Accept": "application/json", **sent})
-            answers.append((result.status, result.body if result.status != 200 else b"granted"))
+    for (case, _, _), answers in zip(PLACES, place_answers(plugin_stack, (native_path, plugin_path)), strict=True):
         if answers[0] != answers[1]:
             differences.append((case, answers))
         assert answers[0][0] in (200, 400, 401, 403), (case, answers)
     return differences
+
+
+def place_answers(stack: Stack, paths: Sequence[str]) -> list[list[tuple[int, bytes]]]:
+    """For each of PLACES, the answer of each path, all given the same valid and forged tokens."""
+    forged = stack.token(sub=f"forged-{uuid.uuid4().hex[:8]}@clients")
+    forged = forged[:-4] + ("AAAA" if not forged.endswith("AAAA") else "BBBB")
+    rows = []
+    for _, query, headers in PLACES:
+        valid = stack.token(sub=f"places-{uuid.uuid4().hex[:8]}@clients")
+        sent = {k: _fill(v, valid, forged) for k, v in headers.items()}
+        answers = []
+        for path in paths:
+            result = stack.get(path + _fill(query, valid, forged), headers={"Accept": "application/json", **sent})
+            answers.append((result.status, result.body if result.status != 200 else b"granted"))
+        rows.append(answers)
+    return rows
 
 
 def _fill(template: str, valid: str, forged: str) -> str:

@@ -23,8 +23,8 @@ from tests.e2e.test_differential import (
     PLACES,
     TOKEN_PLACES,
     _claim_list_answer,
-    _fill,
     auth_calls,
+    place_answers,
     send,
 )
 
@@ -134,10 +134,10 @@ def test_a_migrated_api_reads_tokens_where_native_read_them(plugin_stack: Stack,
     try:
         gateway.put_api(native)
         gateway.reload()
-        before = _place_answers(plugin_stack, path)
+        before = place_answers(plugin_stack, [path])
         gateway.put_api(migrate(native, _hook(id_extractor=True)).document)
         gateway.reload()
-        after = _place_answers(plugin_stack, path)
+        after = place_answers(plugin_stack, [path])
         token = plugin_stack.token(sub=f"mig-places-{uuid.uuid4().hex[:8]}@clients")
         calls = auth_calls(plugin_stack)
         repeats = [plugin_stack.get(f"{path}?access_token={token}").status for _ in range(3)]
@@ -149,18 +149,6 @@ def test_a_migrated_api_reads_tokens_where_native_read_them(plugin_stack: Stack,
     assert not differences, differences
     assert repeats == [200, 200, 200]
     assert plugin_calls == (1 if places is PARAM_ONLY else 3)
-
-
-def _place_answers(stack: Stack, path: str) -> list[tuple[int, bytes]]:
-    forged = stack.token(sub=f"forged-{uuid.uuid4().hex[:8]}@clients")
-    forged = forged[:-4] + ("AAAA" if not forged.endswith("AAAA") else "BBBB")
-    answers = []
-    for _, query, headers in PLACES:
-        valid = stack.token(sub=f"mig-places-{uuid.uuid4().hex[:8]}@clients")
-        sent = {k: _fill(v, valid, forged) for k, v in headers.items()}
-        result = stack.get(path + _fill(query, valid, forged), headers={"Accept": "application/json", **sent})
-        answers.append((result.status, result.body if result.status != 200 else b"granted"))
-    return answers
 
 
 def _put_oas(gateway: Any, document: dict[str, Any], create: bool = False) -> None:
