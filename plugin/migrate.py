@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,20 @@ _SIGNING_METHODS = ("rsa", "hmac", "ecdsa")
 _SKEWS = (("expiresAtValidationSkew", "jwt_expires_at_validation_skew"),
           ("issuedAtValidationSkew", "jwt_issued_at_validation_skew"),
           ("notBeforeValidationSkew", "jwt_not_before_validation_skew"))
+# What native JWT acts on when its field is unset. A key the API's own config_data already holds is
+# set back to it, so that no leftover makes the plugin admit a token native JWT refused.
+_NATIVE_UNSET: Mapping[str, Any] = {
+    "jwt_expires_at_validation_skew": 0, "jwt_issued_at_validation_skew": 0, "jwt_not_before_validation_skew": 0,
+    "jwt_default_policies": [], "jwt_scope_to_policy_mapping": {},
+    "auth_header_name": "Authorization", "disable_header": False, "use_param": False, "use_cookie": False,
+}
+_REPLACED_SOURCES = ("jwt_source_env", "jwt_source_file")  # jwt_source is written; these would compete with it
+_HOOK_SECTIONS = ("pre", "post", "post_key_auth", "response")
+_EXTRACTOR_SHARED = ("with the ID extractor, the gateway serves a session the plugin built on this API to every API "
+                     "of the same org whose extractor reads the same place, until its deadline, if the session's "
+                     "policies grant that API; that API's own checks (issuer, audience, custom claims) are not run. "
+                     "Give APIs with different token requirements policies that grant only their own APIs, or "
+                     "use --no-id-extractor (README, Token location)")
 _HASH_NOTE = ("if tyk.conf sets hash_key_function, set the same in config_data (or TYK_HASH_KEY_FUNCTION for "
               "the plugin) so sessions keep the keys native JWT gave them")
 
@@ -69,7 +84,10 @@ def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration
     document = copy.deepcopy(dict(original))
     if not document.get("enable_jwt"):
         raise MigrationError("enable_jwt is not true: this API does not use native JWT")
+    if document.get("use_keyless"):
+        raise MigrationError("use_keyless is true: native JWT never runs on this API")
     notes: list[str] = []
+    _check_classic_middleware(document, hook, notes)
     data: dict[str, Any] = {}
     source = document.get("jwt_source") or ""
     if not isinstance(source, str) or not source:
@@ -83,15 +101,15 @@ def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration
         notes.append("jwt_client_base_field has no twin: the plugin does not take policies from an OAuth client's "
                      "key; tokens without a policy claim get jwt_default_policies")
     _copy_list(document.get("jwt_default_policies"), "jwt_default_policies", data)
-    scopes = document.get("scopes")
-    scoped = isinstance(scopes, dict) and any(_present(v) for v in scopes.values())
-    jwt_scopes = _object(_object(scopes).get("jwt")) if scoped else {}
-    claim_name = jwt_scopes.get("scope_claim_name") if scoped else document.get("jwt_scope_claim_name")
-    mapping = jwt_scopes.get("scope_to_policy") if scoped else document.get("jwt_scope_to_policy_mapping")
+    scopes = _object(document.get("scopes"))
+    scoped = any(_present(scopes.get(kind)) for kind in ("jwt", "oidc"))  # the gateway's IsEmpty(Scopes)
+    chosen = _object(scopes.get("oidc" if document.get("use_openid") else "jwt")) if scoped else {}
+    claim_name = chosen.get("scope_claim_name") if scoped else document.get("jwt_scope_claim_name")
+    mapping = chosen.get("scope_to_policy") if scoped else document.get("jwt_scope_to_policy_mapping")
     if isinstance(mapping, dict) and mapping:
         data["jwt_scope_to_policy_mapping"] = dict(mapping)
-        if _text(claim_name):
-            data["jwt_scope_claim_name"] = _text(claim_name)
+        data["jwt_scope_claim_name"] = _text(claim_name) or "scope"
+        _dotted_scope_note(data["jwt_scope_claim_name"], notes)
     for _, key in _SKEWS:
         if document.get(key):
             data[key] = document[key]
@@ -108,6 +126,8 @@ def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration
     document["use_keyless"] = False
     if document.get("base_identity_provided_by") == "jwt_claim":
         document["base_identity_provided_by"] = "custom_auth"
+    if document.get("enable_context_vars"):
+        notes.append(_CONTEXT_VARS_NOTE)
     document["config_data"] = config_data
     document["config_data_disabled"] = False
     middleware = _keyed_extractor(hook, token_source, notes)
@@ -117,6 +137,24 @@ def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration
     else:
         document["custom_middleware"] = middleware
     return Migration(document, config_data, notes)
+
+
+def _check_classic_middleware(document: Mapping[str, Any], hook: PluginHook, notes: list[str]) -> None:
+    """Refuse to drop the API's own plugins: a bundle's manifest replaces all of custom_middleware."""
+    bundle = "" if document.get("custom_middleware_bundle_disabled") else _text(document.get("custom_middleware_bundle"))
+    if bundle and bundle != hook.bundle:
+        raise MigrationError(f"the API already loads the bundle {bundle!r}, whose manifest would replace the plugin's "
+                             "middleware: add the plugin's auth_check to that manifest, build it, and pass --bundle")
+    middleware = _object(document.get("custom_middleware"))
+    hooks = [s for s in _HOOK_SECTIONS if middleware.get(s)]
+    if _text(_object(middleware.get("auth_check")).get("name")):
+        hooks.append("auth_check")
+    if hooks and not hook.bundle:
+        raise MigrationError(f"the API already runs custom middleware ({', '.join(hooks)}), which the plugin's would "
+                             "replace: put both in one manifest, build a bundle, and pass --bundle")
+    if hooks:
+        notes.append(f"the bundle's manifest replaces the API's own custom_middleware ({', '.join(hooks)}): it must "
+                     "carry those hooks too")
 
 
 def _classic_token_source(auth: Mapping[str, Any], data: dict[str, Any]) -> None:
@@ -143,16 +181,23 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     name, scheme = _jwt_scheme(document, authentication)
     notes: list[str] = []
     data: dict[str, Any] = {}
+    plugin_config = _object(_object(_object(tyk.get("middleware")).get("global")).get("pluginConfig"))
+    _check_oas_plugins(plugin_config, hook)
 
-    jwks = [j for j in scheme.get("jwksURIs") or () if isinstance(j, dict) and _text(j.get("url"))]
+    listed = scheme.get("jwksURIs")
+    jwks: list[Any] = listed if isinstance(listed, list) else []
     if len(jwks) > 1:
         raise MigrationError(f"securitySchemes.{name}.jwksURIs lists {len(jwks)} JWKS URLs; the plugin verifies "
                              "against one per API")
     if jwks:  # native JWT prefers jwksURIs to source
-        data["jwt_source"] = jwks[0]["url"]
-        timeout = jwks[0].get("cacheTimeout")
-        if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout >= 5:
-            data["jwks_cache_ttl"] = timeout
+        url = _text(_object(jwks[0]).get("url"))
+        if not url:
+            raise MigrationError(f"securitySchemes.{name}.jwksURIs has an entry without a url: native JWT then "
+                                 "refuses every token")
+        data["jwt_source"] = url
+        ttl = _duration_seconds(_object(jwks[0]).get("cacheTimeout"))
+        if ttl >= 5:
+            data["jwks_cache_ttl"] = ttl
     elif _text(scheme.get("source")):
         data["jwt_source"] = scheme["source"]
     else:
@@ -160,9 +205,12 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
                              "up per token kid (one-to-one mode), which the plugin does not do")
     data["jwt_signing_method"] = _signing_method(scheme.get("signingMethod"), f"securitySchemes.{name}.signingMethod",
                                                  notes)
-    subject = _names(scheme.get("subjectClaims")) or _names([scheme.get("identityBaseField")])
+    subject = _listed(scheme.get("subjectClaims"), scheme.get("identityBaseField"))
     data["jwt_identity_base_field"] = list(subject)  # a list: read with OAS native JWT's rules
     base_claims = _names(scheme.get("basePolicyClaims"))
+    if scheme.get("idpClientIdMappingDisabled"):
+        notes.append("idpClientIdMappingDisabled has no twin: the plugin always sets the session's oauth_client_id "
+                     "from the token's client id claim")
     if not _text(scheme.get("policyFieldName")):
         data["jwt_policy_field_name"] = ""
         if base_claims:
@@ -172,14 +220,16 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
             notes.append("clientBaseField has no twin: the plugin does not take policies from an OAuth client's "
                          "key; tokens without a policy claim get jwt_default_policies")
     else:
-        data["jwt_policy_field_name"] = list(base_claims or (scheme["policyFieldName"],))
+        data["jwt_policy_field_name"] = list(_listed(scheme.get("basePolicyClaims"), scheme["policyFieldName"]))
     _copy_list(scheme.get("defaultPolicies"), "jwt_default_policies", data)
     scopes = _object(scheme.get("scopes"))
     mapping = {m["scope"]: m["policyId"] for m in scopes.get("scopeToPolicyMapping") or ()
                if isinstance(m, dict) and isinstance(m.get("scope"), str) and isinstance(m.get("policyId"), str)}
     if mapping:
         data["jwt_scope_to_policy_mapping"] = mapping
-        data["jwt_scope_claim_name"] = list(_names(scopes.get("claims")) or _names([scopes.get("claimName")]))
+        data["jwt_scope_claim_name"] = list(_listed(scopes.get("claims"), scopes.get("claimName")))
+        for claim in data["jwt_scope_claim_name"]:
+            _dotted_scope_note(claim, notes)
     for oas_name, key in _SKEWS:
         if scheme.get(oas_name):
             data[key] = scheme[oas_name]
@@ -198,12 +248,20 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     notes.append(_HASH_NOTE)
 
     plugin_config = tyk.setdefault("middleware", {}).setdefault("global", {}).setdefault("pluginConfig", {})
+    if _object(_object(_object(tyk.get("middleware")).get("global")).get("contextVariables")).get("enabled"):
+        notes.append(_CONTEXT_VARS_NOTE)
     existing = _object(_object(plugin_config.get("data")).get("value"))
     config_data, token_source = _merged(existing, data, "middleware.global.pluginConfig.data.value", notes)
     scheme["enabled"] = False
     custom = authentication.setdefault("custom", {})
     custom["enabled"] = True
-    custom.setdefault("header", {"enabled": True, "name": "Authorization"})
+    for place in ("header", "query", "cookie"):  # the coprocess auth sources: what strip_auth_data removes
+        if isinstance(scheme.get(place), dict):
+            custom[place] = copy.deepcopy(scheme[place])
+        else:
+            custom.pop(place, None)
+    if authentication.get("baseIdentityProvider") == "jwt_claim":
+        authentication["baseIdentityProvider"] = "custom_auth"
     plugin_config["driver"] = "grpc"
     plugin_config["data"] = {"enabled": True, "value": config_data}
     middleware = _keyed_extractor(hook, token_source, notes)
@@ -217,23 +275,39 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
 
 
 def _jwt_scheme(document: Mapping[str, Any], authentication: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The enabled native JWT scheme: an http bearer JWT scheme in components with Tyk's settings."""
+    """The native JWT scheme the gateway runs: in legacy mode, a scheme of the first security
+    requirement declared in components as exactly http / bearer / JWT, and enabled."""
+    if not authentication.get("enabled"):
+        raise MigrationError("server.authentication.enabled is not true: native JWT never runs on this API")
+    if authentication.get("securityProcessingMode", "legacy") != "legacy":
+        raise MigrationError("securityProcessingMode is not legacy: migrate rewrites only legacy-mode APIs; move "
+                             "the JWT requirement to the custom scheme by hand (docs/migration.md)")
     declared = _object(_object(document.get("components")).get("securitySchemes"))
     schemes = _object(authentication.get("securitySchemes"))
-    found = []
-    for name, declaration in declared.items():
-        d = _object(declaration)
-        if (str(d.get("type", "")).lower() == "http" and str(d.get("scheme", "")).lower() == "bearer"
-                and str(d.get("bearerFormat", "")).upper() == "JWT"
-                and isinstance(schemes.get(name), dict) and schemes[name].get("enabled")):
-            found.append(name)
-    if not found:
-        raise MigrationError("no enabled native JWT security scheme (an http bearer JWT scheme in components with "
-                             "enabled: true in server.authentication.securitySchemes)")
-    if len(found) > 1:
-        raise MigrationError(f"several native JWT security schemes are enabled ({', '.join(sorted(found))}); "
-                             "the plugin takes the place of one")
+    security = document.get("security")
+    first = _object(security[0]) if isinstance(security, list) and security else {}
+    found = [name for name in first if name in schemes and _is_jwt(_object(declared.get(name)))]
+    if not found or not _object(schemes[found[0]]).get("enabled"):
+        raise MigrationError("native JWT is not on: no enabled scheme of the first security requirement is declared "
+                             "in components as type http, scheme bearer, bearerFormat JWT")
     return found[0], schemes[found[0]]
+
+
+def _is_jwt(declaration: Mapping[str, Any]) -> bool:
+    return (declaration.get("type"), declaration.get("scheme"), declaration.get("bearerFormat")) == (
+        "http", "bearer", "JWT")
+
+
+def _check_oas_plugins(plugin_config: Mapping[str, Any], hook: PluginHook) -> None:
+    driver = plugin_config.get("driver")
+    if driver not in (None, "", "grpc"):
+        raise MigrationError(f"the API's plugins use driver {driver!r}; the plugin needs \"grpc\", and an API has one "
+                             "driver")
+    bundle = _object(plugin_config.get("bundle"))
+    path = _text(bundle.get("path")) if bundle.get("enabled") else ""
+    if path and path != hook.bundle:
+        raise MigrationError(f"the API already loads the bundle {path!r}, whose manifest would replace the plugin's "
+                             "middleware: add the plugin's auth_check to that manifest, build it, and pass --bundle")
 
 
 def _oas_token_source(scheme: Mapping[str, Any], data: dict[str, Any]) -> None:
@@ -259,7 +333,7 @@ def _oas_auth_plugin(middleware: Mapping[str, Any]) -> dict[str, Any]:
         settings = _object(extractor.get("extractor_config"))
         oas_settings = {camel: settings[snake] for snake, camel in (
             ("header_name", "headerName"), ("param_name", "formParamName"), ("regex_expression", "regexp"),
-            ("regex_match_index", "regexpMatchIndex"), ("xpath_expression", "xpathExp")) if snake in settings}
+            ("regex_match_index", "regexpMatchIndex"), ("xpath_expression", "xPathExp")) if snake in settings}
         config["idExtractor"] = {"enabled": True, "source": extractor.get("extract_from", ""),
                                  "with": extractor.get("extract_with", ""), "config": oas_settings}
     return config
@@ -273,7 +347,12 @@ def _keyed_extractor(hook: PluginHook, source: TokenSource, notes: list[str]) ->
     *Token location*); without such a place, no extractor."""
     middleware = copy.deepcopy(dict(hook.custom_middleware))
     extractor = _object(middleware.get("id_extractor"))
-    if not extractor or extractor.get("disabled") or extractor.get("extract_with") != "value":
+    if not extractor or extractor.get("disabled"):
+        return middleware
+    notes.append(_EXTRACTOR_SHARED)
+    if extractor.get("extract_with") != "value":
+        notes.append("the ID extractor is a regex or xpath one: it must yield the whole token, or tokens that share "
+                     "the matched part share one session (README, Token location)")
         return middleware
     if source.places == 1 and source.header is not None:
         keyed = {"extract_from": "header", "extractor_config": {"header_name": source.header}}
@@ -299,6 +378,29 @@ def _keyed_extractor(hook: PluginHook, source: TokenSource, notes: list[str]) ->
     return middleware
 
 
+_CONTEXT_VARS_NOTE = ("native JWT put the token's claims in jwt_claims_* context variables; the plugin does not: "
+                      "rewrites or transforms that read them need the session metadata ($tyk_meta.*, "
+                      "session_metadata_claims) or the claims_to_headers hook (docs/hooks.md)")
+
+
+def _dotted_scope_note(name: str, notes: list[str]) -> None:
+    if "." in name:
+        notes.append(f"the scope claim {name!r} has a dot: native JWT reads it only as a nested path, the plugin "
+                     "first as a claim of that literal name (an Auth0 namespaced claim), so tokens carrying such a "
+                     "claim get the policies it maps to")
+
+
+def _duration_seconds(value: Any) -> int:
+    """A Tyk OAS duration ("5m", "1h30m", "90s"; Go's time.ParseDuration) in whole seconds; 0 when unreadable."""
+    if not isinstance(value, str):
+        return 0
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return 0
+    return int(sum(float(number) * units[unit] for number, unit in parts))
+
+
 def _signing_method(value: Any, where: str, notes: list[str]) -> str:
     """What native JWT acts on: exactly rsa, hmac or ecdsa, and HMAC for anything else."""
     if value in _SIGNING_METHODS:
@@ -312,6 +414,16 @@ def _merged(existing: Any, data: dict[str, Any], where: str, notes: list[str]) -
     """The API's own config_data with the twins added, refused as the plugin would refuse it, and
     where the plugin will read the token."""
     merged = dict(existing) if isinstance(existing, dict) else {}
+    for key, value in _NATIVE_UNSET.items():
+        if key in merged and key not in data:
+            data[key] = value
+    for key in _REPLACED_SOURCES:
+        if merged.pop(key, None) is not None:
+            notes.append(f"{where}.{key} is dropped: jwt_source now holds the native key source")
+    kept = sorted(key for key in merged if key not in data)
+    if kept:
+        notes.append(f"{where} keeps {', '.join(kept)} from the API's own config_data; native JWT did not act on them, "
+                     "so check that they are wanted")
     for key, value in data.items():
         if key in merged and merged[key] != value:
             notes.append(f"{where}.{key} was {json.dumps(merged[key])}; the native setting's value replaces it")
@@ -327,6 +439,14 @@ def _copy_list(value: Any, key: str, data: dict[str, Any]) -> None:
     names = _names(value)
     if names:
         data[key] = list(names)
+
+
+def _listed(names: Any, single: Any) -> tuple[str, ...]:
+    """An OAS claim list, else its single-name field; a list of only empty names stays empty, as the
+    gateway skips each of them (and then reads sub, or scope)."""
+    if isinstance(names, list) and names:
+        return _names(names)
+    return _names([single])
 
 
 def _names(value: Any) -> tuple[str, ...]:

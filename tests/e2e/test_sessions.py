@@ -163,3 +163,31 @@ def test_a_revoked_scope_stops_at_the_next_token_where_native_keeps_its_policy(p
             gateway.put_api(api)
         gateway.reload()
     assert kept == {"native": ["auth0-policy", "limited"], "plugin": ["auth0-policy"]}
+
+
+def test_with_the_id_extractor_a_session_built_on_one_api_is_served_on_another_api_of_the_org(
+        plugin_stack: Stack) -> None:
+    """README, Token location: the gateway keys extractor sessions by org and header value only, so
+    a token the plugin granted on one API reaches another API of the org whose extractor reads the
+    same header, without that API's own checks, while the session's policies grant it."""
+    import copy
+    import uuid
+
+    from plugin.devstack import gateway as gw
+
+    gateway = plugin_stack.gateway
+    assert gateway is not None
+    saved = copy.deepcopy(gateway.apis[gw.PLUGIN_SUBJECT_API_ID])
+    strict = copy.deepcopy(saved)
+    strict["config_data"] = {**strict["config_data"], "audience": "https://another-api.example/"}
+    strict["custom_middleware"] = copy.deepcopy(gw.load_manifest()["custom_middleware"])  # with the extractor
+    token = plugin_stack.token(sub=f"shared-{uuid.uuid4().hex[:8]}@clients")
+    try:
+        gateway.put_api(strict)
+        gateway.reload()
+        statuses = [get(plugin_stack, path, token).status for path in
+                    ("/auth0-plugin-subject/get", "/auth0-plugin/get", "/auth0-plugin-subject/get")]
+    finally:
+        gateway.put_api(saved)
+        gateway.reload()
+    assert statuses == [401, 200, 200]

@@ -183,8 +183,9 @@ def test_the_oas_claim_checks_are_copied():
 
 
 def test_one_jwks_uri_is_preferred_to_the_source_with_its_cache_timeout():
-    data = m.migrate(oas({"source": "ignored", "jwksURIs": [{"url": JWKS, "cacheTimeout": 120}]}), INLINE).config_data
-    assert (data["jwt_source"], data["jwks_cache_ttl"]) == (JWKS, 120)
+    data = m.migrate(oas({"source": "ignored", "jwksURIs": [{"url": JWKS, "cacheTimeout": "2m30s"}]}),
+                     INLINE).config_data
+    assert (data["jwt_source"], data["jwks_cache_ttl"]) == (JWKS, 150)
 
 
 def test_several_jwks_uris_are_refused():
@@ -205,7 +206,7 @@ def test_an_oas_scheme_without_a_header_object_reads_no_header_as_native_does():
 def test_an_oas_api_without_an_enabled_jwt_scheme_is_refused():
     document = oas()
     document["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"]["jwtAuth"]["enabled"] = False
-    assert "no enabled native JWT security scheme" in refusal(document)
+    assert "native JWT is not on" in refusal(document)
 
 
 # -- command line -------------------------------------------------------------------------------------
@@ -306,4 +307,140 @@ def test_with_a_bundle_a_token_place_its_extractor_may_not_read_is_noted():
     bundle = m.PluginHook(bundle="b.zip", custom_middleware=MIDDLEWARE)
     notes = m.migrate(classic(auth_configs={"jwt": {"use_param": True}}), bundle).notes
     assert any("the bundle's ID extractor must read that place alone" in note for note in notes)
-    assert not any("ID extractor" in note for note in m.migrate(classic(), bundle).notes)
+    assert not any("must read that place alone" in note for note in m.migrate(classic(), bundle).notes)
+
+
+# -- what the gateway really runs, and what must not be lost ------------------------------------------
+
+def test_leftover_config_data_twins_are_set_back_to_what_native_acted_on():
+    migration = m.migrate(classic(config_data={
+        "jwt_expires_at_validation_skew": 86400, "jwt_default_policies": ["admin"],
+        "jwt_scope_to_policy_mapping": {"read": "admin"}, "use_param": True}), INLINE)
+    data = migration.config_data
+    assert (data["jwt_expires_at_validation_skew"], data["jwt_default_policies"],
+            data["jwt_scope_to_policy_mapping"], data["use_param"]) == (0, [], {}, False)
+    assert any("config_data.jwt_default_policies was [\"admin\"]" in note for note in migration.notes)
+
+
+def test_kept_config_data_keys_that_native_did_not_act_on_are_named_in_a_note():
+    migration = m.migrate(classic(config_data={"audience": "https://api", "jwks_cache_ttl": 60}), INLINE)
+    assert migration.config_data["audience"] == "https://api"
+    assert any("keeps audience, jwks_cache_ttl from the API's own config_data" in note for note in migration.notes)
+
+
+def test_a_key_source_in_an_environment_variable_or_file_gives_way_to_the_native_one():
+    migration = m.migrate(classic(config_data={"jwt_source_env": "SECRET"}), INLINE)
+    assert "jwt_source_env" not in migration.config_data and migration.config_data["jwt_source"] == JWKS
+
+
+def test_a_scope_mapping_without_a_claim_name_reads_scope_whatever_config_data_held():
+    data = m.migrate(classic(jwt_scope_to_policy_mapping={"read:x": "px"},
+                             config_data={"jwt_scope_claim_name": "permissions"}), INLINE).config_data
+    assert data["jwt_scope_claim_name"] == "scope"
+
+
+def test_scopes_with_only_unknown_keys_leave_the_top_level_scope_fields_in_force():
+    data = m.migrate(classic(jwt_scope_to_policy_mapping={"read:x": "px"}, scopes={"other": {"a": 1}}),
+                     INLINE).config_data
+    assert data["jwt_scope_to_policy_mapping"] == {"read:x": "px"}
+
+
+def test_a_dotted_scope_claim_name_is_noted():
+    notes = m.migrate(classic(jwt_scope_claim_name="https://example.com/roles",
+                              jwt_scope_to_policy_mapping={"read:x": "px"}), INLINE).notes
+    assert any("reads it only as a nested path" in note for note in notes)
+
+
+def test_a_keyless_classic_api_is_refused():
+    assert "use_keyless is true" in refusal(classic(use_keyless=True))
+
+
+def test_an_api_loading_another_bundle_is_refused():
+    assert "already loads the bundle 'other.zip'" in refusal(classic(custom_middleware_bundle="other.zip"))
+
+
+def test_an_api_with_its_own_custom_middleware_is_refused_unless_a_bundle_carries_both():
+    document = classic(custom_middleware={"driver": "grpc", "pre": [{"name": "MyPre"}]})
+    assert "already runs custom middleware (pre)" in refusal(document)
+    notes = m.migrate(document, m.PluginHook(bundle="both.zip", custom_middleware=MIDDLEWARE)).notes
+    assert any("must carry those hooks too" in note for note in notes)
+
+
+def test_context_variables_are_noted_as_no_longer_filled():
+    assert any("jwt_claims_*" in note for note in m.migrate(classic(enable_context_vars=True), INLINE).notes)
+
+
+def test_the_id_extractor_written_in_comes_with_the_note_on_sessions_shared_across_apis():
+    assert any("every API of the same org" in note for note in m.migrate(classic(), INLINE).notes)
+    no_extractor = m.PluginHook(bundle=None, custom_middleware={"driver": "grpc", "auth_check": {"name": "A"}})
+    assert not any("every API of the same org" in note for note in m.migrate(classic(), no_extractor).notes)
+
+
+def test_an_oas_api_in_compliant_mode_is_refused():
+    document = oas()
+    document["x-tyk-api-gateway"]["server"]["authentication"]["securityProcessingMode"] = "compliant"
+    assert "securityProcessingMode is not legacy" in refusal(document)
+
+
+def test_an_oas_jwt_scheme_outside_the_first_security_requirement_is_not_native_jwt():
+    document = oas()
+    document["security"] = [{"apiKey": []}, {"jwtAuth": []}]
+    assert "native JWT is not on" in refusal(document)
+
+
+def test_an_oas_scheme_declared_with_another_bearer_format_is_not_native_jwt():
+    document = oas()
+    document["components"]["securitySchemes"]["jwtAuth"]["bearerFormat"] = "jwt"
+    assert "native JWT is not on" in refusal(document)
+
+
+def test_an_oas_api_with_authentication_off_is_refused():
+    document = oas()
+    document["x-tyk-api-gateway"]["server"]["authentication"]["enabled"] = False
+    assert "server.authentication.enabled is not true" in refusal(document)
+
+
+def test_an_oas_jwt_base_identity_becomes_the_custom_one():
+    document = oas()
+    document["x-tyk-api-gateway"]["server"]["authentication"]["baseIdentityProvider"] = "jwt_claim"
+    authentication = m.migrate(document, INLINE).document["x-tyk-api-gateway"]["server"]["authentication"]
+    assert authentication["baseIdentityProvider"] == "custom_auth"
+
+
+def test_the_custom_auth_sources_are_the_jwt_schemes():
+    document = oas({"header": {"enabled": True, "name": "X-Token"}, "query": {"enabled": True, "name": "at"}})
+    custom = m.migrate(document, INLINE).document["x-tyk-api-gateway"]["server"]["authentication"]["custom"]
+    assert (custom["header"], custom["query"]) == ({"enabled": True, "name": "X-Token"}, {"enabled": True, "name": "at"})
+
+
+def test_an_oas_api_whose_plugins_use_another_driver_or_bundle_is_refused():
+    assert "driver 'goplugin'" in refusal(oas(middleware={"global": {"pluginConfig": {"driver": "goplugin"}}}))
+    other = oas(middleware={"global": {"pluginConfig": {"driver": "grpc", "bundle": {"enabled": True,
+                                                                                     "path": "o.zip"}}}})
+    assert "already loads the bundle 'o.zip'" in refusal(other)
+
+
+@pytest.mark.parametrize(("jwks", "problem"), [([{"url": ""}], "an entry without a url"),
+                                               ([{"url": JWKS}, {"url": JWKS}], "lists 2 JWKS URLs")])
+def test_jwks_uris_native_would_fail_on_or_the_plugin_cannot_follow_are_refused(jwks, problem):
+    assert problem in refusal(oas({"jwksURIs": jwks}))
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("5m", 300), ("1h30m", 5400), ("90s", 90), ("1.5m", 90),
+                                                ("", 0), ("5", 0), ("5 m", 0), (300, 0)])
+def test_oas_durations_are_read_as_go_reads_them(value, seconds):
+    assert m._duration_seconds(value) == seconds
+
+
+def test_an_oas_subject_claim_list_of_empty_names_reads_sub_not_the_single_name():
+    data = m.migrate(oas({"subjectClaims": [""], "identityBaseField": "email"}), INLINE).config_data
+    assert data["jwt_identity_base_field"] == []
+
+
+def test_an_xpath_extractor_keeps_the_oas_spelling():
+    middleware = {**MIDDLEWARE, "id_extractor": {"extract_from": "body", "extract_with": "xpath",
+                                                 "extractor_config": {"xpath_expression": "//token"}}}
+    migration = m.migrate(oas(), m.PluginHook(bundle=None, custom_middleware=middleware))
+    config = migration.document["x-tyk-api-gateway"]["server"]["authentication"]["custom"]["config"]
+    assert config["idExtractor"]["config"] == {"xPathExp": "//token"}
+    assert any("regex or xpath" in note for note in migration.notes)
