@@ -100,6 +100,8 @@ def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration
     if not data["jwt_policy_field_name"] and document.get("jwt_client_base_field"):
         notes.append("jwt_client_base_field has no twin: the plugin does not take policies from an OAuth client's "
                      "key; tokens without a policy claim get jwt_default_policies")
+    if document.get("idp_client_id_mapping_disabled"):
+        notes.append(_CLIENT_ID_NOTE.format("idp_client_id_mapping_disabled"))
     _copy_list(document.get("jwt_default_policies"), "jwt_default_policies", data)
     scopes = _object(document.get("scopes"))
     scoped = any(_present(scopes.get(kind)) for kind in ("jwt", "oidc"))  # the gateway's IsEmpty(Scopes)
@@ -207,10 +209,9 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
                                                  notes)
     subject = _listed(scheme.get("subjectClaims"), scheme.get("identityBaseField"))
     data["jwt_identity_base_field"] = list(subject)  # a list: read with OAS native JWT's rules
-    base_claims = _names(scheme.get("basePolicyClaims"))
+    base_claims = _nonempty(scheme.get("basePolicyClaims"))
     if scheme.get("idpClientIdMappingDisabled"):
-        notes.append("idpClientIdMappingDisabled has no twin: the plugin always sets the session's oauth_client_id "
-                     "from the token's client id claim")
+        notes.append(_CLIENT_ID_NOTE.format("idpClientIdMappingDisabled"))
     if not _text(scheme.get("policyFieldName")):
         data["jwt_policy_field_name"] = ""
         if base_claims:
@@ -233,10 +234,10 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     for oas_name, key in _SKEWS:
         if scheme.get(oas_name):
             data[key] = scheme[oas_name]
-    if _names(scheme.get("allowedIssuers")):
-        data["issuer"] = list(_names(scheme.get("allowedIssuers")))
-    if _names(scheme.get("allowedAudiences")):
-        data["audience"] = list(_names(scheme.get("allowedAudiences")))
+    if _nonempty(scheme.get("allowedIssuers")):
+        data["issuer"] = list(_nonempty(scheme.get("allowedIssuers")))
+    if _nonempty(scheme.get("allowedAudiences")):
+        data["audience"] = list(_nonempty(scheme.get("allowedAudiences")))
     if _object(scheme.get("jtiValidation")).get("enabled") is True:
         data["require_jti"] = True
     if scheme.get("customClaimValidation"):
@@ -378,6 +379,8 @@ def _keyed_extractor(hook: PluginHook, source: TokenSource, notes: list[str]) ->
     return middleware
 
 
+_CLIENT_ID_NOTE = ("{} has no twin: the plugin always sets the session's oauth_client_id from the token's client "
+                   "id claim")
 _CONTEXT_VARS_NOTE = ("native JWT put the token's claims in jwt_claims_* context variables; the plugin does not: "
                       "rewrites or transforms that read them need the session metadata ($tyk_meta.*, "
                       "session_metadata_claims) or the claims_to_headers hook (docs/hooks.md)")
@@ -436,7 +439,7 @@ def _merged(existing: Any, data: dict[str, Any], where: str, notes: list[str]) -
 
 
 def _copy_list(value: Any, key: str, data: dict[str, Any]) -> None:
-    names = _names(value)
+    names = _nonempty(value)
     if names:
         data[key] = list(names)
 
@@ -445,11 +448,11 @@ def _listed(names: Any, single: Any) -> tuple[str, ...]:
     """An OAS claim list, else its single-name field; a list of only empty names stays empty, as the
     gateway skips each of them (and then reads sub, or scope)."""
     if isinstance(names, list) and names:
-        return _names(names)
-    return _names([single])
+        return _nonempty(names)
+    return _nonempty([single])
 
 
-def _names(value: Any) -> tuple[str, ...]:
+def _nonempty(value: Any) -> tuple[str, ...]:
     """The non-empty strings of a list (native skips empty names; the plugin refuses them)."""
     if not isinstance(value, list):
         return ()

@@ -444,3 +444,9 @@ def test_an_xpath_extractor_keeps_the_oas_spelling():
     config = migration.document["x-tyk-api-gateway"]["server"]["authentication"]["custom"]["config"]
     assert config["idExtractor"]["config"] == {"xPathExp": "//token"}
     assert any("regex or xpath" in note for note in migration.notes)
+
+
+@pytest.mark.parametrize(("document", "field"), [(classic(idp_client_id_mapping_disabled=True), "idp_client_id_mapping_disabled"),
+                                                 (oas({"idpClientIdMappingDisabled": True}), "idpClientIdMappingDisabled")])
+def test_turning_off_the_client_id_mapping_is_noted_as_having_no_twin(document, field):
+    assert any(note.startswith(f"{field} has no twin") for note in m.migrate(document, INLINE).notes)
