@@ -159,3 +159,27 @@ def _put_oas(gateway: Any, document: dict[str, Any], create: bool = False) -> No
         result = gateway.admin("PUT", f"/tyk/apis/oas/{api_id}", body=json.loads(json.dumps(document)))
     assert result.status == 200, result.text
     assert gateway.admin("GET", "/tyk/reload?block=true").status == 200
+
+
+def test_a_classic_api_migrated_onto_the_bundle_is_served_by_the_plugin(plugin_stack: Stack) -> None:
+    from plugin.devstack import gateway as gw
+
+    gateway = plugin_stack.gateway
+    assert gateway is not None and plugin_stack.bundle_path is not None
+    original = copy.deepcopy(gateway.apis[gw.NATIVE_API_ID])
+    hook = PluginHook(bundle=plugin_stack.bundle_path.name, custom_middleware=gw.load_manifest()["custom_middleware"])
+    path = f"/{gw.NATIVE_API_ID}/get"
+    token = plugin_stack.token(sub=f"mig-bundle-{uuid.uuid4().hex[:8]}@clients")
+    try:
+        gateway.put_api(migrate(original, hook).document)
+        gateway.reload()
+        calls = auth_calls(plugin_stack)
+        granted = [send(plugin_stack, path, "Bearer " + token)[0] for _ in range(3)]
+        wrong_alg = send(plugin_stack, path, "Bearer " + plugin_stack.token(alg="HS256"))
+        plugin_calls = auth_calls(plugin_stack) - calls
+    finally:
+        gateway.put_api(original)
+        gateway.reload()
+    assert granted == [200, 200, 200]
+    assert plugin_calls == 1  # the bundle's ID extractor serves the repeats
+    assert wrong_alg[0] == 403 and b"Unexpected signing method" in wrong_alg[1]
