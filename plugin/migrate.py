@@ -271,7 +271,6 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
         custom.pop("config", None)
     else:
         custom["config"] = _oas_auth_plugin(middleware)
-    authentication["enabled"] = True
     return Migration(document, config_data, notes)
 
 
