@@ -1,4 +1,4 @@
-"""Command line: one entry point, one subcommand per job (serve, bundle, stack, check)."""
+"""Command line: one entry point, one subcommand per job (serve, bundle, check, migrate, stack)."""
 
 from __future__ import annotations
 

@@ -31,11 +31,13 @@ _SKEWS = (("expiresAtValidationSkew", "jwt_expires_at_validation_skew"),
           ("issuedAtValidationSkew", "jwt_issued_at_validation_skew"),
           ("notBeforeValidationSkew", "jwt_not_before_validation_skew"))
 # What native JWT acts on when its field is unset. A key the API's own config_data already holds is
-# set back to it, so that no leftover makes the plugin admit a token native JWT refused.
+# set back to it (None: dropped, so the plugin derives the default as native does), so that no
+# leftover makes the plugin admit a token native JWT refused.
 _NATIVE_UNSET: Mapping[str, Any] = {
     "jwt_expires_at_validation_skew": 0, "jwt_issued_at_validation_skew": 0, "jwt_not_before_validation_skew": 0,
     "jwt_default_policies": [], "jwt_scope_to_policy_mapping": {},
     "auth_header_name": "Authorization", "disable_header": False, "use_param": False, "use_cookie": False,
+    "param_name": None, "cookie_name": None,
 }
 _REPLACED_SOURCES = ("jwt_source_env", "jwt_source_file")  # jwt_source is written; these would compete with it
 _HOOK_SECTIONS = ("pre", "post", "post_key_auth", "response")
@@ -44,6 +46,8 @@ _EXTRACTOR_SHARED = ("with the ID extractor, the gateway serves a session the pl
                      "policies grant that API; that API's own checks (issuer, audience, custom claims) are not run. "
                      "Give APIs with different token requirements policies that grant only their own APIs, or "
                      "use --no-id-extractor (README, Token location)")
+_GATEWAY_NOTE = ("tyk.conf needs coprocess_options with enable_coprocess true and coprocess_grpc_server "
+                 "tcp://HOST:PORT of the plugin (docs/migration.md)")
 _HASH_NOTE = ("if tyk.conf sets hash_key_function, set the same in config_data (or TYK_HASH_KEY_FUNCTION for "
               "the plugin) so sessions keep the keys native JWT gave them")
 
@@ -120,7 +124,7 @@ def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration
     _classic_token_source(auth, data)
     notes.append("classic native JWT checks neither iss nor aud; to check them, add issuer and audience to "
                  "config_data (Auth0 advises checking aud)")
-    notes.append(_HASH_NOTE)
+    notes.extend((_GATEWAY_NOTE, _HASH_NOTE))
 
     config_data, token_source = _merged(document.get("config_data"), data, "config_data", notes)
     document["enable_jwt"] = False
@@ -246,7 +250,7 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
         raise MigrationError(f"securitySchemes.{name}.allowedSubjects has no twin: write it as custom_claim_validation "
                              "on sub (docs/migration.md) and remove it, then migrate again")
     _oas_token_source(scheme, data)
-    notes.append(_HASH_NOTE)
+    notes.extend((_GATEWAY_NOTE, _HASH_NOTE))
 
     plugin_config = tyk.setdefault("middleware", {}).setdefault("global", {}).setdefault("pluginConfig", {})
     if _object(_object(_object(tyk.get("middleware")).get("global")).get("contextVariables")).get("enabled"):
@@ -418,7 +422,11 @@ def _merged(existing: Any, data: dict[str, Any], where: str, notes: list[str]) -
     merged = dict(existing) if isinstance(existing, dict) else {}
     for key, value in _NATIVE_UNSET.items():
         if key in merged and key not in data:
-            data[key] = value
+            if value is None:
+                notes.append(f"{where}.{key} is dropped: native JWT used the default name there")
+                del merged[key]
+            else:
+                data[key] = value
     for key in _REPLACED_SOURCES:
         if merged.pop(key, None) is not None:
             notes.append(f"{where}.{key} is dropped: jwt_source now holds the native key source")

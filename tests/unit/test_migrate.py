@@ -450,3 +450,14 @@ def test_an_xpath_extractor_keeps_the_oas_spelling():
                                                  (oas({"idpClientIdMappingDisabled": True}), "idpClientIdMappingDisabled")])
 def test_turning_off_the_client_id_mapping_is_noted_as_having_no_twin(document, field):
     assert any(note.startswith(f"{field} has no twin") for note in m.migrate(document, INLINE).notes)
+
+
+def test_a_leftover_parameter_name_is_dropped_so_the_default_name_native_used_applies():
+    migration = m.migrate(classic(auth_configs={"jwt": {"use_param": True}}, config_data={"param_name": "foo"}),
+                          INLINE)
+    assert "param_name" not in migration.config_data
+    assert any("config_data.param_name is dropped" in note for note in migration.notes)
+
+
+def test_the_gateway_settings_migrate_cannot_write_are_noted():
+    assert any("coprocess_options" in note for note in m.migrate(classic(), INLINE).notes)
