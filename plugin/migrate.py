@@ -182,8 +182,7 @@ def _classic_token_source(auth: Mapping[str, Any], data: dict[str, Any]) -> None
 def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     document = copy.deepcopy(dict(original))
     tyk = document["x-tyk-api-gateway"]
-    server = tyk.setdefault("server", {})
-    authentication = server.setdefault("authentication", {})
+    authentication = _section(_section(tyk, "server", "x-tyk-api-gateway"), "authentication", "server")
     name, scheme = _jwt_scheme(document, authentication)
     notes: list[str] = []
     data: dict[str, Any] = {}
@@ -252,13 +251,14 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     _oas_token_source(scheme, data)
     notes.extend((_GATEWAY_NOTE, _HASH_NOTE))
 
-    plugin_config = tyk.setdefault("middleware", {}).setdefault("global", {}).setdefault("pluginConfig", {})
+    middleware_global = _section(_section(tyk, "middleware", "x-tyk-api-gateway"), "global", "middleware")
+    plugin_config = _section(middleware_global, "pluginConfig", "middleware.global")
     if _object(_object(_object(tyk.get("middleware")).get("global")).get("contextVariables")).get("enabled"):
         notes.append(_CONTEXT_VARS_NOTE)
     existing = _object(_object(plugin_config.get("data")).get("value"))
     config_data, token_source = _merged(existing, data, "middleware.global.pluginConfig.data.value", notes)
     scheme["enabled"] = False
-    custom = authentication.setdefault("custom", {})
+    custom = _section(authentication, "custom", "server.authentication")
     custom["enabled"] = True
     for place in ("header", "query", "cookie"):  # the coprocess auth sources: what strip_auth_data removes
         if isinstance(scheme.get(place), dict):
@@ -276,6 +276,16 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     else:
         custom["config"] = _oas_auth_plugin(middleware)
     return Migration(document, config_data, notes)
+
+
+def _section(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """An object of the document to write into, created when absent (or null)."""
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    if not isinstance(value, dict):
+        raise MigrationError(f"{where}.{key} is not a JSON object")
+    return value
 
 
 def _jwt_scheme(document: Mapping[str, Any], authentication: dict[str, Any]) -> tuple[str, dict[str, Any]]:

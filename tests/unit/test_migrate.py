@@ -461,3 +461,9 @@ def test_a_leftover_parameter_name_is_dropped_so_the_default_name_native_used_ap
 
 def test_the_gateway_settings_migrate_cannot_write_are_noted():
     assert any("coprocess_options" in note for note in m.migrate(classic(), INLINE).notes)
+
+
+def test_an_oas_section_that_is_not_an_object_is_refused_by_name():
+    document = oas(middleware=["not", "an", "object"])
+    assert "x-tyk-api-gateway.middleware is not a JSON object" in refusal(document)
+    assert m.migrate(oas(middleware=None), INLINE).config_data["jwt_source"] == JWKS
