@@ -256,7 +256,7 @@ class Authenticator:
             reply=reply.SerializeToString(),
             policies=policies,
             base_policy=base,
-            jwks_url=config.key_source.jwks_url,
+            jwks_url=verified.jwks_url,
             kid=verified.kid,
             key=verified.key,
             generation=generation,

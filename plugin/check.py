@@ -254,6 +254,14 @@ def load_config_data(value: str) -> ApiSource:
 
 
 @dataclass
+class KeySets:
+    """The API's key sets as check fetched them: each URL's body, or why it could not be had."""
+
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Step:
     name: str
     status: str  # pass | fail | skip
@@ -306,6 +314,7 @@ class Report:
 def _config_summary(config: ApiConfig) -> dict[str, Any]:
     return {
         "jwks_url": config.key_source.jwks_url,
+        "jwks_urls": list(config.key_source.jwks_urls),
         "static_key": config.key_source.static_key is not None,
         "issuers": list(config.issuers),
         "audiences": list(config.audiences),
@@ -400,12 +409,12 @@ class Checker:
             report.notes.append("no org id: pass --org-id (the API's org_id) to get the exact session key")
         if discovery:
             report.discovery = self._discovery(config)
-        body, fetch_error = self._jwks(config, report)
+        sets = self._jwks(config, report)
         if token is None:
             if report.jwks is not None and not report.jwks.get("ok"):
                 report.verdict, report.exit_code = "keys_unavailable", EXIT_REFUSED
             return report
-        self._explain(report, token, config, body, fetch_error)
+        self._explain(report, token, config, sets)
         return report
 
     # -- network ---------------------------------------------------------------------------------------
@@ -439,23 +448,33 @@ class Checker:
                     i.rstrip("/") == document["issuer"].rstrip("/") for i in config.issuers):
                 problem += ": they differ only by the trailing slash, and Auth0 issuers end with a slash"
             problems.append(problem)
-        jwks_url = config.key_source.jwks_url
-        if jwks_url and document.get("jwks_uri") and document["jwks_uri"] != jwks_url:
-            problems.append(f"the tenant publishes its keys at {document['jwks_uri']}, but the API fetches {jwks_url}")
+        urls = config.key_source.jwks_urls
+        if urls and document.get("jwks_uri") and document["jwks_uri"] not in urls:
+            problems.append(f"the tenant publishes its keys at {document['jwks_uri']}, but the API fetches "
+                            f"{', '.join(urls)}")
         result["problems"] = problems
         return result
 
-    def _jwks(self, config: ApiConfig, report: Report) -> tuple[bytes | None, str | None]:
-        url = config.key_source.jwks_url
-        if url is None:
+    def _jwks(self, config: ApiConfig, report: Report) -> KeySets:
+        """Each of the API's key sets, fetched once: the verdict and the explanation both use them."""
+        sets = KeySets()
+        entries = [self._jwks_entry(url, sets) for url in config.key_source.jwks_urls]
+        if not entries:
             report.jwks = None
-            return None, None
+        elif len(entries) == 1:
+            report.jwks = entries[0]
+        else:
+            report.jwks = {"ok": any(e["ok"] for e in entries), "sets": entries}
+        return sets
+
+    def _jwks_entry(self, url: str, sets: KeySets) -> dict[str, Any]:
         try:
             body = self.fetch(url, self.timeout, JwksSettings().max_bytes)
             keys = parse_jwks(body, JwksSettings().max_keys)
         except FetchError as exc:
-            report.jwks = {"url": url, "ok": False, "error": str(exc), "keys": []}
-            return None, str(exc)
+            sets.errors[url] = str(exc)
+            return {"url": url, "ok": False, "error": str(exc), "keys": []}
+        sets.bodies[url] = body
         entries = []
         try:
             raw_entries = json.loads(body).get("keys", [])
@@ -466,17 +485,15 @@ class Checker:
                 kid = jwk.get("kid", "")
                 entries.append({"kid": kid, "kty": jwk.get("kty"), "alg": jwk.get("alg"), "use": jwk.get("use"),
                                 "usable": isinstance(kid, str) and kid in keys})
-        report.jwks = {"url": url, "ok": True, "keys": entries}
-        return body, None
+        return {"url": url, "ok": True, "keys": entries}
 
     # -- the token -------------------------------------------------------------------------------------
 
-    def _explain(self, report: Report, token: str, config: ApiConfig, body: bytes | None,
-                 fetch_error: str | None) -> None:
+    def _explain(self, report: Report, token: str, config: ApiConfig, sets: KeySets) -> None:
         now = report.now
-        reply = self._dispatch(report, token, config, body, fetch_error)
+        reply = self._dispatch(report, token, config, sets)
         overrides = reply.request.return_overrides
-        walk = _Walk(config, report, body, fetch_error, self.policy_index, self.max_token_bytes)
+        walk = _Walk(config, report, sets, self.policy_index, self.max_token_bytes)
         walk.run(token, report.org_id)
         if overrides.response_code >= 400:
             report.response = _response(overrides.response_code, overrides.response_error)
@@ -518,14 +535,13 @@ class Checker:
             report.response = _response(403, "Access to this API has been disallowed")
             report.verdict, report.exit_code = "refused", EXIT_REFUSED
 
-    def _dispatch(self, report: Report, token: str, config: ApiConfig, body: bytes | None,
-                  fetch_error: str | None) -> Object:
-        """The real auth check, on the key set fetched above, at the same instant."""
+    def _dispatch(self, report: Report, token: str, config: ApiConfig, sets: KeySets) -> Object:
+        """The real auth check, on the key sets fetched above, at the same instant."""
 
         def fetched(url: str, timeout: float, max_bytes: int) -> bytes:
-            if body is None:
-                raise FetchError(fetch_error or "not fetched")
-            return body
+            if url not in sets.bodies:
+                raise FetchError(sets.errors.get(url, "not fetched"))
+            return sets.bodies[url]
 
         clock = lambda: report.now  # noqa: E731 - one instant for the verdict and the explanation
         jwks = JwksCache(JwksSettings(fetch_timeout=self.timeout), fetcher=fetched, clock=time.monotonic)
@@ -605,14 +621,13 @@ def _response(status: int, message: str) -> dict[str, Any]:
 class _Walk:
     """The pipeline's checks called one at a time, in its order, recording each outcome."""
 
-    def __init__(self, config: ApiConfig, report: Report, body: bytes | None, fetch_error: str | None,
+    def __init__(self, config: ApiConfig, report: Report, sets: KeySets,
                  policy_index: PolicyIndex | None = None, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> None:
         self.config = config
         self.max_token_bytes = max_token_bytes
         self.policy_index = policy_index
         self.report = report
-        self.body = body
-        self.fetch_error = fetch_error
+        self.sets = sets
         self.failure: AuthError | None = None
         self.data = report.source.data or {}
 
@@ -686,7 +701,7 @@ class _Walk:
 
     def _key(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> VerificationKey | None:
         source = self.config.key_source
-        if source.jwks_url is None:
+        if not source.jwks_urls:
             assert source.static_key is not None
             if self.config.signing_method == "hmac":
                 self.step("key", None, "the HMAC secret from jwt_source")
@@ -701,23 +716,30 @@ class _Walk:
                       ["a JWKS holds several keys: the token's kid header picks one; Auth0 access tokens "
                        "always carry one"])
             return None
-        if self.body is None:
-            self.step("key", KeysUnavailable("JWKS fetch failed"), f"the JWKS could not be fetched: {self.fetch_error}",
+        several = len(source.jwks_urls) > 1
+        published: list[str] = []
+        for url in source.jwks_urls:  # the first set publishing the kid verifies, as in the server
+            body = self.sets.bodies.get(url)
+            keys = parse_jwks(body, JwksSettings().max_keys) if body is not None else {}
+            if kid in keys:
+                self.step("key", None, f"kid {kid!r} found in the JWKS" + (f" {url}" if several else ""))
+                return keys[kid]
+            published.extend(keys)
+        if self.sets.errors:
+            url, error = next(iter(self.sets.errors.items()))
+            self.step("key", KeysUnavailable("JWKS fetch failed"),
+                      f"the JWKS{' ' + url if several else ''} could not be fetched: {error}",
                       ["the server answers every token 403 \"Key not authorized\" until it has fetched the key set "
                        "once; afterwards it keeps serving the last good set through outages",
-                       f"check that the plugin host can reach {source.jwks_url}"])
+                       f"check that the plugin host can reach {url}"])
             return None
-        keys = parse_jwks(self.body, JwksSettings().max_keys)
-        if kid not in keys:
-            hints = [f"the JWKS publishes {', '.join(sorted(keys)) or 'no usable key'}",
-                     "the token comes from another tenant or environment, or its key was rotated out and revoked"]
-            iss = claims.get("iss")
-            if isinstance(iss, str) and self.config.issuers and iss not in self.config.issuers:
-                hints.append(f"the token's issuer is {iss!r}: it was not issued by the configured tenant")
-            self.step("key", UnknownKey("kid not in JWKS"), f"kid {kid!r} is not in the JWKS", hints)
-            return None
-        self.step("key", None, f"kid {kid!r} found in the JWKS")
-        return keys[kid]
+        hints = [f"the JWKS publish{'' if several else 'es'} {', '.join(sorted(published)) or 'no usable key'}",
+                 "the token comes from another tenant or environment, or its key was rotated out and revoked"]
+        iss = claims.get("iss")
+        if isinstance(iss, str) and self.config.issuers and iss not in self.config.issuers:
+            hints.append(f"the token's issuer is {iss!r}: it was not issued by the configured tenant")
+        self.step("key", UnknownKey("kid not in JWKS"), f"kid {kid!r} is not in the JWKS", hints)
+        return None
 
     def _signature(self, parsed: tokenlib.ParsedToken, key: VerificationKey) -> None:
         try:
@@ -1064,7 +1086,7 @@ def _config_error_hints(error: ConfigurationError, data: Mapping[str, Any]) -> l
 
 def _config_notes(config: ApiConfig, data: Mapping[str, Any]) -> list[str]:
     notes = []
-    if "YOUR_TENANT" in (config.key_source.jwks_url or "") + " ".join(config.issuers):
+    if "YOUR_TENANT" in " ".join((*config.key_source.jwks_urls, *config.issuers)):
         notes.append("the configuration still holds the YOUR_TENANT placeholder: put your Auth0 tenant domain there")
     if not config.audiences:
         notes.append("audience is not set: any token of the tenant passes, whatever API it was issued for "
@@ -1076,7 +1098,7 @@ def _config_notes(config: ApiConfig, data: Mapping[str, Any]) -> list[str]:
         if host.endswith("auth0.com") and not issuer.endswith("/"):
             notes.append(f"issuer {issuer!r} does not end with a slash: Auth0 issuers do "
                          f"({issuer + '/'!r}), so every token would fail the issuer check")
-    if config.signing_method == "hmac" and config.key_source.jwks_url:
+    if config.signing_method == "hmac" and config.key_source.jwks_urls:
         notes.append("jwt_signing_method is hmac but the keys come from a JWKS: a JWKS publishes public keys, "
                      "never HMAC secrets, so every token is refused; Auth0 RS256 APIs need 'rsa'")
     source = data.get("jwt_source")
@@ -1130,7 +1152,8 @@ def render_text(report: Report, out: TextIO) -> None:
     elif report.config is not None:
         c = report.config
         w("Config     ok\n")
-        keys = f"JWKS {c.key_source.jwks_url}" if c.key_source.jwks_url else f"static key from jwt_source ({c.signing_method})"
+        keys = (f"JWKS {', '.join(c.key_source.jwks_urls)}" if c.key_source.jwks_urls
+                else f"static key from jwt_source ({c.signing_method})")
         w(f"  keys       {keys}\n")
         w(f"  issuer     {', '.join(c.issuers) or '(not checked)'}\n")
         w(f"  audience   {', '.join(c.audiences) or '(not checked)'}\n")
@@ -1149,13 +1172,15 @@ def render_text(report: Report, out: TextIO) -> None:
         else:
             w(f"Discovery  {d['url']}: unavailable ({d['error']})\n")
     if report.jwks is not None:
-        j = report.jwks
-        if j["ok"]:
-            described = ", ".join(f"{k['kid'] or '(no kid)'} ({k['kty']}{' ' + k['alg'] if k.get('alg') else ''}"
-                                  f"{'' if k['usable'] else ', ignored'})" for k in j["keys"])
-            w(f"JWKS       {len(j['keys'])} key(s): {described}\n")
-        else:
-            w(f"JWKS       {j['url']}: unavailable ({j['error']})\n")
+        several = "sets" in report.jwks
+        for j in report.jwks["sets"] if several else [report.jwks]:
+            where = f"{j['url']}: " if several else ""
+            if j["ok"]:
+                described = ", ".join(f"{k['kid'] or '(no kid)'} ({k['kty']}{' ' + k['alg'] if k.get('alg') else ''}"
+                                      f"{'' if k['usable'] else ', ignored'})" for k in j["keys"])
+                w(f"JWKS       {where}{len(j['keys'])} key(s): {described}\n")
+            else:
+                w(f"JWKS       {j['url']}: unavailable ({j['error']})\n")
     if report.token is not None:
         h = report.token["header"]
         w("\nToken\n")

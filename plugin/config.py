@@ -51,7 +51,7 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("auth0_domain", "AUTH0_DOMAIN", "", "Auth0 tenant domain, e.g. `dev-x.us.auth0.com`. Gives the issuer `https://DOMAIN/` and the JWKS `https://DOMAIN/.well-known/jwks.json`."),
-    Setting("jwt_source", "AUTH0_JWT_SOURCE", "", "JWKS URL (plain or base64, as the gateway accepts), or a base64 PEM public key / certificate, or for `hmac` the base64 secret. Overrides the JWKS derived from `auth0_domain`. Plain `http://` is refused unless the host is loopback.", "jwt_source"),
+    Setting("jwt_source", "AUTH0_JWT_SOURCE", "", "JWKS URL (plain or base64, as the gateway accepts), or a base64 PEM public key / certificate, or for `hmac` the base64 secret. Overrides the JWKS derived from `auth0_domain`. Plain `http://` is refused unless the host is loopback. A list of JWKS URLs, as Tyk OAS `jwksURIs`: the first key set that publishes the token's `kid` verifies it.", "jwt_source"),
     Setting("jwt_source_env", None, "", "Name of an environment variable holding `jwt_source` (keeps an HMAC secret out of API definitions)."),
     Setting("jwt_source_file", None, "", "Path of a file holding `jwt_source` (e.g. a mounted secret): a regular file of UTF-8 text, at most 64 KiB."),
     Setting("issuer", "AUTH0_ISSUER", "https://DOMAIN/", "Accepted `iss` values (string or list), compared exactly: Auth0 issuers end with `/`.", "allowedIssuers (OAS)"),
@@ -87,10 +87,16 @@ _KNOWN_KEYS = frozenset(s.key for s in SETTINGS)
 
 @dataclass(frozen=True)
 class KeySource:
-    """Where verification keys come from: a JWKS URL, or one static key (PEM/DER or HMAC secret)."""
+    """Where verification keys come from: JWKS URLs (the first publishing a token's kid verifies it,
+    as Tyk OAS jwksURIs), or one static key (PEM/DER or HMAC secret)."""
 
-    jwks_url: str | None = None
+    jwks_urls: tuple[str, ...] = ()
     static_key: bytes | None = None
+
+    @property
+    def jwks_url(self) -> str | None:
+        """The first (usually the only) JWKS URL."""
+        return self.jwks_urls[0] if self.jwks_urls else None
 
 
 @dataclass(frozen=True)
@@ -219,20 +225,21 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
 
 
 def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapping[str, str]) -> KeySource:
+    listed = data.get("jwt_source")
+    if isinstance(listed, list):
+        return _jwks_list(listed, data)
     source_key, source = _resolve_source(data, environ)
     if not source:
         if domain:
-            return KeySource(jwks_url=f"https://{domain}/.well-known/jwks.json")
+            return KeySource(jwks_urls=(f"https://{domain}/.well-known/jwks.json",))
         raise ConfigurationError("auth0_domain", "set auth0_domain or jwt_source: there is nowhere to get keys from")
-    if _HTTP_URL.match(source):
-        return KeySource(jwks_url=_checked_jwks_url(source_key, source))
+    url = _jwks_url_in(source_key, source)
+    if url is not None:
+        return KeySource(jwks_urls=(url,))
     try:
         decoded = base64.b64decode(source, validate=True)
     except (binascii.Error, ValueError):
         raise ConfigurationError(source_key, "is neither an http(s) JWKS URL nor base64 (the gateway's format)") from None
-    text = decoded.decode("utf-8", errors="replace")
-    if _HTTP_URL.match(text):
-        return KeySource(jwks_url=_checked_jwks_url(source_key, text.strip()))
     if method != "hmac":
         try:
             load_static_public_key(decoded)
@@ -241,6 +248,33 @@ def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapp
     elif not decoded:
         raise ConfigurationError(source_key, "the HMAC secret is empty")
     return KeySource(static_key=decoded)
+
+
+def _jwks_url_in(key: str, source: str) -> str | None:
+    """The JWKS URL ``source`` gives, plain or base64-encoded as the gateway accepts it, else None."""
+    if _HTTP_URL.match(source):
+        return _checked_jwks_url(key, source)
+    try:
+        text = base64.b64decode(source, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return None
+    return _checked_jwks_url(key, text.strip()) if _HTTP_URL.match(text) else None
+
+
+def _jwks_list(listed: list[Any], data: Mapping[str, Any]) -> KeySource:
+    """Several JWKS URLs, as Tyk OAS jwksURIs lists them (keys from several tenants, or across a move)."""
+    for other in ("jwt_source_env", "jwt_source_file"):
+        if data.get(other):
+            raise ConfigurationError(other, "set only one of jwt_source, " + other)
+    urls: list[str] = []
+    for item in listed:
+        url = _jwks_url_in("jwt_source", item.strip()) if isinstance(item, str) else None
+        if url is None:
+            raise ConfigurationError("jwt_source", "as a list, holds only JWKS URLs (plain or base64)")
+        urls.append(url)
+    if not urls:
+        raise ConfigurationError("jwt_source", "is an empty list: there is nowhere to get keys from")
+    return KeySource(jwks_urls=tuple(dict.fromkeys(urls)))
 
 
 def _resolve_source(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str, str]:

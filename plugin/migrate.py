@@ -191,18 +191,15 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
 
     listed = scheme.get("jwksURIs")
     jwks: list[Any] = listed if isinstance(listed, list) else []
-    if len(jwks) > 1:
-        raise MigrationError(f"securitySchemes.{name}.jwksURIs lists {len(jwks)} JWKS URLs; the plugin verifies "
-                             "against one per API")
-    if jwks:  # native JWT prefers jwksURIs to source
-        url = _text(_object(jwks[0]).get("url"))
-        if not url:
+    if jwks:  # native JWT prefers jwksURIs to source, and takes the first set publishing the kid
+        urls = [_text(_object(entry).get("url")) for entry in jwks]
+        if not all(urls):
             raise MigrationError(f"securitySchemes.{name}.jwksURIs has an entry without a url: native JWT then "
                                  "refuses every token")
-        data["jwt_source"] = url
-        ttl = _duration_seconds(_object(jwks[0]).get("cacheTimeout"))
-        if ttl >= 5:
-            data["jwks_cache_ttl"] = ttl
+        data["jwt_source"] = urls[0] if len(urls) == 1 else urls
+        ttls = [ttl for entry in jwks if (ttl := _duration_seconds(_object(entry).get("cacheTimeout"))) >= 5]
+        if ttls:
+            data["jwks_cache_ttl"] = min(ttls)
     elif _text(scheme.get("source")):
         data["jwt_source"] = scheme["source"]
     else:

@@ -235,8 +235,8 @@ class PluginServer:
         if not defaults:
             return
         config = parse_config_data(None, defaults)  # checked by build_app
-        if config.key_source.jwks_url:
-            self.app.jwks.prefetch(config.key_source.jwks_url, config.jwks_cache_ttl, required=True)
+        for url in config.key_source.jwks_urls:
+            self.app.jwks.prefetch(url, config.jwks_cache_ttl, required=True)
 
     def update_health(self) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if self.app.jwks.ready() else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -25,10 +25,12 @@ from plugin.errors import (
     InvalidToken,
     IssuerInvalid,
     JtiMissing,
+    KeysUnavailable,
     TokenExpired,
     TokenNotValidYet,
     TokenUsedBeforeIssued,
     UnexpectedSigningMethod,
+    UnknownKey,
 )
 from plugin.jwks import JwksCache
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
@@ -42,6 +44,7 @@ class VerifiedToken(NamedTuple):
     kid: str | None
     key: VerificationKey | None  # the JWKS key that verified it; None for a static key
     exp: float | None
+    jwks_url: str | None = None  # the key set that published ``key``
 
 
 class Verifier:
@@ -63,7 +66,7 @@ class Verifier:
         alg = parsed.alg
         if alg not in config.allowed_algorithms:
             raise UnexpectedSigningMethod(alg)
-        kid, key = self._key(parsed.header, config)
+        kid, key, jwks_url = self._key(parsed.header, config)
         signature = tokenlib.decode_segment(parsed.signature_b64)
         try:
             valid = verify_signature(alg, key, parsed.signing_input, signature)
@@ -81,25 +84,40 @@ class Verifier:
             check_custom_claims(claims, config.claim_rules)
         exp = claims.get("exp")
         return VerifiedToken(claims=claims, kid=kid, key=key if kid is not None else None,
-                             exp=float(exp) if _is_number(exp) and exp else None)
+                             exp=float(exp) if _is_number(exp) and exp else None, jwks_url=jwks_url)
 
-    def _key(self, header: Mapping[str, Any], config: ApiConfig) -> tuple[str | None, VerificationKey]:
+    def _key(self, header: Mapping[str, Any], config: ApiConfig) -> tuple[str | None, VerificationKey, str | None]:
         source = config.key_source
-        if source.jwks_url is not None:
+        if source.jwks_urls:
             kid = header.get("kid")
             if not isinstance(kid, str):
                 raise InvalidToken("kid is not a string")
-            return kid, self.jwks.get_key(source.jwks_url, kid, config.jwks_cache_ttl)
+            url, published = self._published(source.jwks_urls, kid, config.jwks_cache_ttl)
+            return kid, published, url
         assert source.static_key is not None
         if config.signing_method == "hmac":
-            return None, source.static_key
+            return None, source.static_key, None
         with self._static_lock:  # an LRU reorders itself on every read
             key = self._static_keys.get(source.static_key)
         if key is None:
             key = load_static_public_key(source.static_key)
             with self._static_lock:
                 self._static_keys[source.static_key] = key
-        return None, key
+        return None, key, None
+
+    def _published(self, urls: tuple[str, ...], kid: str, ttl: float) -> tuple[str, VerificationKey]:
+        """The first key set, in the API's order, that publishes ``kid`` (as native JWT's jwksURIs)."""
+        if len(urls) == 1:
+            return urls[0], self.jwks.get_key(urls[0], kid, ttl)
+        unavailable: KeysUnavailable | None = None
+        for url in urls:
+            try:
+                return url, self.jwks.get_key(url, kid, ttl)
+            except UnknownKey:
+                continue
+            except KeysUnavailable as exc:  # the kid may be in this one: say so if no other has it
+                unavailable = unavailable or exc
+        raise unavailable or UnknownKey("kid not in any of the JWKS")
 
 
 def check_header(header: Mapping[str, Any]) -> None:

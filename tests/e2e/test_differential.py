@@ -590,3 +590,30 @@ def test_oas_native_jwt_reads_base_policy_claims_only_with_a_policy_field_name(p
     with _oas_native_and_plugin(plugin_stack, scheme, {"jwt_policy_field_name": ["tier"]}) as (native_path, plugin_path):
         answers = [_claim_list_answer(plugin_stack, path, {"tier": "quota3"}) for path in (native_path, plugin_path)]
     assert answers == [(200, "sub", ["auth0-policy"]), (200, "sub", ["quota3"])]
+
+
+def test_oas_jwks_uris_and_a_list_of_jwks_urls_give_the_same_answers(plugin_stack: Stack) -> None:
+    """Two key sets (the stand-in tenant's and a second one): OAS native JWT's jwksURIs against the
+    same URLs as a list in jwt_source."""
+    from tests.support.jwks_server import JwksServer
+    from tests.support.tokens import rsa_key
+
+    second_tenant = rsa_key("second-tenant")
+    with JwksServer(second_tenant) as second:
+        scheme = {"jwksURIs": [{"url": plugin_stack.jwks_url}, {"url": second.url}]}
+        settings = {"jwt_source": [plugin_stack.jwks_url, second.url]}
+        with _oas_native_and_plugin(plugin_stack, scheme, settings) as (native_path, plugin_path):
+            answers = {}
+            for case, make in [
+                ("first tenant", lambda sub: plugin_stack.token(sub=sub)),
+                ("second tenant", lambda sub: plugin_stack.token(sub=sub, key=second_tenant.private,
+                                                                 headers={"kid": second_tenant.kid})),
+                ("second tenant's kid, another key", lambda sub: plugin_stack.token(
+                    sub=sub, key=rsa_key().private, headers={"kid": second_tenant.kid})),
+                ("unknown kid", lambda sub: plugin_stack.token(sub=sub, key="unknown")),
+            ]:
+                answers[case] = [send(plugin_stack, path, "Bearer " + make(f"jwks-{uuid.uuid4().hex[:8]}@clients"))
+                                 for path in (native_path, plugin_path)]
+    differences = {case: pair for case, pair in answers.items() if pair[0] != pair[1]}
+    assert not differences, differences
+    assert [pair[0][0] for pair in answers.values()] == [200, 200, 403, 403]

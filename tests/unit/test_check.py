@@ -594,3 +594,24 @@ def test_an_oas_scheme_with_base_policy_claims_but_no_policy_field_name_is_noted
                for n in report["notes"])
     note = next(n for n in report["notes"] if "native JWT security scheme 'jwtAuth' is enabled" in n)
     assert "subjectClaims -> jwt_identity_base_field (a list)" in note
+
+
+def test_with_several_jwks_the_key_step_names_the_set_that_publishes_the_kid(jwks_server, signing_key):
+    other = t.rsa_key("other-tenant")
+    with JwksServer(other) as second:
+        data = config_data(jwt_source=[jwks_server.url, second.url])
+        code, report = run_json("--config-data", data, "--token", t.sign(other), "--no-discovery")
+        _, text = run("--config-data", data, "--token", t.sign(other), "--no-discovery")
+    key = next(s for s in report["steps"] if s["name"] == "key")
+    assert code == 0 and key["detail"] == f"kid 'other-tenant' found in the JWKS {second.url}"
+    assert [s["url"] for s in report["jwks"]["sets"]] == [jwks_server.url, second.url]
+    assert text.count("JWKS       http") == 2
+
+
+def test_with_several_jwks_one_that_cannot_be_fetched_leaves_the_others(jwks_server, signing_key):
+    with JwksServer(t.rsa_key("gone")) as down:
+        url = down.url
+    data = config_data(jwt_source=[url, jwks_server.url])
+    code, report = run_json("--config-data", data, "--token", t.sign(signing_key), "--no-discovery")
+    assert code == 0 and report["verdict"] == "pass"
+    assert [s["ok"] for s in report["jwks"]["sets"]] == [False, True]

@@ -188,8 +188,10 @@ def test_one_jwks_uri_is_preferred_to_the_source_with_its_cache_timeout():
     assert (data["jwt_source"], data["jwks_cache_ttl"]) == (JWKS, 150)
 
 
-def test_several_jwks_uris_are_refused():
-    assert "lists 2 JWKS URLs" in refusal(oas({"jwksURIs": [{"url": JWKS}, {"url": JWKS + "2"}]}))
+def test_several_jwks_uris_become_a_list_with_the_shortest_cache_timeout():
+    data = m.migrate(oas({"jwksURIs": [{"url": JWKS, "cacheTimeout": "10m"}, {"url": JWKS + "2", "cacheTimeout": "2m"}]}),
+                     INLINE).config_data
+    assert (data["jwt_source"], data["jwks_cache_ttl"]) == ([JWKS, JWKS + "2"], 120)
 
 
 def test_allowed_subjects_are_refused_rather_than_dropped():
@@ -420,10 +422,9 @@ def test_an_oas_api_whose_plugins_use_another_driver_or_bundle_is_refused():
     assert "already loads the bundle 'o.zip'" in refusal(other)
 
 
-@pytest.mark.parametrize(("jwks", "problem"), [([{"url": ""}], "an entry without a url"),
-                                               ([{"url": JWKS}, {"url": JWKS}], "lists 2 JWKS URLs")])
-def test_jwks_uris_native_would_fail_on_or_the_plugin_cannot_follow_are_refused(jwks, problem):
-    assert problem in refusal(oas({"jwksURIs": jwks}))
+@pytest.mark.parametrize("jwks", [[{"url": ""}], [{"url": JWKS}, {}]])
+def test_jwks_uris_native_would_fail_on_are_refused(jwks):
+    assert "an entry without a url" in refusal(oas({"jwksURIs": jwks}))
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("5m", 300), ("1h30m", 5400), ("90s", 90), ("1.5m", 90),
