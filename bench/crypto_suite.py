@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from bench.load import median
-from bench.payloads import api_config, request_object, rsa_token
+from bench.payloads import api_config, forged_token, request_object, rsa_token
 from plugin import tokens as tokenlib
 from plugin.auth import Authenticator, ConfigStore
 from plugin.config import parse_config_data
@@ -101,7 +101,7 @@ def run_crypto_suite(workdir: Path, seconds: float = 0.25, reps: int = 5,
 
     valid = request_object(raw, config_raw)
     unknown = request_object(rsa_token(stranger), config_raw)
-    forged = request_object(rsa_token(key, signer=stranger), config_raw)
+    forged = request_object(forged_token(key, stranger), config_raw)
     wire = valid.SerializeToString()
     warm.authenticate(Object.FromString(wire))
     granted = Object.FromString(wire)

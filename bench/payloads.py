@@ -75,6 +75,19 @@ def rsa_token(key: SigningKey, *, signer: SigningKey | None = None, **claim_over
     return signing_input + "." + b64url(signature)
 
 
+def forged_token(key: SigningKey, stranger: SigningKey) -> str:
+    """A token under ``key``'s kid signed by ``stranger``, whose signature is a number below ``key``'s
+    modulus, so that the verify does the full RSA operation: OpenSSL refuses a larger one before any
+    arithmetic, and with two random keys that happens about half the time."""
+    modulus = key.private.public_key().public_numbers().n
+    for attempt in range(64):
+        token = rsa_token(key, signer=stranger, jti=f"forged-{attempt}")
+        signature = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
+        if int.from_bytes(signature, "big") < modulus:
+            return token
+    raise RuntimeError("no forged signature below the key's modulus in 64 tries")
+
+
 def api_config(jwks_url: str) -> str:
     """config_data as the gateway sends it (compact, sorted keys), for an RS256 Auth0 API."""
     return config_data(jwt_source=jwks_url, issuer=ISSUER, audience=AUDIENCE,

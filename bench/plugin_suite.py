@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from bench.load import LoadResult, drive, median
-from bench.payloads import api_config, grpc_frame, request_object, rsa_token
+from bench.payloads import api_config, forged_token, grpc_frame, request_object, rsa_token
 from bench.procs import (
     Process,
     clean_env,
@@ -135,7 +135,7 @@ class Fixture:
             key=key, jwks=jwks, config=config,
             valid=request_object(rsa_token(key), config),
             unknown_kid=request_object(rsa_token(stranger), config),
-            bad_sig=request_object(rsa_token(key, signer=stranger), config),
+            bad_sig=request_object(forged_token(key, stranger), config),
         )
 
 

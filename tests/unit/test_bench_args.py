@@ -26,3 +26,17 @@ def test_quick_and_partial_runs_never_replace_the_committed_results() -> None:
 
 def test_an_output_dir_given_is_used_as_given(tmp_path: Path) -> None:
     assert parse_args(["--quick", "--output-dir", str(tmp_path)]).output_dir == tmp_path
+
+
+def test_the_forged_token_makes_the_verify_do_the_full_rsa_operation():
+    """A signature at or above the modulus is refused before any arithmetic, which would make the
+    bad-signature case cheap in about half the runs."""
+    import base64
+
+    from bench.payloads import forged_token
+    from tests.support.tokens import rsa_key
+
+    key = rsa_key("published")
+    token = forged_token(key, rsa_key("stranger"))
+    signature = int.from_bytes(base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "=="), "big")
+    assert signature < key.private.public_key().public_numbers().n
