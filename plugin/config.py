@@ -233,13 +233,12 @@ def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapp
         if domain:
             return KeySource(jwks_urls=(f"https://{domain}/.well-known/jwks.json",))
         raise ConfigurationError("auth0_domain", "set auth0_domain or jwt_source: there is nowhere to get keys from")
-    url = _jwks_url_in(source_key, source)
+    decoded = _base64(source)
+    url = _jwks_url_in(source_key, source, decoded)
     if url is not None:
         return KeySource(jwks_urls=(url,))
-    try:
-        decoded = base64.b64decode(source, validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigurationError(source_key, "is neither an http(s) JWKS URL nor base64 (the gateway's format)") from None
+    if decoded is None:
+        raise ConfigurationError(source_key, "is neither an http(s) JWKS URL nor base64 (the gateway's format)")
     if method != "hmac":
         try:
             load_static_public_key(decoded)
@@ -250,14 +249,18 @@ def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapp
     return KeySource(static_key=decoded)
 
 
-def _jwks_url_in(key: str, source: str) -> str | None:
-    """The JWKS URL ``source`` gives, plain or base64-encoded as the gateway accepts it, else None."""
-    if _HTTP_URL.match(source):
-        return _checked_jwks_url(key, source)
+def _base64(source: str) -> bytes | None:
     try:
-        text = base64.b64decode(source, validate=True).decode("utf-8", errors="replace")
+        return base64.b64decode(source, validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def _jwks_url_in(key: str, source: str, decoded: bytes | None) -> str | None:
+    """The JWKS URL ``source`` gives, plain or base64-encoded (``decoded``) as the gateway accepts it."""
+    if _HTTP_URL.match(source):
+        return _checked_jwks_url(key, source)
+    text = decoded.decode("utf-8", errors="replace") if decoded is not None else ""
     return _checked_jwks_url(key, text.strip()) if _HTTP_URL.match(text) else None
 
 
@@ -268,7 +271,7 @@ def _jwks_list(listed: list[Any], data: Mapping[str, Any]) -> KeySource:
             raise ConfigurationError(other, "set only one of jwt_source, " + other)
     urls: list[str] = []
     for item in listed:
-        url = _jwks_url_in("jwt_source", item.strip()) if isinstance(item, str) else None
+        url = _jwks_url_in("jwt_source", item.strip(), _base64(item.strip())) if isinstance(item, str) else None
         if url is None:
             raise ConfigurationError("jwt_source", "as a list, holds only JWKS URLs (plain or base64)")
         urls.append(url)
