@@ -29,7 +29,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,30 @@ class Refuse(Exception):
 # -- wrappers ---------------------------------------------------------------------------------------
 
 
+class _Appended:
+    """The names already in a repeated string field, so that appending each once stays linear.
+
+    A hook may delete every spelling of a header a client sent (thousands of them): a scan of the
+    field per deletion would make that quadratic. The set is rebuilt whenever the field's length
+    differs from what this object last saw, i.e. after code edited the field directly.
+    """
+
+    __slots__ = ("_names", "_length")
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._length = -1  # nothing seen yet: read the field on first use
+
+    def add(self, field: MutableSequence[str], name: str) -> None:
+        """Append ``name`` to ``field`` unless it is there, keeping the field's order."""
+        if len(field) != self._length:
+            self._names = set(field)
+        if name not in self._names:
+            field.append(name)
+            self._names.add(name)
+        self._length = len(field)
+
+
 class Request:
     """The request as Tyk's embedded ``TykCoProcessRequest`` presents it, over the gRPC message.
 
@@ -94,10 +118,12 @@ class Request:
     gateway applies after the hook (deletes first, then sets).
     """
 
-    __slots__ = ("object",)
+    __slots__ = ("object", "_deleted_headers", "_deleted_params")
 
     def __init__(self, message: mini_request_object_pb2.MiniRequestObject) -> None:
         self.object = message
+        self._deleted_headers = _Appended()
+        self._deleted_params = _Appended()
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -125,8 +151,7 @@ class Request:
         # The gateway deletes before it sets, so a pending set would survive a later delete.
         if key in self.object.set_headers:
             del self.object.set_headers[key]
-        if key not in self.object.delete_headers:
-            self.object.delete_headers.append(key)
+        self._deleted_headers.add(self.object.delete_headers, key)
 
     def add_param(self, key: str, value: str) -> None:
         self.object.add_params[key] = value
@@ -134,8 +159,7 @@ class Request:
     def delete_param(self, key: str) -> None:
         if key in self.object.add_params:
             del self.object.add_params[key]
-        if key not in self.object.delete_params:
-            self.object.delete_params.append(key)
+        self._deleted_params.add(self.object.delete_params, key)
 
     @property
     def url(self) -> str:

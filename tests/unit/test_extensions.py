@@ -126,6 +126,27 @@ def test_delete_after_add_wins_because_the_gateway_deletes_before_it_sets():
     assert "X-A" not in request.object.set_headers and list(request.object.delete_headers) == ["X-A"]
 
 
+def test_many_deletions_list_each_name_once_in_the_order_first_deleted():
+    request = ext.Request(hook_object("X", HookType.Pre).request)
+    names = [f"X-Spelling-{i}" for i in range(5000)]
+    for name in names + names[::-1] + names:
+        request.delete_header(name)
+        request.delete_param(name.lower())
+    assert list(request.object.delete_headers) == names
+    assert list(request.object.delete_params) == [name.lower() for name in names]
+
+
+def test_a_deletion_already_in_the_message_is_not_listed_again():
+    message = hook_object("X", HookType.Pre).request
+    message.delete_headers.append("X-Before")
+    request = ext.Request(message)
+    request.delete_header("X-Before")
+    request.object.delete_headers.append("X-Direct")  # a hook may edit the message itself, too
+    request.delete_header("X-Direct")
+    request.delete_header("X-After")
+    assert list(message.delete_headers) == ["X-Before", "X-Direct", "X-After"]
+
+
 def test_returned_tuple_replaces_session_and_metadata_like_tyk():
     hooks = ext.Hooks()
 
