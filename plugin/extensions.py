@@ -488,6 +488,34 @@ def manifest_problems(hook_sets: Iterable[Hooks], manifest: Any) -> list[str]:
 # -- loading user hooks -----------------------------------------------------------------------------
 
 
+_IMPORT_MACHINERY = (__file__, importlib.__file__)
+
+
+def import_failure(exc: BaseException) -> str:
+    """Why importing a hooks target failed, for the log: the exception's type and ``file.py:line``,
+    never its message (it may quote a secret the file read); a missing module is named.
+
+    A syntax error names its own line. Otherwise the innermost frame, and when that lies deeper
+    than the imported file (in a library it called) also the file's own line that led there.
+    """
+    described = type(exc).__name__
+    if isinstance(exc, ImportError) and exc.name:
+        described += f" for module {exc.name!r}"
+    if isinstance(exc, SyntaxError):
+        return f"{described} at {Path(exc.filename or '?').name}:{exc.lineno or '?'}"
+    innermost = exception_site(exc)
+    tb = exc.__traceback__
+    while tb is not None:  # the first frame past the import machinery is the target's own
+        name = tb.tb_frame.f_code.co_filename
+        if name not in _IMPORT_MACHINERY and not name.startswith("<frozen "):
+            own = f"{Path(name).name}:{tb.tb_lineno}"
+            if innermost == own or innermost.startswith("<frozen "):
+                return f"{described} at {own}"
+            return f"{described} at {innermost} (from {own})"
+        tb = tb.tb_next
+    return described  # raised by the import machinery itself: a module that cannot be found
+
+
 def load_module(target: str, attribute: str = "hooks") -> Hooks:
     """The ``Hooks`` a user file or importable module defines (``path.py``, ``pkg.mod``, ``pkg.mod:name``)."""
     if ":" in target and not Path(target).exists():
@@ -512,8 +540,9 @@ def load_module(target: str, attribute: str = "hooks") -> Hooks:
             module = importlib.import_module(target)
     except HookError:
         raise
-    except Exception as exc:  # startup: report the user's error in one line
-        raise HookError(f"cannot load hooks from {target}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # startup: one line, with the hook-failure rule (type and site, never the message)
+        log.debug("hooks %s import traceback", target, exc_info=exc)
+        raise HookError(f"cannot load hooks from {target}: {import_failure(exc)} (message not logged)") from None
     found = getattr(module, attribute, None)
     if not isinstance(found, Hooks):
         raise HookError(f"{target} defines no {attribute} = Hooks() (got {type(found).__name__})")

@@ -266,6 +266,15 @@ def test_a_unix_socket_another_server_answers_on_is_not_taken_over(tmp_path):
         first.stop()
 
 
+def test_a_hooks_file_that_raises_on_import_stops_the_start_naming_the_site_not_the_message(tmp_path):
+    hooks = tmp_path / "leaky_hooks.py"
+    hooks.write_text("import os\n\nraise RuntimeError('secret-in-import-error')\n")
+    result = _serve("--listen", f"tcp://127.0.0.1:{free_port()}", "--hooks", str(hooks))
+    assert result.returncode == 2
+    assert f"cannot load hooks from {hooks}: RuntimeError at leaky_hooks.py:3" in result.stderr
+    assert "secret-in-import-error" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_gateway_url_without_its_secret_is_refused():
     result = _serve("--listen", f"tcp://127.0.0.1:{free_port()}", "--tyk-gateway-url", "http://127.0.0.1:8080",
                     env={"TYK_AUTH0_GATEWAY_SECRET": ""})

@@ -336,14 +336,42 @@ def test_load_module_by_module_name_and_attribute(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content, match", [
     ("x = 1\n", "defines no hooks"),
-    ("raise RuntimeError('at import')\n", "RuntimeError: at import"),
-    ("def broken(:\n", "SyntaxError"),
+    ("raise RuntimeError('at import')\n", "RuntimeError at bad_hooks.py:1"),
+    ("x = 1\ndef broken(:\n", "SyntaxError at bad_hooks.py:2"),
 ])
 def test_load_module_reports_bad_files(tmp_path, content, match):
     path = tmp_path / "bad_hooks.py"
     path.write_text(content)
     with pytest.raises(ext.HookError, match=match):
         ext.load_module(str(path))
+
+
+def test_an_import_failure_names_its_type_and_line_but_never_its_message(tmp_path):
+    path = tmp_path / "leaky_hooks.py"
+    path.write_text("import os\n\nraise RuntimeError('secret-in-import-error')\n")
+    with pytest.raises(ext.HookError) as raised:
+        ext.load_module(str(path))
+    assert str(raised.value) == (f"cannot load hooks from {path}: RuntimeError at leaky_hooks.py:3 "
+                                 "(message not logged)")
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_an_import_failure_inside_a_library_also_names_the_hooks_files_own_line(tmp_path):
+    path = tmp_path / "parsing_hooks.py"
+    path.write_text("import json\n\nSETTINGS = json.loads('{secret-in-json')\n")
+    with pytest.raises(ext.HookError, match=r"JSONDecodeError at decoder\.py:\d+ \(from parsing_hooks\.py:3\)") as raised:
+        ext.load_module(str(path))
+    assert "secret" not in str(raised.value)
+
+
+def test_a_module_that_cannot_be_found_is_named(tmp_path, monkeypatch):
+    (tmp_path / "needs_dep_hooks.py").write_text("import not_installed_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ext.HookError, match="ModuleNotFoundError for module 'not_installed_dependency' at "
+                                            r"needs_dep_hooks\.py:1"):
+        ext.load_module("needs_dep_hooks")
+    with pytest.raises(ext.HookError, match=r"ModuleNotFoundError for module 'no_such_hooks_module' \(message"):
+        ext.load_module("no_such_hooks_module")
 
 
 def test_load_module_reports_a_missing_file():
