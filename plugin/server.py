@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +24,7 @@ from plugin.auth import Authenticator, ConfigStore
 from plugin.cli import bounded, is_port
 from plugin.config import SETTINGS, parse_config_data, split_url
 from plugin.coprocess import Event, EventReply, Object, object_pb2_grpc
+from plugin.decoding import Undecodable, UndecodableLog, add_dispatcher, refuse_undecodable
 from plugin.errors import ConfigurationError
 from plugin.hooks import HookRouter
 from plugin.jwks import JwksCache, JwksSettings
@@ -117,13 +118,22 @@ class ServerSettings:
 class DispatcherService(object_pb2_grpc.DispatcherServicer):
     def __init__(self, router: HookRouter) -> None:
         self.router = router
+        self.undecodable = UndecodableLog()
 
-    def Dispatch(self, request: Object, context: Any) -> Object:  # noqa: N802 - gRPC method name
+    def Dispatch(self, request: Object | Undecodable, context: Any) -> Object:  # noqa: N802 - gRPC method name
+        if isinstance(request, Undecodable):
+            self._refuse("Dispatch", "coprocess.Object", request, context)
         return self.router.dispatch(request)
 
-    def DispatchEvent(self, request: Event, context: Any) -> EventReply:  # noqa: N802
+    def DispatchEvent(self, request: Event | Undecodable, context: Any) -> EventReply:  # noqa: N802
+        if isinstance(request, Undecodable):
+            self._refuse("DispatchEvent", "coprocess.Event", request, context)
         log.info("gateway event size=%d", len(request.payload))
         return EventReply()
+
+    def _refuse(self, method: str, what: str, request: Undecodable, context: Any) -> NoReturn:
+        self.undecodable.record(method, request.size)
+        refuse_undecodable(context, what)
 
 
 @dataclass
@@ -200,7 +210,8 @@ class PluginServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        object_pb2_grpc.add_DispatcherServicer_to_server(DispatcherService(self.app.router), self.server)
+        self.dispatcher = DispatcherService(self.app.router)
+        add_dispatcher(self.dispatcher, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = grpc_address(settings.listen)
         if address.startswith("unix:"):
@@ -252,6 +263,7 @@ class PluginServer:
         self.server.stop(self.settings.grace if grace is None else grace).wait()
         self._executor.shutdown(wait=False, cancel_futures=True)  # idle call threads end; a stuck one is abandoned
         self.app.router.refusals.flush(force=True)
+        self.dispatcher.undecodable.flush(force=True)
         self.app.jwks.stop()
         if self.app.authenticator.policy_index is not None:
             self.app.authenticator.policy_index.stop()
@@ -278,6 +290,7 @@ class PluginServer:
                 continue
             self.update_health()
             self.app.router.refusals.flush()
+            self.dispatcher.undecodable.flush()
 
 
 def serve(settings: ServerSettings) -> int:

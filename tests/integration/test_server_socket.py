@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -325,3 +326,28 @@ def test_a_call_stuck_past_the_grace_period_does_not_keep_the_process_alive(tmp_
     assert "1 call(s) still running after the 0.5 s grace period: exiting without them" in stderr
     with pytest.raises(grpc.RpcError):
         pending.result(timeout=5)
+
+
+def test_bytes_that_are_not_a_coprocess_message_are_refused_as_invalid_argument_and_summed_in_the_log(jwks_server,
+                                                                                                       keys):
+    not_an_object = b"\x08\x01\x12\x07secret\xff"  # a Pre call whose hook name is not UTF-8
+    not_an_event = b"\x0a\x07secret\xff"  # an event whose payload is not UTF-8
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}")
+    try:
+        for method, raw, what in (("Dispatch", not_an_object, "coprocess.Object"),
+                                  ("DispatchEvent", not_an_event, "coprocess.Event")):
+            send = proc.channel.unary_unary(f"/coprocess.Dispatcher/{method}")  # bytes as they are
+            for _ in range(20):
+                with pytest.raises(grpc.RpcError) as refused:
+                    send(raw, timeout=10)
+                assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+                assert refused.value.details() == f"request is not a valid {what}"
+        reply = call(proc.channel, auth_object("Bearer " + t.sign(keys[0]), config=config_for(jwks_server)))
+        assert reply.request.return_overrides.response_code == -1
+    finally:
+        _, stderr = proc.stop()
+    assert "Traceback" not in stderr and "deserializing" not in stderr and "secret" not in stderr
+    lines = [line for line in stderr.splitlines() if "undecodable calls" in line]
+    assert 2 <= len(lines) <= 3  # the first at once, then sums (every 10 s and at shutdown), not one per call
+    counts = [int(n) for line in lines for n in re.findall(r"count=(\d+)", line)]
+    assert sum(counts) == 40
