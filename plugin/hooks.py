@@ -1,7 +1,7 @@
 """Dispatch by hook name; the single place where a typed refusal becomes the gateway's reply.
 
-The reply is always the received Object, edited in place: the gateway reads the
-request's url, method and body back from it, so nothing may be dropped.
+The reply is always the received Object, edited in place, then stripped of what the gateway
+never reads back from that hook type's reply (it would otherwise carry the request twice).
 """
 
 from __future__ import annotations
@@ -55,19 +55,42 @@ class RefusalLog:
         log.info("auth denied %s: %s", window, summary)
 
 
-def slim_auth_reply(obj: Object) -> None:
-    """Drop what the gateway never reads back from an auth reply, to halve the bytes on the wire.
+def slim_request_reply(obj: Object) -> None:
+    """Drop what the gateway never reads back from an auth, Pre, PostKeyAuth or Post reply.
 
-    After an auth call the gateway applies raw_body, url, method, set/delete headers and params,
-    return_overrides, session and metadata (ObjectPostProcess and the auth decision in
-    gateway/coprocess.go). The request headers (the token among them), params, the string copy of
-    the body and the spec map are sent to the plugin but not read from its reply.
+    After those calls the gateway applies raw_body, url, method, set/delete headers and params
+    (ObjectPostProcess in gateway/coprocess.go), then reads return_overrides, and session and
+    metadata (the session's token names the key in a refusal's log and event; the auth check
+    builds the session from them). The request headers (the token among them), params, the
+    string copy of the body and the spec map are sent to the plugin but not read from its reply.
     """
     request = obj.request
     request.ClearField("headers")
     request.ClearField("params")
     request.ClearField("body")
     obj.ClearField("spec")
+
+
+def slim_response_reply(obj: Object) -> None:
+    """Drop what the gateway never reads back from a Response hook's reply: all but the response.
+
+    HandleResponse (gateway/coprocess.go) reads the response's status, headers, multivalue
+    headers and raw_body; the request, session, metadata, spec and the response's string copy
+    of its body are sent to the plugin but not read from its reply.
+    """
+    obj.ClearField("request")
+    obj.ClearField("session")
+    obj.ClearField("metadata")
+    obj.ClearField("spec")
+    obj.response.ClearField("body")
+
+
+_SLIM_HOOK_REPLY: Mapping[int, Callable[[Object], None]] = {
+    HookType.Pre: slim_request_reply,
+    HookType.Post: slim_request_reply,
+    HookType.PostKeyAuth: slim_request_reply,
+    HookType.Response: slim_response_reply,
+}  # an unknown hook type's reply is left whole
 
 
 def api_id(obj: Object) -> str:
@@ -108,10 +131,13 @@ class HookRouter:
                           exception_site(exc))
                 obj.ClearField("session")
                 refuse(obj, UnknownHook())
-            slim_auth_reply(obj)
+            slim_request_reply(obj)
             return obj
         hook = self._hooks.get(obj.hook_name)
         if hook is not None:
             hook(obj)
+        slim = _SLIM_HOOK_REPLY.get(obj.hook_type)
+        if slim is not None:
+            slim(obj)
         return obj
 

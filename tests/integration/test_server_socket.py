@@ -351,3 +351,12 @@ def test_bytes_that_are_not_a_coprocess_message_are_refused_as_invalid_argument_
     assert 2 <= len(lines) <= 3  # the first at once, then sums (every 10 s and at shutdown), not one per call
     counts = [int(n) for line in lines for n in re.findall(r"count=(\d+)", line)]
     assert sum(counts) == 40
+
+
+def test_a_3_mib_body_through_a_post_key_auth_hook_fits_the_gateways_default_4_mib_reply_limit(server):
+    # gRPC clients, the gateway's and this one, accept replies of up to 4 MiB unless told otherwise.
+    obj = auth_object("Bearer x", hook_name="Auth0ClaimsToHeaders", hook_type=HookType.PostKeyAuth)
+    body = "a" * (3 * 1024 * 1024)
+    obj.request.raw_body, obj.request.body = body.encode(), body  # as the gateway sends a UTF-8 body
+    reply = call(server.channel, obj)
+    assert reply.request.raw_body == body.encode() and reply.request.return_overrides.response_code == -1

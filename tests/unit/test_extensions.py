@@ -191,6 +191,91 @@ def test_response_hook_edits_status_headers_and_body():
     assert obj.response.raw_body == b'{"ok":false}'
 
 
+# -- replies carry what the gateway reads back, and nothing else -----------------------------------------
+
+@pytest.mark.parametrize("hook_type", [HookType.Pre, HookType.Post, HookType.PostKeyAuth])
+def test_a_request_hook_reply_keeps_what_the_gateway_reads_and_drops_the_rest(hook_type):
+    hooks = ext.Hooks()
+
+    def edit(request, session, metadata, spec):
+        request.add_header("X-Added", "1")
+        request.delete_header("X-Forwarded-For")
+        request.add_param("y", "2")
+        request.delete_param("x")
+        request.url = "/auth0-plugin/other"
+        request.method = "POST"
+        request.raw_body = b"new body"
+        request.refuse(409, "busy")
+        metadata["seen"] = "yes"
+
+    hooks.add({HookType.Pre: "pre", HookType.Post: "post", HookType.PostKeyAuth: "post_key_auth"}[hook_type],
+              "Edit", edit)
+    obj = route(hooks).dispatch(hook_object("Edit", hook_type))
+    request = obj.request
+    # ObjectPostProcess, then return_overrides, session and metadata (gateway/coprocess.go)
+    assert (dict(request.set_headers), list(request.delete_headers)) == ({"X-Added": "1"}, ["X-Forwarded-For"])
+    assert (dict(request.add_params), list(request.delete_params)) == ({"y": "2"}, ["x"])
+    assert (request.url, request.method, request.raw_body) == ("/auth0-plugin/other", "POST", b"new body")
+    assert overrides(obj) == (409, "busy")
+    assert obj.metadata["seen"] == "yes"
+    if hook_type != HookType.Pre:
+        assert obj.session.alias == "client-abc@clients"
+    # sent to the plugin, never read from its reply
+    assert not request.headers and not request.params and request.body == "" and not obj.spec
+
+
+def test_the_builtin_claims_to_headers_reply_does_not_echo_the_clients_headers():
+    sent = post_auth_object(t.claims(), client_headers={"X-Big": "x" * 100_000})
+    obj = route(ext.builtin_hooks()).dispatch(sent)
+    assert obj.request.set_headers["X-User-Id"] == "client-abc@clients"
+    assert "Authorization" in obj.request.delete_headers
+    assert not obj.request.headers and not obj.spec
+    assert obj.ByteSize() < 1000
+
+
+def test_a_large_body_goes_back_to_the_gateway_once():
+    hooks = ext.Hooks()
+    hooks.pre("Pass")(lambda request, session, metadata, spec: None)
+    sent = hook_object("Pass", HookType.Pre)
+    body = "é" * (1024 * 1024)  # 2 MiB of UTF-8: the gateway sends it as raw_body and as the string body
+    sent.request.raw_body, sent.request.body = body.encode(), body
+    size = sent.ByteSize()
+    reply = route(hooks).dispatch(sent)
+    assert reply.request.raw_body == body.encode()
+    assert reply.ByteSize() < size / 2 + 1000  # under the gateway's default 4 MiB receive limit
+
+
+def test_a_call_for_a_request_hook_with_no_handler_is_passed_through_slimmed():
+    obj = route(ext.Hooks()).dispatch(hook_object("NotServedHere", HookType.Post))
+    assert obj.request.raw_body == b"hello body" and overrides(obj) == (-1, "")
+    assert not obj.request.headers and not obj.spec
+
+
+def test_a_response_hook_reply_keeps_only_the_response():
+    hooks = ext.Hooks()
+
+    @hooks.response("Resp")
+    def resp(request, response, session, metadata, spec):
+        response.add_header("X-Seen", "yes")
+        response.body = '{"ok":false}'
+        response.status_code = 202
+
+    obj = route(hooks).dispatch(hook_object("Resp", HookType.Response))
+    response = obj.response
+    # HandleResponse reads status, headers, multivalue headers and raw_body (gateway/coprocess.go)
+    assert (response.status_code, response.raw_body) == (202, b'{"ok":false}')
+    assert dict(response.headers) == {"Server": "nginx", "Content-Type": "application/json", "X-Seen": "yes"}
+    assert [h.key for h in response.multivalue_headers] == ["Server", "Content-Type"]
+    # sent to the plugin, never read from its reply
+    assert response.body == ""
+    assert not obj.HasField("request") and not obj.HasField("session") and not obj.metadata and not obj.spec
+
+
+def test_a_reply_of_an_unknown_hook_type_is_left_whole():
+    sent = hook_object("Odd", HookType.Unknown)
+    assert route(ext.Hooks()).dispatch(Object.FromString(sent.SerializeToString())) == sent
+
+
 # -- failures are answered the gateway's way -------------------------------------------------------------
 
 @pytest.mark.parametrize("hook_type", [HookType.Pre, HookType.Post, HookType.PostKeyAuth])
