@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -251,7 +252,8 @@ class Authenticator:
         reply = Object()
         build_session(verified.claims, identity, policies, config, session_key, verified.exp, session=reply.session)
         reply.metadata["token"] = session_key
-        expires_at = (verified.exp + config.exp_skew) if verified.exp is not None else now + NO_EXP_CACHE_SECONDS
+        # Whole seconds, as check_times judges exp: a fractional exp must not outlive its second here.
+        expires_at = (math.floor(verified.exp) + config.exp_skew) if verified.exp is not None else now + NO_EXP_CACHE_SECONDS
         return CachedAuth(
             reply=reply.SerializeToString(),
             policies=policies,

@@ -43,6 +43,18 @@ def test_a_cached_token_is_refused_once_it_expires(make_plugin, signing_key):
     assert reply.request.return_overrides.response_error == "Key not authorized: token has expired"
 
 
+def test_a_cached_token_with_a_fractional_exp_is_refused_from_its_whole_second(make_plugin, signing_key):
+    # exp is judged in whole seconds: 0.9 past a second is that second, for the cache as for a verify.
+    start = float(int(time.time()))
+    now = [start]
+    plugin = make_plugin(clock=lambda: now[0])
+    token = "Bearer " + t.sign(signing_key, t.claims(exp=start + 60.9))
+    assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    now[0] = start + 60.5
+    reply = plugin.dispatch(auth_object(token))
+    assert reply.request.return_overrides.response_error == "Key not authorized: token has expired"
+
+
 def test_a_cached_token_is_refused_once_its_key_is_revoked(make_plugin, idp, signing_key, next_key):
     now = [time.time()]
     plugin = make_plugin(clock=lambda: now[0])
