@@ -30,7 +30,9 @@ _HASHES: Mapping[str, type[hashes.HashAlgorithm]] = {
 _DIGESTS: Mapping[str, hashes.HashAlgorithm] = {size: algorithm() for size, algorithm in _HASHES.items()}
 _PKCS1V15 = padding.PKCS1v15()
 _HMAC_DIGESTS = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
-_EC_CURVE_BITS = {"ES256": 256, "ES384": 384, "ES512": 521}
+# The curves JOSE names (RFC 7518); Go's JWK and x509 parsers know no others (e.g. not secp256k1).
+_EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+_JOSE_CURVES = frozenset(_EC_CURVES.values())
 
 
 # Go 1.24+ crypto/rsa (and so the gateway) refuses RSA keys under 1024 bits: they can be factored.
@@ -62,7 +64,7 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
             return rsa_key if isinstance(rsa_key, rsa.RSAPublicKey) and _usable_rsa(rsa_key) else None
         if kty == "EC":
             ec_key = ECAlgorithm.from_jwk(dict(jwk))
-            return ec_key if isinstance(ec_key, ec.EllipticCurvePublicKey) else None
+            return ec_key if isinstance(ec_key, ec.EllipticCurvePublicKey) and ec_key.curve.name in _JOSE_CURVES else None
     except Exception:  # noqa: BLE001 - a malformed entry is skipped, never fatal to the set
         return None
     return None
@@ -113,12 +115,14 @@ def verify_signature(alg: str, key: VerificationKey, signing_input: bytes, signa
         if family == "PS":
             if not isinstance(key, rsa.RSAPublicKey):
                 raise KeyTypeMismatch(alg)
+            if len(signature) != (key.key_size + 7) // 8:
+                return False  # OpenSSL left-pads a short PSS signature; Go's VerifyPSS refuses it
             # Salt length is taken from the signature, as the gateway's verifier does.
             pss = padding.PSS(mgf=padding.MGF1(_HASHES[size]()), salt_length=padding.PSS.AUTO)
             key.verify(signature, signing_input, pss, digest)
             return True
         if family == "ES":
-            if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.key_size != _EC_CURVE_BITS[alg]:
+            if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != _EC_CURVES[alg]:
                 raise KeyTypeMismatch(alg)
             half = (key.curve.key_size + 7) // 8
             if len(signature) != 2 * half:

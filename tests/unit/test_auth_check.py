@@ -143,6 +143,23 @@ def test_ps256_passes_under_the_default_rsa_family(plugin, signing_key):
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
 
 
+def test_a_pss_signature_shorter_than_the_key_is_refused_as_the_gateway_does(signing_key):
+    # OpenSSL accepts a PSS signature with its leading zero byte dropped; Go's VerifyPSS does not.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from plugin.keys import verify_signature
+
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=hashes.SHA256.digest_size)
+    message = b"header.payload"
+    signature = b"\x01"
+    while signature[0] != 0:  # PSS is randomized: about 1 signature in 256 starts with a zero byte
+        signature = signing_key.private.sign(message, pss, hashes.SHA256())
+    public = signing_key.private.public_key()
+    assert verify_signature("PS256", public, message, signature)
+    assert not verify_signature("PS256", public, message, signature[1:])
+
+
 def test_policy_claim_may_be_a_list_of_policy_ids(plugin, signing_key):
     token = t.sign(signing_key, t.claims(pol=["gold", "analytics"]))
     reply = plugin.dispatch(auth_object(bearer(token)))
