@@ -3,19 +3,23 @@
 Behaviour an operator can rely on:
 - a cold URL is fetched once, shared by every request waiting for it (single flight);
 - a fresh set is refreshed in the background before it goes stale (no request waits);
-- an unknown ``kid`` triggers at most one refetch per ``min_refetch_interval``, shared by all
-  concurrent requests; until the next allowed fetch that kid is answered from a negative cache,
-  so a flood of random kids cannot push the IdP past one fetch per interval;
+- a ``kid`` the set lacks triggers at most one refetch per ``min_refetch_interval`` (none while a
+  failed fetch's backoff runs). Only the request that triggered it waits for it; any other request
+  with a kid the set lacks is refused at once, so a flood of random kids costs the IdP one fetch
+  per interval and the server at most one waiting call per URL, however slow the IdP;
 - when a fetch fails, the last good set keeps serving for up to ``max_stale`` seconds; with no
-  set to serve, requests are refused at once until the retry backoff ends, and the IdP sees one
-  fetch per backoff step, never one per request;
-- a fetch that has not completed within about twice ``fetch_timeout`` is abandoned;
+  set to serve, requests are refused at once until the retry backoff (or a longer
+  ``Retry-After``) ends, and the IdP sees one fetch per backoff step, never one per request;
+- each fetch runs on a thread of its own, and no request waits on it longer than
+  ``fetch_deadline``; until it ends, no other fetch of that URL starts;
+- a URL no API has asked for in ``idle_after`` seconds is dropped: no longer refreshed or counted
+  for readiness, and verifications made with its keys are checked again;
 - a JWKS response is bounded in size and key count; only RSA/EC signing keys are kept.
 """
 
 from __future__ import annotations
 
-import contextlib
+import email.utils
 import http.client
 import json
 import logging
@@ -25,9 +29,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
-
-from cachetools import TTLCache
 
 from plugin.errors import KeysUnavailable, UnknownKey
 from plugin.keys import VerificationKey, key_from_jwk
@@ -41,6 +44,10 @@ Fetcher = Callable[[str, float, int], bytes]
 class FetchError(Exception):
     """A JWKS could not be had; the message is safe to log (no key material)."""
 
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the server asked us to wait (429/503 Retry-After)
+
 
 def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     """GET the JWKS. ``timeout`` bounds each socket wait, and once the headers are in, the body must
@@ -51,13 +58,29 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = _read_until(response, time.monotonic() + timeout, max_bytes + 1)
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"HTTP {exc.code}") from None
+        raise FetchError(f"HTTP {exc.code}", retry_after=retry_after(exc.headers.get("Retry-After"))) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"{type(exc).__name__}: {reason}") from None
     if len(body) > max_bytes:
         raise FetchError(f"response larger than {max_bytes} bytes")
     return body
+
+
+def retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delay-seconds or an HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - now(), 0.0)
 
 
 def _read_until(response: http.client.HTTPResponse, deadline: float, limit: int) -> bytes:
@@ -85,6 +108,14 @@ class JwksSettings:
     max_stale: float = 6 * 3600.0
     refresh_ahead: float = 0.2  # refresh when this fraction of the TTL is left
     retry_backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+    max_retry_after: float = 600.0  # the longest server-asked Retry-After honoured
+    idle_after: float = 6 * 3600.0
+
+    @property
+    def fetch_deadline(self) -> float:
+        """How long requests wait on one fetch: its connect, its headers and its body may each take
+        ``fetch_timeout``; past this the fetch is someone else's problem, not a request's."""
+        return self.fetch_timeout * 2 + 1
 
 
 @dataclass
@@ -94,16 +125,22 @@ class KeySet:
     ttl: float
 
 
+@dataclass(frozen=True)
+class _Fetch:
+    future: Future[KeySet]
+    until: float  # requests stop waiting on it then (the clock's time)
+
+
 @dataclass
 class _Entry:
     url: str
     ttl: float
-    unknown_kids: TTLCache[str, bool]  # kids just looked for and absent, until the next allowed fetch
+    last_used: float
     keyset: KeySet | None = None
     last_attempt: float = float("-inf")
     failures: int = 0
     next_retry: float = 0.0
-    inflight: Future[KeySet] | None = None
+    inflight: _Fetch | None = None  # set from the fetch's start until its thread ends
     past_max_stale: bool = False  # noted once by the refresher, so the generation moves once
 
 
@@ -150,48 +187,37 @@ class JwksCache:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._required: set[str] = set()
-        # Bumped whenever a fetch drops a kid or changes the key behind one, or a key set goes past
-        # max-stale, so holders of verifications made with earlier keys know to look again.
+        # Bumped whenever a fetch drops a kid or changes the key behind one, a key set goes past
+        # max-stale, or an idle URL is dropped, so holders of verifications made with earlier keys
+        # know to look again.
         self.generation = 0
 
     # -- request path ---------------------------------------------------------------------------
 
     def get_key(self, url: str, kid: str, ttl: float) -> VerificationKey:
-        """The key for ``kid``; refetches at most once per interval for an unknown kid."""
+        """The key for ``kid``; a cold URL is waited for, an unknown kid refetched at most once per interval."""
         entry = self._entry(url, ttl)
         keyset = self._usable(entry)
         if keyset is None:
-            if entry.inflight is None and self._clock() < entry.next_retry:
-                # The last fetch failed: until its backoff ends, refuse at once rather than ask the
-                # IdP again on every request (the refresher retries in the background).
-                raise KeysUnavailable("JWKS fetch failed recently")
-            keyset = self._fetch_shared(entry)
+            keyset = self._load(entry)
         key = keyset.keys.get(kid)
         if key is not None:
             return key
-        if kid in entry.unknown_kids:
-            raise UnknownKey("kid not in JWKS (negative cache)")
-        if entry.inflight is not None or self._may_fetch(entry):  # join a running fetch, or start one
-            try:
-                keyset = self._fetch_shared(entry)
-            except KeysUnavailable:
-                pass
-            else:
-                key = keyset.keys.get(kid)
-                if key is not None:
-                    return key
-        latest = entry.keyset  # a fetch may have finished since this request looked
-        if latest is not None and kid in latest.keys:
-            return latest.keys[kid]
-        with self._lock:
-            entry.unknown_kids[kid] = True
-        raise UnknownKey("kid not in JWKS")
+        return self._refetch_for(entry, kid)
+
+    def current_keys(self, url: str) -> Mapping[str, VerificationKey] | None:
+        """The usable key set of ``url`` by kid, or None when none is loaded; never fetches."""
+        entry = self._entries.get(url)
+        if entry is None:
+            return None
+        entry.last_used = self._clock()
+        keyset = self._usable(entry)
+        return keyset.keys if keyset is not None else None
 
     def current_key(self, url: str, kid: str) -> VerificationKey | None:
         """The key now published under ``kid`` in a usable key set, or None; never fetches."""
-        entry = self._entries.get(url)
-        keyset = self._usable(entry) if entry is not None else None
-        return keyset.keys.get(kid) if keyset is not None else None
+        keys = self.current_keys(url)
+        return keys.get(kid) if keys is not None else None
 
     def prefetch(self, url: str, ttl: float, required: bool = False) -> bool:
         """Load ``url`` now; a required URL keeps the server unready until it has keys."""
@@ -199,23 +225,62 @@ class JwksCache:
         if required:
             with self._lock:
                 self._required.add(url)
+        with self._lock:
+            fetch = entry.inflight or self._start(entry)
         try:
-            self._fetch_shared(entry)
+            self._wait(entry, fetch)
             return True
         except KeysUnavailable:
             return False
 
+    def _load(self, entry: _Entry) -> KeySet:
+        """A URL with no usable set: start its fetch or join the running one, and wait."""
+        with self._lock:
+            keyset = self._usable(entry)  # a fetch may have ended since the caller looked
+            if keyset is not None:
+                return keyset
+            fetch = entry.inflight
+            if fetch is None:
+                if self._clock() < entry.next_retry:
+                    # The last fetch failed: until its backoff ends, refuse at once rather than ask
+                    # the IdP again on every request (the refresher retries in the background).
+                    raise KeysUnavailable("JWKS fetch failed recently")
+                fetch = self._start(entry)
+        return self._wait(entry, fetch)
+
+    def _refetch_for(self, entry: _Entry, kid: str) -> VerificationKey:
+        """A kid the usable set lacks: the request that may refetch waits for it; any other is refused."""
+        with self._lock:
+            latest = entry.keyset  # a fetch may have ended since the caller looked
+            if latest is not None and kid in latest.keys:
+                return latest.keys[kid]
+            if entry.inflight is not None or not self._may_fetch(entry):
+                raise UnknownKey("kid not in JWKS")
+            fetch = self._start(entry)
+        try:
+            keyset = self._wait(entry, fetch)
+        except KeysUnavailable:
+            raise UnknownKey("kid not in JWKS (refetch failed)") from None
+        key = keyset.keys.get(kid)
+        if key is None:
+            raise UnknownKey("kid not in JWKS (refetched)")
+        return key
+
     # -- state for health and metrics ---------------------------------------------------------
 
     def ready(self) -> bool:
-        """Required URLs have usable keys, and no set that once loaded has gone past max-stale.
+        """Required URLs have usable keys, and no set in use that once loaded has gone past max-stale.
 
-        A URL that never loaded (one API's typo) does not make the whole server unready.
+        A URL that never loaded (one API's typo), or that no API uses any more, does not make the
+        whole server unready.
         """
+        now = self._clock()
         with self._lock:
             entries = list(self._entries.values())
             required = set(self._required)
         for entry in entries:
+            if entry.url not in required and self._idle(entry, now):
+                continue
             usable = self._usable(entry) is not None
             if not usable and (entry.url in required or entry.keyset is not None):
                 return False
@@ -236,12 +301,12 @@ class JwksCache:
     # -- fetching -------------------------------------------------------------------------------
 
     def _entry(self, url: str, ttl: float) -> _Entry:
+        now = self._clock()
         entry = self._entries.get(url)
         if entry is None:
-            negative: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=max(self.settings.min_refetch_interval, 0.001),
-                                                     timer=self._clock)
             with self._lock:
-                entry = self._entries.setdefault(url, _Entry(url=url, ttl=ttl, unknown_kids=negative))
+                entry = self._entries.setdefault(url, _Entry(url=url, ttl=ttl, last_used=now))
+        entry.last_used = now
         if ttl < entry.ttl:
             entry.ttl = ttl
         return entry
@@ -254,42 +319,44 @@ class JwksCache:
             return None
         return keyset
 
-    def _may_fetch(self, entry: _Entry) -> bool:
-        return self._clock() - entry.last_attempt >= self.settings.min_refetch_interval
+    def _idle(self, entry: _Entry, now: float) -> bool:
+        return now - entry.last_used > self.settings.idle_after
 
-    def _fetch_shared(self, entry: _Entry) -> KeySet:
-        """Run one fetch for ``entry``, or wait for the one already running."""
-        with self._lock:
-            future = entry.inflight
-            owner = future is None
-            if owner:
-                future = entry.inflight = Future()
-                entry.last_attempt = self._clock()
-        assert future is not None
-        if not owner:
-            try:
-                return future.result(timeout=self.settings.fetch_timeout * 2 + 1)
-            except Exception:  # noqa: BLE001 - any failure of the shared fetch is the same to a waiter
-                fallback = self._usable(entry)
-                if fallback is not None:
-                    return fallback
-                raise KeysUnavailable("JWKS fetch failed") from None
+    def _may_fetch(self, entry: _Entry) -> bool:
+        now = self._clock()
+        return now - entry.last_attempt >= self.settings.min_refetch_interval and now >= entry.next_retry
+
+    def _start(self, entry: _Entry) -> _Fetch:
+        """Start a fetch of ``entry`` on a thread of its own; the caller holds the lock."""
+        now = self._clock()
+        fetch = entry.inflight = _Fetch(Future(), now + self.settings.fetch_deadline)
+        entry.last_attempt = now
+        threading.Thread(target=self._run, args=(entry, fetch), name="jwks-fetch", daemon=True).start()
+        return fetch
+
+    def _wait(self, entry: _Entry, fetch: _Fetch) -> KeySet:
         try:
-            keyset = self._fetch(entry)
-        except BaseException as exc:
-            future.set_exception(exc)  # waiters must never be left on a future nobody completes
-            if not isinstance(exc, FetchError):
-                raise
+            return fetch.future.result(timeout=max(fetch.until - self._clock(), 0.0))
+        except Exception:  # noqa: BLE001 - a failed or overdue fetch is the same to a request
             fallback = self._usable(entry)
             if fallback is not None:
                 return fallback
             raise KeysUnavailable("JWKS fetch failed") from None
-        else:
-            future.set_result(keyset)
-            return keyset
+
+    def _run(self, entry: _Entry, fetch: _Fetch) -> None:
+        started = time.monotonic()
+        try:
+            fetch.future.set_result(self._fetch(entry))
+        except BaseException as exc:  # noqa: BLE001 - waiters must never be left on a future nobody completes
+            fetch.future.set_exception(exc)
         finally:
             with self._lock:
-                entry.inflight = None
+                if entry.inflight is fetch:
+                    entry.inflight = None
+        took = time.monotonic() - started
+        if took > self.settings.fetch_deadline:
+            log.warning("jwks fetch url=%s took %.1f s; requests stop waiting after %.1f s", shown_url(entry.url),
+                        took, self.settings.fetch_deadline)
 
     def _fetch(self, entry: _Entry) -> KeySet:
         started = self._clock()
@@ -306,7 +373,10 @@ class JwksCache:
                 self.stats.failed += 1
                 entry.failures += 1
                 backoff = self.settings.retry_backoff
-                entry.next_retry = started + backoff[min(entry.failures, len(backoff)) - 1]
+                wait = backoff[min(entry.failures, len(backoff)) - 1]
+                if exc.retry_after is not None:
+                    wait = max(wait, min(exc.retry_after, self.settings.max_retry_after))
+                entry.next_retry = started + wait
             stale = entry.keyset is not None and self._usable(entry) is not None
             log.warning("jwks fetch failed url=%s error=%s serving=%s", shown_url(entry.url), exc,
                         "last-good keys" if stale else "nothing")
@@ -321,7 +391,6 @@ class JwksCache:
             entry.past_max_stale = False
             entry.failures = 0
             entry.next_retry = 0.0
-            entry.unknown_kids.clear()
             self.stats.ok += 1
         if changed:
             log.info("jwks loaded url=%s kids=%s", shown_url(entry.url), ",".join(sorted(by_kid)) or "-")
@@ -330,23 +399,46 @@ class JwksCache:
     # -- background refresh ---------------------------------------------------------------------
 
     def refresh_due(self) -> None:
-        """Refresh every set close to going stale; failed ones retry with backoff."""
+        """Start a refresh of every set close to going stale (failed ones retry with backoff), and
+        drop URLs no API has used for ``idle_after``. Never waits on a fetch."""
         now = self._clock()
         with self._lock:
             entries = list(self._entries.values())
         for entry in entries:
+            if entry.url not in self._required and self._idle(entry, now):
+                self._drop(entry, now)
+                continue
             keyset = entry.keyset
             if keyset is not None and not entry.past_max_stale and self._usable(entry) is None:
                 with self._lock:
                     entry.past_max_stale = True
                     self.generation += 1  # verifications cached under these keys are served no longer
             due_at = (keyset.fetched_at + keyset.ttl * (1 - self.settings.refresh_ahead)) if keyset else 0.0
-            if now < max(due_at, entry.next_retry) or entry.inflight is not None:
+            if now < max(due_at, entry.next_retry):
                 continue
-            if entry.failures == 0 and not self._may_fetch(entry):
-                continue  # after a failure the backoff alone paces the retries
-            with contextlib.suppress(KeysUnavailable):  # logged and counted where it failed
-                self._fetch_shared(entry)
+            with self._lock:
+                if entry.inflight is None:
+                    self._start(entry)
+
+    def _drop(self, entry: _Entry, now: float) -> None:
+        with self._lock:
+            if entry.inflight is not None or self._entries.get(entry.url) is not entry or not self._idle(entry, now):
+                return
+            del self._entries[entry.url]
+            if entry.keyset is not None:
+                self.generation += 1  # its keys are no longer watched: what they verified is checked again
+        log.info("jwks dropped url=%s: no API used it for %.0f s", shown_url(entry.url), now - entry.last_used)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until no fetch is running (tests, and a clean stop)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                running = [entry.inflight.future for entry in self._entries.values() if entry.inflight is not None]
+            if not running:
+                return
+            futures_wait(running, timeout=max(end - time.monotonic(), 0.0))
+            time.sleep(0.001)  # the fetch thread clears ``inflight`` just after completing its future
 
     def start(self, interval: float = 1.0) -> None:
         if self._refresher is not None:

@@ -66,6 +66,12 @@ def held(fetcher, release: threading.Event, entered: threading.Event):
     return fetch
 
 
+def refresh(cache: JwksCache) -> None:
+    """One pass of the refresher, then wait for the fetches it started (they run on threads)."""
+    cache.refresh_due()
+    cache.settle()
+
+
 def wait_for(condition, deadline: float = 5.0) -> bool:
     end = time.monotonic() + deadline
     while not condition() and time.monotonic() < end:
@@ -91,8 +97,8 @@ def test_concurrent_cold_requests_share_one_fetch(key, waiting_future):
         for th in threads:
             th.start()
         assert entered.wait(timeout=5)
-        # The fetch stays held until the 19 other requests wait on it: the overlap is certain.
-        assert wait_for(lambda: waiting_future.waiting == 19)
+        # The fetch stays held until all 20 requests wait on it: the overlap is certain.
+        assert wait_for(lambda: waiting_future.waiting == 20)
     finally:
         release.set()
         for th in threads:
@@ -113,7 +119,7 @@ def test_unknown_kid_triggers_one_refetch_then_a_cooldown(key):
     assert fake.fetches == 2
 
 
-def test_an_unknown_kid_is_answered_from_the_negative_cache_without_a_fetch(key):
+def test_an_unknown_kid_is_refused_at_once_until_the_refetch_interval_passes(key):
     fake = t.FakeJwks(keys=[key])
     clock = Clock()
     cache = make(fake, clock, min_refetch_interval=10)
@@ -123,7 +129,37 @@ def test_an_unknown_kid_is_answered_from_the_negative_cache_without_a_fetch(key)
         cache.get_key(URL, "new", 600)
     with pytest.raises(UnknownKey) as second:
         cache.get_key(URL, "new", 600)
-    assert (first.value.detail, second.value.detail) == ("kid not in JWKS", "kid not in JWKS (negative cache)")
+    assert (first.value.detail, second.value.detail) == ("kid not in JWKS (refetched)", "kid not in JWKS")
+    assert fake.fetches == 2
+
+
+def test_an_unknown_kid_is_looked_for_again_as_soon_as_the_interval_allows(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=10)
+    cache.get_key(URL, "k1", 600)  # fetch at 0 s
+    clock.now += 9
+    with pytest.raises(UnknownKey):
+        cache.get_key(URL, "next", 600)  # too soon: refused without a fetch
+    fake.keys.append(t.rsa_key("next"))
+    clock.now += 1.5  # 10.5 s: the interval since the last fetch has passed
+    assert cache.get_key(URL, "next", 600) is not None
+    assert fake.fetches == 2
+
+
+def test_no_unknown_kid_refetch_runs_during_a_failed_fetch_backoff(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=1, retry_backoff=(30.0,))
+    cache.get_key(URL, "k1", 600)
+    fake.failing = True
+    clock.now += 2
+    with pytest.raises(UnknownKey):
+        cache.get_key(URL, "a", 600)  # refetch fails: 30 s of backoff
+    for step in range(20):
+        clock.now += 1
+        with pytest.raises(UnknownKey):
+            cache.get_key(URL, f"b{step}", 600)
     assert fake.fetches == 2
 
 
@@ -169,7 +205,7 @@ def test_last_good_keys_keep_serving_when_the_idp_is_down(key):
     cache.get_key(URL, "k1", 60)
     fake.failing = True
     clock.now += 600  # well past the TTL
-    cache.refresh_due()
+    refresh(cache)
     assert cache.get_key(URL, "k1", 60) is not None
     assert cache.ready()
 
@@ -208,11 +244,103 @@ def test_background_refresh_happens_before_the_ttl_runs_out(key):
     cache = make(fake, clock, refresh_ahead=0.2, min_refetch_interval=1)
     cache.get_key(URL, "k1", 100)
     clock.now += 50
-    cache.refresh_due()
+    refresh(cache)
     assert fake.fetches == 1
     clock.now += 35  # 85 s: inside the last 20 %
-    cache.refresh_due()
+    refresh(cache)
     assert fake.fetches == 2
+
+
+def test_a_ttl_shorter_than_the_refetch_interval_is_still_refreshed_before_it_runs_out(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, refresh_ahead=0.2, min_refetch_interval=10)
+    cache.get_key(URL, "k1", 5)
+    clock.now += 4.5  # inside the last 20 % of a 5 s TTL, 4.5 s after the last fetch
+    refresh(cache)
+    assert fake.fetches == 2
+
+
+def test_a_retry_after_longer_than_the_backoff_is_honoured():
+    clock = Clock()
+    calls: list[float] = []
+
+    def limited(url: str, timeout: float, max_bytes: int) -> bytes:
+        calls.append(clock.now)
+        raise FetchError("HTTP 429", retry_after=60 if len(calls) == 1 else None)
+
+    cache = make(limited, clock, retry_backoff=(1.0, 2.0))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+    for _ in range(70):
+        clock.now += 1
+        refresh(cache)
+    assert [at - calls[0] for at in calls[:3]] == [0, 60, 62]  # then the backoff alone paces them
+
+
+def test_a_retry_after_is_capped():
+    clock = Clock()
+    calls: list[float] = []
+
+    def limited(url: str, timeout: float, max_bytes: int) -> bytes:
+        calls.append(clock.now)
+        raise FetchError("HTTP 503", retry_after=10**9)
+
+    cache = make(limited, clock, retry_backoff=(1.0,), max_retry_after=100)
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+    clock.now += 100
+    refresh(cache)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("120", 120.0), (" 7 ", 7.0), ("soon", None), ("", None), (None, None),
+                                                 ("-5", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 30.0)])
+def test_retry_after_reads_seconds_or_an_http_date(header, seconds):
+    now = lambda: 1445412450.0  # noqa: E731 - 07:27:30 GMT that day
+    assert jwks_module.retry_after(header, now=now) == seconds
+
+
+def test_a_key_set_no_api_uses_any_more_is_dropped_and_stops_counting_for_readiness(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, max_stale=100, idle_after=1000)
+    cache.get_key(URL, "k1", 60)
+    generation = cache.generation
+    fake.failing = True  # the tenant is gone, and so is every API that used it
+    clock.now += 1001
+    assert cache.ready()
+    refresh(cache)
+    assert cache.current_key(URL, "k1") is None
+    assert cache.generation == generation + 1  # what its keys verified is checked again
+    fetches = fake.fetches
+    for _ in range(100):
+        clock.now += 60
+        refresh(cache)
+    assert fake.fetches == fetches
+    assert cache.ready()
+
+
+def test_a_key_set_in_use_is_kept(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, idle_after=1000)
+    cache.get_key(URL, "k1", 600)
+    for _ in range(10):
+        clock.now += 500
+        cache.get_key(URL, "k1", 600)
+        refresh(cache)
+    assert cache.current_key(URL, "k1") is not None
+
+
+def test_a_required_key_set_is_never_dropped(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, idle_after=1000)
+    assert cache.prefetch(URL, 600, required=True)
+    clock.now += 5000
+    refresh(cache)
+    assert cache.current_key(URL, "k1") is not None
 
 
 def test_failed_refreshes_back_off(key):
@@ -223,7 +351,7 @@ def test_failed_refreshes_back_off(key):
     fake.failing = True
     for _ in range(30):
         clock.now += 1
-        cache.refresh_due()
+        refresh(cache)
     assert fake.fetches == 4  # the load, then failures at 8 s (refresh due), 13 s (+5), 23 s (+10)
 
 
@@ -262,7 +390,7 @@ def test_the_refresher_retries_on_the_backoff_schedule_not_the_refetch_interval(
     with pytest.raises(KeysUnavailable):
         cache.get_key(URL, "k1", 600)
     clock.now += 1
-    cache.refresh_due()
+    refresh(cache)
     assert fake.fetches == 2
 
 
@@ -289,6 +417,15 @@ def test_only_rsa_and_ec_signing_keys_are_used(key):
     oct_key = {"kty": "oct", "k": "c2VjcmV0", "kid": "sym"}
     body = json.dumps({"keys": [key.jwk(), enc, oct_key, t.ec_key("ec1").jwk(), "junk"]}).encode()
     assert set(parse_jwks(body, max_keys=10)) == {"k1", "ec1"}
+
+
+def test_an_ec_key_on_a_curve_jose_does_not_name_is_never_used(key):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    k256 = ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256K1()).public_key(), as_dict=True)
+    body = json.dumps({"keys": [key.jwk(), dict(k256, kid="k256", use="sig")]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k1"}
 
 
 def test_an_rsa_key_under_1024_bits_is_never_used(key):
@@ -366,39 +503,88 @@ def test_one_api_with_an_unreachable_jwks_does_not_make_the_server_unready(key):
     assert cache.ready()
 
 
-def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key, waiting_future):
+def test_only_the_request_that_started_a_refetch_waits_for_it(key):
+    # Others with a kid the set lacks are refused at once: a slow IdP must not hold every call thread.
     fake = t.FakeJwks(keys=[key])
     cache = make(fake, min_refetch_interval=10)
     cache.get_key(URL, "k1", 600)
     cache._entries[URL].last_attempt = float("-inf")
-    rotated = t.rsa_key("k2")
-    fake.keys.append(rotated)
+    fake.keys.append(t.rsa_key("k2"))
     release, entered = threading.Event(), threading.Event()
     cache._fetcher = held(fake, release, entered)
-    results: list[object] = []
-
-    def lookup() -> None:
-        try:
-            results.append(cache.get_key(URL, "k2", 600))
-        except UnknownKey as exc:
-            results.append(exc)
-
-    first = threading.Thread(target=lookup)  # its unknown kid starts the refetch, held until released
-    later = [threading.Thread(target=lookup) for _ in range(9)]
+    first: list[object] = []
+    starter = threading.Thread(target=lambda: first.append(cache.get_key(URL, "k2", 600)))
     try:
-        first.start()
+        starter.start()
         assert entered.wait(timeout=5)
-        for th in later:
-            th.start()
-        # The refetch stays held until the 9 later requests wait on it: each arrived during it.
-        assert wait_for(lambda: waiting_future.waiting == 9)
+        started = time.monotonic()
+        for _ in range(9):
+            with pytest.raises(UnknownKey):
+                cache.get_key(URL, "k2", 600)
+        assert time.monotonic() - started < 1.0
+        assert cache.get_key(URL, "k1", 600) is not None  # a published kid never waits either
     finally:
         release.set()
-        for th in [first, *later]:
-            th.join(timeout=30)
-    assert [r for r in results if isinstance(r, Exception)] == []
-    assert len(results) == 10 and all(r is cache.current_key(URL, "k2") for r in results)
+        starter.join(timeout=30)
+    assert first == [cache.current_key(URL, "k2")] and first[0] is not None
     assert fake.fetches == 2
+
+
+def test_a_request_stops_waiting_on_a_fetch_at_the_deadline(key):
+    release, entered = threading.Event(), threading.Event()
+    cache = make(held(t.FakeJwks(keys=[key]), release, entered), fetch_timeout=0.1)  # deadline 1.2 s
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            cache.get_key(URL, "k1", 600)
+        assert 1.0 < time.monotonic() - started < 3.0
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):  # the overdue fetch is still running: nobody waits on it again
+            cache.get_key(URL, "k1", 600)
+        assert time.monotonic() - started < 0.5
+    finally:
+        release.set()
+    cache.settle()
+    assert cache.get_key(URL, "k1", 600) is not None  # the late answer is kept
+
+
+def test_a_fetch_that_outlives_its_deadline_is_not_started_twice(key):
+    fake = t.FakeJwks(keys=[key])
+    release, entered = threading.Event(), threading.Event()
+    clock = Clock()
+    cache = make(held(fake, release, entered), clock, fetch_timeout=0.01, min_refetch_interval=0)
+    try:
+        with pytest.raises(KeysUnavailable):
+            cache.get_key(URL, "k1", 600)
+        for _ in range(5):
+            clock.now += 60
+            cache.refresh_due()
+            with pytest.raises(KeysUnavailable):
+                cache.get_key(URL, "k1", 600)
+    finally:
+        release.set()
+    cache.settle()
+    assert fake.fetches == 1
+
+
+def test_a_slow_key_set_does_not_delay_the_refresh_of_another(key):
+    slow = "https://slow.example.com/jwks.json"
+    fake = t.FakeJwks(keys=[key])
+    release, entered = threading.Event(), threading.Event()
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=0)
+    cache.get_key(URL, "k1", 100)
+    cache.get_key(slow, "k1", 100)
+    cache._fetcher = lambda url, *rest: (held(fake, release, entered) if url == slow else fake)(url, *rest)
+    try:
+        clock.now += 90
+        cache.refresh_due()  # both due: the slow one is held, the other must still be refreshed
+        assert wait_for(lambda: fake.fetches == 3)
+        assert entered.is_set()
+    finally:
+        release.set()
+    cache.settle()
+    assert fake.fetches == 4
 
 
 def test_key_sets_whose_urls_differ_only_in_the_query_show_the_oldest_age(key):
