@@ -109,6 +109,14 @@ class Verifier:
         """The first key set, in the API's order, that publishes ``kid`` (as native JWT's jwksURIs)."""
         if len(urls) == 1:
             return urls[0], self.jwks.get_key(urls[0], kid, ttl)
+        # Sets already loaded answer first, so a kid of a later set never refetches an earlier one;
+        # a set not loaded yet may publish it too, so from there on each is asked in order.
+        for url in urls:
+            loaded = self.jwks.current_keys(url)
+            if loaded is None:
+                break
+            if kid in loaded:
+                return url, loaded[kid]
         unavailable: KeysUnavailable | None = None
         for url in urls:
             try:

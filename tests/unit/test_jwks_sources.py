@@ -94,6 +94,17 @@ def test_a_token_from_the_first_key_set_needs_no_other(old_key, new_key):
     assert sets.fetched == [OLD]
 
 
+def test_tokens_from_the_second_key_set_never_refetch_the_first(old_key, new_key):
+    sets = KeySets(**{OLD: [old_key], NEW: [new_key]})
+    plugin = Plugin(sets, [OLD, NEW])
+    clock_now = time.monotonic()
+    for n in range(3):
+        for entry in plugin.jwks._entries.values():  # as if the refetch interval had passed each time
+            entry.last_attempt = clock_now - 3600
+        assert refused(plugin.dispatch(t.sign(new_key, t.claims(sub=f"client-{n}")))) == (-1, "")
+    assert sets.fetched == [OLD, NEW]
+
+
 def test_a_kid_no_key_set_publishes_is_refused_as_with_one_set(old_key, new_key):
     sets = KeySets(**{OLD: [old_key], NEW: [new_key]})
     assert refused(dispatch(sets, t.sign(t.rsa_key("stranger")), [OLD, NEW])) == (403, "Key not authorized")
