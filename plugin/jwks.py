@@ -3,10 +3,11 @@
 Behaviour an operator can rely on:
 - a cold URL is fetched once, shared by every request waiting for it (single flight);
 - a fresh set is refreshed in the background before it goes stale (no request waits);
-- a ``kid`` the set lacks triggers at most one refetch per ``min_refetch_interval`` (none while a
-  failed fetch's backoff runs). Only the request that triggered it waits for it; any other request
-  with a kid the set lacks is refused at once, so a flood of random kids costs the IdP one fetch
-  per interval and the server at most one waiting call per URL, however slow the IdP;
+- a ``kid`` the set lacks triggers at most one refetch per ``min_refetch_interval`` (none before an
+  endpoint's ``Retry-After`` ends), and requests wait for it (a key rotated in is found at once)
+  while fewer than ``refetch_waiters`` do; others with a kid the set lacks are refused at once.
+  So a flood of random kids costs the IdP one fetch per interval, and however slow the IdP, it
+  never holds every call thread;
 - when a fetch fails, the last good set keeps serving for up to ``max_stale`` seconds; with no
   set to serve, requests are refused at once until the retry backoff (or a longer
   ``Retry-After``) ends, and the IdP sees one fetch per backoff step, never one per request;
@@ -110,6 +111,10 @@ class JwksSettings:
     retry_backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
     max_retry_after: float = 600.0  # the longest server-asked Retry-After honoured
     idle_after: float = 6 * 3600.0
+    # Requests that may wait on unknown-kid refetches at once, all URLs together (0: no limit). The
+    # server keeps one call thread free of them, so a slow IdP and a flood of random kids cannot
+    # hold every thread; a request beyond the limit is refused at once.
+    refetch_waiters: int = 0
 
     @property
     def fetch_deadline(self) -> float:
@@ -139,7 +144,8 @@ class _Entry:
     keyset: KeySet | None = None
     last_attempt: float = float("-inf")
     failures: int = 0
-    next_retry: float = 0.0
+    next_retry: float = 0.0  # the refresher's back-off after failures
+    asked_to_wait_until: float = 0.0  # the endpoint's own Retry-After, which binds every fetch
     inflight: _Fetch | None = None  # set from the fetch's start until its thread ends
     past_max_stale: bool = False  # noted once by the refresher, so the generation moves once
 
@@ -187,6 +193,7 @@ class JwksCache:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._required: set[str] = set()
+        self._refetch_waiting = 0
         # Bumped whenever a fetch drops a kid or changes the key behind one, a key set goes past
         # max-stale, or an idle URL is dropped, so holders of verifications made with earlier keys
         # know to look again.
@@ -249,18 +256,28 @@ class JwksCache:
         return self._wait(entry, fetch)
 
     def _refetch_for(self, entry: _Entry, kid: str) -> VerificationKey:
-        """A kid the usable set lacks: the request that may refetch waits for it; any other is refused."""
+        """A kid the usable set lacks: refetch at most once per interval, and wait for the refetch
+        (the one started here or one running) while fewer than ``refetch_waiters`` requests do."""
+        limit = self.settings.refetch_waiters
         with self._lock:
             latest = entry.keyset  # a fetch may have ended since the caller looked
             if latest is not None and kid in latest.keys:
                 return latest.keys[kid]
-            if entry.inflight is not None or not self._may_fetch(entry):
-                raise UnknownKey("kid not in JWKS")
-            fetch = self._start(entry)
+            fetch = entry.inflight
+            if fetch is None:
+                if not self._may_fetch(entry):
+                    raise UnknownKey("kid not in JWKS")
+                fetch = self._start(entry)
+            if limit and self._refetch_waiting >= limit:
+                raise UnknownKey("kid not in JWKS (refetch running)")
+            self._refetch_waiting += 1
         try:
             keyset = self._wait(entry, fetch)
         except KeysUnavailable:
             raise UnknownKey("kid not in JWKS (refetch failed)") from None
+        finally:
+            with self._lock:
+                self._refetch_waiting -= 1
         key = keyset.keys.get(kid)
         if key is None:
             raise UnknownKey("kid not in JWKS (refetched)")
@@ -323,8 +340,10 @@ class JwksCache:
         return now - entry.last_used > self.settings.idle_after
 
     def _may_fetch(self, entry: _Entry) -> bool:
+        # Not the failure back-off: one refetch per interval is bound enough, and it finds an IdP
+        # that has come back (and the keys it rotated in meanwhile) before the back-off would.
         now = self._clock()
-        return now - entry.last_attempt >= self.settings.min_refetch_interval and now >= entry.next_retry
+        return now - entry.last_attempt >= self.settings.min_refetch_interval and now >= entry.asked_to_wait_until
 
     def _start(self, entry: _Entry) -> _Fetch:
         """Start a fetch of ``entry`` on a thread of its own; the caller holds the lock."""
@@ -375,7 +394,9 @@ class JwksCache:
                 backoff = self.settings.retry_backoff
                 wait = backoff[min(entry.failures, len(backoff)) - 1]
                 if exc.retry_after is not None:
-                    wait = max(wait, min(exc.retry_after, self.settings.max_retry_after))
+                    asked = min(exc.retry_after, self.settings.max_retry_after)
+                    wait = max(wait, asked)
+                    entry.asked_to_wait_until = started + asked
                 entry.next_retry = started + wait
             stale = entry.keyset is not None and self._usable(entry) is not None
             log.warning("jwks fetch failed url=%s error=%s serving=%s", shown_url(entry.url), exc,

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -149,7 +149,7 @@ class App:
 
 def build_app(settings: ServerSettings) -> App:
     hooks = load_hook_names(manifest_path(settings.manifest))
-    jwks = JwksCache(settings.jwks)
+    jwks = JwksCache(replace(settings.jwks, refetch_waiters=max(settings.threads - 1, 1)))
     configs = ConfigStore()
     check_server_defaults(configs.defaults)
     verifier = Verifier(jwks, max_token_bytes=settings.max_token_bytes)

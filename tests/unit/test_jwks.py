@@ -147,34 +147,42 @@ def test_an_unknown_kid_is_looked_for_again_as_soon_as_the_interval_allows(key):
     assert fake.fetches == 2
 
 
-def test_no_unknown_kid_refetch_runs_during_a_failed_fetch_backoff(key):
+def test_an_unknown_kid_is_refetched_during_a_failure_back_off_and_finds_a_recovered_idp(key):
     fake = t.FakeJwks(keys=[key])
     clock = Clock()
-    cache = make(fake, clock, min_refetch_interval=1, retry_backoff=(30.0,))
+    cache = make(fake, clock, min_refetch_interval=2, retry_backoff=(30.0,))
     cache.get_key(URL, "k1", 600)
     fake.failing = True
     clock.now += 2
     with pytest.raises(UnknownKey):
-        cache.get_key(URL, "a", 600)  # refetch fails: 30 s of backoff
-    for step in range(20):
+        cache.get_key(URL, "rotated", 600)  # the refetch fails: 30 s of back-off for the refresher
+    fake.failing = False
+    fake.keys.append(t.rsa_key("rotated"))
+    clock.now += 2
+    assert cache.get_key(URL, "rotated", 600) is not None
+    assert fake.fetches == 3
+
+
+def test_no_unknown_kid_refetch_runs_before_the_endpoint_s_retry_after_ends(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, min_refetch_interval=1)
+    cache.get_key(URL, "k1", 600)
+    fetcher = cache._fetcher
+    cache._fetcher = lambda *args: (_ for _ in ()).throw(FetchError("HTTP 429", retry_after=30))
+    clock.now += 2
+    with pytest.raises(UnknownKey):
+        cache.get_key(URL, "a", 600)  # asked to wait 30 s
+    cache._fetcher = fetcher
+    for step in range(25):
         clock.now += 1
         with pytest.raises(UnknownKey):
             cache.get_key(URL, f"b{step}", 600)
-    assert fake.fetches == 2
-
-
-def test_a_negatively_cached_kid_is_found_once_published_and_the_interval_passes(key):
-    fake = t.FakeJwks(keys=[key])
-    clock = Clock()
-    cache = make(fake, clock, min_refetch_interval=10)
-    cache.get_key(URL, "k1", 600)
-    clock.now += 11
+    assert fake.fetches == 1
+    clock.now += 5
     with pytest.raises(UnknownKey):
-        cache.get_key(URL, "next", 600)
-    fake.keys.append(t.rsa_key("next"))
-    clock.now += 11
-    assert cache.get_key(URL, "next", 600) is not None
-    assert fake.fetches == 3
+        cache.get_key(URL, "c", 600)
+    assert fake.fetches == 2
 
 
 def test_random_unknown_kids_never_exceed_one_fetch_per_interval(key):
@@ -503,30 +511,69 @@ def test_one_api_with_an_unreachable_jwks_does_not_make_the_server_unready(key):
     assert cache.ready()
 
 
-def test_only_the_request_that_started_a_refetch_waits_for_it(key):
-    # Others with a kid the set lacks are refused at once: a slow IdP must not hold every call thread.
+def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key, waiting_future):
     fake = t.FakeJwks(keys=[key])
     cache = make(fake, min_refetch_interval=10)
     cache.get_key(URL, "k1", 600)
+    waiting_future.waiting = 0  # the load above was waited for too
     cache._entries[URL].last_attempt = float("-inf")
     fake.keys.append(t.rsa_key("k2"))
     release, entered = threading.Event(), threading.Event()
     cache._fetcher = held(fake, release, entered)
-    first: list[object] = []
-    starter = threading.Thread(target=lambda: first.append(cache.get_key(URL, "k2", 600)))
+    results: list[object] = []
+
+    def lookup() -> None:
+        try:
+            results.append(cache.get_key(URL, "k2", 600))
+        except UnknownKey as exc:
+            results.append(exc)
+
+    first = threading.Thread(target=lookup)  # its unknown kid starts the refetch, held until released
+    later = [threading.Thread(target=lookup) for _ in range(9)]
     try:
-        starter.start()
+        first.start()
         assert entered.wait(timeout=5)
+        for th in later:
+            th.start()
+        # The refetch stays held until all 10 requests wait on it: the 9 later ones arrived during it.
+        assert wait_for(lambda: waiting_future.waiting == 10)
+    finally:
+        release.set()
+        for th in [first, *later]:
+            th.join(timeout=30)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert len(results) == 10 and all(r is cache.current_key(URL, "k2") for r in results)
+    assert fake.fetches == 2
+
+
+def test_beyond_the_refetch_waiters_limit_an_unknown_kid_is_refused_at_once(key, waiting_future):
+    # A slow IdP and a flood of random kids must not hold every call thread of the server.
+    fake = t.FakeJwks(keys=[key])
+    cache = make(fake, min_refetch_interval=10, refetch_waiters=2)
+    cache.get_key(URL, "k1", 600)
+    waiting_future.waiting = 0  # the load above was waited for too
+    cache._entries[URL].last_attempt = float("-inf")
+    fake.keys.append(t.rsa_key("k2"))
+    release, entered = threading.Event(), threading.Event()
+    cache._fetcher = held(fake, release, entered)
+    waited: list[object] = []
+    waiters = [threading.Thread(target=lambda: waited.append(cache.get_key(URL, "k2", 600))) for _ in range(2)]
+    try:
+        waiters[0].start()
+        assert entered.wait(timeout=5)
+        waiters[1].start()
+        assert wait_for(lambda: waiting_future.waiting == 2)
         started = time.monotonic()
         for _ in range(9):
             with pytest.raises(UnknownKey):
                 cache.get_key(URL, "k2", 600)
         assert time.monotonic() - started < 1.0
-        assert cache.get_key(URL, "k1", 600) is not None  # a published kid never waits either
+        assert cache.get_key(URL, "k1", 600) is not None  # a published kid never waits
     finally:
         release.set()
-        starter.join(timeout=30)
-    assert first == [cache.current_key(URL, "k2")] and first[0] is not None
+        for th in waiters:
+            th.join(timeout=30)
+    assert len(waited) == 2 and all(k is cache.current_key(URL, "k2") for k in waited)
     assert fake.fetches == 2
 
 
