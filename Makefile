@@ -4,9 +4,9 @@
 PYTHON ?= $(shell bash scripts/pick-python.sh)
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: run test venv install install-test system-deps gateway serve stubs docs bench chaos
+.PHONY: run test venv install install-test run-deps system-deps gateway serve stubs docs bench chaos
 
-run: install  ## the whole walkthrough locally: Redis, Tyk, the plugin, an Auth0 stand-in, an echo upstream
+run: install run-deps  ## the whole walkthrough locally: Redis, Tyk, the plugin, an Auth0 stand-in, an echo upstream
 	$(PYTHON) -m plugin stack
 
 serve: install  ## the plugin server alone on tcp://127.0.0.1:5555
@@ -28,6 +28,9 @@ install: venv
 
 install-test: venv
 	$(PIP) install --quiet --disable-pip-version-check -e '.[test,bench]'
+
+run-deps:  ## the Debian package the walkthrough needs: Redis
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
 system-deps:  ## Debian packages the tests use: Redis and wrk (end to end), h2load (benchmark harness check)
 	@command -v redis-server >/dev/null && command -v wrk >/dev/null && command -v h2load >/dev/null || \
