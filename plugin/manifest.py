@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from plugin.bundle import BundleError, Manifest, MiddlewareDefinition
 
+# The repository's manifest.json: the bundle is built from it, so the server answers what the gateway calls.
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "manifest.json"
+# Its content, for an installed package, which has no repository around it; a unit test keeps the two equal.
+BUILT_IN_MANIFEST: Mapping[str, Any] = {
+    "file_list": [],
+    "custom_middleware": {
+        "driver": "grpc",
+        "auth_check": {"name": "Auth0JWTAuthCheck"},
+        "id_extractor": {"extract_from": "header", "extract_with": "value",
+                         "extractor_config": {"header_name": "Authorization"}},
+    },
+}
 
 
 class ManifestError(Exception):
@@ -28,13 +42,23 @@ def manifest_path(explicit: str | None = None) -> Path:
     return Path(explicit or os.environ.get("TYK_AUTH0_MANIFEST") or DEFAULT_MANIFEST)
 
 
-def load_hook_names(path: Path) -> HookNames:
-    """The hook names of a manifest read as ``tyk bundle build`` reads it (bundle.Manifest)."""
+def read_manifest(path: Path) -> bytes:
+    """The manifest's bytes; the built-in manifest when the default one is asked for and absent."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
+    except FileNotFoundError:
+        if path == DEFAULT_MANIFEST:
+            return json.dumps(BUILT_IN_MANIFEST).encode()
+        raise ManifestError(f"cannot read manifest {path}: no such file (give it with --manifest or "
+                            "TYK_AUTH0_MANIFEST)") from None
     except OSError as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc.strerror} (give it with --manifest or "
                             "TYK_AUTH0_MANIFEST)") from None
+
+
+def load_hook_names(path: Path) -> HookNames:
+    """The hook names of a manifest read as ``tyk bundle build`` reads it (bundle.Manifest)."""
+    raw = read_manifest(path)
     try:
         middleware = Manifest.from_json(raw).custom_middleware
     except BundleError as exc:

@@ -23,7 +23,7 @@ from plugin.check import UsageError, read_json
 from plugin.config import build_config
 from plugin.errors import ConfigurationError
 from plugin.extract import TokenSource
-from plugin.manifest import ManifestError, load_hook_names, manifest_path
+from plugin.manifest import ManifestError, load_hook_names, manifest_path, read_manifest
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _SIGNING_METHODS = ("rsa", "hmac", "ecdsa")
@@ -498,7 +498,8 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--bundle", metavar="NAME", help="call the plugin through this bundle (e.g. bundle.zip); "
                         "without it the manifest's middleware is written into the definition")
     parser.add_argument("--manifest", metavar="FILE", help="the manifest whose middleware is written in "
-                        "(default: the repository's manifest.json, or TYK_AUTH0_MANIFEST)")
+                        "(default: TYK_AUTH0_MANIFEST, else the repository's manifest.json, or installed, "
+                        "the same built in)")
     parser.add_argument("--no-id-extractor", action="store_true",
                         help="leave the manifest's ID extractor out: the plugin is called on every request and "
                              "sessions stay per subject, as native JWT keeps them")
@@ -538,8 +539,8 @@ def _plugin_hook(args: argparse.Namespace) -> PluginHook:
     path = manifest_path(args.manifest)
     try:
         load_hook_names(path)  # a manifest the plugin itself would accept
-        middleware = dict(json.loads(path.read_text(encoding="utf-8"))["custom_middleware"])
-    except (ManifestError, OSError, ValueError, KeyError) as exc:
+        middleware = dict(json.loads(read_manifest(path))["custom_middleware"])
+    except (ManifestError, ValueError, KeyError) as exc:
         raise UsageError(str(exc)) from None
     if args.no_id_extractor:
         middleware.pop("id_extractor", None)

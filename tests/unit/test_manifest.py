@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin.manifest import ManifestError, load_hook_names
+from plugin.manifest import BUILT_IN_MANIFEST, ManifestError, load_hook_names
 
 REPO_MANIFEST = Path(__file__).resolve().parents[2] / "manifest.json"
 
@@ -58,3 +58,17 @@ def test_a_manifest_without_an_auth_check_name_is_refused(tmp_path):
 def test_a_missing_manifest_says_how_to_give_one(tmp_path):
     with pytest.raises(ManifestError, match="--manifest"):
         load_hook_names(tmp_path / "nowhere.json")
+
+
+def test_the_built_in_manifest_is_the_repository_manifest():
+    assert json.loads(REPO_MANIFEST.read_text()) == BUILT_IN_MANIFEST
+
+
+def test_the_default_manifest_falls_back_to_the_built_in_one_when_absent(tmp_path, monkeypatch):
+    monkeypatch.setattr("plugin.manifest.DEFAULT_MANIFEST", tmp_path / "manifest.json")
+    assert load_hook_names(tmp_path / "manifest.json").auth_check == "Auth0JWTAuthCheck"
+
+
+def test_a_manifest_named_explicitly_has_no_fallback(tmp_path):
+    with pytest.raises(ManifestError, match="no such file"):
+        load_hook_names(tmp_path / "manifest.json")
