@@ -289,8 +289,8 @@ def _resolve_source(data: Mapping[str, Any], environ: Mapping[str, str]) -> tupl
     key = given[0]
     value = _string(data, key, "").strip()
     if key == "jwt_source_env":
-        if value not in environ or not environ[value].strip():
-            raise ConfigurationError(key, f"environment variable {value} is not set on the plugin server")
+        if value not in environ or not environ[value].strip():  # the name is not echoed: it may be a secret put there by mistake
+            raise ConfigurationError(key, "the environment variable it names is not set on the plugin server")
         return key, environ[value].strip()
     if key == "jwt_source_file":
         return key, _read_source_file(key, value)
@@ -303,16 +303,17 @@ MAX_SOURCE_FILE_BYTES = 64 * 1024
 
 def _read_source_file(key: str, path: str) -> str:
     """The file's text, read only if it is a regular file of a key's size: a device, a FIFO or a huge
-    file named by mistake would otherwise block or fill memory on the request path."""
+    file named by mistake would otherwise block or fill memory on the request path. Problems do not
+    echo the path: a secret put there by mistake would reach the logs."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the open
     except OSError as exc:
-        raise ConfigurationError(key, f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigurationError(key, f"cannot read the file it names: {exc.strerror}") from None
     except ValueError:  # a NUL byte in the path
         raise ConfigurationError(key, "is not a usable file path") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a device or a FIFO is never read
-            raise ConfigurationError(key, f"{path} is not a regular file")
+            raise ConfigurationError(key, "the file it names is not a regular file")
         chunks: list[bytes] = []
         size = 0
         while size <= MAX_SOURCE_FILE_BYTES:
@@ -323,16 +324,16 @@ def _read_source_file(key: str, path: str) -> str:
             size += len(chunk)
         raw = b"".join(chunks)
     except OSError as exc:
-        raise ConfigurationError(key, f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigurationError(key, f"cannot read the file it names: {exc.strerror}") from None
     finally:
         os.close(fd)
     if len(raw) > MAX_SOURCE_FILE_BYTES:
-        raise ConfigurationError(key, f"{path} is larger than {MAX_SOURCE_FILE_BYTES // 1024} KiB: not a key, "
-                                      "a secret or a URL")
+        raise ConfigurationError(key, f"the file it names is larger than {MAX_SOURCE_FILE_BYTES // 1024} KiB: "
+                                      "not a key, a secret or a URL")
     try:
         return raw.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise ConfigurationError(key, f"{path} is not UTF-8 text") from None
+        raise ConfigurationError(key, "the file it names is not UTF-8 text") from None
 
 
 def split_url(url: str) -> SplitResult | None:
@@ -346,7 +347,16 @@ def split_url(url: str) -> SplitResult | None:
     return parts
 
 
+# What urllib refuses in a request (control characters, spaces) or cannot send (anything not ASCII);
+# refused here, once, as every fetch would otherwise fail with an error quoting the query string.
+_URL_UNSENDABLE = re.compile(r"[^\x21-\x7e]")
+
+
 def _checked_jwks_url(key: str, url: str) -> str:
+    """``url`` if the plugin may fetch a JWKS from it; problems never echo it (its query may hold a key)."""
+    if _URL_UNSENDABLE.search(url):
+        raise ConfigurationError(key, "the JWKS URL holds a space, a control character or a non-ASCII "
+                                 "character: percent-encode it")
     parts = split_url(url)
     if parts is None:
         raise ConfigurationError(key, "is not a valid URL")

@@ -83,7 +83,7 @@ def test_plain_http_jwks_is_refused_unless_loopback():
 
 def test_a_jwks_url_that_does_not_parse_is_refused_without_quoting_it():
     with pytest.raises(ConfigurationError) as info:
-        parse(jwt_source="https://jwks-user:JwksPa55@tenant.example.com\uff0fjwks.json")
+        parse(jwt_source="https://jwks-user:JwksPa55@[tenant.example.com/jwks.json")
     assert info.value.key == "jwt_source"
     assert info.value.problem == "is not a valid URL"
 
@@ -215,6 +215,31 @@ def test_a_secret_file_that_is_not_text_is_refused(tmp_path):
     binary = tmp_path / "secret.der"
     binary.write_bytes(b"\xff\xfe\x00")
     assert problem(jwt_signing_method="hmac", jwt_source_file=str(binary)).endswith("is not UTF-8 text")
+
+
+SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQ="
+
+
+def test_a_secret_set_as_the_environment_variable_name_is_not_echoed():
+    said = problem(jwt_signing_method="hmac", jwt_source_env=SECRET)
+    assert said.startswith("jwt_source_env:") and SECRET not in said
+
+
+def test_a_secret_set_as_the_file_path_is_not_echoed():
+    said = problem(jwt_signing_method="hmac", jwt_source_file=SECRET)
+    assert said.startswith("jwt_source_file:") and SECRET not in said
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/a b?apikey=SECRET", "https://idp.example.com/jwks\t?apikey=SECRET",
+                                 "https://idp.example.com/jwks\x7f?apikey=SECRET", "https://idp.example.com/\u00e4?apikey=SECRET"])
+def test_a_jwks_url_urllib_cannot_send_is_refused_without_echoing_its_query(url):
+    said = problem(jwt_source=url)
+    assert said.startswith("jwt_source:") and "SECRET" not in said and "percent-encode" in said
+
+
+def test_a_base64_jwks_url_urllib_cannot_send_is_refused_too():
+    encoded = base64.b64encode(b"https://idp.example.com/a b?apikey=SECRET").decode()
+    assert "percent-encode" in problem(jwt_source=encoded)
 
 
 @pytest.mark.parametrize("domain", ["[::1", "tenant:abc", "user@tenant.auth0.com"])
