@@ -70,7 +70,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwt_not_before_validation_skew", None, "0", "Seconds of tolerance on `nbf` (whole seconds, at most 2**62).", "jwt_not_before_validation_skew"),
     Setting("session_metadata_claims", None, "[\"sub\", \"azp\", \"scope\"]", "Claims copied into the session's metadata (never the token itself)."),
     Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`). `0` when the token may come from several places (header, `use_param`, `use_cookie`), and only `0` is accepted then: the extractor reads one place, so it could cache a session under a value that is not the token."),
-    Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh; it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
+    Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh (at least 5); it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
     Setting("claims_to_headers", None, "{}", "Map of claim name to upstream header name, set by the `Auth0ClaimsToHeaders` post-auth hook (docs/hooks.md)."),
     Setting("strip_authorization", None, "false", "With the `Auth0ClaimsToHeaders` hook: remove the token's header (`Authorization` or `auth_header_name`) and, with `use_param`, its query parameter before the upstream call."),
     Setting("auth_header_name", None, "Authorization", "Header carrying the token, with or without `Bearer `.", "auth_configs.jwt.auth_header_name"),
@@ -181,18 +181,14 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
                 "jwt_allowed_algorithms", f"{alg!r} is not in the {method} family ({', '.join(sorted(family))})"
             )
 
-    domain = _string(data, "auth0_domain", "").strip().rstrip("/")
-    if domain.startswith(("https://", "http://")):
-        raise ConfigurationError("auth0_domain", "give the bare domain, e.g. dev-x.us.auth0.com, not a URL")
-    if domain and ("/" in domain or " " in domain):
-        raise ConfigurationError("auth0_domain", "must be a bare host name")
-    if domain:
-        _checked_jwks_url("auth0_domain", f"https://{domain}/.well-known/jwks.json")
+    domain = _auth0_domain(data)
 
     key_source = _key_source(data, method, domain, environ)
     issuers = _strings(data, "issuer") or ((f"https://{domain}/",) if domain else ())
 
-    mapping = data.get("jwt_scope_to_policy_mapping", {}) or {}
+    mapping = data.get("jwt_scope_to_policy_mapping")
+    if mapping is None:
+        mapping = {}
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise ConfigurationError("jwt_scope_to_policy_mapping", "must be an object of scope -> policy id strings")
 
@@ -222,6 +218,35 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         hash_key_function=_string(data, "hash_key_function", environ.get("TYK_HASH_KEY_FUNCTION", "")),
         token_source=token_source,
     )
+
+
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"  # '_' as urllib takes it (YOUR_TENANT)
+_DOMAIN = re.compile(rf"(?P<host>{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{{1,5}}))?")
+
+
+def _auth0_domain(data: Mapping[str, Any]) -> str:
+    """The tenant's host name, with an optional port; it becomes the issuer https://DOMAIN/ and the JWKS
+    URL, so anything else (a path, a query, user@) would change what those mean."""
+    domain = _string(data, "auth0_domain", "").strip().rstrip("/")
+    if not domain:
+        return ""
+    if _HTTP_URL.match(domain):
+        raise ConfigurationError("auth0_domain", "give the bare domain, e.g. dev-x.us.auth0.com, not a URL")
+    match = _DOMAIN.fullmatch(domain)
+    if match is None or (match["ipv6"] is not None and not _is_ipv6(match["ipv6"])):
+        raise ConfigurationError("auth0_domain", "must be a host name with an optional port, e.g. "
+                                 "dev-x.us.auth0.com (letters, digits, '-', '_' and '.')")
+    if match["port"] is not None and not 0 < int(match["port"]) <= 65535:
+        raise ConfigurationError("auth0_domain", f"port {match['port']} is not a port (1 to 65535)")
+    return domain
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapping[str, str]) -> KeySource:
@@ -267,7 +292,7 @@ def _jwks_url_in(key: str, source: str, decoded: bytes | None) -> str | None:
 def _jwks_list(listed: list[Any], data: Mapping[str, Any]) -> KeySource:
     """Several JWKS URLs, as Tyk OAS jwksURIs lists them (keys from several tenants, or across a move)."""
     for other in ("jwt_source_env", "jwt_source_file"):
-        if data.get(other):
+        if _source_value(data, other):
             raise ConfigurationError(other, "set only one of jwt_source, " + other)
     urls: list[str] = []
     for item in listed:
@@ -280,14 +305,26 @@ def _jwks_list(listed: list[Any], data: Mapping[str, Any]) -> KeySource:
     return KeySource(jwks_urls=tuple(dict.fromkeys(urls)))
 
 
+def _source_value(data: Mapping[str, Any], key: str) -> str:
+    """One of the three key-source settings: a string, "" when absent. Its value is never echoed."""
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        listed = " or a list of JWKS URLs" if key == "jwt_source" else ""
+        raise ConfigurationError(key, f"must be a string{listed}")
+    return value.strip()
+
+
 def _resolve_source(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str, str]:
-    given = [k for k in ("jwt_source", "jwt_source_env", "jwt_source_file") if data.get(k)]
+    values = {k: _source_value(data, k) for k in ("jwt_source", "jwt_source_env", "jwt_source_file")}
+    given = [k for k, v in values.items() if v]
     if len(given) > 1:
         raise ConfigurationError(given[1], f"set only one of {', '.join(given)}")
     if not given:
         return "jwt_source", ""
     key = given[0]
-    value = _string(data, key, "").strip()
+    value = values[key]
     if key == "jwt_source_env":
         if value not in environ or not environ[value].strip():  # the name is not echoed: it may be a secret put there by mistake
             raise ConfigurationError(key, "the environment variable it names is not set on the plugin server")
@@ -429,7 +466,9 @@ _MAX_SECONDS = 2**62
 
 
 def _seconds(data: Mapping[str, Any], key: str, default: int, minimum: int = 0) -> int:
-    value = data.get(key, default)
+    value = data.get(key)
+    if value is None:
+        value = default
     if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -291,3 +291,54 @@ def test_a_claim_name_setting_refuses_anything_but_names(key, value):
 
 def test_an_empty_scope_claim_list_reads_scope():
     assert parse(jwt_source=JWKS, jwt_scope_claim_name=[]).scope_claim == "scope"
+
+
+@pytest.mark.parametrize("value", [{}, 0, False])
+def test_a_jwt_source_that_is_neither_a_string_nor_a_list_is_refused_naming_it(value):
+    assert problem(auth0_domain="a.auth0.com", jwt_source=value) == \
+        "jwt_source: must be a string or a list of JWKS URLs"
+
+
+@pytest.mark.parametrize("key", ["jwt_source_env", "jwt_source_file"])
+@pytest.mark.parametrize("value", [[], {}, 0])
+def test_a_secret_source_that_is_not_a_string_is_refused_naming_it(key, value):
+    assert problem(auth0_domain="a.auth0.com", **{key: value}) == f"{key}: must be a string"
+
+
+def test_a_secret_source_that_is_not_a_string_is_refused_beside_a_jwks_list():
+    assert error_key(jwt_source=[JWKS], jwt_source_env=[]) == "jwt_source_env"
+
+
+@pytest.mark.parametrize("value", ["", [], 0, False])
+def test_a_scope_mapping_that_is_not_an_object_is_refused_naming_it(value):
+    assert error_key(auth0_domain="a.auth0.com", jwt_scope_to_policy_mapping=value) == "jwt_scope_to_policy_mapping"
+
+
+@pytest.mark.parametrize("key", [s.key for s in SETTINGS if s.key != "jwt_source"])
+def test_null_means_left_out_for_every_key(key):
+    assert parse(jwt_source=JWKS, **{key: None}) == parse(jwt_source=JWKS)
+
+
+def test_null_jwt_source_means_left_out():
+    assert parse(auth0_domain="a.auth0.com", jwt_source=None) == parse(auth0_domain="a.auth0.com")
+
+
+def test_the_jwks_cache_ttl_minimum_is_documented():
+    setting = next(s for s in SETTINGS if s.key == "jwks_cache_ttl")
+    assert "at least 5" in setting.doc
+    assert error_key(auth0_domain="a.auth0.com", jwks_cache_ttl=4) == "jwks_cache_ttl"
+
+
+@pytest.mark.parametrize("domain", ["tenant.auth0.com:8443", "127.0.0.1:8443", "[::1]:8443", "dev-x.us.auth0.com/"])
+def test_an_auth0_domain_may_carry_a_port(domain):
+    assert parse(auth0_domain=domain).issuers == (f"https://{domain.rstrip('/')}/",)
+
+
+@pytest.mark.parametrize("domain", ["x?y", "x#y", "user@x", "x/y", "x y", "-x.com", "[::g]"])
+def test_an_auth0_domain_that_is_not_a_host_name_is_refused_as_a_domain(domain):
+    said = problem(auth0_domain=domain)
+    assert said.startswith("auth0_domain: must be a host name") and "URL" not in said
+
+
+def test_an_auth0_domain_port_out_of_range_is_refused_as_a_port():
+    assert problem(auth0_domain="x:99999") == "auth0_domain: port 99999 is not a port (1 to 65535)"
