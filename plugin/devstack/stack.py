@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from plugin.cli import is_port
 from plugin.devstack import gateway as gw
 from plugin.devstack.idp import DEFAULT_AUDIENCE, AuthZeroStandIn, Client, token_curl
 from plugin.devstack.procs import (
@@ -469,10 +470,11 @@ def _bundle_keypair(directory: Path) -> tuple[Path, Path]:
 def _env_port(name: str) -> int:
     env_name, default = DEFAULT_PORTS[name]
     raw = os.environ.get(env_name, "").strip()
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"{env_name}={raw!r} is not a port number") from None
+    if not raw:
+        return default
+    if not is_port(raw):
+        raise SystemExit(f"{env_name}={raw!r} is not a port number (0 to 65535; 0: any free port)")
+    return int(raw)
 
 
 def add_cli(subparsers: Any) -> argparse.ArgumentParser:

@@ -1,0 +1,24 @@
+"""`stack` reads its preferred ports from STACK_*_PORT; a bad one is named, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugin.devstack.stack import DEFAULT_PORTS, _env_port
+
+
+@pytest.mark.parametrize("raw", ["99999", "-1", "80a", "²"])
+def test_a_port_variable_that_is_not_a_port_is_named_in_the_error(monkeypatch, raw):
+    monkeypatch.setenv("STACK_GATEWAY_PORT", raw)
+    with pytest.raises(SystemExit, match=r"^STACK_GATEWAY_PORT=.* is not a port number \(0 to 65535"):
+        _env_port("gateway")
+
+
+def test_a_port_variable_gives_the_port(monkeypatch):
+    monkeypatch.setenv("STACK_GATEWAY_PORT", " 8088 ")
+    assert _env_port("gateway") == 8088
+
+
+def test_an_unset_port_variable_gives_the_default(monkeypatch):
+    monkeypatch.delenv("STACK_GATEWAY_PORT", raising=False)
+    assert _env_port("gateway") == DEFAULT_PORTS["gateway"][1]
