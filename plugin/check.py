@@ -1069,11 +1069,20 @@ def _hmac_hints(parsed: tokenlib.ParsedToken, signature: bytes, data: Mapping[st
     return ["jwt_source must be the base64 of the Auth0 API's signing secret (printf %s \"$SECRET\" | base64 -w0)"]
 
 
+_BASE64ISH = re.compile(r"[A-Za-z0-9+/=_\s-]*")  # base64 in either alphabet, padded or not, maybe wrapped
+
+
 def _config_error_hints(error: ConfigurationError, data: Mapping[str, Any]) -> list[str]:
     hints = [f"every request to this API would get 500 {json.dumps({'error': error.message})}"]
     if error.key in ("jwt_source", "jwt_source_env", "jwt_source_file"):
         value = data.get("jwt_source")
-        if isinstance(value, str):
+        if isinstance(value, str) and (not _BASE64ISH.fullmatch(value) or "-----BEGIN" in value):
+            secret = data.get("jwt_signing_method") == "hmac"
+            hints.append("jwt_source is not base64: the gateway base64-decodes it (standard alphabet, with '=' "
+                         f"padding) and uses the decoded bytes as {'the HMAC secret' if secret else 'the key'}, so "
+                         + ("a raw secret must be base64-encoded: printf %s \"$SECRET\" | base64 -w0" if secret else
+                            "a PEM key must be base64-encoded (base64 -w0 key.pem), or give a JWKS URL"))
+        elif isinstance(value, str):
             if "-" in value or "_" in value:
                 hints.append("jwt_source uses the base64url alphabet ('-', '_'): the gateway wants standard base64 "
                              "(base64 -w0)")

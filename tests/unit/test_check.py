@@ -206,6 +206,20 @@ def test_base64url_jwt_source_gets_a_hint():
     assert code == 2 and "base64url alphabet" in text
 
 
+def test_a_raw_hmac_secret_is_told_to_be_base64_encoded_as_the_gateway_decodes_it():
+    data = {"jwt_source": "mysecret!-long-enough-value-xx", "jwt_signing_method": "hmac"}
+    code, text = run("--config-data", json.dumps(data), "--no-discovery")
+    assert code == 2 and "jwt_source is not base64: the gateway base64-decodes it" in text
+    assert "a raw secret must be base64-encoded" in text
+    assert "base64url" not in text and "padding\n" not in text
+
+
+def test_a_raw_pem_key_is_told_to_be_base64_encoded():
+    data = {"jwt_source": "-----BEGIN PUBLIC KEY-----", "jwt_signing_method": "rsa"}
+    code, text = run("--config-data", json.dumps(data), "--no-discovery")
+    assert code == 2 and "a PEM key must be base64-encoded" in text
+
+
 def test_base64_jwks_url_with_a_trailing_newline_is_noted(jwks_server):
     encoded = base64.b64encode((jwks_server.url + "\n").encode()).decode()
     code, text = run("--config-data", config_data(jwt_source=encoded), "--no-discovery")
