@@ -53,7 +53,9 @@ __all__ = (
     "MiddlewareDefinition",
     "add_cli",
     "build",
+    "check_for_plugin",
     "checksum",
+    "extractor_risk",
     "load_private_key",
     "load_public_key",
     "sign",
@@ -219,6 +221,36 @@ class Manifest:
             raise BundleError(NO_DRIVER)
 
 
+def check_for_plugin(middleware: CustomMiddleware) -> None:
+    """Refuse a manifest this plugin's server would not answer (``serve`` refuses it the same way): the
+    gateway calls a gRPC server only for the driver "grpc", spelled exactly so, and asks for the
+    auth check by its name."""
+    if middleware.driver != "grpc":
+        raise BundleError(f"custom_middleware.driver is {middleware.driver!r}; the gateway calls this plugin only "
+                          "for \"grpc\"")
+    if not middleware.auth_check.name:
+        raise BundleError("custom_middleware.auth_check.name is missing: the gateway would never call the plugin's "
+                          "auth check")
+
+
+def extractor_risk(middleware: CustomMiddleware) -> str | None:
+    """Why the manifest's ID extractor could hand one client's session to another, or None.
+
+    The gateway serves the session the plugin built to every later request whose extracted value is
+    the same, so the value must be the whole token: only a value extractor on the header or form
+    field carrying it gives that (README, *Token location*).
+    """
+    extractor = middleware.id_extractor
+    if extractor.disabled or extractor.extract_with not in ("value", "regex", "xpath"):
+        return None  # the gateway builds no extractor
+    if extractor.extract_with == "value" and extractor.extract_from in ("header", "form"):
+        return None
+    return (f"custom_middleware.id_extractor extracts with {extractor.extract_with!r} from "
+            f"{extractor.extract_from!r}: every request yielding the same value gets the session the plugin built "
+            "for the first, so unless that value is always the whole token, one client's session can reach another; "
+            "use extract_with \"value\" on the header or form field carrying the token (README, Token location)")
+
+
 # --------------------------------------------------------------------------- hashing and keys
 
 
@@ -288,6 +320,7 @@ def build(manifest_path: Path, output: Path, key_path: Path | None = None, versi
     source = Manifest.load(manifest_path)
     base_dir = manifest_path.parent
     source.validate(base_dir)
+    check_for_plugin(source.custom_middleware)
 
     files: list[tuple[str, bytes]] = []
     for name in source.file_list or ():
@@ -349,6 +382,7 @@ def verify(bundle_path: Path, public_key_path: Path | None = None) -> Manifest:
     if public_key is not None and public_key_path is not None:
         _check_signature(sha256.digest(), manifest.signature, public_key, public_key_path)
     manifest.validate(None)
+    check_for_plugin(manifest.custom_middleware)
     return manifest
 
 
@@ -394,6 +428,7 @@ def _run_build(args: argparse.Namespace) -> int:
     except BundleError as exc:
         print(f"bundle build: {exc}", file=sys.stderr)
         return 1
+    _warn_extractor("bundle build", Manifest.load(args.manifest))
     if args.key is None:
         print("bundle build: the bundle is unsigned; a gateway with public_key_path set refuses it "
               f'("{NOT_SIGNED}"). Pass --key to sign it.', file=sys.stderr)
@@ -407,6 +442,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     except BundleError as exc:
         print(f"bundle verify: {args.bundle_path}: {exc}", file=sys.stderr)
         return 1
+    _warn_extractor(f"bundle verify: {args.bundle_path}", manifest)
     if args.public_key is not None:
         state = "signature verified"
     elif manifest.signature:
@@ -415,6 +451,12 @@ def _run_verify(args: argparse.Namespace) -> int:
         state = "unsigned"
     print(f"{args.bundle_path}: ok (checksum {manifest.checksum}, {state})")
     return 0
+
+
+def _warn_extractor(command: str, manifest: Manifest) -> None:
+    risk = extractor_risk(manifest.custom_middleware)
+    if risk:
+        print(f"{command}: warning: {risk}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- internals

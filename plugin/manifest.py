@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugin.bundle import BundleError, Manifest, MiddlewareDefinition
+from plugin.bundle import BundleError, Manifest, MiddlewareDefinition, check_for_plugin, extractor_risk
+
+log = logging.getLogger(__name__)
 
 # The repository's manifest.json: the bundle is built from it, so the server answers what the gateway calls.
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "manifest.json"
@@ -56,19 +59,24 @@ def read_manifest(path: Path) -> bytes:
                             "TYK_AUTH0_MANIFEST)") from None
 
 
-def load_hook_names(path: Path) -> HookNames:
-    """The hook names of a manifest read as ``tyk bundle build`` reads it (bundle.Manifest)."""
+def load_manifest(path: Path) -> Manifest:
+    """The manifest read as ``tyk bundle build`` reads it, refused where this server could not answer it."""
     raw = read_manifest(path)
     try:
-        middleware = Manifest.from_json(raw).custom_middleware
+        manifest = Manifest.from_json(raw)
+        check_for_plugin(manifest.custom_middleware)
     except BundleError as exc:
         raise ManifestError(f"manifest {path}: {exc}") from None
-    if middleware.driver != "grpc":
-        raise ManifestError(f"manifest {path}: custom_middleware.driver is {middleware.driver!r}; "
-                            "the gateway calls this server only for \"grpc\"")
+    return manifest
+
+
+def load_hook_names(path: Path) -> HookNames:
+    """The hook names the gateway calls, as the manifest gives them; a risky ID extractor is logged."""
+    middleware = load_manifest(path).custom_middleware
+    risk = extractor_risk(middleware)
+    if risk:
+        log.warning("manifest %s: %s", path, risk)
     name = middleware.auth_check.name
-    if not name:
-        raise ManifestError(f"manifest {path}: custom_middleware.auth_check.name is missing")
 
     def names(hooks: tuple[MiddlewareDefinition, ...] | None) -> tuple[str, ...]:
         return tuple(h.name for h in hooks or () if h.name)

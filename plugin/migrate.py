@@ -23,7 +23,7 @@ from plugin.check import UsageError, read_json
 from plugin.config import build_config
 from plugin.errors import ConfigurationError
 from plugin.extract import TokenSource
-from plugin.manifest import ManifestError, load_hook_names, manifest_path, read_manifest
+from plugin.manifest import ManifestError, load_manifest, manifest_path, read_manifest
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _SIGNING_METHODS = ("rsa", "hmac", "ecdsa")
@@ -538,7 +538,7 @@ def _plugin_hook(args: argparse.Namespace) -> PluginHook:
                           "the bundle's manifest decides")
     path = manifest_path(args.manifest)
     try:
-        load_hook_names(path)  # a manifest the plugin itself would accept
+        load_manifest(path)  # a manifest the plugin itself would accept
         middleware = dict(json.loads(read_manifest(path))["custom_middleware"])
     except (ManifestError, ValueError, KeyError) as exc:
         raise UsageError(str(exc)) from None

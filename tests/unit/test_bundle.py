@@ -787,3 +787,60 @@ def test_keys_match_fields_with_go_case_folding_not_pythons() -> None:
                                          '"po\ufb06": [{"name": "P"}], "PRE": [{"name": "Q"}]}}')
     assert manifest.custom_middleware.post is None
     assert [h.name for h in manifest.custom_middleware.pre or ()] == ["Q"]
+
+
+# --------------------------------------------------------------------------- what the plugin's server answers
+
+
+@pytest.mark.parametrize("driver", ["python", "GRPC", "Grpc"])
+def test_build_refuses_a_driver_serve_refuses(tmp_path: Path, driver: str) -> None:
+    manifest = write_project(tmp_path, custom_middleware={**AUTH_ONLY, "driver": driver})
+    with pytest.raises(BundleError, match="custom_middleware.driver is"):
+        bundle.build(manifest, tmp_path / "b.zip")
+
+
+def test_build_refuses_a_manifest_without_an_auth_check_name(tmp_path: Path) -> None:
+    manifest = write_project(tmp_path, custom_middleware={"driver": "grpc", "pre": [{"name": "P"}]})
+    with pytest.raises(BundleError, match="auth_check.name is missing"):
+        bundle.build(manifest, tmp_path / "b.zip")
+
+
+def test_verify_refuses_a_driver_serve_refuses(tmp_path: Path) -> None:
+    built = bundle.build(write_project(tmp_path), tmp_path / "b.zip")
+    set_manifest_field(built, "custom_middleware", {**AUTH_ONLY, "driver": "python"})
+    with pytest.raises(BundleError, match="custom_middleware.driver is 'python'"):
+        bundle.verify(built)
+
+
+RISKY_EXTRACTORS = [
+    {"extract_from": "body", "extract_with": "value"},
+    {"extract_from": "header", "extract_with": "regex", "extractor_config": {"header_name": "Authorization",
+                                                                              "regex_expression": "[a-z]+"}},
+    {"extract_from": "header", "extract_with": "xpath"},
+]
+
+
+@pytest.mark.parametrize("extractor", RISKY_EXTRACTORS)
+def test_build_and_verify_warn_about_an_extractor_that_may_not_yield_the_whole_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extractor: dict[str, Any]
+) -> None:
+    manifest = write_project(tmp_path, custom_middleware={**AUTH_ONLY, "id_extractor": extractor})
+    assert run_cli("bundle", "build", "--manifest", str(manifest), "--output", str(tmp_path / "b.zip")) == 0
+    assert run_cli("bundle", "verify", str(tmp_path / "b.zip")) == 0
+    err = capsys.readouterr().err
+    assert "bundle build: warning: custom_middleware.id_extractor" in err
+    assert f"bundle verify: {tmp_path / 'b.zip'}: warning: custom_middleware.id_extractor" in err
+
+
+@pytest.mark.parametrize("extractor", [
+    {"extract_from": "header", "extract_with": "value", "extractor_config": {"header_name": "Authorization"}},
+    {"extract_from": "form", "extract_with": "value", "extractor_config": {"param_name": "access_token"}},
+    {"disabled": True, "extract_from": "body", "extract_with": "regex"},
+    {},
+])
+def test_no_warning_for_a_value_extractor_on_a_header_or_form_field_or_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extractor: dict[str, Any]
+) -> None:
+    manifest = write_project(tmp_path, custom_middleware={**AUTH_ONLY, "id_extractor": extractor})
+    assert run_cli("bundle", "build", "--manifest", str(manifest), "--output", str(tmp_path / "b.zip")) == 0
+    assert "warning" not in capsys.readouterr().err

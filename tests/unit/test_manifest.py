@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
+from plugin.bundle import BundleError, build
 from plugin.manifest import BUILT_IN_MANIFEST, ManifestError, load_hook_names
 
 REPO_MANIFEST = Path(__file__).resolve().parents[2] / "manifest.json"
@@ -72,3 +74,26 @@ def test_the_default_manifest_falls_back_to_the_built_in_one_when_absent(tmp_pat
 def test_a_manifest_named_explicitly_has_no_fallback(tmp_path):
     with pytest.raises(ManifestError, match="no such file"):
         load_hook_names(tmp_path / "manifest.json")
+
+
+@pytest.mark.parametrize("driver", ["GRPC", "python"])
+def test_serve_and_the_bundle_builder_refuse_the_same_driver(tmp_path, driver):
+    path = write(tmp_path, middleware(driver=driver))
+    with pytest.raises(ManifestError) as served:
+        load_hook_names(path)
+    with pytest.raises(BundleError) as built:
+        build(path, tmp_path / "b.zip")
+    assert str(served.value).endswith(str(built.value))
+
+
+def test_serve_warns_about_an_extractor_that_may_not_yield_the_whole_token(tmp_path, caplog):
+    path = write(tmp_path, middleware(id_extractor={"extract_from": "body", "extract_with": "value"}))
+    with caplog.at_level(logging.WARNING, logger="plugin.manifest"):
+        assert load_hook_names(path).auth_check == "Auth0Check"
+    assert "custom_middleware.id_extractor extracts with 'value' from 'body'" in caplog.text
+
+
+def test_serve_is_silent_about_the_repository_manifests_extractor(caplog):
+    with caplog.at_level(logging.WARNING, logger="plugin.manifest"):
+        load_hook_names(REPO_MANIFEST)
+    assert caplog.text == ""
