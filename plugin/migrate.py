@@ -39,6 +39,35 @@ _NATIVE_UNSET: Mapping[str, Any] = {
     "auth_header_name": "Authorization", "disable_header": False, "use_param": False, "use_cookie": False,
     "param_name": None, "cookie_name": None,
 }
+# The Go type each native field migrate reads is unmarshalled into. A value of another type makes the
+# gateway refuse the whole definition ("Couldn't unmarshal"), so there is no native behaviour to keep:
+# such a field is refused by name rather than read as absent. null is Go's zero value, as absent.
+_STRING, _FLAG, _NAMES, _SECONDS = "a string", "true or false", "a list of strings", "a whole number >= 0"
+_MAP, _LIST, _OBJECT = "an object of strings", "a list", "an object"
+_SKEW_TYPES = {key: _SECONDS for _, key in _SKEWS}
+_CLASSIC_TYPES: Mapping[str, str] = {
+    "enable_jwt": _FLAG, "use_keyless": _FLAG, "use_openid": _FLAG, "jwt_source": _STRING,
+    "jwt_signing_method": _STRING, "jwt_identity_base_field": _STRING, "jwt_policy_field_name": _STRING,
+    "jwt_client_base_field": _STRING, "jwt_default_policies": _NAMES, "jwt_skip_kid": _FLAG,
+    "idp_client_id_mapping_disabled": _FLAG, "jwt_scope_to_policy_mapping": _MAP, "jwt_scope_claim_name": _STRING,
+    **_SKEW_TYPES, "scopes": _OBJECT, "auth_configs": _OBJECT, "auth": _OBJECT,
+    **{f"scopes.{kind}.{key}": kind_type for kind in ("jwt", "oidc")
+       for key, kind_type in (("scope_claim_name", _STRING), ("scope_to_policy", _MAP))},
+    **{f"{auth}.{key}": kind_type for auth in ("auth", "auth_configs.jwt")
+       for key, kind_type in (("auth_header_name", _STRING), ("use_param", _FLAG), ("param_name", _STRING),
+                              ("use_cookie", _FLAG), ("cookie_name", _STRING), ("disable_header", _FLAG))},
+}
+_OAS_TYPES: Mapping[str, str] = {
+    "enabled": _FLAG, "source": _STRING, "jwksURIs": _LIST, "signingMethod": _STRING, "identityBaseField": _STRING,
+    "subjectClaims": _NAMES, "skipKid": _FLAG, "policyFieldName": _STRING, "basePolicyClaims": _NAMES,
+    "clientBaseField": _STRING, "scopes": _OBJECT, "defaultPolicies": _NAMES,
+    **{oas: _SECONDS for oas, _ in _SKEWS}, "allowedIssuers": _NAMES, "allowedAudiences": _NAMES,
+    "allowedSubjects": _NAMES, "idpClientIdMappingDisabled": _FLAG, "jtiValidation": _OBJECT,
+    "customClaimValidation": _OBJECT, "scopes.claimName": _STRING, "scopes.claims": _NAMES,
+    "scopes.scopeToPolicyMapping": _LIST,
+    **{f"{place}.{key}": kind for place in ("header", "query", "cookie")
+       for key, kind in (("enabled", _FLAG), ("name", _STRING))},
+}
 _REPLACED_SOURCES = ("jwt_source_env", "jwt_source_file")  # jwt_source is written; these would compete with it
 _HOOK_SECTIONS = ("pre", "post", "post_key_auth", "response")
 _EXTRACTOR_SHARED = ("with the ID extractor, the gateway serves a session the plugin built on this API to every API "
@@ -86,6 +115,7 @@ def migrate(document: Mapping[str, Any], hook: PluginHook) -> Migration:
 
 def _migrate_classic(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     document = copy.deepcopy(dict(original))
+    _check_types(document, _CLASSIC_TYPES, "")
     if not document.get("enable_jwt"):
         raise MigrationError("enable_jwt is not true: this API does not use native JWT")
     if document.get("use_keyless"):
@@ -184,6 +214,7 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     tyk = document["x-tyk-api-gateway"]
     authentication = _section(_section(tyk, "server", "x-tyk-api-gateway"), "authentication", "server")
     name, scheme = _jwt_scheme(document, authentication)
+    _check_types(scheme, _OAS_TYPES, f"securitySchemes.{name}.")
     notes: list[str] = []
     data: dict[str, Any] = {}
     plugin_config = _object(_object(_object(tyk.get("middleware")).get("global")).get("pluginConfig"))
@@ -448,8 +479,36 @@ def _merged(existing: Any, data: dict[str, Any], where: str, notes: list[str]) -
     try:
         config = build_config(merged, environ={})
     except ConfigurationError as exc:
-        raise MigrationError(f"the plugin would refuse the migrated config_data: {exc.key}: {exc.detail}") from None
+        raise MigrationError(f"the plugin would refuse the migrated config_data: {exc.key}: {exc.problem}") from None
     return merged, config.token_source
+
+
+def _check_types(section: Mapping[str, Any], types: Mapping[str, str], where: str) -> None:
+    """Refuse, naming it, a native field whose value the gateway's JSON decoder would refuse."""
+    for path, kind in types.items():
+        value: Any = section
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not _is_kind(value, kind):
+            raise MigrationError(f"{where}{path} must be {kind}, not {json.dumps(value)}: the gateway cannot load "
+                                 "this definition (Go's JSON decoder refuses it), so it has no native behaviour "
+                                 "to keep; correct it first")
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == _STRING:
+        return isinstance(value, str)
+    if kind == _FLAG:
+        return isinstance(value, bool)
+    if kind == _SECONDS:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+    if kind == _NAMES:
+        return isinstance(value, list) and all(isinstance(v, str) or v is None for v in value)
+    if kind == _MAP:
+        return isinstance(value, dict) and all(isinstance(v, str) or v is None for v in value.values())
+    if kind == _LIST:
+        return isinstance(value, list)
+    return isinstance(value, dict)
 
 
 def _copy_list(value: Any, key: str, data: dict[str, Any]) -> None:

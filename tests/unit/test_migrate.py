@@ -125,6 +125,41 @@ def test_config_data_the_plugin_would_refuse_is_refused_naming_the_key():
     assert "unknown setting" in refusal(classic(config_data={"other_plugin": 1}))
 
 
+def test_a_refusal_of_the_migrated_config_data_names_the_key_once():
+    said = refusal(classic(config_data={"jwks_cache_ttl": 1}))
+    assert said.endswith("jwks_cache_ttl: must be a whole number of seconds >= 5")
+    assert said.count("jwks_cache_ttl") == 1
+
+
+@pytest.mark.parametrize(("field", "value", "kind"), [
+    ("jwt_source", 5, "a string"),
+    ("enable_jwt", "true", "true or false"),
+    ("jwt_default_policies", "p1", "a list of strings"),
+    ("jwt_scope_to_policy_mapping", ["read"], "an object of strings"),
+    ("jwt_expires_at_validation_skew", -5, "a whole number >= 0"),
+    ("jwt_not_before_validation_skew", 1.5, "a whole number >= 0"),
+    ("jwt_skip_kid", "yes", "true or false"),
+])
+def test_a_mistyped_classic_field_is_refused_naming_it(field, value, kind):
+    assert refusal(classic(**{field: value})).startswith(f"{field} must be {kind}, not {json.dumps(value)}")
+
+
+def test_a_mistyped_nested_classic_field_is_refused_by_its_path():
+    said = refusal(classic(auth_configs={"jwt": {"use_param": "true"}}))
+    assert said.startswith("auth_configs.jwt.use_param must be true or false")
+
+
+@pytest.mark.parametrize(("field", "value"), [("source", 5), ("defaultPolicies", "p1"),
+                                             ("expiresAtValidationSkew", "30"), ("query", {"enabled": 1})])
+def test_a_mistyped_oas_scheme_field_is_refused_naming_it(field, value):
+    assert refusal(oas({field: value})).startswith(f"securitySchemes.jwtAuth.{field}")
+
+
+def test_a_null_native_field_is_read_as_absent_as_go_reads_it():
+    assert m.migrate(classic(jwt_default_policies=None, jwt_skip_kid=None), INLINE).config_data == \
+        m.migrate(classic(), INLINE).config_data
+
+
 def test_a_client_base_field_without_a_policy_claim_is_noted():
     notes = m.migrate(classic(jwt_client_base_field="azp"), INLINE).notes
     assert any("jwt_client_base_field has no twin" in note for note in notes)
