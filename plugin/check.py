@@ -66,9 +66,27 @@ EXIT_PASS, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _HOOK = "TykAuth0PluginCheck"
 _MAX_DOC_BYTES = 256 * 1024
 _NATIVE_KEYS = {s.native: s.key for s in SETTINGS if s.native and " " not in s.native}  # dotted: nested fields
+# The scopes object, which native JWT reads before the two jwt_scope_* fields when it holds anything.
+_NATIVE_KEYS |= {f"scopes.{kind}.{name}": key for kind in ("jwt", "oidc") for name, key in (
+    ("scope_claim_name", "jwt_scope_claim_name"), ("scope_to_policy", "jwt_scope_to_policy_mapping"))}
+_CLIENT_ID = "the plugin always sets the session's oauth_client_id from the token's clientId, cid or client_id claim"
+_CLIENT_POLICY = ("the plugin does not take policies from an OAuth client's key: tokens without a policy claim get "
+                  "jwt_default_policies")
+_SKIP_KID = ("native JWT takes the identity from kid only without a key source (one-to-one mode), which the "
+             "plugin does not do: the plugin never takes it from kid")
+# Native JWT fields with no config_data twin (docs/migration.md, section 3): what the plugin does instead.
+NO_TWIN_CLASSIC: Mapping[str, str] = {
+    "jwt_skip_kid": _SKIP_KID, "jwt_client_base_field": _CLIENT_POLICY, "idp_client_id_mapping_disabled": _CLIENT_ID,
+    "jwt_jwks_uris": "classic native JWT does not read it either (Tyk OAS jwksURIs does): list the URLs in jwt_source",
+}
+NO_TWIN_OAS: Mapping[str, str] = {
+    "skipKid": _SKIP_KID, "clientBaseField": _CLIENT_POLICY, "idpClientIdMappingDisabled": _CLIENT_ID,
+    "allowedSubjects": "write it as custom_claim_validation on sub",
+}
 # Tyk OAS native JWT (server.authentication.securitySchemes.<name>) fields and their config_data twins.
 OAS_NATIVE_KEYS = {
-    "source": "jwt_source", "signingMethod": "jwt_signing_method", "identityBaseField": "jwt_identity_base_field",
+    "source": "jwt_source", "jwksURIs": "jwt_source (a list) / jwks_cache_ttl",
+    "signingMethod": "jwt_signing_method", "identityBaseField": "jwt_identity_base_field",
     "subjectClaims": "jwt_identity_base_field (a list)", "policyFieldName": "jwt_policy_field_name",
     "basePolicyClaims": "jwt_policy_field_name (a list)", "defaultPolicies": "jwt_default_policies",
     "allowedIssuers": "issuer", "allowedAudiences": "audience", "scopes": "jwt_scope_claim_name / jwt_scope_to_policy_mapping",
@@ -196,7 +214,13 @@ def load_api(path: str) -> ApiSource:
         if value not in (None, "", [], {}, 0) and not (isinstance(data, dict) and key in data):
             notes.append(f"native setting {native} is ignored by the plugin: put it in config_data as {key!r} "
                          "(docs/migration.md)")
+    notes.extend(_no_twin_notes(document, NO_TWIN_CLASSIC, ""))
     return _with_data(source, data, not document.get("config_data_disabled", False))
+
+
+def _no_twin_notes(section: Mapping[str, Any], fields: Mapping[str, str], where: str) -> list[str]:
+    return [f"native setting {where}{name} has no twin in the plugin: {meaning} (docs/migration.md)"
+            for name, meaning in fields.items() if section.get(name) not in (None, "", [], {}, 0, False)]
 
 
 def _native_value(document: dict[str, Any], name: str) -> Any:
@@ -224,6 +248,8 @@ def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
             if scheme.get("basePolicyClaims") and not scheme.get("policyFieldName"):
                 source.notes.append(f"security scheme {name!r} has basePolicyClaims but no policyFieldName: native JWT "
                                     "then takes no policy from the token, where jwt_policy_field_name does")
+        if isinstance(scheme, dict):
+            source.notes.extend(_no_twin_notes(scheme, NO_TWIN_OAS, f"securitySchemes.{name}."))
     plugin_config = _object(_object(_object(tyk.get("middleware")).get("global")).get("pluginConfig"))
     if plugin_config.get("driver") not in (None, "grpc"):
         source.notes.append(f"pluginConfig.driver is {plugin_config.get('driver')!r}: this plugin needs 'grpc'")

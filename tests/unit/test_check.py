@@ -629,3 +629,55 @@ def test_with_several_jwks_one_that_cannot_be_fetched_leaves_the_others(jwks_ser
     code, report = run_json("--config-data", data, "--token", t.sign(signing_key), "--no-discovery")
     assert code == 0 and report["verdict"] == "pass"
     assert [s["ok"] for s in report["jwks"]["sets"]] == [False, True]
+
+
+# -- native fields left behind ------------------------------------------------------------------------------
+
+def classic_api(tmp_path, **fields):
+    document = json.loads((ROOT / "bundle" / "api-classic.json").read_text())
+    document.update(fields)
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+@pytest.mark.parametrize(("field", "value"), [("jwt_skip_kid", True), ("jwt_client_base_field", "azp"),
+                                              ("idp_client_id_mapping_disabled", True),
+                                              ("jwt_jwks_uris", [{"url": "https://t.example/jwks.json"}])])
+def test_a_classic_native_field_without_a_twin_is_noted(tmp_path, field, value):
+    _, report = run_json("--api", classic_api(tmp_path, **{field: value}), "--no-discovery")
+    assert any(n.startswith(f"native setting {field} has no twin in the plugin: ") for n in report["notes"])
+
+
+def test_a_classic_native_field_without_a_twin_left_at_its_zero_value_is_not_noted(tmp_path):
+    _, report = run_json("--api", classic_api(tmp_path, jwt_skip_kid=False, jwt_client_base_field=""),
+                         "--no-discovery")
+    assert not any("has no twin" in n for n in report["notes"])
+
+
+def test_a_native_scopes_object_left_behind_is_noted_with_its_twin(tmp_path):
+    api = classic_api(tmp_path, scopes={"jwt": {"scope_claim_name": "permissions", "scope_to_policy": {"r": "p"}}})
+    _, report = run_json("--api", api, "--no-discovery")
+    notes = " ".join(report["notes"])
+    assert "native setting scopes.jwt.scope_to_policy is ignored by the plugin: put it in config_data as " \
+           "'jwt_scope_to_policy_mapping'" in notes
+    assert "scopes.jwt.scope_claim_name" in notes
+
+
+@pytest.mark.parametrize(("field", "value"), [("skipKid", True), ("clientBaseField", "azp"),
+                                              ("idpClientIdMappingDisabled", True), ("allowedSubjects", ["s"])])
+def test_an_oas_native_field_without_a_twin_is_noted(tmp_path, field, value):
+    document = json.loads((ROOT / "bundle" / "api-oas.json").read_text())
+    document["x-tyk-api-gateway"]["server"]["authentication"]["securitySchemes"] = {"jwtAuth": {
+        "enabled": False, field: value}}
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(document))
+    _, report = run_json("--api", str(path), "--no-discovery")
+    assert any(n.startswith(f"native setting securitySchemes.jwtAuth.{field} has no twin in the plugin: ")
+               for n in report["notes"])
+
+
+def test_the_migration_guide_lists_every_native_field_without_a_twin():
+    text = (ROOT / "docs" / "migration.md").read_text()
+    for name in (*check.NO_TWIN_CLASSIC, *check.NO_TWIN_OAS):
+        assert f"`{name}`" in text, name
