@@ -10,15 +10,14 @@ A valid request is parsed exactly once, where grpc parses it, as before.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 
 from plugin.coprocess import Event, EventReply, Object, object_pb2
+from plugin.logs import SummedLog
 
 log = logging.getLogger("plugin.decoding")
 
@@ -46,37 +45,22 @@ def decoder(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | Un
     return decode
 
 
-class UndecodableLog:
+class UndecodableLog(SummedLog):
     """One WARNING line per interval summing undecodable calls by method; each one at DEBUG.
 
     The request's bytes are never logged: they are whatever a stranger sent.
     """
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._since = float("-inf")  # the first one is logged at once
+        super().__init__(log, logging.WARNING, "undecodable calls",
+                         note="; answered INVALID_ARGUMENT (a client other than the gateway, "
+                              "or a gateway speaking another coprocess protocol?)",
+                         interval=interval, clock=clock)
 
     def record(self, method: str, size: int) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("undecodable call method=%s bytes=%d", method, size)
-        with self._lock:
-            self._counts[method] += 1
-        self.flush()
-
-    def flush(self, force: bool = False) -> None:
-        """Write the pending sums once the interval has passed (or now, with ``force``)."""
-        now = self._clock()
-        with self._lock:
-            if not self._counts or (not force and now - self._since < self.interval):
-                return
-            counts, self._counts, since, self._since = self._counts, Counter(), self._since, now
-        summary = " ".join(f"method={m} count={n}" for m, n in counts.most_common())
-        window = f"in the last {now - since:.0f} s" if since != float("-inf") else "(first)"
-        log.warning("undecodable calls %s: %s; answered INVALID_ARGUMENT (a client other than the gateway, "
-                    "or a gateway speaking another coprocess protocol?)", window, summary)
+        self.add(("method", method))
 
 
 def refuse_undecodable(context: Any, what: str) -> NoReturn:

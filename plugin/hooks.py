@@ -7,14 +7,12 @@ never reads back from that hook type's reply (it would otherwise carry the reque
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 
 from plugin.coprocess import HookType, Object
 from plugin.errors import AuthError, UnknownHook
-from plugin.logs import exception_site
+from plugin.logs import SummedLog, exception_site
 
 log = logging.getLogger("plugin.hooks")
 
@@ -22,37 +20,16 @@ Hook = Callable[[Object], None]
 _AUTH = HookType.CustomKeyCheck  # resolved once: enum attribute lookups cost on the hot path
 
 
-class RefusalLog:
-    """One INFO line per interval summing refusals by reason; each one at DEBUG.
-
-    A line per refusal would let a flood of forged tokens cost as much in logging as in checking.
-    """
+class RefusalLog(SummedLog):
+    """One INFO line per interval summing refusals by API, status and reason; each one at DEBUG."""
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._counts: Counter[tuple[str, int, str]] = Counter()
-        self._lock = threading.Lock()
-        self._since = float("-inf")  # the first refusal is logged at once
+        super().__init__(log, logging.INFO, "auth denied", interval=interval, clock=clock)
 
     def record(self, api: str, status: int, reason: str, request_id: str = "") -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("auth denied api=%s status=%d reason=%s request_id=%s", api, status, reason, request_id or "-")
-        with self._lock:
-            self._counts[(api, status, reason)] += 1
-        self.flush()
-
-    def flush(self, force: bool = False) -> None:
-        """Write the pending sums once the interval has passed (or now, with ``force``); the server
-        calls this every second too, so a burst followed by silence is still reported."""
-        now = self._clock()
-        with self._lock:
-            if not self._counts or (not force and now - self._since < self.interval):
-                return
-            counts, self._counts, since, self._since = self._counts, Counter(), self._since, now
-        summary = " ".join(f"api={a} status={s} reason={r} count={n}" for (a, s, r), n in counts.most_common())
-        window = f"in the last {now - since:.0f} s" if since != float("-inf") else "(first)"
-        log.info("auth denied %s: %s", window, summary)
+        self.add(("api", api), ("status", status), ("reason", reason))
 
 
 def slim_request_reply(obj: Object) -> None:

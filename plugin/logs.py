@@ -6,9 +6,12 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 import urllib.parse
+from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 
 
@@ -80,3 +83,37 @@ def exception_site(exc: BaseException) -> str:
     if tb is None:
         return "?"
     return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+
+
+class SummedLog:
+    """One line per interval summing events by their fields, the first one at once.
+
+    A line per event would let a flood (forged tokens, junk bytes) cost as much in logging as in
+    answering it. The owner flushes every second too, so a burst followed by silence is reported.
+    """
+
+    def __init__(self, logger: logging.Logger, level: int, title: str, note: str = "", interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger, self.level, self.title, self.note = logger, level, title, note
+        self.interval = interval
+        self._clock = clock
+        self._counts: Counter[tuple[tuple[str, object], ...]] = Counter()
+        self._lock = threading.Lock()
+        self._since = float("-inf")
+
+    def add(self, *fields: tuple[str, object]) -> None:
+        with self._lock:
+            self._counts[fields] += 1
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        """Write the pending sums once the interval has passed (or now, with ``force``)."""
+        now = self._clock()
+        with self._lock:
+            if not self._counts or (not force and now - self._since < self.interval):
+                return
+            counts, self._counts, since, self._since = self._counts, Counter(), self._since, now
+        summary = " ".join(" ".join(f"{name}={value}" for name, value in fields) + f" count={n}"
+                           for fields, n in counts.most_common())
+        window = f"in the last {now - since:.0f} s" if since != float("-inf") else "(first)"
+        self.logger.log(self.level, "%s %s: %s%s", self.title, window, summary, self.note)
