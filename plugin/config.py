@@ -390,20 +390,28 @@ _URL_UNSENDABLE = re.compile(r"[^\x21-\x7e]")
 
 
 def _checked_jwks_url(key: str, url: str) -> str:
-    """``url`` if the plugin may fetch a JWKS from it; problems never echo it (its query may hold a key)."""
-    if _URL_UNSENDABLE.search(url):
-        raise ConfigurationError(key, "the JWKS URL holds a space, a control character or a non-ASCII "
-                                 "character: percent-encode it")
-    parts = split_url(url)
-    if parts is None:
-        raise ConfigurationError(key, "is not a valid URL")
-    if not parts.hostname:
-        raise ConfigurationError(key, "the JWKS URL has no host")
-    if "@" in parts.netloc:
-        raise ConfigurationError(key, "the JWKS URL carries credentials (user@host); a JWKS is public, drop them")
-    if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname):
-        raise ConfigurationError(key, "a JWKS over plain http is refused unless the host is loopback; use https")
+    """``url`` if the plugin may fetch a JWKS from it, else a ConfigurationError naming ``key``."""
+    problem = jwks_url_problem(url)
+    if problem is not None:
+        raise ConfigurationError(key, problem)
     return url
+
+
+def jwks_url_problem(url: str) -> str | None:
+    """Why the plugin may not fetch a JWKS from ``url``, or None. Configured URLs and redirects
+    alike; the text never echoes the URL (its query may hold a key)."""
+    if _URL_UNSENDABLE.search(url):
+        return "the JWKS URL holds a space, a control character or a non-ASCII character: percent-encode it"
+    parts = split_url(url)
+    if parts is None or not _HTTP_URL.match(url):
+        return "is not a valid URL"
+    if not parts.hostname:
+        return "the JWKS URL has no host"
+    if "@" in parts.netloc:
+        return "the JWKS URL carries credentials (user@host); a JWKS is public, drop them"
+    if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname):
+        return "a JWKS over plain http is refused unless the host is loopback; use https"
+    return None
 
 
 def _is_loopback(host: str) -> bool:

@@ -32,7 +32,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
+from typing import Any
 
+from plugin.config import jwks_url_problem
 from plugin.errors import KeysUnavailable, UnknownKey
 from plugin.keys import VerificationKey, key_from_jwk
 from plugin.logs import shown_url
@@ -50,13 +52,31 @@ class FetchError(Exception):
         self.retry_after = retry_after  # seconds the server asked us to wait (429/503 Retry-After)
 
 
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to a URL a JWKS could be configured with (https, or http on
+    loopback; no credentials), and only a few times."""
+
+    max_redirections = 3
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        problem = jwks_url_problem(newurl)
+        if problem is not None:
+            raise FetchError(f"HTTP {code} redirect refused: {problem.removeprefix('the JWKS URL ')}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+# Proxy settings come from the environment (HTTPS_PROXY, NO_PROXY), as with urllib's own opener.
+_OPENER = urllib.request.build_opener(_CheckedRedirects)
+
+
 def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     """GET the JWKS. ``timeout`` bounds each socket wait, and once the headers are in, the body must
     arrive within ``timeout`` too, so an endpoint that drips its body is dropped."""
     # Always http(s): config.py takes only those as JWKS URLs.
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "tyk-auth0-plugin"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             body = _read_until(response, time.monotonic() + timeout, max_bytes + 1)
     except urllib.error.HTTPError as exc:
         raise FetchError(f"HTTP {exc.code}", retry_after=retry_after(exc.headers.get("Retry-After"))) from None

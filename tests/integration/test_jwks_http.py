@@ -92,3 +92,38 @@ def test_a_complete_response_is_kept_even_if_its_headers_came_slowly(endpoint):
         self.request.sendall(b"\r\n" + body)
 
     assert http_fetch(endpoint(handle), 1.0, 256 * 1024) == body
+
+
+def _redirecting_to(location: Callable[[], str]) -> Handler:
+    def handle(self):
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % location().encode())
+
+    return handle
+
+
+def test_a_redirect_to_another_loopback_jwks_is_followed(endpoint):
+    body = json.dumps(t.jwks(t.rsa_key("k1"))).encode()
+
+    def final(self):
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    target = endpoint(final)
+    assert http_fetch(endpoint(_redirecting_to(lambda: target)), 2.0, 256 * 1024) == body
+
+
+@pytest.mark.parametrize("location", ["http://jwks.example.invalid/.well-known/jwks.json",
+                                      "ftp://127.0.0.1/jwks.json",
+                                      "https://user:pw@idp.example.com/jwks.json"])
+def test_a_redirect_to_where_no_jwks_may_be_fetched_from_is_refused(endpoint, location):
+    with pytest.raises(FetchError, match="redirect refused") as refused:
+        http_fetch(endpoint(_redirecting_to(lambda: location)), 2.0, 256 * 1024)
+    assert "pw" not in str(refused.value) and "example" not in str(refused.value)
+
+
+def test_a_redirect_loop_ends_in_a_fetch_error(endpoint):
+    urls: list[str] = []
+    urls.append(endpoint(_redirecting_to(lambda: urls[0])))
+    with pytest.raises(FetchError, match="HTTP 302"):
+        http_fetch(urls[0], 2.0, 256 * 1024)
