@@ -82,6 +82,15 @@ def _refuse_a_live_socket(path: str) -> None:
     raise ListenError(f"--listen unix://{path}: another server is listening on this socket")
 
 
+def _listen_flag(text: str) -> str:
+    """--listen checked as it is parsed, so a bad TYK_AUTH0_LISTEN is named as well as the flag."""
+    try:
+        grpc_address(text)
+    except ListenError as exc:
+        raise argparse.ArgumentTypeError(f"{str(exc).removeprefix('--listen ')} (from the flag or TYK_AUTH0_LISTEN)") from None
+    return text
+
+
 def grpc_address(listen: str) -> str:
     """Tyk's coprocess_grpc_server forms (tcp://HOST:PORT, unix:///path) as a grpc bind address."""
     if listen.startswith("tcp://"):
@@ -359,10 +368,11 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def add_cli(subparsers: Any) -> None:
     env = os.environ.get
     parser = subparsers.add_parser("serve", help="run the gRPC plugin server Tyk calls")
-    parser.add_argument("--listen", default=env("TYK_AUTH0_LISTEN", DEFAULT_LISTEN),
+    parser.add_argument("--listen", default=env("TYK_AUTH0_LISTEN", DEFAULT_LISTEN), type=_listen_flag,
                         help="tcp://HOST:PORT or unix:///path.sock (env TYK_AUTH0_LISTEN; default %(default)s)")
     parser.add_argument("--manifest", default=None,
-                        help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repo's manifest.json)")
+                        help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repository's "
+                             "manifest.json, or the same one built in when installed)")
     parser.add_argument("--threads", type=bounded(int, 1, "TYK_AUTH0_THREADS"), default=env("TYK_AUTH0_THREADS", "4"),
                         help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
     parser.add_argument("--grace", type=bounded(float, 0, "TYK_AUTH0_GRACE"), default=env("TYK_AUTH0_GRACE", "10"),

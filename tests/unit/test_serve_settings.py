@@ -32,6 +32,7 @@ def refusal(capsys, argv: list[str]) -> str:
     ("TYK_AUTH0_LOG_LEVEL", "VERBOSE"),
     ("TYK_AUTH0_METRICS_LISTEN", "9464"),
     ("TYK_AUTH0_THREADS", "1" + "0" * 400),
+    ("TYK_AUTH0_LISTEN", "localhost:5555"),
 ])
 def test_a_bad_environment_value_is_refused_naming_the_variable(monkeypatch, capsys, variable, value):
     monkeypatch.setenv(variable, value)
@@ -40,7 +41,7 @@ def test_a_bad_environment_value_is_refused_naming_the_variable(monkeypatch, cap
 
 @pytest.mark.parametrize("argv", [
     ["--threads", "0"], ["--jwks-timeout", "0"], ["--jwks-timeout", "inf"], ["--jwks-max-stale", "nan"],
-    ["--log-level", "loud"], ["--metrics-listen", "host:99999"],
+    ["--log-level", "loud"], ["--metrics-listen", "host:99999"], ["--listen", "tcp://127.0.0.1"],
 ])
 def test_a_bad_flag_is_refused_naming_it(capsys, argv):
     assert argv[0] in refusal(capsys, ["serve", *argv])
