@@ -497,9 +497,19 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-plugin", action="store_true", help="do not start the plugin server")
     parser.add_argument("--sign-bundle", action="store_true", help="sign the bundle and make the gateway verify it")
-    parser.add_argument("--log-level", default=os.environ.get("STACK_GATEWAY_LOG_LEVEL", "info"))
+    parser.add_argument("--log-level", default=os.environ.get("STACK_GATEWAY_LOG_LEVEL", "info"), type=_gateway_log_level,
+                        help="the gateway's log_level: debug, info, warn or error (env STACK_GATEWAY_LOG_LEVEL; default info)")
     parser.set_defaults(func=run_cli)
     return parser
+
+
+def _gateway_log_level(text: str) -> str:
+    """The levels the gateway accepts (it stops at start-up on any other)."""
+    level = text.strip().lower()
+    if level not in ("debug", "info", "warn", "error"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the gateway's log_level is one of debug, info, warn, error "
+                                         "(from the flag or STACK_GATEWAY_LOG_LEVEL)")
+    return level
 
 
 STACK_FILE = "stack.json"

@@ -22,3 +22,19 @@ def test_a_port_variable_gives_the_port(monkeypatch):
 def test_an_unset_port_variable_gives_the_default(monkeypatch):
     monkeypatch.delenv("STACK_GATEWAY_PORT", raising=False)
     assert _env_port("gateway") == DEFAULT_PORTS["gateway"][1]
+
+
+@pytest.mark.parametrize("flag", [["--log-level", "loud"], ["--log-level", "trace"]])
+def test_a_gateway_log_level_the_gateway_would_refuse_is_named_before_anything_starts(capsys, flag):
+    from plugin.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["stack", *flag])
+    assert "log_level is one of debug, info, warn, error" in capsys.readouterr().err
+
+
+def test_a_gateway_log_level_is_read_in_any_case(monkeypatch):
+    from plugin.cli import build_parser
+
+    monkeypatch.setenv("STACK_GATEWAY_LOG_LEVEL", "WARN")
+    assert build_parser().parse_args(["stack"]).log_level == "warn"
