@@ -37,6 +37,7 @@ def hooks_url(plugin_stack: Stack) -> Iterator[str]:
     api = gw.plugin_api(plugin_stack.upstream.url, config, bundle=None, manifest=manifest,
                         api_id=HOOKS_API, listen_path=f"/{HOOKS_API}/")
     gateway = plugin_stack.gateway
+    assert gateway is not None
     gateway.put_policy(gw.policy(HOOKS_POLICY, [HOOKS_API]))
     gateway.put_api(api)
     gateway.reload()
