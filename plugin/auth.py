@@ -196,6 +196,8 @@ class Authenticator:
                 found = self._revalidate(cache_key, found)
             if found is not None:
                 self.hits += 1
+                if found.jwks_url is not None:
+                    self._jwks.touch(found.jwks_url)  # a key set serving cached tokens is in use
                 cached = found
             else:
                 self.misses += 1

@@ -131,10 +131,10 @@ class JwksSettings:
     retry_backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
     max_retry_after: float = 600.0  # the longest server-asked Retry-After honoured
     idle_after: float = 6 * 3600.0
-    # Requests that may wait on unknown-kid refetches at once, all URLs together (0: no limit). The
-    # server keeps one call thread free of them, so a slow IdP and a flood of random kids cannot
-    # hold every thread; a request beyond the limit is refused at once.
-    refetch_waiters: int = 0
+    # Requests that may wait on unknown-kid refetches at once, all URLs together (None: no limit; 0:
+    # none waits). The server keeps one call thread free of them, so a slow IdP and a flood of
+    # random kids cannot hold every thread; a request beyond the limit is refused at once.
+    refetch_waiters: int | None = None
 
     @property
     def fetch_deadline(self) -> float:
@@ -241,6 +241,13 @@ class JwksCache:
         keyset = self._usable(entry)
         return keyset.keys if keyset is not None else None
 
+    def touch(self, url: str) -> None:
+        """Note that ``url``'s keys still vouch for a token in use (a verified-token cache hit), so
+        the URL is not dropped as idle while its tokens are served from cache."""
+        entry = self._entries.get(url)
+        if entry is not None:
+            entry.last_used = self._clock()
+
     def current_key(self, url: str, kid: str) -> VerificationKey | None:
         """The key now published under ``kid`` in a usable key set, or None; never fetches."""
         keys = self.current_keys(url)
@@ -288,7 +295,7 @@ class JwksCache:
                 if not self._may_fetch(entry):
                     raise UnknownKey("kid not in JWKS")
                 fetch = self._start(entry)
-            if limit and self._refetch_waiting >= limit:
+            if limit is not None and self._refetch_waiting >= limit:
                 raise UnknownKey("kid not in JWKS (refetch running)")
             self._refetch_waiting += 1
         try:
@@ -339,13 +346,13 @@ class JwksCache:
 
     def _entry(self, url: str, ttl: float) -> _Entry:
         now = self._clock()
-        entry = self._entries.get(url)
-        if entry is None:
-            with self._lock:
-                entry = self._entries.setdefault(url, _Entry(url=url, ttl=ttl, last_used=now))
-        entry.last_used = now
-        if ttl < entry.ttl:
-            entry.ttl = ttl
+        with self._lock:  # with _drop's check and delete: a request never holds an entry just dropped
+            entry = self._entries.get(url)
+            if entry is None:
+                entry = self._entries[url] = _Entry(url=url, ttl=ttl, last_used=now)
+            entry.last_used = now
+            if ttl < entry.ttl:
+                entry.ttl = ttl
         return entry
 
     def _usable(self, entry: _Entry) -> KeySet | None:
@@ -368,9 +375,18 @@ class JwksCache:
     def _start(self, entry: _Entry) -> _Fetch:
         """Start a fetch of ``entry`` on a thread of its own; the caller holds the lock."""
         now = self._clock()
-        fetch = entry.inflight = _Fetch(Future(), now + self.settings.fetch_deadline)
+        fetch = _Fetch(Future(), now + self.settings.fetch_deadline)
         entry.last_attempt = now
-        threading.Thread(target=self._run, args=(entry, fetch), name="jwks-fetch", daemon=True).start()
+        try:
+            threading.Thread(target=self._run, args=(entry, fetch), name="jwks-fetch", daemon=True).start()
+        except RuntimeError:  # no thread to be had: a failed fetch, with its back-off, never a stuck one
+            self.stats.failed += 1
+            entry.failures += 1
+            entry.next_retry = now + self._backoff(entry.failures)
+            log.warning("jwks fetch not started url=%s: no thread could be started", shown_url(entry.url))
+            fetch.future.set_exception(FetchError("no thread could be started"))
+            return fetch
+        entry.inflight = fetch
         return fetch
 
     def _wait(self, entry: _Entry, fetch: _Fetch) -> KeySet:
@@ -397,8 +413,11 @@ class JwksCache:
             log.warning("jwks fetch url=%s took %.1f s; requests stop waiting after %.1f s", shown_url(entry.url),
                         took, self.settings.fetch_deadline)
 
+    def _backoff(self, failures: int) -> float:
+        steps = self.settings.retry_backoff
+        return steps[min(failures, len(steps)) - 1]
+
     def _fetch(self, entry: _Entry) -> KeySet:
-        started = self._clock()
         try:
             try:
                 body = self._fetcher(entry.url, self.settings.fetch_timeout, self.settings.max_bytes)
@@ -408,16 +427,16 @@ class JwksCache:
             except Exception as unexpected:  # noqa: BLE001 - any failure is a failed fetch, with its backoff
                 raise FetchError(f"unexpected {type(unexpected).__name__}") from None
         except FetchError as exc:
+            failed_at = self._clock()  # not the start: a fetch may take longer to fail than a back-off step
             with self._lock:
                 self.stats.failed += 1
                 entry.failures += 1
-                backoff = self.settings.retry_backoff
-                wait = backoff[min(entry.failures, len(backoff)) - 1]
+                wait = self._backoff(entry.failures)
                 if exc.retry_after is not None:
                     asked = min(exc.retry_after, self.settings.max_retry_after)
                     wait = max(wait, asked)
-                    entry.asked_to_wait_until = started + asked
-                entry.next_retry = started + wait
+                    entry.asked_to_wait_until = failed_at + asked
+                entry.next_retry = failed_at + wait
             stale = entry.keyset is not None and self._usable(entry) is not None
             log.warning("jwks fetch failed url=%s error=%s serving=%s", shown_url(entry.url), exc,
                         "last-good keys" if stale else "nothing")

@@ -341,6 +341,18 @@ def test_a_key_set_in_use_is_kept(key):
     assert cache.current_key(URL, "k1") is not None
 
 
+def test_a_key_set_whose_tokens_are_served_from_cache_is_kept(key):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, idle_after=1000)
+    cache.get_key(URL, "k1", 600)
+    for _ in range(10):
+        clock.now += 500
+        cache.touch(URL)  # what a verified-token cache hit does
+        refresh(cache)
+    assert cache.current_key(URL, "k1") is not None
+
+
 def test_a_required_key_set_is_never_dropped(key):
     fake = t.FakeJwks(keys=[key])
     clock = Clock()
@@ -575,6 +587,59 @@ def test_beyond_the_refetch_waiters_limit_an_unknown_kid_is_refused_at_once(key,
             th.join(timeout=30)
     assert len(waited) == 2 and all(k is cache.current_key(URL, "k2") for k in waited)
     assert fake.fetches == 2
+
+
+def test_with_no_refetch_waiters_allowed_an_unknown_kid_never_waits(key):
+    fake = t.FakeJwks(keys=[key])
+    cache = make(fake, min_refetch_interval=10, refetch_waiters=0)
+    cache.get_key(URL, "k1", 600)
+    cache._entries[URL].last_attempt = float("-inf")
+    fake.keys.append(t.rsa_key("k2"))
+    with pytest.raises(UnknownKey):
+        cache.get_key(URL, "k2", 600)  # refused at once, but the refetch it started goes on
+    cache.settle()
+    assert cache.get_key(URL, "k2", 600) is not None
+    assert fake.fetches == 2
+
+
+def test_a_fetch_whose_thread_cannot_start_fails_with_its_back_off_and_is_retried(key, monkeypatch):
+    fake = t.FakeJwks(keys=[key])
+    clock = Clock()
+    cache = make(fake, clock, retry_backoff=(5.0,))
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(KeysUnavailable):
+            cache.get_key(URL, "k1", 600)
+        with pytest.raises(KeysUnavailable):
+            cache.get_key(URL, "k1", 600)  # during the back-off: refused at once, nothing stuck
+    clock.now += 5
+    assert cache.get_key(URL, "k1", 600) is not None
+    assert fake.fetches == 1
+
+
+def test_the_back_off_is_counted_from_the_failure_not_the_start(key):
+    clock = Clock()
+    calls: list[float] = []
+
+    def slow_failure(url: str, timeout: float, max_bytes: int) -> bytes:
+        calls.append(clock.now)
+        clock.now += 1.5  # longer to fail than the first back-off step
+        raise FetchError("timed out")
+
+    cache = make(slow_failure, clock, retry_backoff=(1.0, 2.0))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)  # failed at 1.5 s: refused until 2.5 s without a fetch
+    assert calls == [1000.0]
+    clock.now += 1.0
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+    assert calls == [1000.0, 1002.5]
 
 
 def test_a_request_stops_waiting_on_a_fetch_at_the_deadline(key):

@@ -55,6 +55,15 @@ def test_a_cached_token_with_a_fractional_exp_is_refused_from_its_whole_second(m
     assert reply.request.return_overrides.response_error == "Key not authorized: token has expired"
 
 
+def test_a_cache_hit_marks_its_key_set_in_use(plugin, signing_key, monkeypatch):
+    touched: list[str] = []
+    monkeypatch.setattr(plugin.jwks, "touch", touched.append)
+    token = "Bearer " + t.sign(signing_key)
+    plugin.dispatch(auth_object(token))
+    plugin.dispatch(auth_object(token))
+    assert touched == list(plugin.jwks._entries)
+
+
 def test_a_cached_token_is_refused_once_its_key_is_revoked(make_plugin, idp, signing_key, next_key):
     now = [time.time()]
     plugin = make_plugin(clock=lambda: now[0])
