@@ -39,9 +39,10 @@ _NATIVE_UNSET: Mapping[str, Any] = {
     "auth_header_name": "Authorization", "disable_header": False, "use_param": False, "use_cookie": False,
     "param_name": None, "cookie_name": None,
 }
-# The Go type each native field migrate reads is unmarshalled into. A value of another type makes the
-# gateway refuse the whole definition ("Couldn't unmarshal"), so there is no native behaviour to keep:
-# such a field is refused by name rather than read as absent. null is Go's zero value, as absent.
+# The Go type each native field migrate reads is unmarshalled into. In a classic definition a value of
+# another type makes the gateway refuse the whole definition ("Couldn't unmarshal"), so there is no
+# native behaviour to keep: such a field is refused by name rather than read as absent. An OAS scheme
+# is read field by field (_as_gateway_reads). null is Go's zero value, as absent.
 _STRING, _FLAG, _NAMES, _SECONDS = "a string", "true or false", "a list of strings", "a whole number >= 0"
 _MAP, _LIST, _OBJECT = "an object of strings", "a list", "an object"
 _SKEW_TYPES = {key: _SECONDS for _, key in _SKEWS}
@@ -213,9 +214,7 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
     document = copy.deepcopy(dict(original))
     tyk = document["x-tyk-api-gateway"]
     authentication = _section(_section(tyk, "server", "x-tyk-api-gateway"), "authentication", "server")
-    name, scheme = _jwt_scheme(document, authentication)
-    _check_types(scheme, _OAS_TYPES, f"securitySchemes.{name}.")
-    notes: list[str] = []
+    name, scheme, notes = _jwt_scheme(document, authentication)
     data: dict[str, Any] = {}
     plugin_config = _object(_object(_object(tyk.get("middleware")).get("global")).get("pluginConfig"))
     _check_oas_plugins(plugin_config, hook)
@@ -285,7 +284,7 @@ def _migrate_oas(original: Mapping[str, Any], hook: PluginHook) -> Migration:
         notes.append(_CONTEXT_VARS_NOTE)
     existing = _object(_object(plugin_config.get("data")).get("value"))
     config_data, token_source = _merged(existing, data, "middleware.global.pluginConfig.data.value", notes)
-    scheme["enabled"] = False
+    authentication["securitySchemes"][name]["enabled"] = False  # the document's scheme, not the copy read
     custom = _section(authentication, "custom", "server.authentication")
     custom["enabled"] = True
     for place in ("header", "query", "cookie"):  # the coprocess auth sources: what strip_auth_data removes
@@ -316,9 +315,10 @@ def _section(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _jwt_scheme(document: Mapping[str, Any], authentication: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The native JWT scheme the gateway runs: in legacy mode, a scheme of the first security
-    requirement declared in components as exactly http / bearer / JWT, and enabled."""
+def _jwt_scheme(document: Mapping[str, Any], authentication: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
+    """The native JWT scheme the gateway runs, as it reads it, with notes on what it reads as unset: in
+    legacy mode, a scheme of the first security requirement declared in components as exactly
+    http / bearer / JWT, and enabled."""
     if not authentication.get("enabled"):
         raise MigrationError("server.authentication.enabled is not true: native JWT never runs on this API")
     if authentication.get("securityProcessingMode", "legacy") != "legacy":
@@ -329,10 +329,38 @@ def _jwt_scheme(document: Mapping[str, Any], authentication: dict[str, Any]) -> 
     security = document.get("security")
     first = _object(security[0]) if isinstance(security, list) and security else {}
     found = [name for name in first if name in schemes and _is_jwt(_object(declared.get(name)))]
-    if not found or not _object(schemes[found[0]]).get("enabled"):
+    scheme, notes = _as_gateway_reads(_object(schemes[found[0]]) if found else {}, f"securitySchemes.{found[0]}."
+                                      if found else "")
+    if not found or scheme.get("enabled") is not True:
         raise MigrationError("native JWT is not on: no enabled scheme of the first security requirement is declared "
                              "in components as type http, scheme bearer, bearerFormat JWT")
-    return found[0], schemes[found[0]]
+    return found[0], scheme, notes
+
+
+def _as_gateway_reads(scheme: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """An OAS scheme as the gateway decodes it. Unlike a classic definition's fields, a scheme is
+    re-marshalled from a map and decoded with its errors logged only at debug level: a field of the
+    wrong type is Go's zero value (a list element, its own) and the rest still loads; a number that
+    is a whole float (5.0) is read as that whole number."""
+    clean = copy.deepcopy(dict(scheme))
+    notes: list[str] = []
+    for path, kind in _OAS_TYPES.items():
+        *parents, leaf = path.split(".")
+        holder: Any = clean
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        value = holder.get(leaf) if isinstance(holder, dict) else None
+        if value is None:
+            continue
+        if kind == _SECONDS and isinstance(value, float) and value.is_integer() and 0 <= value < 2**64:
+            holder[leaf] = int(value)
+        elif kind == _NAMES and isinstance(value, list):
+            holder[leaf] = [v if isinstance(v, str) else "" for v in value]
+        elif not _is_kind(value, kind):
+            del holder[leaf]
+            notes.append(f"{where}{path} is not {kind} ({json.dumps(value)}): the gateway reads it as unset, and so "
+                         "does the migration")
+    return clean, notes
 
 
 def _is_jwt(declaration: Mapping[str, Any]) -> bool:

@@ -149,10 +149,30 @@ def test_a_mistyped_nested_classic_field_is_refused_by_its_path():
     assert said.startswith("auth_configs.jwt.use_param must be true or false")
 
 
-@pytest.mark.parametrize(("field", "value"), [("source", 5), ("defaultPolicies", "p1"),
-                                             ("expiresAtValidationSkew", "30"), ("query", {"enabled": 1})])
-def test_a_mistyped_oas_scheme_field_is_refused_naming_it(field, value):
-    assert refusal(oas({field: value})).startswith(f"securitySchemes.jwtAuth.{field}")
+@pytest.mark.parametrize(("field", "value", "path"), [
+    ("defaultPolicies", "p1", "defaultPolicies"), ("expiresAtValidationSkew", "30", "expiresAtValidationSkew"),
+    ("query", {"enabled": 1, "name": "t"}, "query.enabled"), ("skipKid", "true", "skipKid")])
+def test_a_mistyped_oas_scheme_field_is_read_as_unset_as_the_gateway_reads_it_and_noted(field, value, path):
+    # The gateway decodes a scheme from a map and logs a type error only at debug level: the field is
+    # Go's zero value and the rest of the scheme still loads.
+    migrated = m.migrate(oas({field: value}), INLINE)
+    assert any(note.startswith(f"securitySchemes.jwtAuth.{path} is not ") for note in migrated.notes)
+    assert migrated.config_data == m.migrate(oas(), INLINE).config_data
+
+
+def test_a_whole_float_oas_skew_is_read_as_its_whole_number():
+    migrated = m.migrate(oas({"expiresAtValidationSkew": 5.0}), INLINE)
+    assert migrated.config_data["jwt_expires_at_validation_skew"] == 5
+    assert not any("expiresAtValidationSkew" in note for note in migrated.notes)
+
+
+def test_an_oas_scheme_whose_enabled_is_not_a_boolean_is_not_native_jwt():
+    assert refusal(oas({"enabled": "true"})).startswith("native JWT is not on")
+
+
+def test_an_oas_name_list_keeps_its_strings_and_reads_other_elements_as_empty():
+    migrated = m.migrate(oas({"defaultPolicies": ["p1", 5]}), INLINE)
+    assert migrated.config_data["jwt_default_policies"] == ["p1"]
 
 
 def test_a_null_native_field_is_read_as_absent_as_go_reads_it():
