@@ -223,14 +223,11 @@ class Manifest:
 
 def check_for_plugin(middleware: CustomMiddleware) -> None:
     """Refuse a manifest this plugin's server would not answer (``serve`` refuses it the same way): the
-    gateway calls a gRPC server only for the driver "grpc", spelled exactly so, and asks for the
-    auth check by its name."""
+    gateway calls a gRPC server only for the driver "grpc", spelled exactly so. A bundle of hooks
+    alone (no auth check, for an API with another auth) is fine; ``serve`` also needs the auth check."""
     if middleware.driver != "grpc":
         raise BundleError(f"custom_middleware.driver is {middleware.driver!r}; the gateway calls this plugin only "
                           "for \"grpc\"")
-    if not middleware.auth_check.name:
-        raise BundleError("custom_middleware.auth_check.name is missing: the gateway would never call the plugin's "
-                          "auth check")
 
 
 def extractor_risk(middleware: CustomMiddleware) -> str | None:

@@ -77,6 +77,9 @@ def load_hook_names(path: Path) -> HookNames:
     if risk:
         log.warning("manifest %s: %s", path, risk)
     name = middleware.auth_check.name
+    if not name:
+        raise ManifestError(f"manifest {path}: custom_middleware.auth_check.name is missing: the gateway would "
+                            "never call the plugin's auth check")
 
     def names(hooks: tuple[MiddlewareDefinition, ...] | None) -> tuple[str, ...]:
         return tuple(h.name for h in hooks or () if h.name)
