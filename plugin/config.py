@@ -187,7 +187,7 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
     issuers = _strings(data, "issuer") or ((f"https://{domain}/",) if domain else ())
 
     mapping = data.get("jwt_scope_to_policy_mapping")
-    if mapping is None:
+    if mapping is None or mapping in ("", []):  # empty in another shape: no mapping, as these always read
         mapping = {}
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise ConfigurationError("jwt_scope_to_policy_mapping", "must be an object of scope -> policy id strings")

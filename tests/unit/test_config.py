@@ -309,9 +309,15 @@ def test_a_secret_source_that_is_not_a_string_is_refused_beside_a_jwks_list():
     assert error_key(jwt_source=[JWKS], jwt_source_env=[]) == "jwt_source_env"
 
 
-@pytest.mark.parametrize("value", ["", [], 0, False])
+@pytest.mark.parametrize("value", [0, False, "read:a=p", ["read:a"]])
 def test_a_scope_mapping_that_is_not_an_object_is_refused_naming_it(value):
     assert error_key(auth0_domain="a.auth0.com", jwt_scope_to_policy_mapping=value) == "jwt_scope_to_policy_mapping"
+
+
+@pytest.mark.parametrize("value", ["", []])
+def test_an_empty_scope_mapping_of_another_shape_means_no_mapping(value):
+    config = parse_config_data(json.dumps({"auth0_domain": "a.auth0.com", "jwt_scope_to_policy_mapping": value}), environ={})
+    assert dict(config.scope_to_policy) == {}
 
 
 @pytest.mark.parametrize("key", [s.key for s in SETTINGS if s.key != "jwt_source"])
