@@ -72,8 +72,9 @@ _NATIVE_KEYS |= {f"scopes.{kind}.{name}": key for kind in ("jwt", "oidc") for na
 _CLIENT_ID = "the plugin always sets the session's oauth_client_id from the token's clientId, cid or client_id claim"
 _CLIENT_POLICY = ("the plugin does not take policies from an OAuth client's key: tokens without a policy claim get "
                   "jwt_default_policies")
-_SKIP_KID = ("native JWT takes the identity from kid only without a key source (one-to-one mode), which the "
-             "plugin does not do: the plugin never takes it from kid")
+_SKIP_KID = ("native JWT takes the identity from kid only without a key source (one-to-one mode), and OAS "
+             "allowedSubjects compares kid rather than the identity unless skipKid is set; the plugin never reads "
+             "kid as an identity")
 # Native JWT fields with no config_data twin (docs/migration.md, section 3): what the plugin does instead.
 NO_TWIN_CLASSIC: Mapping[str, str] = {
     "jwt_skip_kid": _SKIP_KID, "jwt_client_base_field": _CLIENT_POLICY, "idp_client_id_mapping_disabled": _CLIENT_ID,
