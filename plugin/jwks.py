@@ -11,8 +11,8 @@ Behaviour an operator can rely on:
 - when a fetch fails, the last good set keeps serving for up to ``max_stale`` seconds; with no
   set to serve, requests are refused at once until the retry backoff (or a longer
   ``Retry-After``) ends, and the IdP sees one fetch per backoff step, never one per request;
-- each fetch runs on a thread of its own, and no request waits on it longer than
-  ``fetch_deadline``; until it ends, no other fetch of that URL starts;
+- each fetch runs on a thread of its own and is cut at ``fetch_deadline`` (its name lookup
+  aside); no request waits on it longer, and until it ends no other fetch of that URL starts;
 - a URL no API has asked for in ``idle_after`` seconds is dropped: no longer refreshed or counted
   for readiness, and verifications made with its keys are checked again;
 - a JWKS response is bounded in size and key count; only RSA/EC signing keys are kept.
@@ -20,10 +20,12 @@ Behaviour an operator can rely on:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.error
@@ -66,23 +68,87 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+def fetch_deadline(timeout: float) -> float:
+    """A fetch's whole time: its connect, its headers and its body may each take ``timeout``."""
+    return timeout * 2 + 1
+
+
+_WATCH = threading.local()  # the deadline of the fetch this thread runs, and its watchdogs
+
+
+def _connect_watched(address: tuple[str, int], timeout: Any,
+                     source_address: Any = None) -> socket.socket:
+    """socket.create_connection, with a watchdog that cuts the socket at the fetch's deadline: a
+    socket timeout bounds each wait, not an endpoint that drips its headers a byte at a time."""
+    sock = socket.create_connection(address, timeout, source_address)
+    deadline = getattr(_WATCH, "deadline", None)
+    if deadline is not None:
+        watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), _cut, args=(sock, _WATCH.cut))
+        watchdog.daemon = True
+        watchdog.start()
+        _WATCH.watchdogs.append(watchdog)
+    return sock
+
+
+def _cut(sock: socket.socket, cut: list[bool]) -> None:
+    cut.append(True)  # what was read may look whole (a header line ended by the cut): it is not kept
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(connection: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+    class Watched(connection):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._create_connection = _connect_watched
+
+    return Watched
+
+
+_WATCHED = {plain: _watched(plain) for plain in (http.client.HTTPConnection, http.client.HTTPSConnection)}
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        return super().do_open(_WATCHED.get(http_class, http_class), req, **kwargs)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        return super().do_open(_WATCHED.get(http_class, http_class), req, **kwargs)
+
+
 # Proxy settings come from the environment (HTTPS_PROXY, NO_PROXY), as with urllib's own opener.
-_OPENER = urllib.request.build_opener(_CheckedRedirects)
+_OPENER = urllib.request.build_opener(_CheckedRedirects, _HTTPHandler, _HTTPSHandler)
 
 
 def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
-    """GET the JWKS. ``timeout`` bounds each socket wait, and once the headers are in, the body must
-    arrive within ``timeout`` too, so an endpoint that drips its body is dropped."""
+    """GET the JWKS. ``timeout`` bounds each socket wait; once the headers are in, the body must
+    arrive within ``timeout`` too; and the whole fetch, redirects included, is cut at
+    ``fetch_deadline(timeout)`` (the name lookup aside), so a dripping endpoint is dropped."""
     # Always http(s): config.py takes only those as JWKS URLs.
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "tyk-auth0-plugin"})
+    overall = fetch_deadline(timeout)
+    _WATCH.deadline, _WATCH.watchdogs, _WATCH.cut = time.monotonic() + overall, [], []
+    cut: list[bool] = _WATCH.cut
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             body = _read_until(response, time.monotonic() + timeout, max_bytes + 1)
     except urllib.error.HTTPError as exc:
+        if cut:
+            raise FetchError(f"not complete within {overall:g} s") from None
         raise FetchError(f"HTTP {exc.code}", retry_after=retry_after(exc.headers.get("Retry-After"))) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        if cut:
+            raise FetchError(f"not complete within {overall:g} s") from None
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"{type(exc).__name__}: {reason}") from None
+    finally:
+        for watchdog in _WATCH.watchdogs:
+            watchdog.cancel()
+        _WATCH.deadline = None
+    if cut:
+        raise FetchError(f"not complete within {overall:g} s")
     if len(body) > max_bytes:
         raise FetchError(f"response larger than {max_bytes} bytes")
     return body
@@ -138,9 +204,8 @@ class JwksSettings:
 
     @property
     def fetch_deadline(self) -> float:
-        """How long requests wait on one fetch: its connect, its headers and its body may each take
-        ``fetch_timeout``; past this the fetch is someone else's problem, not a request's."""
-        return self.fetch_timeout * 2 + 1
+        """How long requests wait on one fetch, and how long http_fetch lets it run."""
+        return fetch_deadline(self.fetch_timeout)
 
 
 @dataclass

@@ -127,3 +127,20 @@ def test_a_redirect_loop_ends_in_a_fetch_error(endpoint):
     urls.append(endpoint(_redirecting_to(lambda: urls[0])))
     with pytest.raises(FetchError, match="HTTP 302"):
         http_fetch(urls[0], 2.0, 256 * 1024)
+
+
+def test_an_endpoint_that_drips_its_headers_is_cut_at_the_fetch_deadline(endpoint):
+    def handle(self):
+        self.request.recv(65536)
+        try:
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(200):  # 20 s of one header byte every 0.1 s: each socket wait is short
+                time.sleep(0.1)
+                self.request.sendall(b"a")
+        except OSError:
+            pass
+
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="not complete within 1.4 s"):
+        http_fetch(endpoint(handle), 0.2, 256 * 1024)
+    assert time.monotonic() - started < 3.0
