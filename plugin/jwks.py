@@ -131,24 +131,22 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     overall = fetch_deadline(timeout)
     _WATCH.deadline, _WATCH.watchdogs, _WATCH.cut = time.monotonic() + overall, [], []
     cut: list[bool] = _WATCH.cut
+    body, failure = b"", None
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             body = _read_until(response, time.monotonic() + timeout, max_bytes + 1)
     except urllib.error.HTTPError as exc:
-        if cut:
-            raise FetchError(f"not complete within {overall:g} s") from None
-        raise FetchError(f"HTTP {exc.code}", retry_after=retry_after(exc.headers.get("Retry-After"))) from None
+        failure = FetchError(f"HTTP {exc.code}", retry_after=retry_after(exc.headers.get("Retry-After")))
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        if cut:
-            raise FetchError(f"not complete within {overall:g} s") from None
-        reason = getattr(exc, "reason", exc)
-        raise FetchError(f"{type(exc).__name__}: {reason}") from None
+        failure = FetchError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
     finally:
         for watchdog in _WATCH.watchdogs:
             watchdog.cancel()
         _WATCH.deadline = None
-    if cut:
+    if cut:  # whatever the cut made of it
         raise FetchError(f"not complete within {overall:g} s")
+    if failure is not None:
+        raise failure
     if len(body) > max_bytes:
         raise FetchError(f"response larger than {max_bytes} bytes")
     return body
