@@ -33,7 +33,7 @@ from plugin import policies as policylib
 from plugin import tokens as tokenlib
 from plugin.auth import Authenticator, ConfigStore
 from plugin.cli import bounded
-from plugin.config import SETTINGS, SIGNING_METHODS, ApiConfig, env_config_data, parse_config_data
+from plugin.config import SETTINGS, SIGNING_METHODS, ApiConfig, env_config_data, gateway_base64, parse_config_data
 from plugin.coprocess import HookType, Object
 from plugin.custom_claims import check_custom_claims
 from plugin.errors import (
@@ -1080,12 +1080,10 @@ def _hmac_hints(parsed: tokenlib.ParsedToken, signature: bytes, data: Mapping[st
     if not isinstance(source, str) or not source or re.match(r"(?i)^https?://", source):
         return ["jwt_source must be the base64 of the Auth0 API's signing secret"]
     candidates = [("jwt_source is used as the secret as-is", source.encode())]
-    try:
-        once = base64.b64decode(source, validate=True)
-        candidates.append(("jwt_source decoded twice (it was base64-encoded twice)",
-                           base64.b64decode(once, validate=True)))
-    except (binascii.Error, ValueError):
-        pass
+    once = gateway_base64(source)
+    twice = gateway_base64(once.decode("latin-1")) if once is not None else None
+    if twice is not None:
+        candidates.append(("jwt_source decoded twice (it was base64-encoded twice)", twice))
     for label, key in candidates:
         try:
             if verify_signature(parsed.alg, key, parsed.signing_input, signature):
@@ -1113,8 +1111,8 @@ def _config_error_hints(error: ConfigurationError, data: Mapping[str, Any]) -> l
             if "-" in value or "_" in value:
                 hints.append("jwt_source uses the base64url alphabet ('-', '_'): the gateway wants standard base64 "
                              "(base64 -w0)")
-            if re.search(r"\s", value.strip()):
-                hints.append("jwt_source has line breaks or spaces: encode with base64 -w0")
+            if re.search(r"[^\S\r\n]", value.strip()):  # line breaks are skipped, as by the gateway
+                hints.append("jwt_source has spaces or tabs: encode with base64 -w0")
             elif len(value.strip()) % 4:
                 hints.append("jwt_source is missing its '=' padding")
     return hints

@@ -258,7 +258,7 @@ def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapp
         if domain:
             return KeySource(jwks_urls=(f"https://{domain}/.well-known/jwks.json",))
         raise ConfigurationError("auth0_domain", "set auth0_domain or jwt_source: there is nowhere to get keys from")
-    decoded = _base64(source)
+    decoded = gateway_base64(source)
     url = _jwks_url_in(source_key, source, decoded)
     if url is not None:
         return KeySource(jwks_urls=(url,))
@@ -274,9 +274,11 @@ def _key_source(data: Mapping[str, Any], method: str, domain: str, environ: Mapp
     return KeySource(static_key=decoded)
 
 
-def _base64(source: str) -> bytes | None:
+def gateway_base64(source: str) -> bytes | None:
+    """``source`` decoded as the gateway's Go base64.StdEncoding decodes it (standard alphabet, with
+    padding; line breaks skipped, so `base64` output wrapped at 76 columns works), or None."""
     try:
-        return base64.b64decode(source, validate=True)
+        return base64.b64decode(source.replace("\r", "").replace("\n", ""), validate=True)
     except (binascii.Error, ValueError):
         return None
 
@@ -296,7 +298,7 @@ def _jwks_list(listed: list[Any], data: Mapping[str, Any]) -> KeySource:
             raise ConfigurationError(other, "set only one of jwt_source, " + other)
     urls: list[str] = []
     for item in listed:
-        url = _jwks_url_in("jwt_source", item.strip(), _base64(item.strip())) if isinstance(item, str) else None
+        url = _jwks_url_in("jwt_source", item.strip(), gateway_base64(item.strip())) if isinstance(item, str) else None
         if url is None:
             raise ConfigurationError("jwt_source", "as a list, holds only JWKS URLs (plain or base64)")
         urls.append(url)

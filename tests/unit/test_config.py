@@ -48,6 +48,14 @@ def test_base64_pem_public_key_is_a_static_key():
     assert config.key_source.static_key == pem
 
 
+def test_base64_wrapped_in_lines_is_read_as_the_gateway_reads_it():
+    # `base64 key.pem` wraps at 76 columns; Go's StdEncoding skips CR and LF.
+    pem = t.rsa_key().public_pem()
+    encoded = base64.encodebytes(pem).decode().replace("\n", "\r\n")
+    assert "\n" in encoded.strip()
+    assert parse(jwt_source=encoded).key_source.static_key == pem
+
+
 def test_a_static_rsa_key_under_1024_bits_is_refused_naming_the_setting():
     weak = rsa.RSAPublicNumbers(65537, (1 << 767) | 0x12345).public_key()
     pem = weak.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
