@@ -14,6 +14,7 @@ fixed refusal ``reason`` from :mod:`plugin.errors` (see ``OUTCOMES``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -281,19 +282,33 @@ class Metrics:
             serving.stop(timeout=2)
 
 
-MAX_CONNECTIONS = 32  # scrapers and probes; one more is closed at once rather than queued
+MAX_CONNECTIONS = 32  # scrapers and probes, each on a thread of its own
 
 
 class _MetricsServer(ThreadingHTTPServer):
+    """At most MAX_CONNECTIONS at once. When all are taken, the one that has waited longest for its
+    next request gives way to the newcomer, so connections that only sit open (keep-alive, or a
+    client that never finishes its request line) cannot lock a health probe out; with none waiting,
+    the newcomer is closed at once rather than queued."""
+
     daemon_threads = True
     request_queue_size = 64  # socketserver's 5 makes a burst of probes wait on SYN retries
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._waiting: dict[socket.socket, float] = {}  # connections waiting for a request line, since when
+        self._waiting_lock = threading.Lock()
+
+    def waiting(self, connection: socket.socket, since: float | None) -> None:
+        with self._waiting_lock:
+            if since is None:
+                self._waiting.pop(connection, None)
+            else:
+                self._waiting[connection] = since
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(blocking=False) and not self._make_room():
             self.shutdown_request(request)
             return
         try:
@@ -302,10 +317,21 @@ class _MetricsServer(ThreadingHTTPServer):
             self._slots.release()
             raise
 
+    def _make_room(self) -> bool:
+        with self._waiting_lock:
+            if not self._waiting:
+                return False
+            oldest = min(self._waiting, key=self._waiting.__getitem__)
+            del self._waiting[oldest]
+        with contextlib.suppress(OSError):
+            oldest.shutdown(socket.SHUT_RDWR)  # its thread reads the end, finishes, and frees the slot
+        return self._slots.acquire(timeout=1.0)
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self.waiting(request, None)
             self._slots.release()
 
 
@@ -319,6 +345,12 @@ def _handler(metrics: Metrics, idle_timeout: float) -> type[BaseHTTPRequestHandl
         sys_version = ""
         timeout = idle_timeout  # each socket read; http.server drops the connection when it expires
 
+        def handle_one_request(self) -> None:
+            server = self.server
+            assert isinstance(server, _MetricsServer)
+            server.waiting(self.connection, time.monotonic())  # until a request is being answered
+            super().handle_one_request()
+
         def do_GET(self) -> None:
             self._answer(head=False)
 
@@ -326,6 +358,9 @@ def _handler(metrics: Metrics, idle_timeout: float) -> type[BaseHTTPRequestHandl
             self._answer(head=True)
 
         def _answer(self, head: bool) -> None:
+            server = self.server
+            assert isinstance(server, _MetricsServer)
+            server.waiting(self.connection, None)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 body, content_type = metrics.exposition(self.headers.get("Accept", ""))
