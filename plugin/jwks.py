@@ -2,12 +2,14 @@
 
 Behaviour an operator can rely on:
 - a cold URL is fetched once, shared by every request waiting for it (single flight);
+- at most ``waiters`` requests wait on fetches at once; others wait only while the fetch is younger
+  than ``overflow_wait`` (a healthy IdP has answered by then), so however slow the IdP, it never
+  holds every call thread;
 - a fresh set is refreshed in the background before it goes stale (no request waits);
 - a ``kid`` the set lacks triggers at most one refetch per ``min_refetch_interval`` (none before an
-  endpoint's ``Retry-After`` ends), and requests wait for it (a key rotated in is found at once)
-  while fewer than ``refetch_waiters`` do; others with a kid the set lacks are refused at once.
-  So a flood of random kids costs the IdP one fetch per interval, and however slow the IdP, it
-  never holds every call thread;
+  endpoint's ``Retry-After`` ends), and requests wait for it (a key rotated in is found at once);
+  between refetches such a kid is refused at once, so a flood of random kids costs the IdP one
+  fetch per interval;
 - when a fetch fails, the last good set keeps serving for up to ``max_stale`` seconds; with no
   set to serve, requests are refused at once until the retry backoff (or a longer
   ``Retry-After``) ends, and the IdP sees one fetch per backoff step, never one per request;
@@ -195,10 +197,11 @@ class JwksSettings:
     retry_backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
     max_retry_after: float = 600.0  # the longest server-asked Retry-After honoured
     idle_after: float = 6 * 3600.0
-    # Requests that may wait on unknown-kid refetches at once, all URLs together (None: no limit; 0:
-    # none waits). The server keeps one call thread free of them, so a slow IdP and a flood of
-    # random kids cannot hold every thread; a request beyond the limit is refused at once.
-    refetch_waiters: int | None = None
+    # Requests that may wait on fetches at once, all URLs together (None: no limit). The server keeps
+    # one call thread beyond it; a request beyond it waits only while the fetch is younger than
+    # overflow_wait, so a slow IdP cannot hold every thread, and a healthy one refuses nobody.
+    waiters: int | None = None
+    overflow_wait: float = 1.0
 
     @property
     def fetch_deadline(self) -> float:
@@ -216,7 +219,8 @@ class KeySet:
 @dataclass(frozen=True)
 class _Fetch:
     future: Future[KeySet]
-    until: float  # requests stop waiting on it then (the clock's time)
+    started: float  # the clock's time
+    until: float  # requests stop waiting on it then
 
 
 @dataclass
@@ -276,7 +280,7 @@ class JwksCache:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._required: set[str] = set()
-        self._refetch_waiting = 0
+        self._waiting = 0  # requests waiting on fetches within the ``waiters`` limit
         # Bumped whenever a fetch drops a kid or changes the key behind one, a key set goes past
         # max-stale, or an idle URL is dropped, so holders of verifications made with earlier keys
         # know to look again.
@@ -343,12 +347,11 @@ class JwksCache:
                     # the IdP again on every request (the refresher retries in the background).
                     raise KeysUnavailable("JWKS fetch failed recently")
                 fetch = self._start(entry)
-        return self._wait(entry, fetch)
+        return self._wait_as_request(entry, fetch)
 
     def _refetch_for(self, entry: _Entry, kid: str) -> VerificationKey:
         """A kid the usable set lacks: refetch at most once per interval, and wait for the refetch
-        (the one started here or one running) while fewer than ``refetch_waiters`` requests do."""
-        limit = self.settings.refetch_waiters
+        (the one started here or one running)."""
         with self._lock:
             latest = entry.keyset  # a fetch may have ended since the caller looked
             if latest is not None and kid in latest.keys:
@@ -358,16 +361,10 @@ class JwksCache:
                 if not self._may_fetch(entry):
                     raise UnknownKey("kid not in JWKS")
                 fetch = self._start(entry)
-            if limit is not None and self._refetch_waiting >= limit:
-                raise UnknownKey("kid not in JWKS (refetch running)")
-            self._refetch_waiting += 1
         try:
-            keyset = self._wait(entry, fetch)
+            keyset = self._wait_as_request(entry, fetch)
         except KeysUnavailable:
-            raise UnknownKey("kid not in JWKS (refetch failed)") from None
-        finally:
-            with self._lock:
-                self._refetch_waiting -= 1
+            raise UnknownKey("kid not in JWKS (refetch failed or still running)") from None
         key = keyset.keys.get(kid)
         if key is None:
             raise UnknownKey("kid not in JWKS (refetched)")
@@ -438,7 +435,7 @@ class JwksCache:
     def _start(self, entry: _Entry) -> _Fetch:
         """Start a fetch of ``entry`` on a thread of its own; the caller holds the lock."""
         now = self._clock()
-        fetch = _Fetch(Future(), now + self.settings.fetch_deadline)
+        fetch = _Fetch(Future(), now, now + self.settings.fetch_deadline)
         entry.last_attempt = now
         try:
             threading.Thread(target=self._run, args=(entry, fetch), name="jwks-fetch", daemon=True).start()
@@ -452,9 +449,24 @@ class JwksCache:
         entry.inflight = fetch
         return fetch
 
-    def _wait(self, entry: _Entry, fetch: _Fetch) -> KeySet:
+    def _wait_as_request(self, entry: _Entry, fetch: _Fetch) -> KeySet:
+        """Wait as a request's call thread: beyond ``waiters`` at once, only while the fetch is young."""
+        limit = self.settings.waiters
+        with self._lock:
+            counted = limit is None or self._waiting < limit
+            if counted:
+                self._waiting += 1
         try:
-            return fetch.future.result(timeout=max(fetch.until - self._clock(), 0.0))
+            return self._wait(entry, fetch, fetch.until if counted else
+                              min(fetch.until, fetch.started + self.settings.overflow_wait))
+        finally:
+            if counted:
+                with self._lock:
+                    self._waiting -= 1
+
+    def _wait(self, entry: _Entry, fetch: _Fetch, until: float | None = None) -> KeySet:
+        try:
+            return fetch.future.result(timeout=max((fetch.until if until is None else until) - self._clock(), 0.0))
         except Exception:  # noqa: BLE001 - a failed or overdue fetch is the same to a request
             fallback = self._usable(entry)
             if fallback is not None:

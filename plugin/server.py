@@ -158,7 +158,7 @@ class App:
 
 def build_app(settings: ServerSettings) -> App:
     hooks = load_hook_names(manifest_path(settings.manifest))
-    jwks = JwksCache(replace(settings.jwks, refetch_waiters=settings.threads - 1))  # one call thread never waits on them
+    jwks = JwksCache(replace(settings.jwks, waiters=settings.threads - 1))  # one call thread beyond them
     configs = ConfigStore()
     check_server_defaults(configs.defaults)
     verifier = Verifier(jwks, max_token_bytes=settings.max_token_bytes)

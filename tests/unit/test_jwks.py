@@ -558,10 +558,10 @@ def test_requests_arriving_during_a_refetch_wait_for_it_instead_of_failing(key, 
     assert fake.fetches == 2
 
 
-def test_beyond_the_refetch_waiters_limit_an_unknown_kid_is_refused_at_once(key, waiting_future):
+def test_beyond_the_waiters_limit_an_unknown_kid_waits_only_while_the_refetch_is_young(key, waiting_future):
     # A slow IdP and a flood of random kids must not hold every call thread of the server.
     fake = t.FakeJwks(keys=[key])
-    cache = make(fake, min_refetch_interval=10, refetch_waiters=2)
+    cache = make(fake, min_refetch_interval=10, waiters=2, overflow_wait=0.3)
     cache.get_key(URL, "k1", 600)
     waiting_future.waiting = 0  # the load above was waited for too
     cache._entries[URL].last_attempt = float("-inf")
@@ -575,6 +575,7 @@ def test_beyond_the_refetch_waiters_limit_an_unknown_kid_is_refused_at_once(key,
         assert entered.wait(timeout=5)
         waiters[1].start()
         assert wait_for(lambda: waiting_future.waiting == 2)
+        time.sleep(0.3)  # the refetch is no longer young
         started = time.monotonic()
         for _ in range(9):
             with pytest.raises(UnknownKey):
@@ -589,10 +590,41 @@ def test_beyond_the_refetch_waiters_limit_an_unknown_kid_is_refused_at_once(key,
     assert fake.fetches == 2
 
 
-def test_with_no_refetch_waiters_allowed_an_unknown_kid_never_waits(key):
+def test_beyond_the_waiters_limit_a_request_still_gets_what_a_quick_fetch_brings(key):
     fake = t.FakeJwks(keys=[key])
-    cache = make(fake, min_refetch_interval=10, refetch_waiters=0)
+    cache = make(fake, min_refetch_interval=10, waiters=0, overflow_wait=5.0)
     cache.get_key(URL, "k1", 600)
+    cache._entries[URL].last_attempt = float("-inf")
+    fake.keys.append(t.rsa_key("k2"))
+    release, entered = threading.Event(), threading.Event()
+    cache._fetcher = held(fake, release, entered)
+    threading.Timer(0.2, release.set).start()  # the IdP answers in 0.2 s
+    assert cache.get_key(URL, "k2", 600) is not None
+
+
+def test_beyond_the_waiters_limit_a_cold_request_waits_only_while_the_fetch_is_young(key):
+    fake = t.FakeJwks(keys=[key])
+    release, entered = threading.Event(), threading.Event()
+    cache = make(held(fake, release, entered), waiters=1, overflow_wait=0.3)
+    first: list[object] = []
+    holder = threading.Thread(target=lambda: first.append(cache.get_key(URL, "k1", 600)))
+    try:
+        holder.start()
+        assert entered.wait(timeout=5)
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            cache.get_key(URL, "k1", 600)  # the one call thread left is given back within the young time
+        assert 0.1 < time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert first == [cache.current_key(URL, "k1")] and first[0] is not None
+
+
+def test_with_no_waiters_allowed_nor_young_time_an_unknown_kid_never_waits(key):
+    fake = t.FakeJwks(keys=[key])
+    cache = make(fake, min_refetch_interval=10, waiters=0, overflow_wait=0)
+    assert cache.prefetch(URL, 600)  # not a request: start-up and the refresher wait on their own
     cache._entries[URL].last_attempt = float("-inf")
     fake.keys.append(t.rsa_key("k2"))
     with pytest.raises(UnknownKey):
