@@ -219,8 +219,7 @@ class KeySet:
 @dataclass(frozen=True)
 class _Fetch:
     future: Future[KeySet]
-    started: float  # the clock's time
-    until: float  # requests stop waiting on it then
+    started: float  # the clock's time; requests stop waiting on it fetch_deadline later
 
 
 @dataclass
@@ -435,7 +434,7 @@ class JwksCache:
     def _start(self, entry: _Entry) -> _Fetch:
         """Start a fetch of ``entry`` on a thread of its own; the caller holds the lock."""
         now = self._clock()
-        fetch = _Fetch(Future(), now, now + self.settings.fetch_deadline)
+        fetch = _Fetch(Future(), now)
         entry.last_attempt = now
         try:
             threading.Thread(target=self._run, args=(entry, fetch), name="jwks-fetch", daemon=True).start()
@@ -457,16 +456,21 @@ class JwksCache:
             if counted:
                 self._waiting += 1
         try:
-            return self._wait(entry, fetch, fetch.until if counted else
-                              min(fetch.until, fetch.started + self.settings.overflow_wait))
+            patience = self.settings.fetch_deadline
+            if not counted:
+                patience = min(patience, self.settings.overflow_wait)
+            return self._wait(entry, fetch, patience)
         finally:
             if counted:
                 with self._lock:
                     self._waiting -= 1
 
-    def _wait(self, entry: _Entry, fetch: _Fetch, until: float | None = None) -> KeySet:
+    def _wait(self, entry: _Entry, fetch: _Fetch, patience: float | None = None) -> KeySet:
+        """Wait on ``fetch`` until ``patience`` (default: fetch_deadline) after its start."""
+        if patience is None:
+            patience = self.settings.fetch_deadline
         try:
-            return fetch.future.result(timeout=max((fetch.until if until is None else until) - self._clock(), 0.0))
+            return fetch.future.result(timeout=max(fetch.started + patience - self._clock(), 0.0))
         except Exception:  # noqa: BLE001 - a failed or overdue fetch is the same to a request
             fallback = self._usable(entry)
             if fallback is not None:
@@ -565,7 +569,7 @@ class JwksCache:
         log.info("jwks dropped url=%s: no API used it for %.0f s", shown_url(entry.url), now - entry.last_used)
 
     def settle(self, timeout: float = 30.0) -> None:
-        """Wait until no fetch is running (tests, and a clean stop)."""
+        """Wait until no fetch is running (for tests: fetches run on threads of their own)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._lock:
