@@ -37,6 +37,12 @@ DEFAULT_AUDIENCE = "https://tyk-auth0-demo/api"
 DEFAULT_LIFETIME = 86_400  # Auth0's default access-token lifetime for a custom API
 TEST_PREFIX = "/__test__/"
 
+# Auth0's two access-token profiles, chosen per API: the default "Auth0" profile (typ JWT, azp,
+# gty) and the "RFC 9068" profile (typ at+jwt, client_id instead of azp, a jti, no gty).
+AUTH0_PROFILE = "auth0"
+RFC9068_PROFILE = "rfc9068"
+TOKEN_PROFILES = frozenset({AUTH0_PROFILE, RFC9068_PROFILE})
+
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -129,11 +135,17 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         *,
         token_lifetime: int = DEFAULT_LIFETIME,
         hs256_secret: str | None = None,
+        profiles: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(host, port)
         self.audiences: tuple[str, ...] = (audience,) if isinstance(audience, str) else tuple(audience)
         if not self.audiences:
             raise ValueError("at least one audience is required")
+        # The access-token profile of each API (audience); an API not named here uses Auth0's default.
+        self.profiles: dict[str, str] = dict(profiles or {})
+        for api, profile in self.profiles.items():
+            if profile not in TOKEN_PROFILES:
+                raise ValueError(f"API {api!r}: token profile {profile!r} is not one of {sorted(TOKEN_PROFILES)}")
         self.clients: dict[str, Client] = dict(clients or {})
         self.token_lifetime = token_lifetime
         # Auth0 signs HS256 tokens with the API's "signing secret", not a JWKS key.
@@ -266,8 +278,13 @@ class AuthZeroStandIn(BackgroundHTTPServer):
     def add_client(self, client_id: str, client: Client) -> None:
         self.clients[client_id] = client
 
+    def profile_of(self, audience: str | None = None) -> str:
+        """The access-token profile of the API ``audience`` (the first API when None)."""
+        return self.profiles.get(audience or self.audience, AUTH0_PROFILE)
+
     def claims_for(self, client_id: str, audience: str | None = None) -> dict[str, Any]:
-        """The claims Auth0 puts in a client-credentials access token for this client."""
+        """The claims Auth0 puts in a client-credentials access token for this client, in the
+        profile of the API it is for."""
         client = self.clients.get(client_id)
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -279,8 +296,12 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         }
         if client is not None and client.scope:
             claims["scope"] = client.scope
-        claims["gty"] = "client-credentials"
-        claims["azp"] = client_id
+        if self.profile_of(audience) == RFC9068_PROFILE:
+            claims["jti"] = secrets.token_urlsafe(16)
+            claims["client_id"] = client_id
+        else:
+            claims["gty"] = "client-credentials"
+            claims["azp"] = client_id
         if client is not None:
             claims.update(client.claims)
         return claims
@@ -295,9 +316,11 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         claims: Mapping[str, Any] | None = None,
         drop: Iterable[str] = (),
         lifetime: int | None = None,
+        audience: str | None = None,
         **overrides: Any,
     ) -> str:
-        """Mint a token as Auth0 would for ``client_id``, then bend it as a test needs.
+        """Mint a token as Auth0 would for ``client_id`` and the API ``audience`` (its claims and
+        ``typ`` follow that API's token profile), then bend it as a test needs.
 
         ``overrides`` (and ``claims`` for names that are not identifiers) replace or
         add claims; ``drop`` removes claims; ``headers`` replaces or adds header
@@ -306,7 +329,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         RSA private key. ``alg`` may be RS/PS 256-512, HS256-512 (signed with
         ``hs256_secret``), ES256 (a throwaway EC key) or "none".
         """
-        body = self.claims_for(client_id)
+        body = self.claims_for(client_id, audience)
         if lifetime is not None:
             body["exp"] = body["iat"] + lifetime
         body.update(claims or {})
@@ -333,7 +356,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         else:
             raise ValueError(f"unsupported alg {alg!r}")
 
-        header: dict[str, Any] = {"alg": alg, "typ": "JWT"}
+        header: dict[str, Any] = {"alg": alg, "typ": "at+jwt" if self.profile_of(audience) == RFC9068_PROFILE else "JWT"}
         if kid is not None:
             header["kid"] = kid
         for name, value in (headers or {}).items():
@@ -361,7 +384,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         raise ValueError(f"unknown key choice {key!r}")
 
     def token_response(self, client_id: str, audience: str) -> dict[str, Any]:
-        token = self.issue_token(client_id, aud=audience)
+        token = self.issue_token(client_id, audience=audience)
         out: dict[str, Any] = {"access_token": token}
         scope = self.clients[client_id].scope
         if scope:
@@ -465,6 +488,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
                 claims=params.get("claims") or {},
                 drop=params.get("drop") or (),
                 lifetime=params.get("lifetime"),
+                audience=params.get("audience"),
             )
             return 200, {"access_token": token, "token_type": "Bearer"}
         elif name != "stats":
@@ -588,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-secret", default=os.environ.get("STACK_CLIENT_SECRET") or None)
     parser.add_argument("--scope", default="read:echo")
     parser.add_argument("--pol", default=None, help="value of the token's 'pol' claim (default: none)")
+    parser.add_argument("--token-profile", choices=sorted(TOKEN_PROFILES), default=AUTH0_PROFILE,
+                        help="the API's access-token profile, as set in Auth0 (default: auth0)")
     args = parser.parse_args(argv)
 
     secret = args.client_secret or secrets.token_urlsafe(24)
@@ -597,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         audience=args.audience,
         clients={args.client_id: Client(secret, claims=claims, scope=args.scope)},
+        profiles={args.audience: args.token_profile},
     )
     idp.start()
     banner = "\n".join(

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from plugin.cli import is_port
 from plugin.devstack import gateway as gw
-from plugin.devstack.idp import DEFAULT_AUDIENCE, AuthZeroStandIn, Client, token_curl
+from plugin.devstack.idp import AUTH0_PROFILE, DEFAULT_AUDIENCE, TOKEN_PROFILES, AuthZeroStandIn, Client, token_curl
 from plugin.devstack.procs import (
     LOOPBACK,
     HTTPResult,
@@ -85,6 +85,7 @@ class Stack:
         client_id: str = DEMO_CLIENT_ID,
         client_secret: str | None = None,
         auth0_domain: str | None = None,
+        token_profile: str = AUTH0_PROFILE,
         with_plugin: bool | None = None,
         use_bundle: bool = True,
         sign_bundle: bool = False,
@@ -104,6 +105,7 @@ class Stack:
         self.requested_ports = {name: 0 for name in DEFAULT_PORTS} | dict(ports or {})
         self.auth0_domain = normalise_domain(auth0_domain) if auth0_domain else None
         self.audience = audience
+        self.token_profile = token_profile  # the stand-in API's access-token profile (a real tenant sets its own)
         self.client_id = client_id
         self.client_secret = client_secret or (None if self.auth0_domain else secrets.token_urlsafe(24))
         self.with_plugin = plugin_server_available() if with_plugin is None else with_plugin
@@ -203,7 +205,8 @@ class Stack:
             clients = {
                 self.client_id: Client(self.client_secret or "", scope=DEMO_SCOPE),
             }
-            self.idp = AuthZeroStandIn(LOOPBACK, self.ports["idp"], audience=self.audience, clients=clients)
+            self.idp = AuthZeroStandIn(LOOPBACK, self.ports["idp"], audience=self.audience, clients=clients,
+                                       profiles={self.audience: self.token_profile})
             self.idp.start()
             self.ports["idp"] = self.idp.port
 
@@ -477,6 +480,16 @@ def _env_port(name: str) -> int:
     return int(raw)
 
 
+def _env_token_profile() -> str:
+    """STACK_TOKEN_PROFILE: the stand-in API's access-token profile, as an Auth0 API sets it."""
+    raw = os.environ.get("STACK_TOKEN_PROFILE", "").strip().lower()
+    if not raw:
+        return AUTH0_PROFILE
+    if raw not in TOKEN_PROFILES:
+        raise SystemExit(f"STACK_TOKEN_PROFILE={raw!r} is not a token profile (one of {', '.join(sorted(TOKEN_PROFILES))})")
+    return raw
+
+
 def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "stack",
@@ -547,6 +560,7 @@ def stack_from_env(args: argparse.Namespace) -> Stack:
         client_id=client_id,
         client_secret=client_secret,
         auth0_domain=domain if real else None,
+        token_profile=_env_token_profile(),
         with_plugin=False if args.no_plugin else None,
         sign_bundle=args.sign_bundle,
         log_level=args.log_level,

@@ -14,11 +14,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from plugin.devstack.idp import AuthZeroStandIn, Client, SigningKey, b64url
+from plugin.config import parse_config_data
+from plugin.devstack.idp import RFC9068_PROFILE, AuthZeroStandIn, Client, SigningKey, b64url
 from plugin.devstack.procs import http_request
+from plugin.jwks import JwksCache
+from plugin.verify import Verifier
 
 AUDIENCE = "https://api.example.test/"
 OTHER_AUDIENCE = "https://other.example.test/"
+RFC9068_AUDIENCE = "https://rfc9068.example.test/"  # an API set to Auth0's RFC 9068 token profile
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,8 @@ def idp() -> Iterator[AuthZeroStandIn]:
         "m2m": Client("s3cret", claims={"pol": "auth0-policy"}, scope="read:echo write:echo"),
         "narrow": Client("narrow-secret", audiences=(AUDIENCE,)),
     }
-    with AuthZeroStandIn(audience=[AUDIENCE, OTHER_AUDIENCE], clients=clients) as server:
+    with AuthZeroStandIn(audience=[AUDIENCE, OTHER_AUDIENCE, RFC9068_AUDIENCE], clients=clients,
+                         profiles={RFC9068_AUDIENCE: RFC9068_PROFILE}) as server:
         yield server
 
 
@@ -170,6 +175,47 @@ def test_second_audience_is_granted(idp: AuthZeroStandIn) -> None:
     )
     assert status == 200
     assert verify(body["access_token"], fetch_jwks(idp), audience=OTHER_AUDIENCE)["aud"] == OTHER_AUDIENCE
+
+
+def test_an_api_on_the_rfc9068_profile_gets_at_jwt_tokens_with_client_id_and_jti(idp: AuthZeroStandIn) -> None:
+    status, body = token_request(
+        idp, client_id="m2m", client_secret="s3cret", audience=RFC9068_AUDIENCE, grant_type="client_credentials"
+    )
+    assert status == 200, body
+    token = body["access_token"]
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "typ": "at+jwt", "kid": idp.current_key.kid}
+    claims = verify(token, fetch_jwks(idp), audience=RFC9068_AUDIENCE, issuer=idp.issuer)
+    assert claims["client_id"] == "m2m"
+    assert claims["sub"] == "m2m@clients"
+    assert isinstance(claims["jti"], str) and claims["jti"]
+    assert "azp" not in claims and "gty" not in claims
+
+
+def test_each_api_keeps_its_own_token_profile(idp: AuthZeroStandIn) -> None:
+    default = jwt.decode(idp.issue_token("m2m", audience=OTHER_AUDIENCE), options={"verify_signature": False})
+    rfc9068 = jwt.decode(idp.issue_token("m2m", audience=RFC9068_AUDIENCE), options={"verify_signature": False})
+    assert (default["azp"], default["gty"]) == ("m2m", "client-credentials")
+    assert "client_id" not in default and "jti" not in default
+    assert rfc9068["client_id"] == "m2m" and "azp" not in rfc9068
+
+
+def test_every_rfc9068_token_has_its_own_jti(idp: AuthZeroStandIn) -> None:
+    first, second = (jwt.decode(idp.issue_token("m2m", audience=RFC9068_AUDIENCE),
+                                options={"verify_signature": False}) for _ in range(2))
+    assert first["jti"] != second["jti"]
+
+
+def test_an_unknown_token_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="token profile 'jwt' is not one of"):
+        AuthZeroStandIn(audience=AUDIENCE, profiles={AUDIENCE: "jwt"})
+
+
+def test_the_plugin_verifies_tokens_of_both_profiles(idp: AuthZeroStandIn) -> None:
+    verifier = Verifier(JwksCache())
+    for audience in (AUDIENCE, RFC9068_AUDIENCE):
+        config = parse_config_data(json.dumps({"jwt_source": idp.jwks_url, "issuer": idp.issuer, "audience": audience}))
+        verified = verifier.verify(idp.issue_token("m2m", audience=audience), config)
+        assert verified.claims["sub"] == "m2m@clients"
 
 
 def test_malformed_body_is_a_400(idp: AuthZeroStandIn) -> None:

@@ -1,10 +1,11 @@
-"""`stack` reads its preferred ports from STACK_*_PORT; a bad one is named, never a traceback."""
+"""`stack` reads its preferred ports (STACK_*_PORT) and the stand-in's token profile from the
+environment; a bad value is named, never a traceback."""
 
 from __future__ import annotations
 
 import pytest
 
-from plugin.devstack.stack import DEFAULT_PORTS, _env_port
+from plugin.devstack.stack import DEFAULT_PORTS, _env_port, _env_token_profile
 
 
 @pytest.mark.parametrize("raw", ["99999", "-1", "80a", "²"])
@@ -38,3 +39,19 @@ def test_a_gateway_log_level_is_read_in_any_case(monkeypatch):
 
     monkeypatch.setenv("STACK_GATEWAY_LOG_LEVEL", "WARN")
     assert build_parser().parse_args(["stack"]).log_level == "warn"
+
+
+def test_the_stand_in_token_profile_defaults_to_auth0s_default_profile(monkeypatch):
+    monkeypatch.delenv("STACK_TOKEN_PROFILE", raising=False)
+    assert _env_token_profile() == "auth0"
+
+
+def test_the_stand_in_token_profile_can_be_rfc9068(monkeypatch):
+    monkeypatch.setenv("STACK_TOKEN_PROFILE", " RFC9068 ")
+    assert _env_token_profile() == "rfc9068"
+
+
+def test_an_unknown_stand_in_token_profile_is_named_in_the_error(monkeypatch):
+    monkeypatch.setenv("STACK_TOKEN_PROFILE", "at+jwt")
+    with pytest.raises(SystemExit, match=r"^STACK_TOKEN_PROFILE='at\+jwt' is not a token profile \(one of auth0, rfc9068\)"):
+        _env_token_profile()
