@@ -37,6 +37,9 @@ _HTTP_URL = re.compile(r"(?i)^https?://")
 
 ClaimNames = str | tuple[str, ...]
 
+# The client is `azp` in Auth0's default token profile and `client_id` in its RFC 9068 profile.
+DEFAULT_METADATA_CLAIMS = ("sub", "azp", "client_id", "scope")
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -68,7 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwt_expires_at_validation_skew", None, "0", "Seconds of tolerance on `exp` (whole seconds, at most 2**62).", "jwt_expires_at_validation_skew"),
     Setting("jwt_issued_at_validation_skew", None, "0", "Seconds of tolerance on `iat` (whole seconds, at most 2**62).", "jwt_issued_at_validation_skew"),
     Setting("jwt_not_before_validation_skew", None, "0", "Seconds of tolerance on `nbf` (whole seconds, at most 2**62).", "jwt_not_before_validation_skew"),
-    Setting("session_metadata_claims", None, "[\"sub\", \"azp\", \"scope\"]", "Claims copied into the session's metadata (never the token itself)."),
+    Setting("session_metadata_claims", None, "[\"sub\", \"azp\", \"client_id\", \"scope\"]", "Claims copied into the session's metadata (never the token itself). Auth0 names the client `azp` in its default token profile and `client_id` in the RFC 9068 profile; a token carries one of the two."),
     Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`). `0` when the token may come from several places (header, `use_param`, `use_cookie`), and only `0` is accepted then: the extractor reads one place, so it could cache a session under a value that is not the token."),
     Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh (at least 5); it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
     Setting("claims_to_headers", None, "{}", "Map of claim name to upstream header name, set by the `Auth0ClaimsToHeaders` post-auth hook (docs/hooks.md)."),
@@ -120,7 +123,7 @@ class ApiConfig:
     exp_skew: int = 0
     iat_skew: int = 0
     nbf_skew: int = 0
-    metadata_claims: tuple[str, ...] = ("sub", "azp", "scope")
+    metadata_claims: tuple[str, ...] = DEFAULT_METADATA_CLAIMS
     id_extractor_ttl: int = 300
     jwks_cache_ttl: int = 600
     hash_key_function: str = ""
@@ -212,7 +215,7 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         exp_skew=_seconds(data, "jwt_expires_at_validation_skew", 0),
         iat_skew=_seconds(data, "jwt_issued_at_validation_skew", 0),
         nbf_skew=_seconds(data, "jwt_not_before_validation_skew", 0),
-        metadata_claims=_strings(data, "session_metadata_claims", ("sub", "azp", "scope")),
+        metadata_claims=_strings(data, "session_metadata_claims", DEFAULT_METADATA_CLAIMS),
         id_extractor_ttl=_extractor_ttl(data, token_source),
         jwks_cache_ttl=_seconds(data, "jwks_cache_ttl", 600, minimum=5),
         hash_key_function=_string(data, "hash_key_function", environ.get("TYK_HASH_KEY_FUNCTION", "")),

@@ -517,6 +517,34 @@ def test_at_jwt_typ_of_the_rfc9068_profile_passes(plugin, signing_key):
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
 
 
+def rfc9068_claims(**overrides):
+    """Claims as Auth0's RFC 9068 token profile writes them: client_id and jti, no azp or gty."""
+    return t.claims(azp=t.DROP, gty=t.DROP, client_id="client-abc", jti="73WakrfVbNJBaAmhQtEeDv", **overrides)
+
+
+def test_an_rfc9068_profile_token_gets_the_session_an_auth0_profile_token_gets(plugin, signing_key):
+    auth0_profile = plugin.dispatch(auth_object(bearer(t.sign(signing_key))))
+    rfc9068 = plugin.dispatch(auth_object(bearer(t.sign(signing_key, rfc9068_claims(), headers={"typ": "at+jwt"}))))
+    assert reply_error(rfc9068) == (-1, "")
+    assert list(rfc9068.session.apply_policies) == list(auth0_profile.session.apply_policies)
+    assert rfc9068.metadata["token"] == auth0_profile.metadata["token"]
+
+
+def test_an_rfc9068_profile_token_names_its_client_in_the_session(plugin, signing_key):
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key, rfc9068_claims(), headers={"typ": "at+jwt"}))))
+    assert reply.session.oauth_client_id == "client-abc"
+    assert reply.session.metadata["client_id"] == "client-abc"
+    assert "azp" not in reply.session.metadata
+
+
+def test_an_auth0_id_token_is_refused_by_the_audience_check_as_its_typ_is_jwt(plugin, signing_key):
+    # Auth0 ID tokens carry typ JWT, like its access tokens: only their audience (the client id) tells them apart.
+    id_token = t.claims(aud="client-abc", azp=t.DROP, gty=t.DROP, scope=t.DROP, pol=t.DROP,
+                        sub="auth0|6553da60a54af58e29493993", nonce="n-0S6_WzA2Mj", at_hash="8515Yt3nDqWV_gguLTO7PQ")
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key, id_token, headers={"typ": "JWT"}))))
+    assert reply_error(reply) == (401, "Key not authorized: no matching audience found in token: [client-abc]")
+
+
 def test_jku_header_is_never_used_to_find_keys(plugin):
     attacker = t.rsa_key("attacker")
     token = t.sign(attacker, headers={"jku": "https://evil.example/jwks.json", "jwk": attacker.jwk()})
