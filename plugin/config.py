@@ -53,7 +53,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("auth0_domain", "AUTH0_DOMAIN", "", "Auth0 tenant domain, e.g. `dev-x.us.auth0.com`. Gives the issuer `https://DOMAIN/` and the JWKS `https://DOMAIN/.well-known/jwks.json`."),
+    Setting("auth0_domain", "AUTH0_DOMAIN", "", "Auth0 tenant domain, e.g. `dev-x.us.auth0.com`, or its custom domain (tokens carry the issuer of the domain they were requested from). Gives the issuer `https://DOMAIN/` and the JWKS `https://DOMAIN/.well-known/jwks.json`."),
     Setting("jwt_source", "AUTH0_JWT_SOURCE", "", "JWKS URL (plain or base64, as the gateway accepts), or a base64 PEM public key / certificate, or for `hmac` the base64 secret. Overrides the JWKS derived from `auth0_domain`. Plain `http://` is refused unless the host is loopback. A list of JWKS URLs, as Tyk OAS `jwksURIs`: the first key set that publishes the token's `kid` verifies it.", "jwt_source"),
     Setting("jwt_source_env", None, "", "Name of an environment variable holding `jwt_source` (keeps an HMAC secret out of API definitions)."),
     Setting("jwt_source_file", None, "", "Path of a file holding `jwt_source` (e.g. a mounted secret): a regular file of UTF-8 text, at most 64 KiB."),
