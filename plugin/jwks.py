@@ -7,7 +7,8 @@ Behaviour an operator can rely on:
   holds every call thread;
 - a fresh set is refreshed in the background before it goes stale (no request waits);
 - a ``kid`` the set lacks triggers at most one refetch per ``min_refetch_interval`` (none before an
-  endpoint's ``Retry-After`` ends), and requests wait for it (a key rotated in is found at once);
+  endpoint's ``Retry-After``, or on a 429 its ``X-RateLimit-Reset``, ends), and requests wait for it
+  (a key rotated in is found at once);
   between refetches such a kid is refused at once, so a flood of random kids costs the IdP one
   fetch per interval;
 - when a fetch fails, the last good set keeps serving for up to ``max_stale`` seconds; with no
@@ -23,6 +24,7 @@ Behaviour an operator can rely on:
 from __future__ import annotations
 
 import contextlib
+import email.message
 import email.utils
 import http.client
 import json
@@ -53,7 +55,7 @@ class FetchError(Exception):
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after  # seconds the server asked us to wait (429/503 Retry-After)
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After, X-RateLimit-Reset)
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
@@ -138,7 +140,7 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
         with _OPENER.open(request, timeout=timeout) as response:
             body = _read_until(response, time.monotonic() + timeout, max_bytes + 1)
     except urllib.error.HTTPError as exc:
-        failure = FetchError(f"HTTP {exc.code}", retry_after=retry_after(exc.headers.get("Retry-After")))
+        failure = FetchError(f"HTTP {exc.code}", retry_after=server_wait(exc.code, exc.headers))
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         failure = FetchError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
     finally:
@@ -152,6 +154,33 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     if len(body) > max_bytes:
         raise FetchError(f"response larger than {max_bytes} bytes")
     return body
+
+
+def server_wait(status: int, headers: Mapping[str, str] | email.message.Message | None,
+                now: Callable[[], float] = time.time) -> float | None:
+    """Seconds a refusal asks us to wait, or None: its ``Retry-After``, else on a 429 the
+    ``X-RateLimit-Reset`` Auth0 sends (a UNIX time), so a rate-limited tenant is not asked again
+    before its bucket refills."""
+    if headers is None:
+        return None
+    asked = retry_after(headers.get("Retry-After"), now)
+    if asked is None and status == 429:
+        asked = rate_limit_reset(headers.get("X-RateLimit-Reset"), now)
+    return asked
+
+
+# Below this an X-RateLimit-Reset is no UNIX time (2001-09-09): a count of seconds, which Auth0 never sends.
+_EARLIEST_RESET = 1_000_000_000
+
+
+def rate_limit_reset(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds until the UNIX time an ``X-RateLimit-Reset`` header names, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()) or int(value) < _EARLIEST_RESET:
+        return None
+    return max(int(value) - now(), 0.0)
 
 
 def retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import threading
@@ -157,6 +158,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         self._revoked: list[SigningKey] = []
         self._unknown: SigningKey | None = None
         self._jwks_status: int | None = None
+        self._jwks_reset_after = 1.0
         self._jwks_delay = 0.0
         self._jwks_fetches = 0
         self._jwks_fetches_by_agent: dict[str, int] = {}
@@ -234,10 +236,12 @@ class AuthZeroStandIn(BackgroundHTTPServer):
 
     # -- failure hooks -----------------------------------------------------------
 
-    def fail_jwks(self, status: int | None = 503) -> None:
-        """Make the JWKS endpoint answer ``status`` (None: serve normally again)."""
+    def fail_jwks(self, status: int | None = 503, reset_after: float = 1.0) -> None:
+        """Make the JWKS endpoint answer ``status`` (None: serve normally again). A 429 carries
+        Auth0's rate-limit headers, its ``X-RateLimit-Reset`` ``reset_after`` seconds ahead."""
         with self._lock:
             self._jwks_status = status
+            self._jwks_reset_after = reset_after
 
     def jwks_delay(self, seconds: float) -> None:
         """Delay every JWKS answer (0 turns it off)."""
@@ -421,16 +425,20 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         with self._lock:
             return sum(n for agent, n in self._jwks_fetches_by_agent.items() if agent.startswith(agent_prefix))
 
-    def _serve_jwks(self, agent: str = "") -> tuple[int, dict[str, Any]]:
+    def _serve_jwks(self, agent: str = "") -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             self._jwks_fetches += 1
             self._jwks_fetches_by_agent[agent] = self._jwks_fetches_by_agent.get(agent, 0) + 1
-            status, delay = self._jwks_status, self._jwks_delay
+            status, delay, reset_after = self._jwks_status, self._jwks_delay, self._jwks_reset_after
         if delay:
             time.sleep(delay)
+        if status == 429:  # Auth0's rate-limit answer: no Retry-After, the bucket's refill time as a UNIX time
+            headers = {"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0",
+                       "X-RateLimit-Reset": str(math.ceil(time.time() + reset_after))}
+            return 429, {"error": "too_many_requests", "error_description": "Global limit has been reached"}, headers
         if status is not None:
-            return status, {"error": "stand-in JWKS failure", "status": status}
-        return 200, self.jwks()
+            return status, {"error": "stand-in JWKS failure", "status": status}, {}
+        return 200, self.jwks(), {}
 
     def _oauth_token(self, params: Mapping[str, Any], basic: tuple[str, str] | None) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -525,11 +533,11 @@ class _Handler(QuietHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = urllib.parse.urlsplit(self.path).path
         if path == "/.well-known/jwks.json":
-            status, body = self.idp._serve_jwks(self.headers.get("User-Agent", ""))
+            status, body, extra = self.idp._serve_jwks(self.headers.get("User-Agent", ""))
             self.send_json(
                 status,
                 body,
-                headers={"Cache-Control": "public, max-age=15, stale-while-revalidate=15, stale-if-error=86400"},
+                headers={"Cache-Control": "public, max-age=15, stale-while-revalidate=15, stale-if-error=86400", **extra},
             )
         elif path == "/.well-known/openid-configuration":
             self.send_json(200, self.idp.discovery())

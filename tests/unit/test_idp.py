@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from plugin.config import parse_config_data
 from plugin.devstack.idp import RFC9068_PROFILE, AuthZeroStandIn, Client, SigningKey, b64url
 from plugin.devstack.procs import http_request
-from plugin.jwks import JwksCache
+from plugin.jwks import FetchError, JwksCache, http_fetch
 from plugin.verify import Verifier
 
 AUDIENCE = "https://api.example.test/"
@@ -350,6 +350,23 @@ def test_jwks_failure_hook(idp: AuthZeroStandIn) -> None:
     assert idp.jwks_fetches == before + 1
     idp.fail_jwks(None)
     assert http_request("GET", idp.jwks_url).status == 200
+
+
+def test_a_rate_limited_jwks_answer_carries_auth0s_rate_limit_headers(idp: AuthZeroStandIn) -> None:
+    idp.fail_jwks(429, reset_after=30)
+    result = http_request("GET", idp.jwks_url)
+    assert result.status == 429
+    headers = {k.lower(): v for k, v in result.headers.items()}
+    assert (headers["x-ratelimit-limit"], headers["x-ratelimit-remaining"]) == ("20", "0")
+    assert 29 <= int(headers["x-ratelimit-reset"]) - time.time() <= 31
+    assert "retry-after" not in headers
+
+
+def test_the_plugin_waits_out_auth0s_rate_limit_before_fetching_again(idp: AuthZeroStandIn) -> None:
+    idp.fail_jwks(429, reset_after=30)
+    with pytest.raises(FetchError, match="HTTP 429") as refused:
+        http_fetch(idp.jwks_url, 3.0, 1 << 20)
+    assert refused.value.retry_after is not None and 28 <= refused.value.retry_after <= 31
 
 
 def test_jwks_delay_hook(idp: AuthZeroStandIn) -> None:

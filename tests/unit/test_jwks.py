@@ -309,6 +309,31 @@ def test_retry_after_reads_seconds_or_an_http_date(header, seconds):
     assert jwks_module.retry_after(header, now=now) == seconds
 
 
+NOW = 1_700_000_000.0
+
+
+def test_a_429_without_retry_after_waits_until_the_x_ratelimit_reset_auth0_sends():
+    assert jwks_module.server_wait(429, {"X-RateLimit-Reset": str(int(NOW) + 12)}, now=lambda: NOW) == 12.0
+
+
+def test_a_retry_after_wins_over_x_ratelimit_reset():
+    headers = {"Retry-After": "3", "X-RateLimit-Reset": str(int(NOW) + 12)}
+    assert jwks_module.server_wait(429, headers, now=lambda: NOW) == 3.0
+
+
+def test_x_ratelimit_reset_is_read_only_on_a_429():
+    assert jwks_module.server_wait(503, {"X-RateLimit-Reset": str(int(NOW) + 12)}, now=lambda: NOW) is None
+
+
+@pytest.mark.parametrize("header", ["12", "soon", "", " ", "-5", str(int(NOW) + 12) + ".5"])
+def test_an_x_ratelimit_reset_that_is_not_a_unix_time_asks_no_wait(header):
+    assert jwks_module.server_wait(429, {"X-RateLimit-Reset": header}, now=lambda: NOW) is None
+
+
+def test_an_x_ratelimit_reset_already_past_asks_no_longer_than_the_backoff():
+    assert jwks_module.server_wait(429, {"X-RateLimit-Reset": str(int(NOW) - 5)}, now=lambda: NOW) == 0.0
+
+
 def test_a_key_set_no_api_uses_any_more_is_dropped_and_stops_counting_for_readiness(key):
     fake = t.FakeJwks(keys=[key])
     clock = Clock()
