@@ -1123,8 +1123,8 @@ def _config_notes(config: ApiConfig, data: Mapping[str, Any]) -> list[str]:
     if "YOUR_TENANT" in " ".join((*config.key_source.jwks_urls, *config.issuers)):
         notes.append("the configuration still holds the YOUR_TENANT placeholder: put your Auth0 tenant domain there")
     if not config.audiences:
-        notes.append("audience is not set: any token of the tenant passes, whatever API it was issued for "
-                     "(Auth0 advises checking aud)")
+        notes.append("audience is not set: any token of the tenant passes, whatever API it was issued for, and so "
+                     "do its ID tokens, which carry typ JWT as its access tokens do (Auth0 advises checking aud)")
     if not config.issuers:
         notes.append("no issuer is configured: iss is not checked")
     for issuer in config.issuers:

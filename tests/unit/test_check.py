@@ -227,6 +227,12 @@ def test_base64_jwks_url_with_a_trailing_newline_is_noted(jwks_server):
     assert f"jwt_source is base64 of the URL {jwks_server.url}" in text and "ends with a newline" in text
 
 
+def test_a_config_without_audience_is_noted_as_admitting_auth0_id_tokens(jwks_server):
+    code, report = run_json("--config-data", config_data(jwt_source=jwks_server.url, audience=None), "--no-discovery")
+    assert code == 0
+    assert any(n.startswith("audience is not set") and "ID tokens" in n for n in report["notes"])
+
+
 def test_without_a_token_the_config_and_keys_are_shown(cfg):
     code, report = run_json("--config-data", cfg, "--no-discovery")
     assert code == 0 and report["verdict"] == "no_token"
