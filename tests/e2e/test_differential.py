@@ -103,6 +103,8 @@ CASES = [
     Case("valid, no Bearer prefix", lambda s, sub: s.token(sub=sub)),
     Case("signed by the next key (rotated JWKS)", bearer(lambda s, sub: s.token(sub=sub, key="next"))),
     Case("aud array with userinfo", bearer(lambda s, sub: s.token(sub=sub, aud=[s.audience, s.issuer + "userinfo"]))),
+    Case("Auth0's RFC 9068 profile (typ at+jwt, client_id and jti, no azp or gty)", bearer(lambda s, sub: s.token(
+        sub=sub, headers={"typ": "at+jwt"}, claims={"client_id": s.client_id}, jti=uuid.uuid4().hex, drop=["azp", "gty"]))),
     Case("PS256", bearer(lambda s, sub: s.token(sub=sub, alg="PS256"))),
     Case("RS512", bearer(lambda s, sub: s.token(sub=sub, alg="RS512"))),
     Case("expired", bearer(lambda s, sub: s.token(sub=sub, exp=NOW() - 60))),
