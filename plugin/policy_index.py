@@ -86,10 +86,24 @@ def gateway_source(url: str) -> str:
     return url.rstrip("/") + "/tyk/policies"
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: urllib would resend X-Tyk-Authorization to wherever one points (another
+    host, plain http), and the gateway's /tyk/policies never redirects."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        raise PolicySourceError(f"HTTP {code} redirect not followed: the gateway secret goes only to "
+                                "--tyk-gateway-url (TYK_AUTH0_GATEWAY_URL)")
+
+
+# Proxy settings come from the environment, as with urllib's own opener.
+_GATEWAY_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], PolicyRights]:
     def load() -> PolicyRights:
         request = urllib.request.Request(gateway_source(url), headers={"X-Tyk-Authorization": secret})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _GATEWAY_OPENER.open(request, timeout=timeout) as response:
             document = json.loads(response.read(8 * 1024 * 1024))
         if not isinstance(document, list):
             raise PolicySourceError("the gateway's policy list is not a JSON array")

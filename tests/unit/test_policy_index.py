@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import io
 import json
 import logging
+import threading
 import time
 import urllib.error
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from plugin.policies import BasePolicy
-from plugin.policy_index import PolicyIndex, from_path
+from plugin.policy_index import PolicyIndex, from_gateway, from_path, gateway_source
 from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
 
@@ -408,3 +412,51 @@ def test_a_malformed_policy_file_is_skipped_and_named_while_the_others_load(tmp_
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert skipped == [f"policy file skipped: {tmp_path / 'p' / 'silver.json'} (not JSON (Expecting property name "
                        "enclosed in double quotes at line 1 column 17))"]
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A loopback HTTP server that records the X-Tyk-Authorization it receives, as raw bytes."""
+
+    received: list[bytes]
+    redirect_to: str = ""
+
+    def do_GET(self) -> None:
+        raw = self.headers.get("X-Tyk-Authorization", "")
+        self.received.append(raw.encode("latin-1", "surrogateescape"))
+        if self.redirect_to:
+            self.send_response(302)
+            self.send_header("Location", self.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = json.dumps([{"id": "p1", "org_id": "default", "access_rights": {"api": {}}}]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _recording_server(redirect_to: str = "") -> Iterator[tuple[str, list[bytes]]]:
+    received: list[bytes] = []
+    handler = type("Handler", (_Recorder,), {"received": received, "redirect_to": redirect_to})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", received
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_the_gateway_secret_is_never_sent_where_a_redirect_points(caplog):
+    with _recording_server() as (elsewhere, leaked), \
+            _recording_server(redirect_to=f"{elsewhere}/tyk/policies") as (gateway, received), \
+            caplog.at_level(logging.WARNING, logger="plugin.policies"):
+        assert not PolicyIndex(from_gateway(gateway, "GwS3cret"), source=gateway_source(gateway)).refresh()
+    assert received == [b"GwS3cret"] and leaked == []
+    assert "HTTP 302 redirect not followed" in caplog.text and "--tyk-gateway-url" in caplog.text
