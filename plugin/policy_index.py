@@ -101,8 +101,12 @@ _GATEWAY_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], PolicyRights]:
+    # The gateway compares the header's bytes with its secret's UTF-8 bytes; http.client writes a
+    # header as latin-1, which would garble an accented secret and cannot write a '€' at all.
+    header = secret.encode("utf-8").decode("latin-1")
+
     def load() -> PolicyRights:
-        request = urllib.request.Request(gateway_source(url), headers={"X-Tyk-Authorization": secret})
+        request = urllib.request.Request(gateway_source(url), headers={"X-Tyk-Authorization": header})
         with _GATEWAY_OPENER.open(request, timeout=timeout) as response:
             document = json.loads(response.read(8 * 1024 * 1024))
         if not isinstance(document, list):

@@ -460,3 +460,10 @@ def test_the_gateway_secret_is_never_sent_where_a_redirect_points(caplog):
         assert not PolicyIndex(from_gateway(gateway, "GwS3cret"), source=gateway_source(gateway)).refresh()
     assert received == [b"GwS3cret"] and leaked == []
     assert "HTTP 302 redirect not followed" in caplog.text and "--tyk-gateway-url" in caplog.text
+
+
+@pytest.mark.parametrize("secret", ["sécret", "s€cret"])
+def test_a_gateway_secret_beyond_ascii_is_sent_as_its_utf8_bytes(secret):
+    with _recording_server() as (gateway, received):
+        assert PolicyIndex(from_gateway(gateway, secret)).refresh()
+    assert received == [secret.encode("utf-8")]
