@@ -113,8 +113,10 @@ class ApiSource:
     origin: str
     api_id: str = ""
     org_id: str = ""
-    data: dict[str, Any] | None = None  # config_data as the API definition holds it
-    raw_config: str | None = None  # spec["config_data"] as the gateway would send it
+    # config_data as the API definition holds it, and as the gateway would send it: either may
+    # hold an HMAC secret, so neither is in a repr
+    data: dict[str, Any] | None = field(default=None, repr=False)
+    raw_config: str | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
 
 

@@ -94,7 +94,7 @@ class KeySource:
     as Tyk OAS jwksURIs), or one static key (PEM/DER or HMAC secret)."""
 
     jwks_urls: tuple[str, ...] = ()
-    static_key: bytes | None = None
+    static_key: bytes | None = field(default=None, repr=False)  # may be an HMAC secret: never in a repr
 
     @property
     def jwks_url(self) -> str | None:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent import futures
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -117,7 +117,7 @@ class ServerSettings:
     token_cache_size: int = 100_000
     grace: float = 10.0
     gateway_url: str = ""
-    gateway_secret: str = ""
+    gateway_secret: str = field(default="", repr=False)  # never in a repr, which may reach a log
     policies_path: str = ""
     metrics_listen: str = ""
     hooks: tuple[str, ...] = ()
