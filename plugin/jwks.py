@@ -142,7 +142,7 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     except urllib.error.HTTPError as exc:
         failure = FetchError(f"HTTP {exc.code}", retry_after=server_wait(exc.code, exc.headers))
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        failure = FetchError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
+        failure = FetchError(failure_text(exc))
     finally:
         for watchdog in _WATCH.watchdogs:
             watchdog.cancel()
@@ -181,6 +181,20 @@ def rate_limit_reset(value: str | None, now: Callable[[], float] = time.time) ->
     if not (value.isascii() and value.isdigit()) or int(value) < _EARLIEST_RESET:
         return None
     return max(int(value) - now(), 0.0)
+
+
+def failure_text(exc: BaseException) -> str:
+    """A failed fetch for the log: its kind and the local library's words, never text the endpoint sent
+    (http.client quotes a malformed status line whole: up to 64 KiB, control characters and all)."""
+    kind = type(exc).__name__
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, http.client.HTTPException):
+        return kind if reason is exc else f"{kind}: {type(reason).__name__}"
+    if isinstance(reason, OSError):
+        return f"{kind}: {reason.strerror or reason}"
+    if isinstance(reason, str):  # urllib's own words ("no host given")
+        return f"{kind}: {reason}"
+    return kind
 
 
 def retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import socketserver
 import threading
 import time
@@ -144,3 +145,22 @@ def test_an_endpoint_that_drips_its_headers_is_cut_at_the_fetch_deadline(endpoin
     with pytest.raises(FetchError, match="not complete within 1.4 s"):
         http_fetch(endpoint(handle), 0.2, 256 * 1024)
     assert time.monotonic() - started < 3.0
+
+
+def test_a_malformed_status_line_is_named_by_its_kind_without_quoting_it(endpoint):
+    def handle(self):
+        self.request.recv(65536)
+        self.request.sendall(b"GARBAGE \x1b[31m" + b"X" * 60000 + b"\r\nINFO forged log line\r\n\r\n")
+
+    with pytest.raises(FetchError) as failed:
+        http_fetch(endpoint(handle), 2.0, 256 * 1024)
+    assert str(failed.value) == "BadStatusLine"
+
+
+def test_a_refused_connection_is_named_with_the_systems_words():
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with pytest.raises(FetchError) as failed:
+        http_fetch(f"http://127.0.0.1:{free}/jwks.json", 2.0, 256 * 1024)
+    assert str(failed.value) == "URLError: Connection refused"
