@@ -363,9 +363,16 @@ class Stack:
         return self.request("GET", path, **kwargs)
 
     def _token_steps(self) -> list[str]:
-        """Step 1 of the walkthrough: its token curl, and the same piped into $TOKEN."""
-        secret = self.client_secret or "{CLIENT_SECRET}"
-        get_token = token_curl(self.token_url, self.client_id, secret, self.audience)
+        """Step 1 of the walkthrough: its token curl, and the same piped into $TOKEN.
+
+        Only the stand-in's throwaway secret is printed; a real tenant's stays in AUTH0_CLIENT_SECRET,
+        which the printed command reads from the shell (a terminal's scrollback is no place for it).
+        """
+        if self.auth0_domain and self.client_secret:
+            get_token = token_curl(self.token_url, self.client_id, _SHELL_SECRET, self.audience).replace(
+                json.dumps(_SHELL_SECRET), '"\'"$AUTH0_CLIENT_SECRET"\'"')
+        else:
+            get_token = token_curl(self.token_url, self.client_id, self.client_secret or "{CLIENT_SECRET}", self.audience)
         extract = (
             "TOKEN=$("
             + get_token.replace("curl --request", "curl -s --request")
@@ -449,6 +456,9 @@ class Stack:
         if self.bundles and self.bundle_path:
             lines.append(f"bundle         {self.bundles.url}{self.bundle_path.name}")
         return "\n".join([*self.notes, *lines])
+
+
+_SHELL_SECRET = "\0AUTH0_CLIENT_SECRET\0"  # stands for the shell's $AUTH0_CLIENT_SECRET in a printed command
 
 
 def _bundle_keypair(directory: Path) -> tuple[Path, Path]:
