@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -283,6 +284,27 @@ class Metrics:
 
 
 MAX_CONNECTIONS = 32  # scrapers and probes, each on a thread of its own
+# One request's line and headers: a scrape or a probe sends well under 1 KiB, while http.server alone
+# would hold up to 100 header lines of 64 KiB each, 6 MiB a connection, 200 MiB over every slot.
+MAX_REQUEST_HEAD = 16 * 1024
+
+
+class _HeadLimit:
+    """A connection's reader that refuses a request head (line and headers) past MAX_REQUEST_HEAD."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.left = MAX_REQUEST_HEAD
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self._raw.readline(self.left + 1 if limit < 0 else min(limit, self.left + 1))
+        self.left -= len(line)
+        if self.left < 0:
+            raise http.client.LineTooLong(f"request head over {MAX_REQUEST_HEAD} bytes")
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
 
 
 class _MetricsServer(ThreadingHTTPServer):
@@ -327,6 +349,11 @@ class _MetricsServer(ThreadingHTTPServer):
             oldest.shutdown(socket.SHUT_RDWR)  # its thread reads the end, finishes, and frees the slot
         return self._slots.acquire(timeout=1.0)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up or sends an oversized head: socketserver would print a traceback to
+        stderr, past the log's format, once per connection any stranger opens."""
+        log.debug("metrics connection from %s ended early", client_address[0] if client_address else "-")
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
@@ -345,10 +372,16 @@ def _handler(metrics: Metrics, idle_timeout: float) -> type[BaseHTTPRequestHandl
         sys_version = ""
         timeout = idle_timeout  # each socket read; http.server drops the connection when it expires
 
+        def setup(self) -> None:
+            super().setup()
+            self.rfile = _HeadLimit(self.rfile)  # type: ignore[assignment]
+
         def handle_one_request(self) -> None:
             server = self.server
             assert isinstance(server, _MetricsServer)
             server.waiting(self.connection, time.monotonic())  # until a request is being answered
+            assert isinstance(self.rfile, _HeadLimit)
+            self.rfile.left = MAX_REQUEST_HEAD  # each request on a kept-alive connection has its own
             super().handle_one_request()
 
         def do_GET(self) -> None:

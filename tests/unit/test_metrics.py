@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -18,7 +19,7 @@ from plugin.auth import Authenticator, ConfigStore
 from plugin.coprocess import HookType
 from plugin.hooks import HookRouter
 from plugin.jwks import JwksCache, JwksSettings
-from plugin.metrics import HOOKS, MAX_CONNECTIONS, OUTCOMES, REASONS, Metrics, parse_listen
+from plugin.metrics import HOOKS, MAX_CONNECTIONS, MAX_REQUEST_HEAD, OUTCOMES, REASONS, Metrics, parse_listen
 from plugin.verify import Verifier
 from tests.support import tokens as t
 from tests.support.objects import AUTH_HOOK, auth_object
@@ -245,6 +246,46 @@ def test_connections_beyond_the_limit_never_hold_more_threads_than_the_limit():
         for client in clients:
             client.close()
         metrics.stop()
+
+
+def test_a_request_head_over_the_limit_is_refused_before_it_is_read_whole():
+    metrics = Metrics()
+    port = metrics.start("127.0.0.1", 0, idle_timeout=5)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            header = b"X-Big: " + b"a" * 1000 + b"\r\n"
+            with contextlib.suppress(OSError):  # the server may answer and close before all is sent
+                client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + header * (MAX_REQUEST_HEAD // 1000 + 1))
+            assert client.recv(100).startswith(b"HTTP/1.0 431")
+        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    finally:
+        metrics.stop()
+
+
+def test_a_request_head_within_the_limit_is_answered():
+    metrics = Metrics()
+    port = metrics.start("127.0.0.1", 0, idle_timeout=5)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            header = b"X-Big: " + b"a" * 1000 + b"\r\n"
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + header * 12 + b"\r\n")
+            assert client.recv(100).startswith(b"HTTP/1.0 200")
+    finally:
+        metrics.stop()
+
+
+def test_a_request_line_over_the_limit_closes_the_connection_without_a_traceback(capfd):
+    metrics = Metrics()
+    port = metrics.start("127.0.0.1", 0, idle_timeout=5)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            with contextlib.suppress(OSError):
+                client.sendall(b"GET /" + b"a" * (2 * MAX_REQUEST_HEAD))
+            assert client.recv(100) == b""  # closed without an answer
+        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    finally:
+        metrics.stop()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_stop_releases_the_port_and_start_twice_is_refused():
