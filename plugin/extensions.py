@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from plugin.coprocess import (
     response_object_pb2,
 )
 from plugin.errors import AuthError, ConfigurationError
-from plugin.logs import exception_site
+from plugin.logs import SummedLog, exception_site
 from plugin.session import CLAIM_METADATA_PREFIX, metadata_value
 
 log = logging.getLogger("plugin.extensions")
@@ -410,7 +411,35 @@ def _is_status(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599
 
 
-def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | None = None) -> None:
+class HookLog:
+    """Hook refusals (INFO) and failures (ERROR), summed into one line each per interval; every
+    one at DEBUG. A hook that refuses hostile traffic, or one broken on every request, must not
+    cost a log line per call, as auth refusals do not.
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.refusals = SummedLog(log, logging.INFO, "hook refused", interval=interval, clock=clock)
+        self.failures = SummedLog(log, logging.ERROR, "hook failed", interval=interval, clock=clock)
+
+    def refused(self, hook: str, api: str, status: int, reason: str = "") -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("hook refused hook=%s api=%s status=%d reason=%s", hook, api, status, reason or "-")
+        fields: tuple[tuple[str, object], ...] = (("hook", hook), ("api", api), ("status", status))
+        self.refusals.add(*fields, *((("reason", reason),) if reason else ()))
+
+    def failed(self, hook: str, api: str, exc: BaseException) -> None:
+        error, site = type(exc).__name__, exception_site(exc)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("hook failed hook=%s api=%s error=%s at %s", hook, api, error, site, exc_info=exc)
+        self.failures.add(("hook", hook), ("api", api), ("error", error), ("at", site))
+
+    def flush(self, force: bool = False) -> None:
+        self.refusals.flush(force)
+        self.failures.flush(force)
+
+
+def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | None = None,
+             logs: HookLog | None = None) -> None:
     """Call one user hook on ``obj`` in place; any failure becomes the gateway's own hook-failure answer."""
     url, method = obj.request.url, obj.request.method
     actual = _KIND_BY_TYPE.get(obj.hook_type)
@@ -433,19 +462,18 @@ def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | Non
             else:
                 result = registered.handler(request, obj.session, spec)
             _apply_result(obj, result, metadata, original, registered.arity)
-    except BaseException as exc:  # a user hook must never take the answer down, even with sys.exit()
+    except BaseException as exc:  # noqa: BLE001 - logged by HookLog; a user hook must never take the answer down, even with sys.exit()
         api = obj.spec.get("APIID", "-")
+        logs = logs or HookLog()
         if isinstance(exc, Refuse):
             status, message, outcome = exc.status, exc.message, "refused"
-            log.info("hook refused hook=%s api=%s status=%d", registered.name, api, status)
+            logs.refused(registered.name, api, status)
         elif isinstance(exc, AuthError) and _is_status(exc.status) and isinstance(exc.message, str):
             status, message, outcome = exc.status, exc.message, "refused"
-            log.info("hook refused hook=%s api=%s status=%d reason=%s", registered.name, api, status, exc.reason)
+            logs.refused(registered.name, api, status, exc.reason)
         else:
             status, message, outcome = MIDDLEWARE_ERROR_STATUS, MIDDLEWARE_ERROR, "hook_error"
-            log.error("hook failed hook=%s api=%s error=%s at %s", registered.name, api,
-                      type(exc).__name__, exception_site(exc))
-            log.debug("hook %s traceback", registered.name, exc_info=True)
+            logs.failed(registered.name, api, exc)
         if obj.hook_type == HookType.Response:
             _refuse_response(obj, status, message)
         else:
@@ -454,8 +482,14 @@ def run_hook(registered: Registered, obj: Object, observe: OutcomeObserver | Non
         observe(registered.kind, outcome)
 
 
-def as_router_hooks(*hook_sets: Hooks, on_outcome: OutcomeObserver | None = None) -> dict[str, RouterHook]:
-    """What ``HookRouter(auth_hook, authenticate, hooks=...)`` takes; names must be unique across sets."""
+def as_router_hooks(*hook_sets: Hooks, on_outcome: OutcomeObserver | None = None,
+                    logs: HookLog | None = None) -> dict[str, RouterHook]:
+    """What ``HookRouter(auth_hook, authenticate, hooks=...)`` takes; names must be unique across sets.
+
+    ``logs`` sums the hooks' refusals and failures; its owner flushes it now and then, so a burst
+    followed by silence is reported too.
+    """
+    logs = logs or HookLog()
     routed: dict[str, RouterHook] = {}
     for hook_set in hook_sets:
         for registered in hook_set:
@@ -463,7 +497,7 @@ def as_router_hooks(*hook_sets: Hooks, on_outcome: OutcomeObserver | None = None
                 raise HookError(f"hook {registered.name!r} is defined more than once")
 
             def call(obj: Object, _registered: Registered = registered) -> None:
-                run_hook(_registered, obj, on_outcome)
+                run_hook(_registered, obj, on_outcome, logs)
 
             routed[registered.name] = call
     return routed

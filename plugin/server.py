@@ -154,6 +154,7 @@ class App:
     jwks: JwksCache
     configs: ConfigStore
     metrics: metricslib.Metrics
+    hook_log: extensions.HookLog
 
 
 def build_app(settings: ServerSettings) -> App:
@@ -173,11 +174,13 @@ def build_app(settings: ServerSettings) -> App:
     hook_sets = extensions.load_all(settings.hooks)
     for problem in extensions.manifest_problems(hook_sets, hooks):
         log.warning("hooks: %s", problem)
+    hook_log = extensions.HookLog()
     router = HookRouter(hooks.auth_check, metrics.instrument_auth(authenticator.authenticate),
-                        hooks=extensions.as_router_hooks(*hook_sets, on_outcome=metrics.hook_outcome))
+                        hooks=extensions.as_router_hooks(*hook_sets, on_outcome=metrics.hook_outcome, logs=hook_log))
     metrics.bind(token_cache=lambda: (authenticator.hits, authenticator.misses),
                  jwks_fetches=lambda: (jwks.stats.ok, jwks.stats.failed), jwks_ages=jwks.ages)
-    return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs, metrics=metrics)
+    return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs, metrics=metrics,
+               hook_log=hook_log)
 
 
 def reload(app: App, settings: ServerSettings) -> None:
@@ -272,6 +275,7 @@ class PluginServer:
         self.server.stop(self.settings.grace if grace is None else grace).wait()
         self._executor.shutdown(wait=False, cancel_futures=True)  # idle call threads end; a stuck one is abandoned
         self.app.router.refusals.flush(force=True)
+        self.app.hook_log.flush(force=True)
         self.dispatcher.undecodable.flush(force=True)
         self.app.jwks.stop()
         if self.app.authenticator.policy_index is not None:
@@ -299,6 +303,7 @@ class PluginServer:
                 continue
             self.update_health()
             self.app.router.refusals.flush()
+            self.app.hook_log.flush()
             self.dispatcher.undecodable.flush()
 
 

@@ -371,6 +371,60 @@ def test_refuse_and_auth_errors_answer_with_their_own_status_and_text():
         403, "key not authorized: no matching policy found")
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _hook_lines(caplog, title: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "plugin.extensions" and r.getMessage().startswith(title)]
+
+
+def test_a_flood_of_hook_refusals_is_one_info_line_per_interval(caplog):
+    hooks = ext.Hooks()
+    hooks.pre("Blocks")(lambda request, session, metadata, spec: (_ for _ in ()).throw(ext.Refuse(403, "blocked")))
+    clock = _Clock()
+    router = route(hooks, logs=ext.HookLog(interval=10.0, clock=clock))
+    with caplog.at_level(logging.INFO, logger="plugin.extensions"):
+        for _ in range(500):
+            assert overrides(router.dispatch(hook_object("Blocks", HookType.Pre))) == (403, "blocked")
+        clock.now += 10
+        router.dispatch(hook_object("Blocks", HookType.Pre))
+    lines = _hook_lines(caplog, "hook refused")
+    assert len(lines) == 2
+    assert "hook=Blocks" in lines[0] and "status=403" in lines[0] and "count=1" in lines[0]
+    assert "count=500" in lines[1]
+
+
+def test_a_hook_failing_on_every_call_is_one_error_line_per_interval(caplog):
+    hooks = ext.Hooks()
+    hooks.pre("Broken")(lambda request, session, metadata, spec: {}["missing"])
+    logs = ext.HookLog(interval=10.0, clock=_Clock())
+    router = route(hooks, logs=logs)
+    with caplog.at_level(logging.INFO, logger="plugin.extensions"):
+        for _ in range(200):
+            assert overrides(router.dispatch(hook_object("Broken", HookType.Pre))) == (500, "Middleware error")
+        logs.flush(force=True)
+    lines = _hook_lines(caplog, "hook failed")
+    assert len(lines) == 2
+    assert all(r.levelno == logging.ERROR for r in caplog.records if r.getMessage().startswith("hook failed"))
+    assert "error=KeyError" in lines[1] and "count=199" in lines[1] and "missing" not in lines[1]
+
+
+def test_each_hook_refusal_is_logged_at_debug_with_its_reason(caplog):
+    hooks = ext.Hooks()
+    hooks.post_key_auth("NoPolicy")(lambda request, session, metadata, spec: (_ for _ in ()).throw(NoMatchingPolicy()))
+    router = route(hooks)
+    with caplog.at_level(logging.DEBUG, logger="plugin.extensions"):
+        for _ in range(3):
+            router.dispatch(hook_object("NoPolicy", HookType.PostKeyAuth))
+    each = [r for r in caplog.records if r.levelno == logging.DEBUG and r.getMessage().startswith("hook refused")]
+    assert len(each) == 3 and f"reason={NoMatchingPolicy.reason}" in each[0].getMessage()
+
+
 def test_a_bad_return_value_is_a_hook_error():
     hooks = ext.Hooks()
     hooks.post("Bad")(lambda request, session, metadata, spec: "nope")
