@@ -165,7 +165,7 @@ class Authenticator:
         self._clock = clock
         self._cache = TokenCache(cache_size) if cache_size > 0 else None
         self._jwks = verifier.jwks
-        self._stamps: dict[tuple[int, int], bytes] = {}  # (second, deadline) -> serialized times
+        self._stamps: dict[int, bytes] = {}  # deadline -> the serialized deadline
         self.hits = 0
         self.misses = 0
 
@@ -208,25 +208,24 @@ class Authenticator:
             if refusal is not None:
                 raise refusal
         # One merge of pre-serialized bytes fills the session and metadata["token"]: protobuf merges
-        # a message field that appears twice and lets the later scalar win, so the per-request times
-        # appended after the cached session override nothing but themselves.
-        second = int(now)
-        deadline = extractor_deadline(second, cached.exp, config.id_extractor_ttl)
-        times = self._stamps.get((second, deadline))
+        # a message field that appears twice and lets the later scalar win, so the per-request
+        # deadline appended after the cached session overrides nothing but itself.
+        deadline = extractor_deadline(int(now), cached.exp, config.id_extractor_ttl)
+        times = self._stamps.get(deadline)
         if times is None:
-            times = self._stamp(second, deadline)
+            times = self._stamp(deadline)
         obj.ClearField("session")  # replaces, never merges into, whatever the gateway sent
         obj.MergeFromString(cached.reply + times)
 
-    def _stamp(self, second: int, deadline: int) -> bytes:
-        """The serialized per-request times; one per second and deadline, shared by every token."""
+    def _stamp(self, deadline: int) -> bytes:
+        """The serialized per-request deadline; one per deadline, shared by every token."""
         session = SessionState()
-        stamp(session, second, deadline)
+        stamp(session, deadline)
         times = Object(session=session).SerializeToString()
         stamps = self._stamps
         if len(stamps) >= STAMP_MEMO_SIZE:
-            stamps.clear()  # a new second makes the old ones useless; clearing is cheaper than ordering
-        stamps[(second, deadline)] = times
+            stamps.clear()  # passing seconds make the old ones useless; clearing is cheaper than ordering
+        stamps[deadline] = times
         return times
 
     def _revalidate(self, cache_key: _CacheKey, cached: CachedAuth) -> CachedAuth | None:

@@ -46,7 +46,7 @@ def metadata_value(value: Any) -> str:
 def build_session(claims: Mapping[str, Any], identity: str, policies: tuple[str, ...],
                   config: ApiConfig, session_key: str, exp: float | None, session: SessionState) -> None:
     """The time-independent part of the session, written into ``session`` (a reply's own field,
-    so nothing is copied); ``stamp`` adds the per-request times."""
+    so nothing is copied); ``stamp`` adds the per-request cache deadline."""
     session.alias = identity
     session.apply_policies.extend(policies)
     for name in OAUTH_CLIENT_ID_CLAIMS:  # the first one present, as native JWT takes it (for analytics)
@@ -83,7 +83,11 @@ def extractor_deadline(now: float, exp: float | None, ttl: int) -> int:
     return deadline
 
 
-def stamp(session: SessionState, now: float, deadline: int) -> None:
-    """Per-request times: the gateway may serve this session from cache until the deadline."""
+def stamp(session: SessionState, deadline: int) -> None:
+    """The gateway may serve this session from its cache until the deadline.
+
+    ``last_updated`` stays empty, as in the session native JWT builds: the gateway's in-memory
+    rate limiter keys its bucket by key and ``last_updated``, so a value that changed every second
+    would start a fresh bucket every second and let through far more than the policy's rate.
+    """
     session.id_extractor_deadline = deadline
-    session.last_updated = str(int(now))

@@ -38,6 +38,18 @@ def test_rate_limit_of_the_token_policy_gives_429_at_the_fourth_request(plugin_s
     assert statuses == [200, 200, 200, 429]
 
 
+@pytest.mark.parametrize("path", ["/auth0-native/get", "/auth0-plugin-subject/get", "/auth0-plugin/get"])
+def test_rate_limit_of_the_token_policy_holds_across_seconds(plugin_stack: Stack, subject: str, path: str) -> None:
+    """The gateway's rate limiter buckets by key and the session's last_updated: the plugin leaves it
+    empty, as native JWT does, so requests in later seconds count against the same 3 per 60 s."""
+    token = plugin_stack.token(sub=subject, pol="limited")
+    statuses = []
+    for _ in range(5):
+        statuses.append(get(plugin_stack, path, token).status)
+        time.sleep(0.6)
+    assert statuses == [200, 200, 200, 429, 429]
+
+
 def test_quota_of_the_token_policy_gives_403_quota_exceeded(plugin_stack: Stack, subject: str) -> None:
     token = plugin_stack.token(sub=subject, pol="quota3")
     results = [get(plugin_stack, "/auth0-plugin/get", token) for _ in range(4)]
