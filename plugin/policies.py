@@ -74,7 +74,7 @@ def resolve(claims: Mapping[str, Any], config: ApiConfig) -> tuple[str, ...]:
     """The policy ids to apply, in order; raises NoMatchingPolicy with the gateway's words."""
     base = policy_claim(claims, config.policy_field)
     from_defaults = not base and bool(config.default_policies)
-    policies = base or config.default_policies
+    policies = base or tuple(dict.fromkeys(config.default_policies))  # native adds each default once
 
     if config.scope_to_policy:
         found = token_scopes(claims, config)

@@ -183,6 +183,13 @@ def test_default_policies_apply_when_the_token_names_none(plugin, signing_key):
     assert list(reply.session.apply_policies) == ["auth0-policy", "extra"]
 
 
+def test_a_default_policy_listed_twice_is_applied_once(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(pol=t.DROP))
+    config = config_data(jwt_default_policies=["auth0-policy", "extra", "auth0-policy"])
+    reply = plugin.dispatch(auth_object(bearer(token), config=config))
+    assert list(reply.session.apply_policies) == ["auth0-policy", "extra"]
+
+
 def test_scopes_map_to_policies_and_replace_the_defaults(plugin, signing_key):
     token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:things admin"))
     config = config_data(jwt_default_policies=["basic"], jwt_scope_to_policy_mapping={"admin": "admin-pol"})
