@@ -203,19 +203,22 @@ class Authenticator:
                 self.misses += 1
                 cached = self._verify(raw, config, org_id, now)
                 cache.put(cache_key, cached)
+        seed = b""
         if self.policy_index is not None:
             refusal = self.policy_index.refusal(org_id, cached.base_policy, cached.policies)
             if refusal is not None:
                 raise refusal
+            seed = self.policy_index.seed(org_id, cached.base_policy)  # read per request: policies change
         # One merge of pre-serialized bytes fills the session and metadata["token"]: protobuf merges
-        # a message field that appears twice and lets the later scalar win, so the per-request
-        # deadline appended after the cached session overrides nothing but itself.
+        # a message field that appears twice and lets the later scalar win, so the base policy's
+        # values and the per-request deadline appended after the cached session (which sets none
+        # of their fields) override nothing but themselves.
         deadline = extractor_deadline(int(now), cached.exp, config.id_extractor_ttl)
         times = self._stamps.get(deadline)
         if times is None:
             times = self._stamp(deadline)
         obj.ClearField("session")  # replaces, never merges into, whatever the gateway sent
-        obj.MergeFromString(cached.reply + times)
+        obj.MergeFromString(cached.reply + seed + times)
 
     def _stamp(self, deadline: int) -> bytes:
         """The serialized per-request deadline; one per deadline, shared by every token."""

@@ -10,6 +10,9 @@ leaves the decision to the gateway, as before.
 Every refusal the index makes also asks for an early refresh (at most one a second): a policy just
 added to the gateway, or a list read while its files were being rewritten, then costs one refused
 request instead of a whole refresh interval of them.
+
+The index also holds what native JWT copies from a base policy into a new session before it
+applies the policies (``_seed``), so the session the gateway gets from the plugin starts the same.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from plugin.coprocess import Object, SessionState
 from plugin.errors import AuthError, NoMatchingPolicy, NoValidPolicies, PolicyNotFound
 from plugin.logs import shown_url
 from plugin.policies import BasePolicy
@@ -32,7 +36,14 @@ from plugin.policies import BasePolicy
 log = logging.getLogger("plugin.policies")
 
 
-PolicyRights = dict[tuple[str, str], frozenset[str]]  # (org id, policy id) -> API ids it grants
+class PolicyFacts(NamedTuple):
+    """What the plugin needs of one gateway policy."""
+
+    apis: frozenset[str]  # the APIs it grants
+    seed: bytes  # a serialized Object whose session holds what native JWT copies from it as base policy
+
+
+PolicyRights = dict[tuple[str, str], PolicyFacts]  # (org id, policy id) -> its facts
 
 
 def _ids(policies: Iterable[Any]) -> PolicyRights:
@@ -41,8 +52,45 @@ def _ids(policies: Iterable[Any]) -> PolicyRights:
         if isinstance(policy, dict):
             pid = policy.get("id") or policy.get("_id")
             if isinstance(pid, str) and pid:
-                found[(str(policy.get("org_id", "")), pid)] = _granted(policy)
+                found[(str(policy.get("org_id", "")), pid)] = PolicyFacts(_granted(policy), _seed(policy))
     return found
+
+
+def _seed(policy: dict[str, Any]) -> bytes:
+    """The session fields the gateway's generateSessionFromPolicy copies from native JWT's base policy
+    into a new session before it applies the policies.
+
+    Applying the policies clears only what each policy's partitions cover, so natively a partitioned
+    base policy's other values stay in force (an ACL-only base policy's rate and quota limit the
+    key). Sent with the session, they give the gateway the same start. Left out: the expiry (see the
+    README) and the throttle settings, which the coprocess session has no field for. A value of a
+    type Go would not decode is left out too.
+    """
+    session = SessionState()
+    rate = _float(policy.get("rate"))
+    if rate is not None:
+        session.rate = session.allowance = rate
+    per = _float(policy.get("per"))
+    if per is not None:
+        session.per = per
+    for name in ("quota_max", "quota_renewal_rate", "max_query_depth", "post_expiry_grace_period"):
+        value = policy.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
+            setattr(session, name, value)
+    for name in ("hmac_enabled", "is_inactive"):
+        if policy.get(name) is True:
+            setattr(session, name, True)
+    tags = policy.get("tags")
+    if isinstance(tags, list) and all(isinstance(tag, str) for tag in tags):
+        session.tags.extend(tags)
+    action = policy.get("post_expiry_action")
+    if isinstance(action, str):
+        session.post_expiry_action = action
+    return Object(session=session).SerializeToString()
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _granted(policy: dict[str, Any]) -> frozenset[str]:
@@ -196,7 +244,7 @@ class PolicyIndex:
         the key ("key has no valid policies to be applied"), skipping unknown ids in a list of
         several and failing on a lone unknown one, which grants nothing here either."""
         ids = self._ids or {}
-        return not any(ids.get((org_id, p)) for p in policy_ids)
+        return not any(facts.apis for facts in (ids.get((org_id, p)) for p in policy_ids) if facts is not None)
 
     def base_refusal(self, org_id: str, base: BasePolicy | None) -> AuthError | None:
         """Native JWT's answer when the gateway lacks the base policy, or it grants nothing, else None."""
@@ -262,7 +310,14 @@ class PolicyIndex:
         ids = self._ids
         if ids is None or any((org_id, p) not in ids for p in policy_ids):
             return None
-        return any(api_id in ids[(org_id, p)] for p in policy_ids)
+        return any(api_id in ids[(org_id, p)].apis for p in policy_ids)
+
+    def seed(self, org_id: str, base: BasePolicy | None) -> bytes:
+        """The serialized session values native JWT starts a new session from: its base policy's
+        (see ``_seed``), or nothing while the policy is unknown."""
+        ids = self._ids
+        facts = ids.get((org_id, base.id)) if ids is not None and base is not None else None
+        return facts.seed if facts is not None else b""
 
     def start(self) -> None:
         def run() -> None:

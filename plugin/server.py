@@ -408,7 +408,8 @@ def add_cli(subparsers: Any) -> None:
                         help="seconds one JWKS fetch may wait on the IdP (env TYK_AUTH0_JWKS_TIMEOUT; default %(default)s)")
     parser.add_argument("--tyk-gateway-url", default=env("TYK_AUTH0_GATEWAY_URL", ""),
                         help="the gateway's API base URL; with TYK_AUTH0_GATEWAY_SECRET the plugin reads the policy list "
-                             "and refuses unknown policies as native JWT does (env TYK_AUTH0_GATEWAY_URL)")
+                             "and refuses unknown policies as native JWT does, and starts sessions from the base "
+                             "policy's values as native JWT does (env TYK_AUTH0_GATEWAY_URL)")
     parser.add_argument("--tyk-policies", default=env("TYK_AUTH0_POLICIES_PATH", ""),
                         help="or: the gateway's policy_path directory / policy file, read for the same purpose "
                              "(env TYK_AUTH0_POLICIES_PATH)")

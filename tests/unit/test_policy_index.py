@@ -467,3 +467,81 @@ def test_a_gateway_secret_beyond_ascii_is_sent_as_its_utf8_bytes(secret):
     with _recording_server() as (gateway, received):
         assert PolicyIndex(from_gateway(gateway, secret)).refresh()
     assert received == [secret.encode("utf-8")]
+
+
+# -- the base policy's values, which native JWT starts a new session from ---------------------------
+
+ACL_ONLY = {"quota": False, "rate_limit": False, "complexity": False, "acl": True, "per_api": False}
+
+
+def _with_policies(plugin, tmp_path, *policies):
+    directory = tmp_path / "p"
+    directory.mkdir(exist_ok=True)
+    for policy in policies:
+        full = {"org_id": "default", "access_rights": {"auth0-plugin": {"api_id": "auth0-plugin"}}, **policy}
+        (directory / f"{policy['id']}.json").write_text(json.dumps(full))
+    index = PolicyIndex(from_path(directory))
+    index.refresh()
+    plugin.authenticator.policy_index = index
+    return index
+
+
+def test_an_acl_only_base_policy_sends_its_rate_and_quota_with_the_session(plugin, signing_key, tmp_path):
+    """Applying policies clears only what their partitions cover: natively the ACL-only base
+    policy's rate and quota stay in force, so the gateway gets them from the plugin too."""
+    _with_policies(plugin, tmp_path, {"id": "acl", "partitions": ACL_ONLY, "rate": 3, "per": 60, "quota_max": 10,
+                                      "quota_renewal_rate": 3600, "max_query_depth": -1})
+    session = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="acl")))).session
+    assert (session.rate, session.per, session.allowance) == (3, 60, 3)
+    assert (session.quota_max, session.quota_renewal_rate, session.max_query_depth) == (10, 3600, -1)
+    assert list(session.apply_policies) == ["acl"]
+
+
+def test_the_base_policys_tags_and_flags_are_sent_with_the_session(plugin, signing_key, tmp_path):
+    _with_policies(plugin, tmp_path, {"id": "gold", "tags": ["gold", "eu"], "hmac_enabled": True, "is_inactive": True,
+                                      "post_expiry_action": "delete", "post_expiry_grace_period": 30})
+    session = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="gold")))).session
+    assert list(session.tags) == ["gold", "eu"]
+    assert session.hmac_enabled and session.is_inactive
+    assert (session.post_expiry_action, session.post_expiry_grace_period) == ("delete", 30)
+
+
+def test_the_first_default_policy_gives_the_values_even_when_scopes_replace_the_defaults(plugin, signing_key,
+                                                                                        tmp_path):
+    """Native JWT builds the session from the first default before the scope mapping replaces its policies."""
+    _with_policies(plugin, tmp_path, {"id": "d1", "rate": 7, "per": 1, "tags": ["d1"]}, {"id": "mapped", "rate": 1})
+    config = config_data(jwt_default_policies=["d1"], jwt_scope_to_policy_mapping={"read:x": "mapped"})
+    token = t.sign(signing_key, t.claims(pol=t.DROP, scope="read:x"))
+    session = plugin.dispatch(auth_object("Bearer " + token, config=config)).session
+    assert list(session.apply_policies) == ["mapped"]
+    assert (session.rate, list(session.tags)) == (7, ["d1"])
+
+
+def test_only_the_base_policy_gives_the_values(plugin, signing_key, tmp_path):
+    _with_policies(plugin, tmp_path, {"id": "first", "rate": 2, "per": 60}, {"id": "second", "rate": 9, "per": 1})
+    session = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol=["first", "second"])))).session
+    assert (session.rate, session.per) == (2, 60)
+
+
+def test_without_the_policy_list_no_policy_values_are_sent(plugin, signing_key):
+    session = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="gold")))).session
+    assert (session.rate, session.per, session.quota_max, list(session.tags)) == (0, 0, 0, [])
+
+
+def test_a_cached_token_gets_the_values_of_the_policy_list_read_last(plugin, signing_key, tmp_path):
+    index = _with_policies(plugin, tmp_path, {"id": "gold", "rate": 2, "per": 60})
+    token = "Bearer " + t.sign(signing_key, t.claims(pol="gold"))
+    assert plugin.dispatch(auth_object(token)).session.rate == 2
+    (tmp_path / "p" / "gold.json").write_text(json.dumps({"id": "gold", "org_id": "default", "rate": 5, "per": 60,
+                                                        "access_rights": {"auth0-plugin": {}}}))
+    assert index.refresh()
+    assert plugin.dispatch(auth_object(token)).session.rate == 5
+    assert plugin.authenticator.hits == 1
+
+
+@pytest.mark.parametrize(("field", "value"), [("rate", "3"), ("rate", True), ("quota_max", 2.5), ("quota_max", 2**63),
+                                              ("tags", ["a", 1]), ("is_inactive", "true")])
+def test_a_policy_value_of_a_type_go_would_not_decode_is_not_sent(plugin, signing_key, tmp_path, field, value):
+    _with_policies(plugin, tmp_path, {"id": "odd", field: value})
+    session = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="odd")))).session
+    assert (session.rate, session.quota_max, list(session.tags), session.is_inactive) == (0, 0, [], False)
