@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from cachetools import LRUCache
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from plugin.config import HeaderRules, header_fold, parse_header_rules
 from plugin.coprocess import (
@@ -50,6 +51,7 @@ from plugin.logs import SummedLog, exception_site
 from plugin.session import CLAIM_METADATA_PREFIX, metadata_value
 
 log = logging.getLogger("plugin.extensions")
+_tyk_log = logging.getLogger("plugin.extensions.tyk")  # what ported hooks log through TykGateway
 
 MIDDLEWARE_ERROR = "Middleware error"
 MIDDLEWARE_ERROR_STATUS = 500
@@ -228,6 +230,15 @@ class Response:
         """Single-valued view; the gateway re-syncs its multi-valued copy when this changes."""
         return self.object.headers
 
+    @property
+    def multivalue_headers(self) -> RepeatedCompositeFieldContainer[response_object_pb2.Header]:
+        """Every value of each header (``Set-Cookie`` twice), as Tyk's ``response.multivalue_headers``.
+
+        The gateway sends these on as they are unless ``headers`` changed too: then it rebuilds
+        them from ``headers``, keeping only the names still there.
+        """
+        return self.object.multivalue_headers
+
     def add_header(self, key: str, value: str) -> None:
         self.object.headers[key] = value
 
@@ -251,6 +262,28 @@ class Response:
     @raw_body.setter
     def raw_body(self, value: bytes) -> None:
         self.object.raw_body = value
+
+
+class TykGateway:
+    """``log`` and ``log_error`` of Tyk's embedded ``gateway`` module, so a ported hook keeps its log calls.
+
+    Import it as ``from plugin.extensions import TykGateway as tyk``. Records go to Python logging
+    (logger ``plugin.extensions.tyk``) at the level Tyk would use: ``"debug"``, ``"warning"`` and
+    ``"error"`` as named, anything else at INFO. The message is the hook's own: this server logs
+    it as given. ``store_data``, ``get_data`` and ``trigger_event`` reach into the embedded
+    gateway's Redis and event bus and have no counterpart over gRPC, so they are absent: a hook
+    calling one fails with an ``AttributeError`` at its own line.
+    """
+
+    _LEVELS: Mapping[str, int] = {"debug": logging.DEBUG, "warning": logging.WARNING, "error": logging.ERROR}
+
+    @staticmethod
+    def log(message: str, level: str = "info") -> None:
+        _tyk_log.log(TykGateway._LEVELS.get(level, logging.INFO), "%s", message)
+
+    @staticmethod
+    def log_error(message: str) -> None:
+        _tyk_log.error("%s", message)
 
 
 # -- registration -----------------------------------------------------------------------------------

@@ -191,6 +191,35 @@ def test_response_hook_edits_status_headers_and_body():
     assert obj.response.raw_body == b'{"ok":false}'
 
 
+def test_response_multivalue_headers_are_the_message_s_own_list_as_in_tyk():
+    hooks = ext.Hooks()
+
+    @hooks.response("Cookies")
+    def cookies(request, response, session, metadata, spec):
+        response.multivalue_headers.add(key="Set-Cookie", values=["a=1", "b=2"])
+
+    obj = route(hooks).dispatch(hook_object("Cookies", HookType.Response))
+    assert [(h.key, list(h.values)) for h in obj.response.multivalue_headers][-1] == ("Set-Cookie", ["a=1", "b=2"])
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    ("info", logging.INFO), ("debug", logging.DEBUG), ("warning", logging.WARNING), ("error", logging.ERROR),
+    ("anything else", logging.INFO)])
+def test_tyk_log_goes_to_python_logging_at_tyks_level(level, expected, caplog):
+    with caplog.at_level(logging.DEBUG, logger="plugin.extensions.tyk"):
+        ext.TykGateway.log("from a ported hook", level)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("plugin.extensions.tyk", expected, "from a ported hook")]
+
+
+def test_tyk_log_error_logs_at_error_and_the_gateway_only_calls_have_no_stand_in(caplog):
+    with caplog.at_level(logging.DEBUG, logger="plugin.extensions.tyk"):
+        ext.TykGateway.log_error("broken")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.ERROR, "broken")]
+    for missing in ("store_data", "get_data", "trigger_event"):  # they need the embedded gateway's Redis and events
+        assert not hasattr(ext.TykGateway, missing)
+
+
 # -- replies carry what the gateway reads back, and nothing else -----------------------------------------
 
 @pytest.mark.parametrize("hook_type", [HookType.Pre, HookType.Post, HookType.PostKeyAuth])
