@@ -5,7 +5,8 @@ A user file defines ``hooks = Hooks()`` and decorates functions with
 ``@hooks.response(...)``. Handlers get ``(request, session, metadata, spec)``
 (``(request, response, session, metadata, spec)`` for response hooks), as in the
 embedded runtime, so a plugin moves from the embedded driver to this gRPC server
-with its bodies unchanged. Names must match the bundle manifest's hook names:
+with new imports and decorators and its bodies mostly unchanged (``TykGateway``
+stands in for ``tyk.log``). Names must match the bundle manifest's hook names:
 the gateway calls hooks by name.
 
 The gateway reads back only request edits and ``return_overrides`` from Pre,

@@ -673,6 +673,8 @@ def test_hooks_guide_documents_the_api_and_the_builtin_hook():
     text = (ROOT / "docs" / "hooks.md").read_text()
     for fragment in ("@hooks.pre(", "@hooks.post_key_auth(", "@hooks.post(", "@hooks.response(", "Refuse(",
                      "examples/hooks_example.py", ext.CLAIMS_TO_HEADERS_HOOK, ext.CLAIM_METADATA_PREFIX,
-                     "claims_to_headers", "strip_authorization", "Middleware error", "--hooks", "TYK_AUTH0_HOOKS"):
+                     "claims_to_headers", "strip_authorization", "Middleware error", "--hooks", "TYK_AUTH0_HOOKS",
+                     "## Moving a Tyk Python plugin", "TykGateway as tyk", "multivalue_headers",
+                     "tests/support/tyk_style_hooks.py", "tests/unit/test_tyk_style_hooks.py"):
         assert fragment in text, fragment
     assert (ROOT / "docs" / "examples" / "hooks_example.py").is_file()
