@@ -86,6 +86,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _KNOWN_KEYS = frozenset(s.key for s in SETTINGS)
+# Read from the environment by every API's configuration, config_data or not (build_config), so
+# setting one of these alone makes no server-wide Auth0 configuration that must stand on its own.
+_EVERY_API_ENV = frozenset({"hash_key_function"})
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ def env_config_data(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     for setting in SETTINGS:
+        if setting.key in _EVERY_API_ENV:
+            continue
         if setting.env and environ.get(setting.env, "").strip():
             value = environ[setting.env].strip()
             if setting.key in ("issuer", "audience", "jwt_allowed_algorithms"):

@@ -356,3 +356,12 @@ def test_an_auth0_domain_that_is_not_a_host_name_is_refused_as_a_domain(domain):
 
 def test_an_auth0_domain_port_out_of_range_is_refused_as_a_port():
     assert problem(auth0_domain="x:99999") == "auth0_domain: port 99999 is not a port (1 to 65535)"
+
+
+def test_the_gateway_hash_key_function_alone_makes_no_server_wide_auth0_configuration():
+    """TYK_HASH_KEY_FUNCTION applies to APIs with config_data too; alone it must not make the server
+    refuse to start for want of AUTH0_DOMAIN, nor stand in for a config-less API's settings."""
+    assert env_config_data({"TYK_HASH_KEY_FUNCTION": "murmur64"}) == {}
+    defaults = env_config_data({"AUTH0_DOMAIN": "dev-x.eu.auth0.com", "TYK_HASH_KEY_FUNCTION": "sha256"})
+    config = parse_config_data(None, defaults, environ={"TYK_HASH_KEY_FUNCTION": "sha256"})
+    assert config.hash_key_function == "sha256"
