@@ -53,7 +53,7 @@ from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_j
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
 from plugin.logs import exception_site
 from plugin.policy_index import PolicyIndex, from_path
-from plugin.session import key_id
+from plugin.session import key_format, key_id
 from plugin.verify import (
     DEFAULT_MAX_TOKEN_BYTES,
     Verifier,
@@ -279,6 +279,35 @@ def load_config_data(value: str) -> ApiSource:
     return _with_data(ApiSource(kind="config_data", origin=value), read_json(value, "config_data file"), True)
 
 
+GATEWAY_HASH_ENV = "TYK_GW_HASHKEYFUNCTION"  # the gateway's own variable; it wins over tyk.conf
+
+
+def load_gateway_hash_function(path: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """``--tyk-conf``: the gateway's ``hash_key_function`` and where it came from. The gateway's
+    environment variable wins over the file, as it does in the gateway, when this shell has it."""
+    conf = read_json(path, "tyk.conf")
+    if not isinstance(conf, dict):
+        raise UsageError(f"tyk.conf {path} must hold a JSON object")
+    if GATEWAY_HASH_ENV in environ:
+        return environ[GATEWAY_HASH_ENV].strip(), GATEWAY_HASH_ENV
+    value = conf.get("hash_key_function", "")
+    if not isinstance(value, str):
+        raise UsageError(f"tyk.conf {path}: hash_key_function must be a string")
+    return value, path
+
+
+def hash_function_notes(config: ApiConfig, gateway: str, origin: str) -> list[str]:
+    """Whether this API's session key ids are the ones native JWT derives under the gateway's setting.
+    A mismatch refuses nothing, so only this comparison (or the quotas) shows it."""
+    mine = config.hash_key_function
+    if key_format(mine) == key_format(gateway):
+        return [f"hash_key_function {mine!r} keys sessions as the gateway's {gateway!r} ({origin}) does"]
+    return [f"hash_key_function is {mine!r} here but {gateway!r} in {origin}: the plugin keeps each subject's "
+            f"session under another key than native JWT, so their quotas and rate limits are counted apart and "
+            f"the Gateway API finds no key under native's id for subjects only the plugin saw; set "
+            f"hash_key_function (config_data) or TYK_HASH_KEY_FUNCTION (plugin server) to {gateway!r}"]
+
+
 # -- the report ----------------------------------------------------------------------------------------
 
 
@@ -414,7 +443,8 @@ class Checker:
         self.policy_index: PolicyIndex | None = None
 
     def run(self, source: ApiSource, token: str | None, org_id: str | None = None,
-            discovery: bool = True, policies_path: str | None = None) -> Report:
+            discovery: bool = True, policies_path: str | None = None,
+            gateway_hash: tuple[str, str] | None = None) -> Report:
         report = Report(source=source, org_id=source.org_id if org_id is None else org_id, now=self.clock())
         self.policy_index = None
         if policies_path:
@@ -434,6 +464,8 @@ class Checker:
             return report
         config = report.config
         report.notes += _config_notes(config, source.data or {})
+        if gateway_hash is not None:
+            report.notes += hash_function_notes(config, *gateway_hash)
         if not report.org_id:
             report.notes.append("no org id: pass --org-id (the API's org_id) to get the exact session key")
         if discovery:
@@ -1288,6 +1320,9 @@ def add_cli(subparsers: Any) -> None:
                         help="the API's api_id, for the access-rights check (default: from --api)")
     parser.add_argument("--tyk-policies", metavar="PATH", help="the gateway's policy_path directory or "
                         "policy_record_name file: also check that the token's policies exist")
+    parser.add_argument("--tyk-conf", metavar="FILE", help="the gateway's tyk.conf: also check that the "
+                        "plugin's hash_key_function keys sessions as the gateway does (TYK_GW_HASHKEYFUNCTION, "
+                        "when set here, wins as in the gateway)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-discovery", action="store_true", help="skip fetching the OpenID discovery document")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per HTTP fetch (default %(default)s)")
@@ -1319,6 +1354,7 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
             # The gateway's HTTP server trims blanks around a header value, and reads bytes that are
             # not UTF-8 as U+FFFD.
             token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip(" \t\r\n")
+        gateway_hash = load_gateway_hash_function(args.tyk_conf, os.environ) if args.tyk_conf else None
         if not (0 < args.timeout < 3600):
             raise UsageError("--timeout must be a number of seconds above 0 and below 3600")
     except UsageError as exc:
@@ -1330,7 +1366,7 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
     plugin_log.setLevel(logging.CRITICAL)
     try:
         checker = checker or Checker(timeout=args.timeout, max_token_bytes=args.max_token_bytes)
-        report = checker.run(source, token, args.org_id, not args.no_discovery, args.tyk_policies)
+        report = checker.run(source, token, args.org_id, not args.no_discovery, args.tyk_policies, gateway_hash)
     except Exception as exc:  # noqa: BLE001 - an input the explanation cannot follow: say so, never a traceback
         print(f"tyk-auth0-plugin check: cannot explain this input ({type(exc).__name__} at {exception_site(exc)})",
               file=sys.stderr)

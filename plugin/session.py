@@ -25,13 +25,21 @@ OAUTH_CLIENT_ID_CLAIMS = ("clientId", "cid", "client_id")  # native JWT's list, 
 _HASH_FUNCTIONS = frozenset({"murmur32", "murmur64", "murmur128", "sha256"})
 
 
+def key_format(hash_key_function: str) -> str:
+    """The ``h`` the gateway writes into key ids for this ``hash_key_function`` ("" for org id + md5):
+    it takes any unknown name for murmur64, so two settings key alike when their formats agree."""
+    if not hash_key_function:
+        return ""
+    return hash_key_function if hash_key_function in _HASH_FUNCTIONS else "murmur64"
+
+
 def key_id(org_id: str, identity: str, hash_key_function: str = "") -> str:
     """The gateway's generateToken(org, md5hex(identity)) for the configured key hashing."""
     digest = hashlib.md5(identity.encode("utf-8"), usedforsecurity=False).hexdigest()
     if org_id and digest.startswith(org_id):
         digest = digest[len(org_id):]  # the gateway trims an org prefix before joining
-    if hash_key_function:
-        alg = hash_key_function if hash_key_function in _HASH_FUNCTIONS else "murmur64"
+    alg = key_format(hash_key_function)
+    if alg:
         record = f'{{"org":"{org_id}","id":"{digest}","h":"{alg}"}}'
         return base64.b64encode(record.encode("utf-8")).decode("ascii")
     return org_id + digest

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from plugin import check
+from plugin.config import parse_config_data
 from tests.support import tokens as t
 from tests.support.jwks_server import JwksServer
 from tests.support.objects import auth_object, config_data
@@ -687,3 +688,55 @@ def test_the_migration_guide_lists_every_native_field_without_a_twin():
     text = (ROOT / "docs" / "migration.md").read_text()
     for name in (*check.NO_TWIN_CLASSIC, *check.NO_TWIN_OAS):
         assert f"`{name}`" in text, name
+
+
+# -- the gateway's key hashing --------------------------------------------------------------------------------
+
+def write_tyk_conf(directory: Path, **settings: object) -> str:
+    path = directory / "tyk.conf"
+    path.write_text(json.dumps({"listen_port": 8080, "hash_keys": True, **settings}))
+    return str(path)
+
+
+def test_tyk_conf_names_a_hash_key_function_the_plugin_was_not_given(tmp_path, cfg, monkeypatch):
+    """The shipped tyk.conf hashes with murmur64: a plugin left without it passes every token, so
+    only this comparison tells the operator that quotas are counted apart from native JWT's."""
+    monkeypatch.delenv("TYK_GW_HASHKEYFUNCTION", raising=False)
+    monkeypatch.delenv("TYK_HASH_KEY_FUNCTION", raising=False)
+    conf = write_tyk_conf(tmp_path, hash_key_function="murmur64")
+    code, report = run_json("--config-data", cfg, "--tyk-conf", conf, "--no-discovery")
+    assert code == 0
+    note = next(n for n in report["notes"] if n.startswith("hash_key_function"))
+    assert "'' here but 'murmur64' in " + conf in note and "TYK_HASH_KEY_FUNCTION" in note
+
+
+def test_tyk_conf_agrees_with_the_plugins_hash_key_function(tmp_path, jwks_server, monkeypatch):
+    monkeypatch.delenv("TYK_GW_HASHKEYFUNCTION", raising=False)
+    conf = write_tyk_conf(tmp_path, hash_key_function="sha256")
+    cfg = config_data(jwt_source=jwks_server.url, hash_key_function="sha256")
+    _, report = run_json("--config-data", cfg, "--tyk-conf", conf, "--no-discovery")
+    assert "hash_key_function 'sha256' keys sessions as the gateway's 'sha256'" in " ".join(report["notes"])
+
+
+@pytest.mark.parametrize(("gateway", "plugin", "agree"), [
+    ("", "", True), ("murmur64", "murmur64", True), ("sha256", "murmur64", False), ("", "murmur64", False),
+    ("md5", "murmur64", True),  # the gateway takes an unknown name for murmur64, as key_id does
+])
+def test_the_hash_functions_agree_when_the_gateway_writes_the_same_key_ids(gateway, plugin, agree):
+    config = parse_config_data(json.dumps({"auth0_domain": "a.auth0.com", "hash_key_function": plugin}),
+                                     environ={})
+    note = check.hash_function_notes(config, gateway, "tyk.conf")[0]
+    assert ("keys sessions as the gateway's" in note) == agree
+
+
+def test_the_gateways_environment_variable_wins_over_tyk_conf(tmp_path):
+    conf = write_tyk_conf(tmp_path, hash_key_function="murmur64")
+    assert check.load_gateway_hash_function(conf, {"TYK_GW_HASHKEYFUNCTION": "sha256"}) == (
+        "sha256", "TYK_GW_HASHKEYFUNCTION")
+    assert check.load_gateway_hash_function(conf, {}) == ("murmur64", conf)
+
+
+def test_an_unreadable_tyk_conf_is_a_usage_error(tmp_path, cfg):
+    (tmp_path / "tyk.conf").write_text("{not json")
+    code, _ = run("--config-data", cfg, "--tyk-conf", str(tmp_path / "tyk.conf"), "--no-discovery")
+    assert code == check.EXIT_USAGE
