@@ -82,7 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("param_name", None, "the header's name", "The query parameter's name (`Authorization` when `disable_header` is on).", "auth_configs.jwt.param_name"),
     Setting("use_cookie", None, "false", "Also read the token from a cookie; a non-empty one wins over the header and the parameter.", "auth_configs.jwt.use_cookie"),
     Setting("cookie_name", None, "the header's name", "The cookie's name (`Authorization` when `disable_header` is on).", "auth_configs.jwt.cookie_name"),
-    Setting("hash_key_function", "TYK_HASH_KEY_FUNCTION", "", "The gateway's `hash_key_function`, so the session key id matches the one native JWT derives for the same identity.", "hash_key_function (tyk.conf)"),
+    Setting("hash_key_function", "TYK_HASH_KEY_FUNCTION", "", "The gateway's `hash_key_function` (Tyk's shipped `tyk.conf` sets `murmur64`), whatever `hash_keys` says, so the session key id matches the one native JWT derives for the same identity; a mismatch refuses nothing but counts each subject's quota apart (`check --tyk-conf` compares). The variable applies to every API, with or without `config_data`.", "hash_key_function (tyk.conf)"),
 )
 
 _KNOWN_KEYS = frozenset(s.key for s in SETTINGS)
