@@ -78,8 +78,9 @@ _EXTRACTOR_SHARED = ("with the ID extractor, the gateway serves a session the pl
                      "use --no-id-extractor (README, Token location)")
 _GATEWAY_NOTE = ("tyk.conf needs coprocess_options with enable_coprocess true and coprocess_grpc_server "
                  "tcp://HOST:PORT of the plugin (docs/migration.md)")
-_HASH_NOTE = ("if tyk.conf sets hash_key_function, set the same in config_data (or TYK_HASH_KEY_FUNCTION for "
-              "the plugin) so sessions keep the keys native JWT gave them")
+_HASH_NOTE = ("if tyk.conf sets hash_key_function (Tyk's shipped tyk.conf sets murmur64), set the same in "
+              "config_data (or TYK_HASH_KEY_FUNCTION for the plugin) so sessions keep the keys native JWT gave them; "
+              "check --tyk-conf compares the two")
 
 
 class MigrationError(Exception):
