@@ -138,6 +138,20 @@ def test_deleting_the_subjects_key_through_the_gateway_api_resets_its_quota(
     assert [get(stack, path, token) for _ in range(4)] == [200, 200, 200, 403]
 
 
+def test_with_the_id_extractor_the_gateway_api_keys_the_session_by_the_header_value(
+        hashed: tuple[Stack, str]) -> None:
+    """docs/troubleshooting.md: the gateway keys extractor sessions by the header value, so the
+    subject's key id finds nothing and only the header's resets the token's quota."""
+    stack, function = hashed
+    subject = new_subject()
+    token = stack.token(sub=subject, pol="quota3")
+    assert [get(stack, PLUGIN, token) for _ in range(4)] == [200, 200, 200, 403]
+    assert admin(stack).admin("DELETE", f"/tyk/keys/{key_id(gw.ORG_ID, subject, function)}").status == 404
+    header_key = key_id(gw.ORG_ID, f"Bearer {token}", function)
+    assert admin(stack).admin("DELETE", f"/tyk/keys/{header_key}").status == 200
+    assert get(stack, PLUGIN, token) == 200
+
+
 def test_the_id_extractor_serves_repeats_from_the_gateway_cache_never_past_exp(hashed: tuple[Stack, str]) -> None:
     stack, _ = hashed
     token = stack.token(sub=new_subject(), lifetime=3)
