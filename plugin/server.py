@@ -67,6 +67,15 @@ def check_server_defaults(defaults: Mapping[str, Any]) -> None:
         raise StartupError(f"server-wide configuration from the environment: {named}: {exc.problem}") from None
 
 
+def key_hashing_note(environ: Mapping[str, str]) -> str:
+    """The start-up line naming the hash function session key ids follow: a mismatch with tyk.conf
+    refuses nothing, so this line (or ``check --tyk-conf``) is where an operator can see it."""
+    value = environ.get("TYK_HASH_KEY_FUNCTION", "").strip()
+    shown = repr(value) if value else "none (TYK_HASH_KEY_FUNCTION unset)"
+    return (f"session key ids follow hash_key_function {shown} unless an API's config_data sets one; it must be "
+            "tyk.conf's (Tyk ships murmur64), or native JWT and the plugin count each subject's quota apart")
+
+
 def _refuse_a_live_socket(path: str) -> None:
     """gRPC replaces an existing socket file; never take one another server still answers on."""
     if not os.path.exists(path):
@@ -252,6 +261,7 @@ class PluginServer:
             self.app.metrics.start(*metricslib.parse_listen(self.settings.metrics_listen))
         self.update_health()
         log.info("listening on %s (auth hook %r)", self.address, self.app.router.auth_hook)
+        log.info("%s", key_hashing_note(os.environ))
 
     def _prefetch_default_tenant(self) -> None:
         defaults = self.app.configs.defaults

@@ -110,3 +110,11 @@ def test_a_bad_gateway_setting_is_refused_by_name_without_quoting_it(url, secret
         checked_gateway_access(url, secret)
     assert named in str(info.value)
     assert "GwPassw0rd" not in str(info.value) and "S3c" not in str(info.value)
+
+
+def test_the_start_up_line_names_the_hash_function_session_keys_follow():
+    from plugin.server import key_hashing_note
+
+    assert "hash_key_function 'murmur64' unless" in key_hashing_note({"TYK_HASH_KEY_FUNCTION": "murmur64"})
+    unset = key_hashing_note({})
+    assert "none (TYK_HASH_KEY_FUNCTION unset)" in unset and "Tyk ships murmur64" in unset
