@@ -223,7 +223,9 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         metadata_claims=_strings(data, "session_metadata_claims", DEFAULT_METADATA_CLAIMS),
         id_extractor_ttl=_extractor_ttl(data, token_source),
         jwks_cache_ttl=_seconds(data, "jwks_cache_ttl", 600, minimum=5),
-        hash_key_function=_string(data, "hash_key_function", environ.get("TYK_HASH_KEY_FUNCTION", "")),
+        # Blanks are a slip (a value mounted from a file ends in a newline): kept, " " or "murmur128\n"
+        # would key sessions as murmur64, the gateway's choice for any name it does not know.
+        hash_key_function=_string(data, "hash_key_function", environ.get("TYK_HASH_KEY_FUNCTION", "")).strip(),
         token_source=token_source,
     )
 

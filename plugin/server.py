@@ -30,6 +30,7 @@ from plugin.hooks import HookRouter
 from plugin.jwks import JwksCache, JwksSettings
 from plugin.manifest import ManifestError, load_hook_names, manifest_path
 from plugin.policy_index import PolicyIndex, from_gateway, from_path, gateway_source
+from plugin.session import key_format
 from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier
 from plugin.workers import (
     DEFAULT_DNS_NAME,
@@ -72,6 +73,8 @@ def key_hashing_note(environ: Mapping[str, str]) -> str:
     refuses nothing, so this line (or ``check --tyk-conf``) is where an operator can see it."""
     value = environ.get("TYK_HASH_KEY_FUNCTION", "").strip()
     shown = repr(value) if value else "none (TYK_HASH_KEY_FUNCTION unset)"
+    if value and key_format(value) != value:
+        shown += f" (not a function the gateway knows: it and the plugin key ids as {key_format(value)})"
     return (f"session key ids follow hash_key_function {shown} unless an API's config_data sets one; it must be "
             "tyk.conf's (Tyk ships murmur64), or native JWT and the plugin count each subject's quota apart")
 

@@ -358,6 +358,19 @@ def test_an_auth0_domain_port_out_of_range_is_refused_as_a_port():
     assert problem(auth0_domain="x:99999") == "auth0_domain: port 99999 is not a port (1 to 65535)"
 
 
+@pytest.mark.parametrize(("variable", "expected"), [("murmur128\n", "murmur128"), ("   ", "")])
+def test_blanks_around_the_gateway_hash_key_function_are_dropped(variable, expected):
+    """Kept, a trailing newline would key sessions as murmur64 and blanks alone as murmur64 too, while
+    the start-up line, which strips them, names murmur128 or none."""
+    data = json.dumps({"auth0_domain": "a.auth0.com"})
+    assert parse_config_data(data, environ={"TYK_HASH_KEY_FUNCTION": variable}).hash_key_function == expected
+
+
+def test_blanks_around_hash_key_function_in_config_data_are_dropped():
+    data = json.dumps({"auth0_domain": "a.auth0.com", "hash_key_function": " sha256 "})
+    assert parse_config_data(data, environ={}).hash_key_function == "sha256"
+
+
 def test_the_gateway_hash_key_function_alone_makes_no_server_wide_auth0_configuration():
     """TYK_HASH_KEY_FUNCTION applies to APIs with config_data too; alone it must not make the server
     refuse to start for want of AUTH0_DOMAIN, nor stand in for a config-less API's settings."""

@@ -118,3 +118,9 @@ def test_the_start_up_line_names_the_hash_function_session_keys_follow():
     assert "hash_key_function 'murmur64' unless" in key_hashing_note({"TYK_HASH_KEY_FUNCTION": "murmur64"})
     unset = key_hashing_note({})
     assert "none (TYK_HASH_KEY_FUNCTION unset)" in unset and "Tyk ships murmur64" in unset
+
+
+def test_the_start_up_line_says_an_unknown_hash_function_keys_as_murmur64():
+    from plugin.server import key_hashing_note
+
+    assert "it and the plugin key ids as murmur64" in key_hashing_note({"TYK_HASH_KEY_FUNCTION": "murmur46"})
