@@ -13,9 +13,13 @@ from typing import Any
 from plugin.grpc_setup import prefer_classic_listener
 
 
-def bounded(convert: Callable[[str], Any], minimum: float, env: str, above: bool = False) -> Callable[[str], Any]:
-    """An argparse type for a finite number past ``minimum``; its error names the flag's variable too."""
+def bounded(convert: Callable[[str], Any], minimum: float, env: str, above: bool = False,
+            maximum: float | None = None) -> Callable[[str], Any]:
+    """An argparse type for a finite number past ``minimum`` (and at most ``maximum``); its error
+    names the flag's variable too."""
     bound = f"> {minimum:g}" if above else f">= {minimum:g}"
+    if maximum is not None:
+        bound += f" and <= {maximum:g}"
     kind = "a whole number" if convert is int else "a number"
 
     def parse(text: str) -> Any:
@@ -24,7 +28,8 @@ def bounded(convert: Callable[[str], Any], minimum: float, env: str, above: bool
             finite = math.isfinite(value)
         except (ValueError, OverflowError):
             value, finite = None, False
-        if value is None or not finite or not (value > minimum if above else value >= minimum):
+        if (value is None or not finite or not (value > minimum if above else value >= minimum)
+                or (maximum is not None and value > maximum)):
             raise argparse.ArgumentTypeError(f"expected {kind} {bound} (from the flag or {env}), got {text!r}")
         return value
 

@@ -46,6 +46,11 @@ log = logging.getLogger("plugin.server")
 
 DEFAULT_LISTEN = "tcp://127.0.0.1:5555"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Past about 9.2e9 s, Python's and gRPC's timed waits overflow: a larger --grace left shutdown to a
+# thread that died with a traceback, and a larger --jwks-timeout failed every fetch. The caps are far
+# beyond use; the fetch timeout's is check --timeout's.
+MAX_WAIT_SECONDS = 7 * 24 * 3600.0
+MAX_FETCH_TIMEOUT = 3600.0
 
 
 class ListenError(ValueError):
@@ -393,7 +398,8 @@ def add_cli(subparsers: Any) -> None:
                              "manifest.json, or the same one built in when installed)")
     parser.add_argument("--threads", type=bounded(int, 1, "TYK_AUTH0_THREADS"), default=env("TYK_AUTH0_THREADS", "4"),
                         help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
-    parser.add_argument("--grace", type=bounded(float, 0, "TYK_AUTH0_GRACE"), default=env("TYK_AUTH0_GRACE", "10"),
+    parser.add_argument("--grace", type=bounded(float, 0, "TYK_AUTH0_GRACE", maximum=MAX_WAIT_SECONDS),
+                        default=env("TYK_AUTH0_GRACE", "10"),
                         help="on SIGTERM/SIGINT, seconds in-flight calls may take to finish; the process then exits "
                              "even if a call is still running (env TYK_AUTH0_GRACE; default %(default)s)")
     parser.add_argument("--max-concurrent", type=bounded(int, 1, "TYK_AUTH0_MAX_CONCURRENT"),
@@ -416,7 +422,8 @@ def add_cli(subparsers: Any) -> None:
                         default=env("TYK_AUTH0_JWKS_MAX_STALE", str(6 * 3600)),
                         help="seconds past its TTL a key set keeps serving while the IdP is unreachable "
                              "(env TYK_AUTH0_JWKS_MAX_STALE; default %(default)s)")
-    parser.add_argument("--jwks-timeout", type=bounded(float, 0, "TYK_AUTH0_JWKS_TIMEOUT", above=True),
+    parser.add_argument("--jwks-timeout", type=bounded(float, 0, "TYK_AUTH0_JWKS_TIMEOUT", above=True,
+                                                       maximum=MAX_FETCH_TIMEOUT),
                         default=env("TYK_AUTH0_JWKS_TIMEOUT", "3"),
                         help="seconds one JWKS fetch may wait on the IdP (env TYK_AUTH0_JWKS_TIMEOUT; default %(default)s)")
     parser.add_argument("--tyk-gateway-url", default=env("TYK_AUTH0_GATEWAY_URL", ""),

@@ -124,3 +124,38 @@ def test_the_start_up_line_says_an_unknown_hash_function_keys_as_murmur64():
     from plugin.server import key_hashing_note
 
     assert "it and the plugin key ids as murmur64" in key_hashing_note({"TYK_HASH_KEY_FUNCTION": "murmur46"})
+
+
+@pytest.mark.parametrize(("flag", "variable"), [("--grace", "TYK_AUTH0_GRACE"),
+                                                ("--jwks-timeout", "TYK_AUTH0_JWKS_TIMEOUT")])
+def test_a_wait_too_long_for_a_timer_is_refused_naming_it(monkeypatch, capsys, flag, variable):
+    """Past about 1e10 s Python's timed waits overflow: shutdown or every JWKS fetch would fail."""
+    assert flag in refusal(capsys, ["serve", flag, "1e10"])
+    monkeypatch.setenv(variable, "1e10")
+    assert variable in refusal(capsys, ["serve"])
+
+
+def test_the_longest_jwks_timeout_accepted_still_fetches():
+    import http.server
+    import threading
+
+    from plugin.jwks import http_fetch
+    from plugin.server import MAX_FETCH_TIMEOUT
+
+    class Keys(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "11")
+            self.end_headers()
+            self.wfile.write(b'{"keys":[]}')
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert http_fetch(f"http://127.0.0.1:{server.server_port}/jwks", MAX_FETCH_TIMEOUT, 1024) == b'{"keys":[]}'
+    finally:
+        server.shutdown()
+        server.server_close()
