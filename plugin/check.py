@@ -451,10 +451,10 @@ class Checker:
             self.policy_index = PolicyIndex(from_path(Path(policies_path)))
             if not self.policy_index.refresh():
                 report.notes.append(f"no policy could be read from {policies_path}: policy ids are not checked")
-        defaults = env_config_data(self.environ)
         if source.raw_config is None and source.kind == "config_data":
             source.notes.append("config_data is empty: the server-wide environment defaults apply")
         try:
+            defaults = env_config_data(self.environ)
             report.config = parse_config_data(source.raw_config, defaults, self.environ)
         except ConfigurationError as exc:
             report.config_error = exc

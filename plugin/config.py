@@ -135,8 +135,13 @@ class ApiConfig:
     token_source: TokenSource = DEFAULT_SOURCE
 
 
+# Settings that take a list: their variables hold a comma-separated list or a JSON array.
+_LIST_ENV = frozenset({"issuer", "audience", "jwt_allowed_algorithms", "jwt_source"})
+
+
 def env_config_data(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """config_data built from the environment, for APIs whose definition carries none."""
+    """config_data built from the environment, for APIs whose definition carries none.
+    ConfigurationError names the setting of a variable that cannot be read."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -144,11 +149,29 @@ def env_config_data(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             continue
         if setting.env and environ.get(setting.env, "").strip():
             value = environ[setting.env].strip()
-            if setting.key in ("issuer", "audience", "jwt_allowed_algorithms"):
-                data[setting.key] = [v.strip() for v in value.split(",") if v.strip()]
-            else:
-                data[setting.key] = value
+            data[setting.key] = _env_list(setting, value) if setting.key in _LIST_ENV else value
     return data
+
+
+def _env_list(setting: Setting, value: str) -> str | list[str]:
+    """A list-valued variable: a JSON array, as config_data and these docs write lists (split on
+    commas, '["RS256"]' would be one odd name and '["https://api"]' an audience no token has), else
+    comma-separated. jwt_source is one key or URL unless every part is a URL: base64 has no comma."""
+    if value.startswith("["):
+        try:
+            listed = json.loads(value)
+        except (ValueError, RecursionError):
+            listed = None
+        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+            raise ConfigurationError(setting.key, "its variable starts with '[' but is not a JSON array of strings; "
+                                     "write one, or a comma-separated list")  # never the value: it may be a secret
+        parts = [v.strip() for v in listed if v.strip()]
+    else:
+        parts = [v.strip() for v in value.split(",") if v.strip()]
+    if setting.key == "jwt_source" and not (value.startswith("[") or (len(parts) > 1
+                                                                     and all(_HTTP_URL.match(p) for p in parts))):
+        return value
+    return parts
 
 
 def parse_config_data(raw: str | None, defaults: Mapping[str, Any] | None = None,

@@ -22,7 +22,7 @@ from plugin import extensions, logs
 from plugin import metrics as metricslib
 from plugin.auth import Authenticator, ConfigStore
 from plugin.cli import bounded, is_port
-from plugin.config import SETTINGS, parse_config_data, split_url
+from plugin.config import SETTINGS, env_config_data, parse_config_data, split_url
 from plugin.coprocess import Event, EventReply, Object, object_pb2_grpc
 from plugin.decoding import Undecodable, UndecodableLog, add_dispatcher, refuse_undecodable
 from plugin.errors import ConfigurationError
@@ -61,6 +61,16 @@ class StartupError(ValueError):
     """A server-wide setting is wrong; the message names the flag or environment variable."""
 
 
+def server_defaults(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The config_data of APIs that send none, from AUTH0_*; a bad variable stops the start, by name."""
+    try:
+        defaults = env_config_data(environ)
+    except ConfigurationError as exc:
+        raise _startup_error(exc) from None
+    check_server_defaults(defaults)
+    return defaults
+
+
 def check_server_defaults(defaults: Mapping[str, Any]) -> None:
     """The AUTH0_* environment is every config-less API's configuration: refuse to start on a bad one."""
     if not defaults:
@@ -68,9 +78,13 @@ def check_server_defaults(defaults: Mapping[str, Any]) -> None:
     try:
         parse_config_data(None, defaults)
     except ConfigurationError as exc:
-        variable = next((s.env for s in SETTINGS if s.key == exc.key and s.env), None)
-        named = f"{variable} ({exc.key})" if variable else exc.key
-        raise StartupError(f"server-wide configuration from the environment: {named}: {exc.problem}") from None
+        raise _startup_error(exc) from None
+
+
+def _startup_error(exc: ConfigurationError) -> StartupError:
+    variable = next((s.env for s in SETTINGS if s.key == exc.key and s.env), None)
+    named = f"{variable} ({exc.key})" if variable else exc.key
+    return StartupError(f"server-wide configuration from the environment: {named}: {exc.problem}")
 
 
 def key_hashing_note(environ: Mapping[str, str]) -> str:
@@ -177,8 +191,7 @@ class App:
 def build_app(settings: ServerSettings) -> App:
     hooks = load_hook_names(manifest_path(settings.manifest))
     jwks = JwksCache(replace(settings.jwks, waiters=settings.threads - 1))  # one call thread beyond them
-    configs = ConfigStore()
-    check_server_defaults(configs.defaults)
+    configs = ConfigStore(defaults=server_defaults(os.environ))
     verifier = Verifier(jwks, max_token_bytes=settings.max_token_bytes)
     policy_index = None
     if settings.policies_path:

@@ -378,3 +378,34 @@ def test_the_gateway_hash_key_function_alone_makes_no_server_wide_auth0_configur
     defaults = env_config_data({"AUTH0_DOMAIN": "dev-x.eu.auth0.com", "TYK_HASH_KEY_FUNCTION": "sha256"})
     config = parse_config_data(None, defaults, environ={"TYK_HASH_KEY_FUNCTION": "sha256"})
     assert config.hash_key_function == "sha256"
+
+
+def test_a_list_variable_may_be_a_json_array_as_config_data_writes_lists():
+    defaults = env_config_data({"AUTH0_DOMAIN": "dev-x.eu.auth0.com", "AUTH0_AUDIENCE": '["https://a", "https://b"]',
+                                "AUTH0_JWT_ALLOWED_ALGORITHMS": '["RS256"]'})
+    config = parse_config_data(None, defaults, environ={})
+    assert config.audiences == ("https://a", "https://b")
+    assert config.allowed_algorithms == frozenset({"RS256"})
+
+
+def test_a_list_variable_that_starts_a_json_array_but_is_not_one_is_refused_by_name():
+    with pytest.raises(ConfigurationError) as info:
+        env_config_data({"AUTH0_AUDIENCE": '["https://a", "https://b"'})
+    assert info.value.key == "audience" and "its variable" in info.value.problem
+
+
+def test_the_jwt_source_variable_may_list_jwks_urls_with_commas():
+    defaults = env_config_data({"AUTH0_JWT_SOURCE": "https://a.example/jwks.json, https://b.example/jwks.json"})
+    assert parse_config_data(None, defaults, environ={}).key_source.jwks_urls == (
+        "https://a.example/jwks.json", "https://b.example/jwks.json")
+
+
+def test_the_jwt_source_variable_is_one_url_when_a_comma_is_part_of_it():
+    defaults = env_config_data({"AUTH0_JWT_SOURCE": "https://a.example/keys?set=a,b"})
+    assert parse_config_data(None, defaults, environ={}).key_source.jwks_urls == ("https://a.example/keys?set=a,b",)
+
+
+def test_a_bad_jwt_source_variable_is_refused_without_quoting_it():
+    with pytest.raises(ConfigurationError) as info:
+        env_config_data({"AUTH0_JWT_SOURCE": '["S3cretS3cret"'})
+    assert "S3cret" not in str(info.value)

@@ -159,3 +159,10 @@ def test_the_longest_jwks_timeout_accepted_still_fetches():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_variable_that_cannot_be_read_as_a_list_stops_the_start_by_name():
+    from plugin.server import server_defaults
+
+    with pytest.raises(StartupError, match="AUTH0_ISSUER"):
+        server_defaults({"AUTH0_DOMAIN": "dev-x.eu.auth0.com", "AUTH0_ISSUER": "[https://dev-x.eu.auth0.com/]"})
