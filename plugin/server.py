@@ -521,6 +521,9 @@ def _run_workers(args: argparse.Namespace) -> int:
         if address.startswith("unix:"):
             raise ListenError("--workers needs a tcp:// --listen address")
         host, _, port = address.rpartition(":")
+        if int(port) == 0:  # each worker would take another free port, and the name cannot say which
+            raise ListenError("--workers needs a fixed --listen port, not 0: every worker listens on it and "
+                              "coprocess_grpc_server names it")
         addresses = worker_addresses(host, args.workers)
         metrics = metricslib.parse_listen(args.metrics_listen) if args.metrics_listen else None
         if metrics is not None and metrics[1] + args.workers - 1 > 65535:

@@ -251,3 +251,11 @@ def test_stopping_while_a_worker_waits_for_its_restart_exits_0(tmp_path):
     os.kill(supervised.workers()[0], signal.SIGKILL)
     supervised.wait_for(lambda: supervised.logged("restarting in") == 1, "the death seen")
     assert supervised.stop() == 0
+
+
+def test_workers_refuse_listen_port_zero_which_each_would_take_differently():
+    """Each worker would bind another free port, and the tyk.conf line printed would name port 0."""
+    done = subprocess.run([sys.executable, "-m", "plugin", "serve", "--workers", "2", "--listen", "tcp://127.0.0.1:0",
+                           "--dns-listen", "127.0.0.1:0"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "--workers needs a fixed --listen port" in done.stderr
