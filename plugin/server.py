@@ -466,12 +466,15 @@ def add_cli(subparsers: Any) -> None:
     parser.set_defaults(func=_run_serve)
 
 
-def checked_gateway_access(url: str, secret: str) -> str:
+def checked_gateway_access(url: str, secret: str, policies_path: str = "") -> str:
     """The gateway secret to send with ``--tyk-gateway-url``, blanks trimmed (a secret mounted from a
     file often ends in a newline). Errors name the setting and never quote the secret or the URL."""
     secret = secret.strip()
     if not url:
         return secret
+    if policies_path:  # one would be ignored, and which one is nowhere to be seen
+        raise ValueError("--tyk-policies (TYK_AUTH0_POLICIES_PATH) and --tyk-gateway-url (TYK_AUTH0_GATEWAY_URL) "
+                         "are both set: the policy list comes from one of them")
     parts = split_url(url)
     if parts is None:
         raise ValueError("--tyk-gateway-url (TYK_AUTH0_GATEWAY_URL) is not a valid URL")
@@ -497,7 +500,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         return 2
     logs.setup(args.log_level, args.log_json)
     try:
-        gateway_secret = checked_gateway_access(args.tyk_gateway_url, os.environ.get("TYK_AUTH0_GATEWAY_SECRET", ""))
+        gateway_secret = checked_gateway_access(args.tyk_gateway_url, os.environ.get("TYK_AUTH0_GATEWAY_SECRET", ""),
+                                                args.tyk_policies)
     except ValueError as exc:
         log.error("%s", exc)
         return 2

@@ -166,3 +166,9 @@ def test_a_variable_that_cannot_be_read_as_a_list_stops_the_start_by_name():
 
     with pytest.raises(StartupError, match="AUTH0_ISSUER"):
         server_defaults({"AUTH0_DOMAIN": "dev-x.eu.auth0.com", "AUTH0_ISSUER": "[https://dev-x.eu.auth0.com/]"})
+
+
+def test_the_policy_list_from_both_a_directory_and_the_gateway_is_refused_naming_both():
+    with pytest.raises(ValueError) as info:
+        checked_gateway_access("http://127.0.0.1:8080", "S3cret", policies_path="/opt/tyk-gateway/policies")
+    assert "--tyk-policies" in str(info.value) and "--tyk-gateway-url" in str(info.value)
