@@ -507,8 +507,10 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Run the Auth0 walkthrough locally. Uses a real Auth0 tenant when AUTH0_DOMAIN and "
             "AUTH0_AUDIENCE are set (with AUTH0_CLIENT_ID/AUTH0_CLIENT_SECRET for the printed curl), "
-            "else a local stand-in. Ports come from STACK_GATEWAY_PORT, STACK_PLUGIN_PORT, "
-            "STACK_IDP_PORT, STACK_UPSTREAM_PORT, STACK_BUNDLE_PORT, STACK_REDIS_PORT. "
+            "else a local stand-in (its audience, client id and secret from STACK_AUDIENCE, STACK_CLIENT_ID, "
+            "STACK_CLIENT_SECRET; its token profile from STACK_TOKEN_PROFILE). Ports come from STACK_GATEWAY_PORT, "
+            "STACK_PLUGIN_PORT, STACK_IDP_PORT, STACK_UPSTREAM_PORT, STACK_BUNDLE_PORT, STACK_REDIS_PORT, "
+            "STACK_METRICS_PORT (the plugin's /metrics). "
             "The gateway binary comes from scripts/build-gateway.sh (honours TYK_GATEWAY_BIN)."
         ),
     )
@@ -516,7 +518,7 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         "--workdir",
         type=Path,
         default=Path(os.environ.get("STACK_WORKDIR", ".stack")),
-        help="where configs and logs go (default .stack/; the previous run's files are replaced)",
+        help="where configs and logs go (env STACK_WORKDIR; default .stack/; the previous run's files are replaced)",
     )
     parser.add_argument("--no-plugin", action="store_true", help="do not start the plugin server")
     parser.add_argument("--sign-bundle", action="store_true", help="sign the bundle and make the gateway verify it")
@@ -552,6 +554,12 @@ def _clear_previous_run(workdir: Path) -> None:
 def stack_from_env(args: argparse.Namespace) -> Stack:
     domain = os.environ.get("AUTH0_DOMAIN", "").strip()
     audience_env = os.environ.get("AUTH0_AUDIENCE", "").strip()
+    if bool(domain) != bool(audience_env):
+        # One alone would run the stand-in while the plugin, which inherits this environment, took it
+        # as its server-wide tenant: the real tenant's keys, or (AUTH0_AUDIENCE alone) no start at all.
+        given, missing = ("AUTH0_DOMAIN", "AUTH0_AUDIENCE") if domain else ("AUTH0_AUDIENCE", "AUTH0_DOMAIN")
+        raise SystemExit(f"{given} is set but {missing} is not: a real Auth0 tenant needs both; unset {given} "
+                         "for the local stand-in")
     real = bool(domain and audience_env)
     if real:
         audience = audience_env
@@ -561,16 +569,18 @@ def stack_from_env(args: argparse.Namespace) -> Stack:
         audience = os.environ.get("STACK_AUDIENCE", "").strip() or DEFAULT_AUDIENCE
         client_id = os.environ.get("STACK_CLIENT_ID", "").strip() or DEMO_CLIENT_ID
         client_secret = os.environ.get("STACK_CLIENT_SECRET", "").strip() or None
+    ports = {name: _env_port(name) for name in DEFAULT_PORTS}  # read before anything is removed
+    token_profile = _env_token_profile()
     workdir: Path = args.workdir.resolve()
     _clear_previous_run(workdir)
     return Stack(
         workdir=workdir,
-        ports={name: _env_port(name) for name in DEFAULT_PORTS},
+        ports=ports,
         audience=audience,
         client_id=client_id,
         client_secret=client_secret,
         auth0_domain=domain if real else None,
-        token_profile=_env_token_profile(),
+        token_profile=token_profile,
         with_plugin=False if args.no_plugin else None,
         sign_bundle=args.sign_bundle,
         log_level=args.log_level,

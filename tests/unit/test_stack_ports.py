@@ -55,3 +55,30 @@ def test_an_unknown_stand_in_token_profile_is_named_in_the_error(monkeypatch):
     monkeypatch.setenv("STACK_TOKEN_PROFILE", "at+jwt")
     with pytest.raises(SystemExit, match=r"^STACK_TOKEN_PROFILE='at\+jwt' is not a token profile \(one of auth0, rfc9068\)"):
         _env_token_profile()
+
+
+@pytest.mark.parametrize(("given", "missing"), [("AUTH0_DOMAIN", "AUTH0_AUDIENCE"), ("AUTH0_AUDIENCE", "AUTH0_DOMAIN")])
+def test_a_real_tenant_named_by_half_is_refused_naming_both_variables(monkeypatch, tmp_path, given, missing):
+    """Half a tenant would run the stand-in while the plugin took the variable as its own tenant."""
+    import argparse
+
+    from plugin.devstack.stack import stack_from_env
+
+    monkeypatch.delenv(missing, raising=False)
+    monkeypatch.setenv(given, "dev-x.us.auth0.com" if given == "AUTH0_DOMAIN" else "https://api")
+    with pytest.raises(SystemExit, match=f"^{given} is set but {missing} is not"):
+        stack_from_env(argparse.Namespace(workdir=tmp_path, no_plugin=False, sign_bundle=False, log_level="info"))
+
+
+def test_a_bad_port_variable_leaves_the_previous_runs_files_alone(monkeypatch, tmp_path):
+    import argparse
+
+    from plugin.devstack.stack import stack_from_env
+
+    monkeypatch.delenv("AUTH0_DOMAIN", raising=False)
+    monkeypatch.delenv("AUTH0_AUDIENCE", raising=False)
+    (tmp_path / "plugin.log").write_text("the last run's log")
+    monkeypatch.setenv("STACK_GATEWAY_PORT", "80a")
+    with pytest.raises(SystemExit, match="STACK_GATEWAY_PORT"):
+        stack_from_env(argparse.Namespace(workdir=tmp_path, no_plugin=False, sign_bundle=False, log_level="info"))
+    assert (tmp_path / "plugin.log").read_text() == "the last run's log"
