@@ -586,6 +586,8 @@ def import_failure(exc: BaseException) -> str:
 
 def load_module(target: str, attribute: str = "hooks") -> Hooks:
     """The ``Hooks`` a user file or importable module defines (``path.py``, ``pkg.mod``, ``pkg.mod:name``)."""
+    if not target.strip():  # `--hooks ""` or "$HOOKS" unset in a script: no file, no module
+        raise HookError("an empty name; give a Python file or module defining hooks = Hooks()")
     if ":" in target and not Path(target).exists():
         target, attribute = target.rsplit(":", 1)
     path = Path(target)

@@ -341,7 +341,10 @@ class PluginServer:
 def serve(settings: ServerSettings) -> int:
     try:
         server = PluginServer(settings)
-    except (ListenError, StartupError, ManifestError, extensions.HookError) as exc:
+    except extensions.HookError as exc:
+        log.error("--hooks (TYK_AUTH0_HOOKS): %s", exc)
+        return 2
+    except (ListenError, StartupError, ManifestError) as exc:
         log.error("%s", exc)
         return 2
 

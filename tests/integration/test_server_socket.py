@@ -360,3 +360,9 @@ def test_a_3_mib_body_through_a_post_key_auth_hook_fits_the_gateways_default_4_m
     obj.request.raw_body, obj.request.body = body.encode(), body  # as the gateway sends a UTF-8 body
     reply = call(server.channel, obj)
     assert reply.request.raw_body == body.encode() and reply.request.return_overrides.response_code == -1
+
+
+def test_hooks_that_cannot_load_are_refused_naming_the_flag(tmp_path):
+    result = _serve("--listen", f"tcp://127.0.0.1:{free_port()}", "--hooks", str(tmp_path / "missing_hooks.py"))
+    assert result.returncode == 2
+    assert "--hooks (TYK_AUTH0_HOOKS): hooks file" in result.stderr

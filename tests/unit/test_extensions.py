@@ -678,3 +678,9 @@ def test_hooks_guide_documents_the_api_and_the_builtin_hook():
                      "tests/support/tyk_style_hooks.py", "tests/unit/test_tyk_style_hooks.py"):
         assert fragment in text, fragment
     assert (ROOT / "docs" / "examples" / "hooks_example.py").is_file()
+
+
+@pytest.mark.parametrize("target", ["", "  "])
+def test_an_empty_hooks_target_is_named_as_empty_not_as_an_import_failure(target):
+    with pytest.raises(ext.HookError, match="an empty name"):
+        ext.load_module(target)
