@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -120,6 +121,18 @@ def _listen_flag(text: str) -> str:
     except ListenError as exc:
         raise argparse.ArgumentTypeError(f"{str(exc).removeprefix('--listen ')} (from the flag or TYK_AUTH0_LISTEN)") from None
     return text
+
+
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _dns_name_flag(text: str) -> str:
+    """--dns-name as the gateway's resolver can ask for it: the printed coprocess_grpc_server names it."""
+    name = text.strip().rstrip(".")
+    if not name or len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in name.split(".")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a DNS name (dot-separated labels of letters, digits and "
+                                         "'-') (from the flag or TYK_AUTH0_DNS_NAME)")
+    return name
 
 
 def grpc_address(listen: str) -> str:
@@ -458,7 +471,7 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--dns-listen", default=env("TYK_AUTH0_DNS_LISTEN", "127.0.0.1:5554"),
                         help="with --workers > 1: HOST:PORT of the DNS responder (env TYK_AUTH0_DNS_LISTEN; "
                              "default %(default)s)")
-    parser.add_argument("--dns-name", default=env("TYK_AUTH0_DNS_NAME", DEFAULT_DNS_NAME),
+    parser.add_argument("--dns-name", type=_dns_name_flag, default=env("TYK_AUTH0_DNS_NAME", DEFAULT_DNS_NAME),
                         help="with --workers > 1: the name it answers (env TYK_AUTH0_DNS_NAME; default %(default)s)")
     metricslib.add_serve_arguments(parser)
     extensions.add_serve_arguments(parser)
@@ -545,7 +558,8 @@ def _run_workers(args: argparse.Namespace) -> int:
             raise ValueError("expected HOST:PORT")
         responder = DnsResponder(dns_host, int(dns_port), args.dns_name, addresses)
     except (ValueError, OSError) as exc:
-        log.error("--dns-listen %s: %s", args.dns_listen, getattr(exc, "strerror", None) or exc)
+        log.error("--dns-listen %s (from the flag or TYK_AUTH0_DNS_LISTEN): %s", args.dns_listen,
+                  getattr(exc, "strerror", None) or exc)
         return 2
     responder.start()
     argv = ["--threads", str(args.threads), "--max-concurrent", str(args.max_concurrent), "--grace", str(args.grace),

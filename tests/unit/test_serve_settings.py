@@ -33,6 +33,7 @@ def refusal(capsys, argv: list[str]) -> str:
     ("TYK_AUTH0_METRICS_LISTEN", "9464"),
     ("TYK_AUTH0_THREADS", "1" + "0" * 400),
     ("TYK_AUTH0_LISTEN", "localhost:5555"),
+    ("TYK_AUTH0_DNS_NAME", "tyk auth0 plugin"),
 ])
 def test_a_bad_environment_value_is_refused_naming_the_variable(monkeypatch, capsys, variable, value):
     monkeypatch.setenv(variable, value)
@@ -172,3 +173,12 @@ def test_the_policy_list_from_both_a_directory_and_the_gateway_is_refused_naming
     with pytest.raises(ValueError) as info:
         checked_gateway_access("http://127.0.0.1:8080", "S3cret", policies_path="/opt/tyk-gateway/policies")
     assert "--tyk-policies" in str(info.value) and "--tyk-gateway-url" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "plugin..internal", "-plugin.internal", "x" * 64 + ".internal"])
+def test_a_dns_name_the_gateway_could_not_resolve_is_refused_naming_the_flag(capsys, name):
+    assert "--dns-name" in refusal(capsys, ["serve", "--dns-name", name])
+
+
+def test_the_dns_name_may_end_in_a_dot():
+    assert build_parser().parse_args(["serve", "--dns-name", "plugin.internal."]).dns_name == "plugin.internal"
