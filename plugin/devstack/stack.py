@@ -419,7 +419,8 @@ class Stack:
             "plugin": self.plugin_address if self.plugin else None,
             "ports": self.ports,
             "apis": {
-                api_id: f"{self.url}/{api_id}/" for api_id in (gw.PLUGIN_API_ID, gw.NATIVE_API_ID, gw.KEYLESS_API_ID)
+                api_id: f"{self.url}/{api_id}/"
+                for api_id in (gw.PLUGIN_API_ID, gw.PLUGIN_SUBJECT_API_ID, gw.NATIVE_API_ID, gw.KEYLESS_API_ID)
             },
         }
 
@@ -439,14 +440,23 @@ class Stack:
             f"tyk-auth0-plugin check --config-data '{config}' --token \"$TOKEN\"",
         ])
 
+    def _api_lines(self) -> list[str]:
+        """One line per API the gateway serves: its listen path and how it authenticates."""
+        apis = [
+            (gw.PLUGIN_API_ID, "gRPC plugin auth" + ("" if self.plugin else "  [plugin NOT running]")),
+            (gw.PLUGIN_SUBJECT_API_ID, "the same without the ID extractor (sessions per subject)"),
+            (gw.NATIVE_API_ID, "Tyk's native JWT auth"),
+            (gw.KEYLESS_API_ID, "no auth"),
+        ]
+        width = max(len(api_id) for api_id, _ in apis) + 2
+        return [f"  {'/' + api_id + '/':<{width}}  {what}" for api_id, what in apis]
+
     def summary(self) -> str:
         gateway = self._need(self.gateway, "gateway")
         idp = f"Auth0 tenant {self.auth0_domain}" if self.auth0_domain else f"Auth0 stand-in {self.issuer}"
         lines = [
             f"Tyk gateway    {gateway.url}  (secret {gateway.secret}, log {gateway.log_path})",
-            f"  /{gw.PLUGIN_API_ID}/  gRPC plugin auth" + ("" if self.plugin else "  [plugin NOT running]"),
-            f"  /{gw.NATIVE_API_ID}/  Tyk's native JWT auth",
-            f"  /{gw.KEYLESS_API_ID}/       no auth",
+            *self._api_lines(),
             f"IdP            {idp}  (jwks {self.jwks_url})",
             f"plugin         {self.plugin_address}"
             + (f"  (log {self.plugin.log_path}; metrics {self.metrics_url}/metrics)" if self.plugin else "  (not started)"),

@@ -34,3 +34,14 @@ def test_the_stand_ins_throwaway_secret_is_printed_ready_to_paste(tmp_path):
     stack.idp = type("Idp", (), {"token_url": "http://127.0.0.1:1/oauth/token"})()  # its URL, without starting it
     printed = "\n".join(stack._token_steps())
     assert data_sent_by(printed, {"PATH": "/usr/bin:/bin"})["client_secret"] == "throwaway"
+
+
+def test_the_banner_lists_every_api_the_gateway_serves(tmp_path):
+    stack = Stack(workdir=tmp_path, auth0_domain="dev-x.us.auth0.com", with_plugin=False)
+    stack.gateway = type("Gateway", (), {"url": "http://127.0.0.1:8080", "secret": "s", "log_path": "gateway.log"})()
+    stack.upstream = type("Upstream", (), {"url": "http://127.0.0.1:8081/"})()
+    stack.redis = type("Redis", (), {"url": "redis://127.0.0.1:6380/0"})()
+    stack.ports = {"plugin": 5555}
+    listed = re.findall(r"^  (/\S+/)  ", stack.summary(), re.MULTILINE)
+    served = [api["proxy"]["listen_path"] for api in stack.apis()]
+    assert sorted(listed) == sorted(served)
