@@ -437,7 +437,8 @@ class Stack:
             "",
             *self._token_steps(),
             "# 2. Ask the plugin's own checker what the gateway would answer for it:",
-            f"tyk-auth0-plugin check --config-data '{config}' --token \"$TOKEN\"",
+            f"tyk-auth0-plugin check --config-data '{config}' --org-id {gw.ORG_ID} --api-id {gw.PLUGIN_API_ID} "
+            '--token "$TOKEN"',
         ])
 
     def _api_lines(self) -> list[str]:

@@ -45,3 +45,12 @@ def test_the_banner_lists_every_api_the_gateway_serves(tmp_path):
     listed = re.findall(r"^  (/\S+/)  ", stack.summary(), re.MULTILINE)
     served = [api["proxy"]["listen_path"] for api in stack.apis()]
     assert sorted(listed) == sorted(served)
+
+
+def test_without_a_gateway_the_printed_check_derives_the_session_key_the_gateway_would(tmp_path):
+    stack = Stack(workdir=tmp_path, auth0_domain="dev-x.us.auth0.com", with_plugin=False)
+    stack.upstream = type("Upstream", (), {"url": "http://127.0.0.1:8081/"})()
+    stack.ports = {"plugin": 5555}
+    check = next(line for line in stack.plugin_only_summary().splitlines() if line.startswith("tyk-auth0-plugin check"))
+    plugin_api = next(api for api in stack.apis() if api["proxy"]["listen_path"] == "/auth0-plugin/")
+    assert f"--org-id {plugin_api['org_id']} --api-id {plugin_api['api_id']} " in check
