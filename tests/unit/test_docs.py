@@ -1,5 +1,6 @@
 """The configuration reference is generated from the code and committed up to date."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,3 +16,14 @@ def test_configuration_reference_matches_the_code():
 def test_readme_links_the_docs():
     readme = (ROOT / "README.md").read_text()
     assert "docs/configuration.md" in readme
+
+
+def test_every_relative_link_in_the_docs_names_a_file_of_the_repository():
+    pages = [ROOT / "README.md", ROOT / "bundle" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    dead = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path = target.partition("#")[0]
+            if path and "://" not in path and not (page.parent / path).exists():
+                dead.append(f"{page.relative_to(ROOT)}: {target}")
+    assert dead == []
