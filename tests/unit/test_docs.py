@@ -27,3 +27,12 @@ def test_every_relative_link_in_the_docs_names_a_file_of_the_repository():
             if path and "://" not in path and not (page.parent / path).exists():
                 dead.append(f"{page.relative_to(ROOT)}: {target}")
     assert dead == []
+
+
+def test_the_readme_counts_the_differential_corpus_as_the_e2e_test_sends_it():
+    from tests.e2e.test_differential import CASES
+
+    differing = sum(1 for case in CASES if case.plugin_expected is not None)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"a corpus of {len(CASES)} token cases" in readme
+    assert f"{len(CASES) - differing} get identical status and body, and the other {differing} are" in readme
