@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import json
 import os
 import secrets
@@ -33,6 +34,7 @@ from plugin.devstack.procs import (
     free_port,
     http_request,
     pick_port,
+    port_is_free,
     port_open,
     serve_until_signal,
     wait_until,
@@ -62,6 +64,31 @@ IN_PROCESS_SERVERS = frozenset({"idp", "upstream", "bundles"})
 def plugin_server_available() -> bool:
     """The plugin's ``serve`` command exists once plugin.server and plugin.bundle do."""
     return all(importlib.util.find_spec(m) is not None for m in ("plugin.server", "plugin.bundle"))
+
+
+def worker_count(plugin_args: Sequence[str]) -> int:
+    """How many worker processes ``serve`` runs with these arguments (--workers N, else one)."""
+    count = 1
+    for i, arg in enumerate(plugin_args):
+        if arg == "--workers" and i + 1 < len(plugin_args):
+            count = int(plugin_args[i + 1])
+        elif arg.startswith("--workers="):
+            count = int(arg.partition("=")[2])
+    return max(count, 1)
+
+
+def worker_hosts(plugin_args: Sequence[str], host: str = LOOPBACK) -> list[str]:
+    """The loopback addresses ``serve`` listens on: one per worker, consecutive from ``host``."""
+    first = ipaddress.IPv4Address(host)
+    return [str(first + i) for i in range(worker_count(plugin_args))]
+
+
+def free_port_range(count: int, host: str = LOOPBACK) -> int:
+    """A free port whose next ``count - 1`` ports are free as well (worker i serves metrics on PORT+i)."""
+    while True:
+        port = free_port(host)
+        if port + count - 1 <= 65535 and all(port_is_free(port + i, host) for i in range(1, count)):
+            return port
 
 
 def normalise_domain(domain: str) -> str:
@@ -192,9 +219,11 @@ class Stack:
             if wanted == 0 and name in IN_PROCESS_SERVERS:
                 self.ports[name] = 0  # bound to a kernel-chosen port when started, so no race
                 continue
-            port, as_wanted = pick_port(wanted)
-            while port in self.ports.values():  # two free_port() calls may agree
-                port, as_wanted = free_port(), wanted == 0
+            # with --workers, worker i serves metrics on PORT+i: the whole range must be free
+            span = worker_count(self.plugin_args) if name == "metrics" else 1
+            port, as_wanted = pick_port(wanted) if span == 1 or wanted else (free_port_range(span), True)
+            while any(port + i in self.ports.values() for i in range(span)):  # two free_port() calls may agree
+                port, as_wanted = (free_port() if span == 1 else free_port_range(span)), wanted == 0
             if not as_wanted:
                 self.notes.append(f"port {wanted} for {name} is busy; using {port}")
             self.ports[name] = port
@@ -312,11 +341,17 @@ class Stack:
                 "--metrics-listen", f"{LOOPBACK}:{self.ports['metrics']}", *self.plugin_args]
         self.plugin = ManagedProcess("plugin", argv, self.workdir / "plugin.log", env=env, cwd=gw.REPO_ROOT)
         self.plugin.start()
-        port = self.ports["plugin"]
+        port, metrics = self.ports["plugin"], self.ports["metrics"]
+        # With --workers, every worker: a gateway that starts while none listens fails its calls (the
+        # round-robin picker fails fast), and a worker whose metrics port is taken stops them all.
+        # Its metrics port is bound last, so it listening means the worker is past every refusal.
+        addresses = worker_hosts(self.plugin_args)
         wait_until(
-            lambda: port_open(port),
+            lambda: all(port_open(port, host) and (len(addresses) == 1 or port_open(metrics + i))
+                        for i, host in enumerate(addresses)),
             timeout=timeout,
-            what=f"the plugin to listen on {self.plugin_address}",
+            what=f"the plugin to listen on {self.plugin_address}"
+                 + (f" and every worker on {', '.join(addresses[1:])}" if len(addresses) > 1 else ""),
             abort=self.plugin.exit_reason,
         )
 

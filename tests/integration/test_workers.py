@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from plugin.coprocess import object_pb2_grpc
 from tests.integration.conftest import ROOT, free_port
@@ -259,3 +260,48 @@ def test_workers_refuse_listen_port_zero_which_each_would_take_differently():
                            "--dns-listen", "127.0.0.1:0"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "--workers needs a fixed --listen port" in done.stderr
+
+
+def _stack_with_workers(tmp_path: Path, **env: str):
+    from plugin.devstack.stack import Stack
+
+    stack = Stack(workdir=tmp_path / "stack", with_gateway=False,
+                  plugin_args=["--workers", "2", "--dns-listen", f"127.0.0.1:{free_port()}"],
+                  plugin_env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", **env})
+    stack.ports = {"plugin": free_port(), "metrics": free_port()}
+    return stack
+
+
+def test_the_stack_waits_for_every_worker_not_only_the_first(tmp_path):
+    # Worker 127.0.0.2 starts two seconds late: a gateway started once 127.0.0.1 listens would meet
+    # one refusing address (harmless) -- or none listening at all if the first is late (calls fail).
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, time\nif os.environ.get('TYK_AUTH0_WORKER') == '127.0.0.2':\n    time.sleep(2)\n")
+    stack = _stack_with_workers(tmp_path)
+    try:
+        stack.start_plugin(timeout=30)
+        from plugin.devstack.procs import port_open
+
+        assert port_open(stack.ports["plugin"], "127.0.0.2")
+        assert port_open(stack.ports["metrics"] + 1)
+    finally:
+        stack.stop_plugin()
+
+
+def test_the_stack_reports_workers_that_stop_after_the_first_listens(tmp_path):
+    # Worker 127.0.0.2's metrics port (PORT+1) is taken: it exits 2 after its gRPC port listened, and
+    # the supervisor stops every worker. The stack must say so, not hand a dead plugin to the gateway.
+    import socket
+
+    from plugin.devstack.procs import StackError
+
+    stack = _stack_with_workers(tmp_path)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", stack.ports["metrics"] + 1))
+        taken.listen()
+        try:
+            with pytest.raises(StackError, match="every worker on 127.0.0.2.*status 2"):
+                stack.start_plugin(timeout=30)
+        finally:
+            stack.stop_plugin()

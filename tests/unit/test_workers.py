@@ -63,3 +63,20 @@ def test_responder_answers_over_udp():
         assert answers(data)[1] == ["127.0.0.1", "127.0.0.2"]
     finally:
         responder.stop()
+
+
+def test_the_stack_counts_the_workers_serve_runs_and_their_addresses():
+    from plugin.devstack.stack import worker_count, worker_hosts
+
+    assert worker_count([]) == 1
+    assert worker_count(["--pin-workers", "--workers", "3"]) == 3
+    assert worker_count(["--workers=2"]) == 2
+    assert worker_hosts(["--workers", "2", "--dns-listen", "127.0.0.1:5554"]) == ["127.0.0.1", "127.0.0.2"]
+
+
+def test_the_stack_picks_a_metrics_port_whose_worker_ports_are_free_too():
+    from plugin.devstack.procs import port_is_free
+    from plugin.devstack.stack import free_port_range
+
+    port = free_port_range(3)
+    assert all(port_is_free(port + i) for i in range(3))
