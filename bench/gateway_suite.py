@@ -305,6 +305,9 @@ def run_gateway_workers(workdir: Path, duration: float = 3.0, warmup: float = 1.
         upstream.stop()
 
 
+SANITY_GRACE = 5.0  # seconds a stack's first request may keep failing before the deployment is skipped
+
+
 class Deployment(NamedTuple):
     label: str
     workers: int
@@ -364,7 +367,13 @@ def _workers_runs(binary: Path, workdir: Path, target: str, duration: float, war
             token = stack.token()
             urls = {api_id: f"{stack.url}/{api_id}/get" for api_id in (gw.PLUGIN_SUBJECT_API_ID, gw.NATIVE_API_ID)}
             for api_id in urls:
+                # A few seconds' grace: a gRPC client whose first connection attempts were refused
+                # fails calls until its reconnect backoff (1 s, growing) runs out.
+                deadline = time.monotonic() + SANITY_GRACE
                 answer = stack.get(f"/{api_id}/get", headers={"Authorization": f"Bearer {token}"})
+                while answer.status != 200 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    answer = stack.get(f"/{api_id}/get", headers={"Authorization": f"Bearer {token}"})
                 if answer.status != 200:
                     raise RuntimeError(f"sanity request to {api_id} answered {answer.status} {answer.text[:200]}")
             # one token for every request, or a fresh slice of first-seen tokens per run (warm-up, reps, native)
