@@ -123,15 +123,18 @@ def _listen_flag(text: str) -> str:
     return text
 
 
-_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+# Go's resolver (isDomainName) takes '_' in a label, and asks DNS only for a name not all digits and
+# dots: an IP address in the target is dialled as it is, never resolved to the workers.
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
 def _dns_name_flag(text: str) -> str:
     """--dns-name as the gateway's resolver can ask for it: the printed coprocess_grpc_server names it."""
     name = text.strip().rstrip(".")
-    if not name or len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in name.split(".")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a DNS name (dot-separated labels of letters, digits and "
-                                         "'-') (from the flag or TYK_AUTH0_DNS_NAME)")
+    if (not name or len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in name.split("."))
+            or not re.search(r"[A-Za-z_-]", name)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a DNS name (dot-separated labels of letters, digits, "
+                                         "'_' and '-', not all digits) (from the flag or TYK_AUTH0_DNS_NAME)")
     return name
 
 

@@ -182,3 +182,12 @@ def test_a_dns_name_the_gateway_could_not_resolve_is_refused_naming_the_flag(cap
 
 def test_the_dns_name_may_end_in_a_dot():
     assert build_parser().parse_args(["serve", "--dns-name", "plugin.internal."]).dns_name == "plugin.internal"
+
+
+def test_a_dns_name_with_an_underscore_is_accepted_as_the_gateways_resolver_takes_it():
+    assert build_parser().parse_args(["serve", "--dns-name", "tyk_plugin.internal"]).dns_name == "tyk_plugin.internal"
+
+
+@pytest.mark.parametrize("name", ["10.0.0.1", "5555"])
+def test_a_dns_name_of_digits_and_dots_is_refused_since_the_gateway_dials_it_as_an_address(capsys, name):
+    assert "--dns-name" in refusal(capsys, ["serve", "--dns-name", name])
