@@ -263,12 +263,12 @@ def test_workers_refuse_listen_port_zero_which_each_would_take_differently():
 
 
 def _stack_with_workers(tmp_path: Path, **env: str):
-    from plugin.devstack.stack import Stack
+    from plugin.devstack.stack import Stack, free_port_range
 
     stack = Stack(workdir=tmp_path / "stack", with_gateway=False,
                   plugin_args=["--workers", "2", "--dns-listen", f"127.0.0.1:{free_port()}"],
                   plugin_env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", **env})
-    stack.ports = {"plugin": free_port(), "metrics": free_port()}
+    stack.ports = {"plugin": free_port(), "metrics": free_port_range(2)}  # worker 2 serves metrics on PORT+1
     return stack
 
 
