@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import ipaddress
 import json
 import os
 import secrets
@@ -41,6 +40,7 @@ from plugin.devstack.procs import (
 )
 from plugin.devstack.redis import RedisServer
 from plugin.devstack.upstream import EchoUpstream
+from plugin.workers import worker_addresses
 
 T = TypeVar("T")
 
@@ -79,8 +79,7 @@ def worker_count(plugin_args: Sequence[str]) -> int:
 
 def worker_hosts(plugin_args: Sequence[str], host: str = LOOPBACK) -> list[str]:
     """The loopback addresses ``serve`` listens on: one per worker, consecutive from ``host``."""
-    first = ipaddress.IPv4Address(host)
-    return [str(first + i) for i in range(worker_count(plugin_args))]
+    return worker_addresses(host, worker_count(plugin_args))
 
 
 def free_port_range(count: int, host: str = LOOPBACK) -> int:
