@@ -81,6 +81,10 @@ class ConfigStore:
         except ConfigurationError as exc:
             log.error("bad plugin configuration api=%s key=%s problem=%s", api_id or "-", exc.key, exc.problem)
             return self._remember(raw, _BadConfig(exc.key, exc.problem), epoch)
+        if not config.audiences:  # legal, as native JWT allows it, but rarely meant with Auth0
+            log.warning("plugin configuration api=%s sets no audience: any token of the tenant passes, whatever API "
+                        "it was issued for, and so do its ID tokens; set audience to the Auth0 API's identifier",
+                        api_id or "-")
         with self._lock:
             self._serial += 1
             serial = self._serial

@@ -53,6 +53,7 @@ from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_j
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
 from plugin.logs import exception_site
 from plugin.policy_index import PolicyIndex, from_path
+from plugin.server import variable_of
 from plugin.session import key_format, key_id
 from plugin.verify import (
     DEFAULT_MAX_TOKEN_BYTES,
@@ -455,6 +456,15 @@ class Checker:
             source.notes.append("config_data is empty: the server-wide environment defaults apply")
         try:
             defaults = env_config_data(self.environ)
+            if defaults:
+                parse_config_data(None, defaults, self.environ)
+        except ConfigurationError as exc:  # serve checks the environment before it listens
+            report.config_error = exc
+            report.notes.append(f"{variable_of(exc.key)} is server-wide: serve refuses to start with it as it is, "
+                                "so no API that uses the plugin is served until it is fixed")
+            report.verdict, report.exit_code = "config_error", EXIT_USAGE
+            return report
+        try:
             report.config = parse_config_data(source.raw_config, defaults, self.environ)
         except ConfigurationError as exc:
             report.config_error = exc

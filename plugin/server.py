@@ -67,7 +67,7 @@ def server_defaults(environ: Mapping[str, str]) -> dict[str, Any]:
     try:
         defaults = env_config_data(environ)
     except ConfigurationError as exc:
-        raise _startup_error(exc) from None
+        raise startup_error(exc) from None
     check_server_defaults(defaults)
     return defaults
 
@@ -79,13 +79,18 @@ def check_server_defaults(defaults: Mapping[str, Any]) -> None:
     try:
         parse_config_data(None, defaults)
     except ConfigurationError as exc:
-        raise _startup_error(exc) from None
+        raise startup_error(exc) from None
 
 
-def _startup_error(exc: ConfigurationError) -> StartupError:
-    variable = next((s.env for s in SETTINGS if s.key == exc.key and s.env), None)
-    named = f"{variable} ({exc.key})" if variable else exc.key
-    return StartupError(f"server-wide configuration from the environment: {named}: {exc.problem}")
+def startup_error(exc: ConfigurationError) -> StartupError:
+    """The refusal to start for a bad AUTH0_* variable, naming the variable and its setting."""
+    return StartupError(f"server-wide configuration from the environment: {variable_of(exc.key)}: {exc.problem}")
+
+
+def variable_of(key: str) -> str:
+    """``AUTH0_AUDIENCE (audience)``: how an operator finds a config_data key among the variables."""
+    variable = next((s.env for s in SETTINGS if s.key == key and s.env), None)
+    return f"{variable} ({key})" if variable else key
 
 
 def key_hashing_note(environ: Mapping[str, str]) -> str:

@@ -740,3 +740,21 @@ def test_an_unreadable_tyk_conf_is_a_usage_error(tmp_path, cfg):
     (tmp_path / "tyk.conf").write_text("{not json")
     code, _ = run("--config-data", cfg, "--tyk-conf", str(tmp_path / "tyk.conf"), "--no-discovery")
     assert code == check.EXIT_USAGE
+
+
+def test_a_malformed_auth0_list_variable_is_reported_as_serve_refusing_to_start(cfg, monkeypatch):
+    monkeypatch.setenv("AUTH0_AUDIENCE", '["https://api", 1]')
+    code, report = run_json("--config-data", cfg, "--no-discovery")
+    assert code == 2 and report["verdict"] == "config_error"
+    assert report["config_error"]["key"] == "audience"
+    assert any("serve refuses to start" in note and "AUTH0_AUDIENCE" in note for note in report["notes"])
+    assert report["response"] is None  # no request reaches a server that never started
+
+
+def test_an_environment_that_does_not_parse_refuses_the_start_for_apis_with_their_own_config_data(cfg, monkeypatch):
+    monkeypatch.setenv("AUTH0_DOMAIN", "tenant.auth0.com")
+    monkeypatch.setenv("AUTH0_JWT_SIGNING_METHOD", "none")
+    code, text = run("--config-data", cfg, "--no-discovery")
+    assert code == 2
+    assert "AUTH0_JWT_SIGNING_METHOD (jwt_signing_method) is server-wide: serve refuses to start" in text
+    assert "would get 500" not in text and "\nGateway " not in text

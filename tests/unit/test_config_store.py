@@ -54,3 +54,19 @@ def test_a_bad_configuration_is_logged_once_and_not_parsed_again(monkeypatch, ca
     assert [(r.name, r.levelno) for r in caplog.records] == [("plugin.auth", logging.ERROR)]
     assert "api=typo-api key=audiance" in caplog.records[0].getMessage()
     assert parses == [bad["config_data"]]
+
+
+def test_a_configuration_without_an_audience_is_warned_about_once(caplog):
+    store = ConfigStore(defaults={})
+    with caplog.at_level(logging.WARNING, logger="plugin.auth"):
+        store.get({**SPEC, "APIID": "orders"})
+        store.get({**SPEC, "APIID": "orders"})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "api=orders sets no audience" in warnings[0]
+
+
+def test_a_configuration_with_an_audience_is_not_warned_about(caplog):
+    spec = {"config_data": json.dumps({"auth0_domain": "tenant.example.auth0.com", "audience": "https://api"})}
+    with caplog.at_level(logging.WARNING, logger="plugin.auth"):
+        ConfigStore(defaults={}).get(spec)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
