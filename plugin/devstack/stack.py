@@ -90,6 +90,13 @@ def free_port_range(count: int, host: str = LOOPBACK) -> int:
             return port
 
 
+def pick_port_range(preferred: int, count: int, host: str = LOOPBACK) -> tuple[int, bool]:
+    """``pick_port`` for a range: the preferred port only when its next ``count - 1`` are free too."""
+    if preferred and preferred + count - 1 <= 65535 and all(port_is_free(preferred + i, host) for i in range(count)):
+        return preferred, True
+    return free_port_range(count, host), preferred == 0
+
+
 def normalise_domain(domain: str) -> str:
     return domain.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
 
@@ -220,11 +227,15 @@ class Stack:
                 continue
             # with --workers, worker i serves metrics on PORT+i: the whole range must be free
             span = worker_count(self.plugin_args) if name == "metrics" else 1
-            port, as_wanted = pick_port(wanted) if span == 1 or wanted else (free_port_range(span), True)
+            port, as_wanted = pick_port(wanted) if span == 1 else pick_port_range(wanted, span)
             while any(port + i in self.ports.values() for i in range(span)):  # two free_port() calls may agree
                 port, as_wanted = (free_port() if span == 1 else free_port_range(span)), wanted == 0
             if not as_wanted:
-                self.notes.append(f"port {wanted} for {name} is busy; using {port}")
+                if span == 1:
+                    self.notes.append(f"port {wanted} for {name} is busy; using {port}")
+                else:
+                    self.notes.append(f"ports {wanted}-{wanted + span - 1} for {name} (one per worker) are not all "
+                                      f"free; using {port}-{port + span - 1}")
             self.ports[name] = port
 
         self.redis = RedisServer(self.ports["redis"], workdir=self.workdir / "redis").start()

@@ -80,3 +80,23 @@ def test_the_stack_picks_a_metrics_port_whose_worker_ports_are_free_too():
 
     port = free_port_range(3)
     assert all(port_is_free(port + i) for i in range(3))
+
+
+def test_a_wanted_metrics_port_is_given_up_when_a_later_workers_port_is_busy():
+    import socket
+
+    from plugin.devstack.stack import free_port_range, pick_port_range
+
+    wanted = free_port_range(2)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", wanted + 1))
+        holder.listen()
+        port, as_wanted = pick_port_range(wanted, 2)
+    assert not as_wanted and port != wanted
+
+
+def test_a_wanted_metrics_port_is_kept_when_every_workers_port_is_free():
+    from plugin.devstack.stack import free_port_range, pick_port_range
+
+    wanted = free_port_range(3)
+    assert pick_port_range(wanted, 3) == (wanted, True)
