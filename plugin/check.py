@@ -290,7 +290,7 @@ def load_gateway_hash_function(path: str, environ: Mapping[str, str]) -> tuple[s
     if not isinstance(conf, dict):
         raise UsageError(f"tyk.conf {path} must hold a JSON object")
     if GATEWAY_HASH_ENV in environ:
-        return environ[GATEWAY_HASH_ENV].strip(), GATEWAY_HASH_ENV
+        return environ[GATEWAY_HASH_ENV], GATEWAY_HASH_ENV  # read as is: the gateway trims no string setting
     value = conf.get("hash_key_function", "")
     if not isinstance(value, str):
         raise UsageError(f"tyk.conf {path}: hash_key_function must be a string")

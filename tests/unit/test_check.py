@@ -758,3 +758,12 @@ def test_an_environment_that_does_not_parse_refuses_the_start_for_apis_with_thei
     assert code == 2
     assert "AUTH0_JWT_SIGNING_METHOD (jwt_signing_method) is server-wide: serve refuses to start" in text
     assert "would get 500" not in text and "\nGateway " not in text
+
+
+def test_the_gateways_environment_variable_is_read_with_its_blanks_as_the_gateway_reads_it(tmp_path):
+    conf = write_tyk_conf(tmp_path, hash_key_function="murmur64")
+    gateway, _ = check.load_gateway_hash_function(conf, {"TYK_GW_HASHKEYFUNCTION": " sha256"})
+    config = parse_config_data(json.dumps({"auth0_domain": "a.auth0.com", "hash_key_function": "sha256"}), environ={})
+    assert gateway == " sha256"  # an unknown name to the gateway, which then keys as murmur64
+    assert "the plugin keeps each subject's session under another key" in check.hash_function_notes(
+        config, gateway, "TYK_GW_HASHKEYFUNCTION")[0]
