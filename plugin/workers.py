@@ -120,8 +120,12 @@ class DnsResponder:
             except OSError:
                 return
             answer = dns_answer(query, self.name, self.addresses)
-            if answer is not None:
+            if answer is None:
+                continue
+            try:
                 self.sock.sendto(answer, peer)
+            except OSError as exc:  # one peer's lost reply (a firewall, a spoofed source); never the responder
+                log.debug("dns reply to %s not sent: %s", peer[0] if peer else "-", exc.strerror or type(exc).__name__)
 
     def stop(self) -> None:
         self._stop.set()

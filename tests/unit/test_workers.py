@@ -100,3 +100,42 @@ def test_a_wanted_metrics_port_is_kept_when_every_workers_port_is_free():
 
     wanted = free_port_range(3)
     assert pick_port_range(wanted, 3) == (wanted, True)
+
+
+class _SendFailsOnce:
+    """A UDP socket whose first reply cannot be sent (a firewall's EPERM, a spoofed broadcast source)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.failed = False
+
+    def sendto(self, data: bytes, peer: tuple[str, int]) -> int:
+        if not self.failed:
+            self.failed = True
+            raise PermissionError(1, "Operation not permitted")
+        return self._sock.sendto(data, peer)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_a_reply_that_cannot_be_sent_does_not_stop_the_responder():
+    responder = DnsResponder("127.0.0.1", 0, "w.internal", ["127.0.0.1"])
+    failing = _SendFailsOnce(responder.sock)
+    responder.sock = failing
+    responder.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.5)
+            for _ in range(20):  # the first reply is lost; a later query is answered
+                sock.sendto(query("w.internal"), ("127.0.0.1", responder.port))
+                try:
+                    data, _ = sock.recvfrom(512)
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                pytest.fail("the responder stopped answering after one failed send")
+        assert failing.failed and answers(data)[1] == ["127.0.0.1"]
+    finally:
+        responder.stop()
