@@ -554,6 +554,9 @@ def _run_workers(args: argparse.Namespace) -> int:
                               "coprocess_grpc_server names it")
         addresses = worker_addresses(host, args.workers)
         metrics = metricslib.parse_listen(args.metrics_listen) if args.metrics_listen else None
+        if metrics is not None and metrics[1] == 0:  # worker i serves PORT+i: 0, then 1, 2, ... are no choice
+            raise ValueError(f"--metrics-listen {args.metrics_listen}: --workers needs a fixed metrics port, not 0: "
+                             "worker i serves its metrics on PORT+i")
         if metrics is not None and metrics[1] + args.workers - 1 > 65535:
             raise ValueError(f"--metrics-listen {args.metrics_listen}: {args.workers} workers need ports "
                              f"{metrics[1]}..{metrics[1] + args.workers - 1}")

@@ -191,3 +191,16 @@ def test_a_dns_name_with_an_underscore_is_accepted_as_the_gateways_resolver_take
 @pytest.mark.parametrize("name", ["10.0.0.1", "5555"])
 def test_a_dns_name_of_digits_and_dots_is_refused_since_the_gateway_dials_it_as_an_address(capsys, name):
     assert "--dns-name" in refusal(capsys, ["serve", "--dns-name", name])
+
+
+def test_workers_refuse_a_metrics_port_of_0_naming_the_flag(monkeypatch, caplog):
+    """Worker i serves metrics on PORT+i: from 0 that is a random port, then ports 1, 2, ... (privileged)."""
+    import plugin.server as server
+
+    started: list[object] = []
+    monkeypatch.setattr(server, "Supervisor", lambda **kwargs: started.append(kwargs) or pytest.fail("workers started"))
+    args = build_parser().parse_args(["serve", "--workers", "2", "--listen", "tcp://127.0.0.1:5555",
+                                      "--dns-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+    assert server._run_workers(args) == 2
+    assert started == []
+    assert "--metrics-listen" in caplog.text and "not 0" in caplog.text
