@@ -210,10 +210,18 @@ class PolicyIndex:
         # (org id, base policy, policies) -> how to make the refusal, or None; emptied when the list changes
         self._verdicts: dict[tuple[str, BasePolicy | None, tuple[str, ...]], Callable[[], AuthError] | None] = {}
         self._last_problem = ""  # a failure is logged when it changes, not on every retry
+        # A reload (SIGHUP) may read while the background refresh is still reading: reads are
+        # numbered as they start, and one older than the list already stored is dropped.
+        self._reads_lock = threading.Lock()
+        self._reads_started = 0
+        self._read_stored = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def refresh(self) -> bool:
+        with self._reads_lock:
+            self._reads_started += 1
+            read = self._reads_started
         try:
             ids = self._loader()
             if not ids:
@@ -225,12 +233,17 @@ class PolicyIndex:
                 log.warning("policy list unavailable from %s (%s): %s", self.source or "-", described, kept)
                 self._last_problem = described
             return False
-        if ids != self._ids or self._last_problem:
+        with self._reads_lock:
+            if read < self._read_stored:
+                return True  # a later read has been stored already
+            self._read_stored = read
+            changed = ids != self._ids
+            if changed:
+                self._ids = ids
+                self._verdicts = {}
+        if changed or self._last_problem:
             log.info("policy list loaded from %s: %d policies", self.source or "-", len(ids))
         self._last_problem = ""
-        if ids != self._ids:
-            self._ids = ids
-            self._verdicts = {}
         return True
 
     def known(self, org_id: str, policy_id: str) -> bool | None:

@@ -545,3 +545,30 @@ def test_a_policy_value_of_a_type_go_would_not_decode_is_not_sent(plugin, signin
     _with_policies(plugin, tmp_path, {"id": "odd", field: value})
     session = plugin.dispatch(auth_object("Bearer " + t.sign(signing_key, t.claims(pol="odd")))).session
     assert (session.rate, session.quota_max, list(session.tags), session.is_inactive) == (0, 0, [], False)
+
+
+def test_a_list_read_before_a_reload_never_replaces_the_reloaded_one():
+    """SIGHUP may reload while the background refresh is still reading: the older read must not win."""
+    from plugin.policy_index import PolicyFacts
+
+    grants = PolicyFacts(frozenset({"auth0-plugin"}), b"")
+    before = {("default", "gold"): grants}
+    after = {**before, ("default", "platinum"): grants}
+    reads = iter([before, after])
+    in_first_read, end_first_read = threading.Event(), threading.Event()
+
+    def loader():
+        listed = next(reads)
+        if listed is before:
+            in_first_read.set()
+            assert end_first_read.wait(5)
+        return listed
+
+    index = PolicyIndex(loader)
+    background = threading.Thread(target=index.refresh)
+    background.start()
+    assert in_first_read.wait(5)
+    assert index.refresh()  # the reload: reads, and stores, the list with the new policy
+    end_first_read.set()
+    background.join(5)
+    assert index.known("default", "platinum") is True
