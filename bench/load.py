@@ -60,7 +60,8 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted sequence."""
     if not sorted_values:
         return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    # ceil, not round(x + 0.5): Python rounds halves to even, which put every odd whole rank one too high
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values) / 100) - 1))
     return sorted_values[rank]
 
 
