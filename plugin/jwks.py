@@ -77,20 +77,33 @@ def fetch_deadline(timeout: float) -> float:
     return timeout * 2 + 1
 
 
-_WATCH = threading.local()  # the deadline of the fetch this thread runs, and its watchdogs
+_WATCH = threading.local()  # the deadline of the fetch this thread runs, its watchdogs and their sockets
 
 
 def _connect_watched(address: tuple[str, int], timeout: Any,
                      source_address: Any = None) -> socket.socket:
     """socket.create_connection, with a watchdog that cuts the socket at the fetch's deadline: a
-    socket timeout bounds each wait, not an endpoint that drips its headers a byte at a time."""
+    socket timeout bounds each wait, not an endpoint that drips its headers a byte at a time.
+
+    The watchdog holds a duplicate of the socket: TLS detaches the socket it wraps, and a shutdown
+    through the duplicate still ends the connection (and a handshake in progress)."""
     sock = socket.create_connection(address, timeout, source_address)
     deadline = getattr(_WATCH, "deadline", None)
     if deadline is not None:
-        watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), _cut, args=(sock, _WATCH.cut))
+        try:
+            handle = sock.dup()
+        except OSError:
+            sock.close()
+            raise
+        _WATCH.handles.append(handle)
+        watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), _cut, args=(handle, _WATCH.cut))
         watchdog.daemon = True
-        watchdog.start()
         _WATCH.watchdogs.append(watchdog)
+        try:
+            watchdog.start()
+        except RuntimeError:  # no thread to be had: the fetch fails, and leaves no socket open
+            sock.close()
+            raise
     return sock
 
 
@@ -133,7 +146,7 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     # Always http(s): config.py takes only those as JWKS URLs.
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "tyk-auth0-plugin"})
     overall = fetch_deadline(timeout)
-    _WATCH.deadline, _WATCH.watchdogs, _WATCH.cut = time.monotonic() + overall, [], []
+    _WATCH.deadline, _WATCH.watchdogs, _WATCH.handles, _WATCH.cut = time.monotonic() + overall, [], [], []
     cut: list[bool] = _WATCH.cut
     body, failure = b"", None
     try:
@@ -146,6 +159,11 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     finally:
         for watchdog in _WATCH.watchdogs:
             watchdog.cancel()
+        for watchdog in _WATCH.watchdogs:
+            if watchdog.ident is not None:
+                watchdog.join()  # a cut under way ends before its socket is closed (and its number reused)
+        for handle in _WATCH.handles:
+            handle.close()
         _WATCH.deadline = None
     if cut:  # whatever the cut made of it
         raise FetchError(f"not complete within {overall:g} s")

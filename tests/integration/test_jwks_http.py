@@ -164,3 +164,77 @@ def test_a_refused_connection_is_named_with_the_systems_words():
     with pytest.raises(FetchError) as failed:
         http_fetch(f"http://127.0.0.1:{free}/jwks.json", 2.0, 256 * 1024)
     assert str(failed.value) == "URLError: Connection refused"
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+@pytest.fixture()
+def tls(tmp_path, monkeypatch):
+    """A server-side TLS context for 127.0.0.1, and the fetch's opener trusting its certificate."""
+    import ssl
+    import urllib.request
+
+    from plugin import jwks
+
+    cert, key = _self_signed(tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=cert)
+    monkeypatch.setattr(jwks, "_OPENER", urllib.request.build_opener(
+        jwks._CheckedRedirects, jwks._HTTPHandler, jwks._HTTPSHandler(context=trusting)))
+    return server_side
+
+
+def test_a_jwks_is_fetched_over_https(endpoint, tls):
+    body = json.dumps(t.jwks(t.rsa_key("k1"))).encode()
+
+    def handle(self):
+        with tls.wrap_socket(self.request, server_side=True) as conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    assert http_fetch(endpoint(handle).replace("http://", "https://"), 2.0, 256 * 1024) == body
+
+
+def test_an_https_endpoint_that_drips_its_headers_is_cut_at_the_fetch_deadline(endpoint, tls):
+    def handle(self):
+        try:
+            with tls.wrap_socket(self.request, server_side=True) as conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(200):  # 20 s of one header byte every 0.1 s: each socket wait is short
+                    time.sleep(0.1)
+                    conn.sendall(b"a")
+        except OSError:
+            pass
+
+    url = endpoint(handle).replace("http://", "https://")
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="not complete within 1.4 s"):
+        http_fetch(url, 0.2, 256 * 1024)
+    assert time.monotonic() - started < 3.0
