@@ -41,13 +41,18 @@ class _BadConfig(NamedTuple):
 
     key: str
     problem: str
+    retry_at: float  # monotonic; a file named by jwt_source_file may appear (a secret mounted late)
+
+
+FILE_RETRY_SECONDS = 10.0
 
 
 _Parsed = tuple[int, ApiConfig] | _BadConfig
 
 
 class ConfigStore:
-    """Parses each distinct config_data once; a bad one is logged once and fails only its API.
+    """Parses each distinct config_data once; a bad one is logged once and fails only its API
+    (one whose jwt_source_file cannot be used is tried again every FILE_RETRY_SECONDS).
 
     A plain dict, so the per-request lookup is one hash of a string the interpreter has
     already hashed or cheaply can; past ``size`` distinct configurations the oldest goes.
@@ -71,6 +76,14 @@ class ConfigStore:
         if found is None:
             found = self._parse(raw, spec.get("APIID", ""))
         if isinstance(found, _BadConfig):
+            if found.retry_at <= time.monotonic():
+                return self._parse_again(raw, spec.get("APIID", ""))
+            raise ConfigurationError(found.key, found.problem)
+        return found
+
+    def _parse_again(self, raw: str | None, api_id: str) -> tuple[int, ApiConfig]:
+        found = self._parse(raw, api_id)
+        if isinstance(found, _BadConfig):
             raise ConfigurationError(found.key, found.problem)
         return found
 
@@ -80,7 +93,8 @@ class ConfigStore:
             config = parse_config_data(raw, self.defaults)
         except ConfigurationError as exc:
             log.error("bad plugin configuration api=%s key=%s problem=%s", api_id or "-", exc.key, exc.problem)
-            return self._remember(raw, _BadConfig(exc.key, exc.problem), epoch)
+            retry_at = time.monotonic() + FILE_RETRY_SECONDS if exc.key == "jwt_source_file" else math.inf
+            return self._remember(raw, _BadConfig(exc.key, exc.problem, retry_at), epoch)
         if not config.audiences:  # legal, as native JWT allows it, but rarely meant with Auth0
             log.warning("plugin configuration api=%s sets no audience: any token of the tenant passes, whatever API "
                         "it was issued for, and so do its ID tokens; set audience to the Auth0 API's identifier",

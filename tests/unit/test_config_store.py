@@ -70,3 +70,28 @@ def test_a_configuration_with_an_audience_is_not_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="plugin.auth"):
         ConfigStore(defaults={}).get(spec)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def hmac_spec(path) -> dict[str, str]:
+    return {"config_data": json.dumps({"auth0_domain": "tenant.example.auth0.com", "audience": "https://api",
+                                       "jwt_signing_method": "hmac", "jwt_source_file": str(path)})}
+
+
+def test_a_secret_file_mounted_after_the_first_request_is_used_once_the_retry_interval_has_passed(tmp_path, monkeypatch):
+    monkeypatch.setattr(auth, "FILE_RETRY_SECONDS", 0.0)
+    store = ConfigStore(defaults={})
+    secret = tmp_path / "secret"
+    with pytest.raises(ConfigurationError, match="jwt_source_file"):
+        store.get(hmac_spec(secret))
+    secret.write_text("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0")
+    assert store.get(hmac_spec(secret))[1].key_source.static_key is not None
+
+
+def test_a_missing_secret_file_is_not_read_again_before_the_retry_interval(tmp_path):
+    store = ConfigStore(defaults={})
+    secret = tmp_path / "secret"
+    with pytest.raises(ConfigurationError):
+        store.get(hmac_spec(secret))
+    secret.write_text("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0")
+    with pytest.raises(ConfigurationError, match="jwt_source_file"):
+        store.get(hmac_spec(secret))
