@@ -199,10 +199,18 @@ class PolicyIndex:
     """Owns the gateway's policies (ids and the APIs they grant); answers None until a first load succeeds."""
 
     def __init__(self, loader: Callable[[], PolicyRights], interval: float = 30.0, source: str = "",
-                 recheck_interval: float = 1.0) -> None:
+                 recheck_interval: float = 1.0, stale_after: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._loader = loader
         self.interval = interval
         self.recheck_interval = recheck_interval
+        # A list that cannot be read again for this long may lack policies added since: an id it
+        # does not hold is then left to the gateway (which knows it, or answers its own 403)
+        # rather than refused; the policies it does hold still seed sessions.
+        self.stale_after = 4 * interval if stale_after is None else stale_after
+        self._clock = clock
+        self._read_at = float("-inf")  # when the list was last read, changed or not
+        self._stale_logged = False
         self._wake = threading.Event()  # set by a refusal: refresh now rather than at the interval
         self._last_recheck = float("-inf")
         self.source = shown_url(source) if "://" in source else source  # for log lines: the path or URL read
@@ -228,6 +236,10 @@ class PolicyIndex:
                 raise PolicySourceError("no policies")  # never conclude "every policy is unknown" from nothing
         except Exception as exc:  # noqa: BLE001 - any failure (e.g. http.client's IncompleteRead) is "unavailable"
             described = problem(exc)
+            if self._ids is not None and self._stale() and not self._stale_logged:
+                log.warning("policy list from %s not read for over %g s: policies missing from it are now left "
+                            "to the gateway", self.source or "-", self.stale_after)
+                self._stale_logged = True
             if described != self._last_problem:
                 kept = "the last list is kept" if self._ids is not None else "unknown policies are left to the gateway"
                 log.warning("policy list unavailable from %s (%s): %s", self.source or "-", described, kept)
@@ -237,6 +249,7 @@ class PolicyIndex:
             if read < self._read_stored:
                 return True  # a later read has been stored already
             self._read_stored = read
+            self._read_at, self._stale_logged = self._clock(), False
             changed = ids != self._ids
             if changed:
                 self._ids = ids
@@ -246,18 +259,27 @@ class PolicyIndex:
         self._last_problem = ""
         return True
 
+    def _stale(self) -> bool:
+        return self._clock() - self._read_at > self.stale_after
+
     def known(self, org_id: str, policy_id: str) -> bool | None:
         ids = self._ids
         if ids is None:
             return None
-        return (org_id, policy_id) in ids
+        if (org_id, policy_id) in ids:
+            return True
+        return None if self._stale() else False
 
     def _grant_nothing(self, org_id: str, policy_ids: Iterable[str]) -> bool:
         """No known policy among these grants any API: the gateway's policy service then refuses
         the key ("key has no valid policies to be applied"), skipping unknown ids in a list of
-        several and failing on a lone unknown one, which grants nothing here either."""
+        several and failing on a lone unknown one, which grants nothing here either. From a
+        stale list an unknown id may be a policy added since, which may grant something."""
         ids = self._ids or {}
-        return not any(facts.apis for facts in (ids.get((org_id, p)) for p in policy_ids) if facts is not None)
+        found = [ids.get((org_id, p)) for p in policy_ids]
+        if None in found and self._stale():
+            return False
+        return not any(facts.apis for facts in found if facts is not None)
 
     def base_refusal(self, org_id: str, base: BasePolicy | None) -> AuthError | None:
         """Native JWT's answer when the gateway lacks the base policy, or it grants nothing, else None."""
@@ -293,21 +315,25 @@ class PolicyIndex:
 
         The base policy must exist and grant something. Past it, the final list (after any scope
         mapping) must grant some API, or native cannot apply it. Asked on every request, cache
-        hits included, so verdicts are remembered until the policy list changes; each refusal is
-        a new error, since a raised one carries its traceback.
+        hits included, so verdicts are remembered until the policy list changes (or goes stale);
+        each refusal is a new error, since a raised one carries its traceback.
         """
         verdicts = self._verdicts  # read before the list: refresh() swaps the list first, then the memo
         if self._ids is None:
             return None
         key = (org_id, base, policies)
         make = verdicts.get(key, _UNDECIDED)
-        if make is _UNDECIDED:
+        if make is None:
+            return None
+        stale = self._stale()  # a stale list only lets more through: its verdicts are not remembered
+        if make is _UNDECIDED or stale:
             make = self._base_verdict(org_id, base)
             if make is None and self._grant_nothing(org_id, policies):
                 make = functools.partial(NoMatchingPolicy, "key not authorized: could not apply several policies")
-            if len(verdicts) >= VERDICT_MEMO_SIZE:
-                verdicts.clear()  # this dict only: replacing the attribute could undo a refresh's new one
-            verdicts[key] = make
+            if not stale:
+                if len(verdicts) >= VERDICT_MEMO_SIZE:
+                    verdicts.clear()  # this dict only: replacing the attribute could undo a refresh's new one
+                verdicts[key] = make
         return self._refuse(make) if make is not None else None
 
     def _refuse(self, make: Callable[[], AuthError]) -> AuthError:

@@ -572,3 +572,66 @@ def test_a_list_read_before_a_reload_never_replaces_the_reloaded_one():
     end_first_read.set()
     background.join(5)
     assert index.known("default", "platinum") is True
+
+
+class FailingAfterFirst:
+    """A policy source that answers once, then fails (a rotated gateway secret, say)."""
+
+    def __init__(self, directory) -> None:
+        self.first = from_path(directory)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls > 1:
+            raise OSError("unavailable")
+        return self.first()
+
+
+def stale_index(tmp_path, now: list[float]) -> PolicyIndex:
+    write_policies(tmp_path / "p", "gold", partitions={"gold": {"quota": True, "rate_limit": True, "acl": False}})
+    index = PolicyIndex(FailingAfterFirst(tmp_path / "p"), interval=30.0, clock=lambda: now[0])
+    assert index.refresh()
+    return index
+
+
+def test_a_policy_missing_from_a_fresh_list_is_refused_in_natives_words(tmp_path):
+    now = [1000.0]
+    index = stale_index(tmp_path, now)
+    now[0] += 100
+    assert not index.refresh()
+    refusal = index.refusal("default", BasePolicy("platinum", lone_default=False, applied=("platinum",)), ("platinum",))
+    assert refusal is not None and refusal.message == "key not authorized: no matching policy"
+
+
+def test_a_policy_missing_from_a_list_that_could_not_be_read_again_for_long_is_left_to_the_gateway(tmp_path, caplog):
+    now = [1000.0]
+    index = stale_index(tmp_path, now)
+    base = BasePolicy("platinum", lone_default=False, applied=("platinum",))
+    assert index.refusal("default", base, ("platinum",)) is not None  # remembered while the list is fresh
+    now[0] += 121  # past 4 intervals without a read
+    with caplog.at_level(logging.WARNING, logger="plugin.policy_index"):
+        assert not index.refresh()
+    assert index.known("default", "platinum") is None
+    assert index.refusal("default", base, ("platinum",)) is None
+    assert "policies missing from it are now left to the gateway" in caplog.text
+
+
+def test_a_stale_list_still_knows_and_seeds_the_policies_it_holds(tmp_path):
+    now = [1000.0]
+    index = stale_index(tmp_path, now)
+    now[0] += 121
+    base = BasePolicy("gold", lone_default=False, applied=("gold",))
+    assert index.known("default", "gold") is True
+    assert index.seed("default", base) != b""
+
+
+def test_a_list_read_again_after_going_stale_refuses_unknown_policies_again(tmp_path):
+    write_policies(tmp_path / "p", "gold")
+    now = [1000.0]
+    index = PolicyIndex(from_path(tmp_path / "p"), interval=30.0, clock=lambda: now[0])
+    assert index.refresh()
+    now[0] += 121
+    assert index.known("default", "platinum") is None
+    assert index.refresh()
+    assert index.known("default", "platinum") is False
