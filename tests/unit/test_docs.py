@@ -36,3 +36,10 @@ def test_the_readme_counts_the_differential_corpus_as_the_e2e_test_sends_it():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"a corpus of {len(CASES)} token cases" in readme
     assert f"{len(CASES) - differing} get identical status and body, and the other {differing} are" in readme
+
+
+def test_the_readme_counts_the_header_shapes_as_the_e2e_test_sends_them():
+    from tests.e2e.test_request_shapes import HEADER_SHAPES
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"sends {len(HEADER_SHAPES)} shapes of the `Authorization` header" in readme
