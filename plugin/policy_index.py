@@ -7,9 +7,11 @@ It reads the gateway's own list (``GET /tyk/policies`` with the gateway secret) 
 directory, refreshed in the background. While it has nothing, it answers "unknown" and the plugin
 leaves the decision to the gateway, as before.
 
-Every refusal the index makes also asks for an early refresh (at most one a second): a policy just
-added to the gateway, or a list read while its files were being rewritten, then costs one refused
-request instead of a whole refresh interval of them.
+Before refusing a token for a policy missing from the list, the index reads the list again on
+that request's thread (at most once a second): a policy just added to the gateway, or a list read
+while its files were being rewritten, is then granted as native JWT grants it, not refused for a
+refresh interval. The read is the gateway's own local API or its files, and only this refusal
+path waits for it. A list that cannot be read for four intervals stops refusing ids it lacks.
 
 The index also holds what native JWT copies from a base policy into a new session before it
 applies the policies (``_seed``), so the session the gateway gets from the plugin starts the same.
@@ -211,6 +213,8 @@ class PolicyIndex:
         self._clock = clock
         self._read_at = float("-inf")  # when the list was last read, changed or not
         self._stale_logged = False
+        self._read_again_lock = threading.Lock()
+        self._last_read_again = float("-inf")
         self._wake = threading.Event()  # set by a refusal: refresh now rather than at the interval
         self._last_recheck = float("-inf")
         self.source = shown_url(source) if "://" in source else source  # for log lines: the path or URL read
@@ -284,7 +288,29 @@ class PolicyIndex:
     def base_refusal(self, org_id: str, base: BasePolicy | None) -> AuthError | None:
         """Native JWT's answer when the gateway lacks the base policy, or it grants nothing, else None."""
         make = self._base_verdict(org_id, base)
+        if make is not None and self._lacks(org_id, base, ()) and self._read_again():
+            make = self._base_verdict(org_id, base)
         return self._refuse(make) if make is not None else None
+
+    def _lacks(self, org_id: str, base: BasePolicy | None, policies: tuple[str, ...]) -> bool:
+        ids = self._ids or {}
+        named = (*((base.id, *base.applied) if base is not None else ()), *policies)
+        return any((org_id, p) not in ids for p in named)
+
+    def _read_again(self) -> bool:
+        """A refusal for a policy missing from the list may only mean the policy was added after
+        the list was read (the gateway has it, and native JWT would grant it): read the list once
+        more, on this thread, before refusing. At most once per ``recheck_interval`` and by one
+        thread at a time; the others refuse from the list they have. The read is local (the
+        gateway's own API, or its policy files) and happens only on this refusal path."""
+        now = self._clock()
+        if now - self._last_read_again < self.recheck_interval or not self._read_again_lock.acquire(blocking=False):
+            return False
+        try:
+            self._last_read_again = self._last_recheck = now  # no early background read on top of this one
+            return self.refresh()
+        finally:
+            self._read_again_lock.release()
 
     def _base_verdict(self, org_id: str, base: BasePolicy | None) -> Callable[[], AuthError] | None:
         """How to make the base-policy refusal, or None.
@@ -318,6 +344,13 @@ class PolicyIndex:
         hits included, so verdicts are remembered until the policy list changes (or goes stale);
         each refusal is a new error, since a raised one carries its traceback.
         """
+        make = self._verdict(org_id, base, policies)
+        if make is not None and self._lacks(org_id, base, policies) and self._read_again():
+            make = self._verdict(org_id, base, policies)
+        return self._refuse(make) if make is not None else None
+
+    def _verdict(self, org_id: str, base: BasePolicy | None,
+                 policies: tuple[str, ...]) -> Callable[[], AuthError] | None:
         verdicts = self._verdicts  # read before the list: refresh() swaps the list first, then the memo
         if self._ids is None:
             return None
@@ -334,11 +367,11 @@ class PolicyIndex:
                 if len(verdicts) >= VERDICT_MEMO_SIZE:
                     verdicts.clear()  # this dict only: replacing the attribute could undo a refresh's new one
                 verdicts[key] = make
-        return self._refuse(make) if make is not None else None
+        return make
 
     def _refuse(self, make: Callable[[], AuthError]) -> AuthError:
         """The refusal, and an early refresh in case the list behind it is a stale or partial read."""
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_recheck >= self.recheck_interval:
             self._last_recheck = now
             self._wake.set()

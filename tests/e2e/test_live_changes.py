@@ -221,18 +221,16 @@ def test_a_deleted_policy_is_refused_at_once_and_in_natives_words_after_a_plugin
                what="the plugin to grant the policy restored")
 
 
-def test_a_policy_added_while_the_plugin_runs_is_granted_after_about_one_refusal(live: Stack) -> None:
-    """docs/troubleshooting.md: a refusal for an unknown policy makes the plugin read the list again."""
+def test_a_policy_added_while_the_plugin_runs_is_granted_at_once_as_native_jwt_grants_it(live: Stack) -> None:
+    """docs/troubleshooting.md: before refusing for a policy its list lacks, the plugin reads the list again."""
     assert live.gateway is not None
     added = copy.deepcopy(live.gateway.policies[EDITED_POLICY])
     added["id"] = added["name"] = "live-added"
     token = live.token(sub=sub(), pol="live-added")
+    time.sleep(1.0)  # past the once-a-second limit of any read another test caused
     with changed(live, policies=(added,)):
         assert answer(live, NATIVE, token) == (200, "")
-        first = answer(live, SUBJECT, token)
-        assert first in {(200, ""), (403, "key not authorized: no matching policy")}
-        wait_until(lambda: answer(live, SUBJECT, token) == (200, ""), timeout=5, interval=0.3,
-                   what="the plugin to grant the added policy")
+        assert answer(live, SUBJECT, token) == (200, "")
 
 
 # -- 3. APIs removed, added, and sharing a token ---------------------------------------------------

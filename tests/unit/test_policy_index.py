@@ -114,21 +114,39 @@ def _wait_for(condition, seconds=5.0):
     return condition()
 
 
-def test_a_refusal_makes_the_index_read_the_policies_again_without_waiting_for_the_interval(tmp_path):
+def test_a_policy_added_after_the_last_read_is_granted_at_once_as_the_index_reads_again_before_refusing(tmp_path):
     write_policies(tmp_path / "p", "gold")
     index = PolicyIndex(from_path(tmp_path / "p"), interval=3600)
-    index.start()
-    try:
-        assert _wait_for(lambda: index.known("default", "gold"))
-        write_policies(tmp_path / "p", "silver")  # added to the gateway after the last read
-        refusal = index.base_refusal("default", BasePolicy("silver", lone_default=False, applied=("silver",)))
-        assert refusal is not None and refusal.message == "key not authorized: no matching policy"
-        assert _wait_for(lambda: index.known("default", "silver"))
-    finally:
-        index.stop()
+    assert index.refresh()
+    write_policies(tmp_path / "p", "silver")  # added to the gateway after the last read
+    silver = BasePolicy("silver", lone_default=False, applied=("silver",))
+    assert index.base_refusal("default", silver) is None
+    assert index.refusal("default", silver, ("silver",)) is None
+    assert index.known("default", "silver") is True
 
 
-def test_refusals_ask_for_at_most_one_early_read_per_recheck_interval(tmp_path):
+def test_a_policy_still_missing_after_the_read_again_is_refused_in_natives_words(tmp_path):
+    write_policies(tmp_path / "p", "gold")
+    index = PolicyIndex(from_path(tmp_path / "p"), interval=3600)
+    assert index.refresh()
+    refusal = index.base_refusal("default", BasePolicy("silver", lone_default=False, applied=("silver",)))
+    assert refusal is not None and refusal.message == "key not authorized: no matching policy"
+
+
+def test_a_refusal_after_the_recheck_interval_reads_again(tmp_path):
+    write_policies(tmp_path / "p", "gold")
+    now = [1000.0]
+    index = PolicyIndex(from_path(tmp_path / "p"), interval=3600, recheck_interval=1.0, clock=lambda: now[0])
+    assert index.refresh()
+    assert index.base_refusal("default", BasePolicy("bronze", lone_default=False, applied=("bronze",)))
+    write_policies(tmp_path / "p", "silver")
+    silver = BasePolicy("silver", lone_default=False, applied=("silver",))
+    assert index.base_refusal("default", silver) is not None  # within the interval: refused from the list
+    now[0] += 1.0
+    assert index.base_refusal("default", silver) is None
+
+
+def test_refusals_read_again_at_most_once_per_recheck_interval(tmp_path):
     reads = []
     write_policies(tmp_path / "p", "gold")
     load = from_path(tmp_path / "p")
@@ -143,9 +161,9 @@ def test_refusals_ask_for_at_most_one_early_read_per_recheck_interval(tmp_path):
         assert _wait_for(lambda: index.known("default", "gold"))
         for _ in range(50):
             index.base_refusal("default", BasePolicy("missing", lone_default=False, applied=("missing",)))
-        assert _wait_for(lambda: len(reads) == 2)
+        assert len(reads) == 2  # the first refusal read once more, on its own thread
         time.sleep(0.2)
-        assert len(reads) == 2
+        assert len(reads) == 2  # and no background read was asked for on top of it
     finally:
         index.stop()
 
