@@ -368,6 +368,11 @@ class JwksCache:
         keyset = self._usable(entry)
         return keyset.keys if keyset is not None else None
 
+    def failing(self, url: str) -> bool:
+        """Whether ``url`` has no usable set and its last fetch failed; never fetches."""
+        entry = self._entries.get(url)
+        return entry is not None and entry.failures > 0 and self._usable(entry) is None
+
     def touch(self, url: str) -> None:
         """Note that ``url``'s keys still vouch for a token in use (a verified-token cache hit), so
         the URL is not dropped as idle while its tokens are served from cache."""

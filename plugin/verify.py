@@ -110,10 +110,14 @@ class Verifier:
         if len(urls) == 1:
             return urls[0], self.jwks.get_key(urls[0], kid, ttl)
         # Sets already loaded answer first, so a kid of a later set never refetches an earlier one;
-        # a set not loaded yet may publish it too, so from there on each is asked in order.
+        # a set not loaded yet may publish it too, so from there on each is asked in order. A set
+        # whose fetch failed goes behind the loaded ones, as in native JWT: its retries (which may
+        # hang) hold up only the tokens no loaded set publishes.
         for url in urls:
             loaded = self.jwks.current_keys(url)
             if loaded is None:
+                if self.jwks.failing(url):
+                    continue
                 break
             if kid in loaded:
                 return url, loaded[kid]

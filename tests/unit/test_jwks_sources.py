@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 import grpc
@@ -113,6 +114,36 @@ def test_a_kid_no_key_set_publishes_is_refused_as_with_one_set(old_key, new_key)
 def test_a_key_set_that_cannot_be_fetched_does_not_stop_the_others(new_key):
     sets = KeySets(**{OLD: None, NEW: [new_key]})
     assert refused(dispatch(sets, t.sign(new_key), [OLD, NEW])) == (-1, "")
+
+
+def test_while_a_key_set_that_failed_is_fetched_again_tokens_of_another_set_do_not_wait_for_it(new_key):
+    # As native JWT moves a set it could not fetch behind the loaded ones: an outage of one tenant
+    # must not hold the API's other tenant's tokens for a fetch deadline at each of its retries.
+    sets = KeySets(**{OLD: None, NEW: [new_key]})
+    plugin = Plugin(sets, [OLD, NEW])
+    plugin.jwks.settings = JwksSettings(min_refetch_interval=10.0, fetch_timeout=30.0)
+    assert refused(plugin.dispatch(t.sign(new_key))) == (-1, "")
+    retrying, release = threading.Event(), threading.Event()
+
+    def hanging(url: str, timeout: float, max_bytes: int) -> bytes:
+        if url == OLD:
+            retrying.set()
+            release.wait(timeout=60)
+        return sets(url, timeout, max_bytes)
+
+    plugin.jwks._fetcher = hanging
+    plugin.jwks._entries[OLD].next_retry = 0.0
+    plugin.jwks.refresh_due()  # the refresher retries the failed set; the endpoint now hangs
+    assert retrying.wait(timeout=5)
+    answered: list[tuple[int, str]] = []
+    caller = threading.Thread(target=lambda: answered.append(refused(plugin.dispatch(t.sign(new_key, t.claims(sub="other"))))))
+    try:
+        caller.start()
+        caller.join(timeout=20)  # before, the call waited out the retry: 61 s
+        assert answered == [(-1, "")]
+    finally:
+        release.set()
+        caller.join(timeout=60)
 
 
 def test_with_the_only_publishing_set_unavailable_the_token_is_refused(old_key, new_key):
