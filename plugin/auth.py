@@ -55,10 +55,12 @@ class ConfigStore:
     (one whose jwt_source_file cannot be used is tried again every FILE_RETRY_SECONDS).
 
     A plain dict, so the per-request lookup is one hash of a string the interpreter has
-    already hashed or cheaply can; past ``size`` distinct configurations the oldest goes.
+    already hashed or cheaply can; past ``size`` distinct configurations the oldest goes. The
+    size is far beyond a gateway's APIs (about 1.4 KB each): calls in turn over more APIs than
+    it holds would parse every configuration again on every call, and find no verified token.
     """
 
-    def __init__(self, defaults: dict[str, Any] | None = None, size: int = 256) -> None:
+    def __init__(self, defaults: dict[str, Any] | None = None, size: int = 4096) -> None:
         self.defaults = env_config_data() if defaults is None else defaults
         self.size = size
         self._lock = threading.Lock()

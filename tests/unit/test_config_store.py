@@ -19,6 +19,16 @@ def test_a_configuration_is_parsed_once():
     assert store.get(SPEC) is store.get(SPEC)
 
 
+def test_a_gateway_with_a_thousand_apis_has_each_configuration_parsed_once():
+    # Past the store's size, calls in turn over every API re-parsed each configuration on each
+    # call: a new serial every time, so no verified token was ever found in the token cache again.
+    store = ConfigStore(defaults={})
+    specs = [{"config_data": json.dumps({"auth0_domain": f"tenant-{i}.example.auth0.com", "audience": "https://api"})}
+             for i in range(1000)]
+    first = [store.get(spec) for spec in specs]
+    assert [store.get(spec) for spec in specs] == first
+
+
 def test_a_reload_makes_the_next_request_parse_again():
     store = ConfigStore(defaults={})
     before = store.get(SPEC)
