@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -291,8 +292,59 @@ def test_unknown_kid_is_key_not_authorized(plugin):
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
 
 
-def test_non_string_kid_is_key_not_authorized(plugin, signing_key):
-    token = t.sign_any_header(signing_key, {"alg": "RS256", "kid": 7})
+@pytest.mark.parametrize("kid", [7, ["key-current"], {"kid": "key-current"}])
+def test_non_string_kid_is_key_not_authorized(plugin, signing_key, kid):
+    token = t.sign_any_header(signing_key, {"alg": "RS256", "kid": kid})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_a_published_key_of_another_family_than_the_alg_is_key_not_authorized(plugin, signing_key):
+    # An ES256 API, and a token naming the kid of the RSA key the JWKS publishes: the key cannot check ES256.
+    token = t.sign(t.ec_key(), headers={"kid": signing_key.kid})
+    config = config_data(jwt_signing_method="ecdsa")
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == NOT_AUTHORIZED
+
+
+def static_key_config(key: t.SigningKey) -> str:
+    return config_data(jwt_source=base64.b64encode(key.public_pem()).decode())
+
+
+def test_a_token_signed_by_the_static_public_key_of_the_api_passes(plugin, signing_key):
+    token = t.sign(signing_key, headers={"kid": t.DROP})
+    reply = plugin.dispatch(auth_object(bearer(token), config=static_key_config(signing_key)))
+    assert reply_error(reply) == (-1, "")
+
+
+def test_the_static_public_key_verifies_every_token_not_only_the_first(plugin, signing_key):
+    config = static_key_config(signing_key)
+    for sub in ("first-client", "second-client"):
+        token = t.sign(signing_key, t.claims(sub=sub), headers={"kid": t.DROP})
+        assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == (-1, "")
+
+
+def test_a_token_signed_by_another_key_than_the_static_one_is_key_not_authorized(plugin, signing_key, next_key):
+    token = t.sign(next_key, headers={"kid": t.DROP})
+    reply = plugin.dispatch(auth_object(bearer(token), config=static_key_config(signing_key)))
+    assert reply_error(reply) == NOT_AUTHORIZED
+
+
+def token_of_length(key: t.SigningKey, length: int) -> str:
+    """A valid token exactly ``length`` characters long (a claim pads it)."""
+    short = len(t.sign(key, t.claims(blob="")))
+    for extra in range((length - short) * 3 // 4 - 4, (length - short) * 3 // 4 + 4):
+        token = t.sign(key, t.claims(blob="x" * extra))
+        if len(token) == length:
+            return token
+    raise AssertionError(f"no padding gives a token of {length} characters")
+
+
+def test_a_token_of_exactly_64_kib_is_verified(plugin, signing_key):
+    token = token_of_length(signing_key, 64 * 1024)
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+def test_a_token_one_byte_over_64_kib_is_key_not_authorized(plugin, signing_key):
+    token = token_of_length(signing_key, 64 * 1024 + 1)
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
 
 
@@ -379,6 +431,31 @@ def test_time_claims_are_judged_to_the_second_with_their_own_skew(make_plugin, s
     assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == expected
 
 
+def test_an_exp_of_zero_means_no_expiry_as_in_the_gateway(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(exp=0))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == PASSES
+
+
+def test_a_token_with_an_exp_of_zero_is_cached_for_id_extractor_ttl_like_one_without_exp(make_plugin, signing_key):
+    now = int(time.time())
+    plugin = make_plugin(clock=lambda: now + 0.5)
+    token = t.sign(signing_key, t.claims(iat=now, exp=0))
+    reply = plugin.dispatch(auth_object(bearer(token), config=config_data(id_extractor_ttl=30)))
+    assert (reply.session.expires, reply.session.id_extractor_deadline) == (0, now + 30)
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_an_iat_or_nbf_of_zero_passes(plugin, signing_key, claim):
+    token = t.sign(signing_key, t.claims(**{claim: 0}))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == PASSES
+
+
+@pytest.mark.parametrize(("claim", "expected"), [("iat", BEFORE_ISSUED), ("nbf", NOT_YET_VALID)])
+def test_a_boolean_iat_or_nbf_is_not_a_number_and_fails_like_the_gateway(plugin, signing_key, claim, expected):
+    token = t.sign(signing_key, t.claims(**{claim: True}))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == expected
+
+
 @pytest.mark.parametrize("exp", [0.5, -0.5, 1e30, 2**63, 2**63 - 1])
 def test_an_exp_that_rounds_down_to_zero_or_leaves_int64_has_expired(plugin, signing_key, exp):
     token = t.sign(signing_key, t.claims(exp=exp))
@@ -459,6 +536,31 @@ def test_missing_issuer_is_401(plugin, signing_key):
         401, "Key not authorized: issuer claim is required but not present in token")
 
 
+@pytest.mark.parametrize("iss", [5, None, ["https://tenant.example.auth0.com/"]])
+def test_an_issuer_that_is_not_a_string_is_401_issuer_claim_must_be_a_string(plugin, signing_key, iss):
+    token = t.sign(signing_key, t.claims(iss=iss))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        401, "Key not authorized: issuer claim must be a string")
+
+
+def test_missing_audience_is_401_with_the_gateway_text(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(aud=t.DROP))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        401, "Key not authorized: audience claim is required but not present in token")
+
+
+@pytest.mark.parametrize("aud", [5, None, {"aud": "https://api.example.com"}])
+def test_an_audience_neither_string_nor_list_is_401_invalid_audience_claim_format(plugin, signing_key, aud):
+    token = t.sign(signing_key, t.claims(aud=aud))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
+        401, "Key not authorized: invalid audience claim format")
+
+
+def test_an_audience_list_ignores_entries_that_are_not_strings(plugin, signing_key):
+    token = t.sign(signing_key, t.claims(aud=[7, t.AUDIENCE]))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == PASSES
+
+
 def test_wrong_audience_is_401_listing_the_token_audiences(plugin, signing_key):
     token = t.sign(signing_key, t.claims(aud=["https://other", "https://x/userinfo"]))
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (
@@ -521,6 +623,17 @@ def test_missing_identity_is_403_no_suitable_claims(plugin, signing_key):
 
 def test_id_token_typ_is_refused(plugin, signing_key):
     token = t.sign(signing_key, headers={"typ": "id_token+jwt"})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_a_token_without_typ_passes(plugin, signing_key):
+    token = t.sign(signing_key, headers={"typ": t.DROP})
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == (-1, "")
+
+
+@pytest.mark.parametrize("typ", [1, ["JWT"]])
+def test_a_typ_that_is_not_a_string_is_refused(plugin, signing_key, typ):
+    token = t.sign(signing_key, headers={"typ": typ})
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
 
 
