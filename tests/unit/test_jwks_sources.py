@@ -14,7 +14,7 @@ import pytest
 from plugin.auth import Authenticator, ConfigStore
 from plugin.config import parse_config_data
 from plugin.coprocess import Object, object_pb2
-from plugin.errors import ConfigurationError
+from plugin.errors import ConfigurationError, KeysUnavailable
 from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings
 from plugin.server import DispatcherService
@@ -149,6 +149,14 @@ def test_while_a_key_set_that_failed_is_fetched_again_tokens_of_another_set_do_n
 def test_with_the_only_publishing_set_unavailable_the_token_is_refused(old_key, new_key):
     sets = KeySets(**{OLD: None, NEW: [new_key]})
     assert refused(dispatch(sets, t.sign(old_key), [OLD, NEW])) == (403, "Key not authorized")
+
+
+def test_a_kid_only_an_unavailable_set_may_publish_is_refused_as_keys_unavailable(old_key, new_key):
+    # Not as an unknown kid: the set that could not be fetched may well publish it (the IdP is down).
+    verifier = Verifier(JwksCache(JwksSettings(min_refetch_interval=10.0), fetcher=KeySets(**{OLD: None, NEW: [new_key]})))
+    config = parse_config_data(config_data(jwt_source=[OLD, NEW]), environ={})
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(t.sign(old_key), config)
 
 
 def test_a_kid_published_twice_is_verified_by_the_first_set_listed(old_key):

@@ -84,10 +84,54 @@ def _payload_parse(signing_key, payload_json: bytes):
     return tokenlib.parse(t.sign_segments(signing_key, header, t.b64url(payload_json)), tokenlib.HeaderMemo())
 
 
-@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1" + b"0" * 400])
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1" + b"0" * 400, b"2" + b"0" * 308, b"-2" + b"0" * 308])
 def test_a_number_beyond_float64_is_not_json_as_go_reads_it(signing_key, number):
     with pytest.raises(InvalidToken):
         _payload_parse(signing_key, b'{"sub":"a","exp":' + number + b"}")
+
+
+def test_the_longest_integer_literal_that_fits_float64_is_read(signing_key):
+    number = int("1" + "0" * 308)  # 309 digits, 1e308: under float64's largest
+    assert _payload_parse(signing_key, b'{"sub":"a","n":' + str(number).encode() + b"}").claims["n"] == number
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_json(signing_key, constant):
+    with pytest.raises(InvalidToken):
+        _payload_parse(signing_key, b'{"sub":"a","n":' + constant + b"}")
+
+
+@pytest.mark.parametrize("payload", [b"[]", b'"claims"', b"7", b"true"])
+def test_a_payload_that_is_not_a_json_object_is_refused(signing_key, payload):
+    with pytest.raises(InvalidToken):
+        _payload_parse(signing_key, payload)
+
+
+@pytest.mark.parametrize("header", [b'[{"alg":"RS256"}]', b"null", b'"RS256"'])
+def test_a_header_that_is_not_a_json_object_is_refused(header):
+    with pytest.raises(InvalidToken):
+        tokenlib.parse(".".join([t.b64url(header), t.b64url(b'{"sub":"a"}'), t.b64url(b"sig")]))
+
+
+def test_text_after_the_header_object_is_refused_as_go_s_unmarshal_does():
+    token = ".".join([t.b64url(b'{"alg":"RS256","kid":"k"} {}'), t.b64url(b'{"sub":"a"}'), t.b64url(b"sig")])
+    with pytest.raises(InvalidToken):
+        tokenlib.parse(token)
+
+
+def test_text_after_the_claims_object_is_ignored_also_behind_a_memoized_header(signing_key):
+    memo = tokenlib.HeaderMemo()
+    header = t.sign(signing_key).split(".")[0]
+    for _ in range(2):  # the second parse finds the header in the memo
+        parsed = tokenlib.parse(".".join([header, t.b64url(b'{"sub":"a"} trailing'), t.b64url(b"sig")]), memo)
+        assert parsed.claims == {"sub": "a"}
+    assert len(memo) == 1
+
+
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, 256, None])
+def test_an_alg_that_is_not_a_string_is_refused(alg):
+    with pytest.raises(InvalidToken):
+        tokenlib.parse(t.raw_token({"alg": alg, "kid": "k"}, {"sub": "a"}))
 
 
 @pytest.mark.parametrize(("raw", "decoded"), [
@@ -131,9 +175,27 @@ def test_claims_nested_as_deep_as_the_bound_are_read():
     assert tokenlib.parse(nested_token(tokenlib.MAX_JSON_DEPTH)).claims["sub"] == "a"
 
 
+def test_claims_nested_as_deep_as_the_bound_are_read_among_many_shallow_brackets():
+    # More brackets than the bound in all, so the nesting is measured rather than assumed shallow.
+    arrays = tokenlib.MAX_JSON_DEPTH - 1
+    shallow = "[" + ",".join(["[]"] * tokenlib.MAX_JSON_DEPTH) + "]"
+    payload = '{"sub":"a","pad":' + shallow + ',"x":' + "[" * arrays + "]" * arrays + "}"
+    token = ".".join([t.b64url(b'{"alg":"RS256","kid":"k"}'), t.b64url(payload.encode()), t.b64url(b"sig")])
+    assert tokenlib.parse(token).claims["sub"] == "a"
+
+
 def test_claims_nested_one_level_deeper_than_the_bound_are_refused():
     with pytest.raises(InvalidToken) as refused:
         tokenlib.parse(nested_token(tokenlib.MAX_JSON_DEPTH + 1))
+    assert refused.value.detail == "segment nests JSON too deep"
+
+
+def test_claims_nested_too_deep_behind_a_shallow_sibling_are_refused():
+    arrays = tokenlib.MAX_JSON_DEPTH
+    payload = '{"sub":"a","pad":[[],[[]]],"x":' + "[" * arrays + "]" * arrays + "}"
+    token = ".".join([t.b64url(b'{"alg":"RS256","kid":"k"}'), t.b64url(payload.encode()), t.b64url(b"sig")])
+    with pytest.raises(InvalidToken) as refused:
+        tokenlib.parse(token)
     assert refused.value.detail == "segment nests JSON too deep"
 
 
