@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import json
 import os
 
@@ -63,6 +64,59 @@ def test_a_static_rsa_key_under_1024_bits_is_refused_naming_the_setting():
         parse(jwt_source=base64.b64encode(pem).decode())
     assert info.value.key == "jwt_source"
     assert "768-bit" in info.value.problem
+
+
+def static_source(key: rsa.RSAPublicKey) -> str:
+    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(pem).decode()
+
+
+def test_a_static_rsa_key_of_exactly_1024_bits_is_accepted():
+    key = rsa.RSAPublicNumbers(65537, (1 << 1023) | 0x12345).public_key()
+    assert parse(jwt_source=static_source(key)).key_source.static_key is not None
+
+
+def test_a_static_rsa_key_with_an_exponent_go_refuses_is_refused_naming_the_setting():
+    n = t.rsa_key().public.public_numbers().n
+    with pytest.raises(ConfigurationError) as info:
+        parse(jwt_source=static_source(rsa.RSAPublicNumbers(2**31 + 1, n).public_key()))
+    assert info.value.key == "jwt_source"
+    assert "exponent" in info.value.problem
+
+
+def test_a_static_rsa_key_with_the_largest_exponent_go_takes_is_accepted():
+    n = t.rsa_key().public.public_numbers().n
+    assert parse(jwt_source=static_source(rsa.RSAPublicNumbers(2**31 - 1, n).public_key())).key_source.static_key
+
+
+def test_a_base64_der_public_key_is_a_static_key():
+    der = t.rsa_key().public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert parse(jwt_source=base64.b64encode(der).decode()).key_source.static_key == der
+
+
+def test_a_base64_pem_certificate_is_a_static_key():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = t.rsa_key().private
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tenant.example.auth0.com")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    assert parse(jwt_source=base64.b64encode(pem).decode()).key_source.static_key == pem
+
+
+def test_a_static_key_neither_rsa_nor_ec_is_refused_naming_the_setting():
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pem = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ConfigurationError) as info:
+        parse(jwt_source=base64.b64encode(pem).decode())
+    assert (info.value.key, info.value.problem) == ("jwt_source", "only RSA and EC public keys are supported")
 
 
 def test_hmac_secret_is_base64_like_the_gateway():

@@ -479,6 +479,19 @@ def test_an_rsa_key_under_1024_bits_is_never_used(key):
     assert set(parse_jwks(body, max_keys=10)) == {"k1"}
 
 
+def test_an_rsa_key_of_exactly_1024_bits_is_used(key):
+    smallest = RSAAlgorithm.to_jwk(rsa.RSAPublicNumbers(65537, (1 << 1023) | 0x12345).public_key(), as_dict=True)
+    body = json.dumps({"keys": [key.jwk(), dict(smallest, kid="smallest", use="sig")]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k1", "smallest"}
+
+
+def test_an_rsa_key_with_the_largest_exponent_go_takes_is_used(key):
+    n = key.private.public_key().public_numbers().n
+    largest = RSAAlgorithm.to_jwk(rsa.RSAPublicNumbers(2**31 - 1, n).public_key(), as_dict=True)
+    body = json.dumps({"keys": [key.jwk(), dict(largest, kid="largest", use="sig")]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k1", "largest"}
+
+
 def test_an_rsa_key_with_an_exponent_go_refuses_is_never_used(key):
     n = key.private.public_key().public_numbers().n
     huge = RSAAlgorithm.to_jwk(rsa.RSAPublicNumbers(2**31 + 1, n).public_key(), as_dict=True)
