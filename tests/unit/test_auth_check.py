@@ -8,6 +8,8 @@ import json
 import time
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from plugin.coprocess import HookType
 from plugin.errors import ConfigurationError
@@ -266,6 +268,98 @@ def test_tampered_payload_is_key_not_authorized(plugin, signing_key):
     header, _, sig = t.sign(signing_key).split(".")
     forged = t.b64url(json.dumps(t.claims(pol="admin")).encode())
     assert reply_error(plugin.dispatch(auth_object(bearer(f"{header}.{forged}.{sig}")))) == NOT_AUTHORIZED
+
+
+def forged(token: str) -> str:
+    """The token with another payload under its header and signature."""
+    header, _, signature = token.split(".")
+    return f"{header}.{t.b64url(json.dumps(t.claims(pol='admin')).encode())}.{signature}"
+
+
+def test_a_tampered_token_is_refused_as_a_bad_signature(idp, signing_key):
+    from plugin.config import parse_config_data
+    from plugin.errors import BadSignature
+    from plugin.jwks import JwksCache
+    from plugin.verify import Verifier
+
+    verifier = Verifier(JwksCache(fetcher=idp))
+    with pytest.raises(BadSignature):
+        verifier.verify(forged(t.sign(signing_key)), parse_config_data(config_data(), environ={}))
+
+
+def test_a_tampered_ps256_token_is_key_not_authorized(plugin, signing_key):
+    token = forged(t.sign(signing_key, alg="PS256"))
+    assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_a_ps256_token_naming_a_published_ec_key_is_key_not_authorized(plugin, idp):
+    ec_key = t.ec_key("ec-key")
+    idp.keys.append(ec_key)
+    # Signatures as long as the EC key's size and as long as an RSA-2048 one: neither is checked with it.
+    for signature in (b"\x01" * 32, b"\x01" * 256):
+        token = t.raw_token({"alg": "PS256", "typ": "JWT", "kid": ec_key.kid}, t.claims(), signature)
+        assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == NOT_AUTHORIZED
+
+
+def test_an_hs256_token_naming_a_published_rsa_key_is_key_not_authorized(plugin, signing_key):
+    token = t.raw_token({"alg": "HS256", "typ": "JWT", "kid": signing_key.kid}, t.claims(), b"\x01" * 32)
+    config = config_data(jwt_signing_method="hmac")  # and keys from the JWKS
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == NOT_AUTHORIZED
+
+
+EC_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+ECDSA = config_data(jwt_signing_method="ecdsa")
+
+
+def ec_signing_key(alg: str, kid: str = "ec-key") -> t.SigningKey:
+    return t.SigningKey(kid=kid, private=ec.generate_private_key(EC_CURVES[alg]()), alg=alg)
+
+
+@pytest.mark.parametrize("alg", sorted(EC_CURVES))
+def test_an_ecdsa_token_signed_by_a_published_key_of_its_curve_passes(plugin, idp, alg):
+    key = ec_signing_key(alg)
+    idp.keys.append(key)
+    assert reply_error(plugin.dispatch(auth_object(bearer(t.sign(key)), config=ECDSA))) == (-1, "")
+
+
+@pytest.mark.parametrize("alg", sorted(EC_CURVES))
+def test_a_tampered_ecdsa_token_is_key_not_authorized(plugin, idp, alg):
+    key = ec_signing_key(alg)
+    idp.keys.append(key)
+    assert reply_error(plugin.dispatch(auth_object(bearer(forged(t.sign(key))), config=ECDSA))) == NOT_AUTHORIZED
+
+
+def test_an_ecdsa_signature_in_der_form_rather_than_r_and_s_is_key_not_authorized(plugin, idp):
+    key = ec_signing_key("ES256")
+    idp.keys.append(key)
+    signing_input = t.sign(key).rsplit(".", 1)[0]
+    der = key.private.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    token = f"{signing_input}.{t.b64url(der)}"
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=ECDSA))) == NOT_AUTHORIZED
+
+
+def test_an_es256_token_naming_a_published_p384_key_is_key_not_authorized(plugin, idp):
+    key = ec_signing_key("ES384")
+    idp.keys.append(key)
+    token = t.sign(key, alg="ES256")  # a valid ECDSA signature over SHA-256, but ES256 means P-256
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=ECDSA))) == NOT_AUTHORIZED
+
+
+HMAC_SECRET = b"a-shared-secret-of-the-api-0123456789"
+HMAC = config_data(jwt_signing_method="hmac", jwt_source=base64.b64encode(HMAC_SECRET).decode())
+
+
+def hs256(secret: bytes) -> str:
+    return t.sign(t.SigningKey(kid="", private=secret, alg="HS256"), headers={"kid": t.DROP})
+
+
+def test_an_hs256_token_signed_with_the_api_secret_passes(plugin):
+    assert reply_error(plugin.dispatch(auth_object(bearer(hs256(HMAC_SECRET)), config=HMAC))) == (-1, "")
+
+
+def test_an_hs256_token_signed_with_another_secret_is_key_not_authorized(plugin):
+    token = hs256(b"another-secret-of-the-same-length-0123")
+    assert reply_error(plugin.dispatch(auth_object(bearer(token), config=HMAC))) == NOT_AUTHORIZED
 
 
 def test_a_header_already_seen_on_a_valid_token_vouches_for_nothing(plugin, signing_key):
