@@ -46,6 +46,7 @@ def test_exact_match_compares_the_whole_value(claims, expected):
 @pytest.mark.parametrize(("value", "passes"), [
     (1, True), (1.0, True), (True, True), ("x", True), (None, True), ([1, 2], True), ({"k": "v"}, True),
     (2, False), ([2, 1], False), ({"k": "v", "z": 0}, False), ("1", False),
+    (False, False), ([1, 2, 3], False), ([1], False), ({"k": "w"}, False), ({"k": ["v"]}, False),
 ])
 def test_exact_match_follows_go_equality_on_decoded_json(value, passes):
     rules = {"v": {"type": "exact_match", "allowedValues": [1, True, "x", None, [1, 2], {"k": "v"}]}}
@@ -102,6 +103,10 @@ def test_contains_on_a_scalar_claim_compares_only_the_last_allowed_value(claim, 
     assert contains_match((3, None), claim) is passes
 
 
+def test_contains_on_a_string_claim_ignores_allowed_values_that_are_not_strings():
+    assert not contains_match((1, None, ["read"]), "read 1 None")
+
+
 def test_an_empty_allowed_string_is_contained_in_every_string():
     assert contains_match(("",), "anything") and not contains_match(("",), 1)
 
@@ -115,6 +120,7 @@ def test_an_empty_allowed_string_is_contained_in_every_string():
     ("arr.1", {"arr": ["x"]}, MISSING),
     ("a.b", {"a": 5}, MISSING),
     ("a.b", {"a": {"b": None}}, None),
+    ("s.0", {"s": "abc"}, MISSING),  # digits index lists only, never a string
 ])
 def test_paths_are_names_joined_by_dots_and_numbers_index_lists(path, claims, found):
     assert lookup(claims, segments_of(path)) == found
@@ -189,6 +195,7 @@ def test_plain_paths_are_accepted(path):
     ({"type": "required", "allowed_values": []}, "unknown field 'allowed_values'"),
     ({"type": "exact_match", "allowedValues": [10 ** 400]}, "beyond float64"),
     ({"type": "exact_match", "allowedValues": [[float("nan")]]}, "beyond float64"),
+    ({"type": "exact_match", "allowedValues": [{"k": 10 ** 400}]}, "beyond float64"),
 ])
 def test_a_bad_rule_is_named(rule, problem):
     with pytest.raises(ConfigurationError) as raised:
