@@ -44,6 +44,23 @@ def test_scopes_split_a_string_and_flatten_arrays():
     assert scopes({"scp": ["read:a", ["write:b c"]]}, "scp") == ["read:a", "write:b c"]
 
 
+def test_lookup_reads_a_dotted_path_when_no_claim_has_the_literal_name():
+    assert lookup({"org": {"scope": "read:a"}}, "org.scope") == "read:a"
+
+
+def test_lookup_reads_the_dotted_path_past_a_literal_claim_that_is_null():
+    assert lookup({"org.scope": None, "org": {"scope": "read:a"}}, "org.scope") == "read:a"
+
+
+def test_scopes_under_a_dotted_path_are_read():
+    assert scopes({"org": {"scope": "read:a write:b"}}, "org.scope") == ["read:a", "write:b"]
+
+
+@pytest.mark.parametrize("value", [5, ["gold"], {"tier": "gold"}, True])
+def test_a_dotted_path_holding_no_string_is_no_string_claim(value):
+    assert string_claim({"org": {"pol": value}}, "org.pol") is None
+
+
 def test_lookup_of_a_name_nowhere_is_none():
     assert lookup({"a": {"b": 1}}, "a.c") is None
     assert lookup({}, "x") is None
