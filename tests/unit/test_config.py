@@ -109,6 +109,11 @@ def test_a_base64_pem_certificate_is_a_static_key():
     assert parse(jwt_source=base64.b64encode(pem).decode()).key_source.static_key == pem
 
 
+def test_a_base64_pem_ec_public_key_is_a_static_key():
+    pem = t.ec_key().public_pem()
+    assert parse(jwt_source=base64.b64encode(pem).decode(), jwt_signing_method="ecdsa").key_source.static_key == pem
+
+
 def test_a_static_key_neither_rsa_nor_ec_is_refused_naming_the_setting():
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
