@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+from plugin.auth import Authenticator, CachedAuth, ConfigStore, TokenCache
+from plugin.jwks import JwksCache
+from plugin.verify import Verifier
 from tests.support import tokens as t
 from tests.support.objects import auth_object
 
@@ -41,6 +44,48 @@ def test_a_cached_token_is_refused_once_it_expires(make_plugin, signing_key):
     now[0] += 120
     reply = plugin.dispatch(auth_object(token))
     assert reply.request.return_overrides.response_error == "Key not authorized: token has expired"
+
+
+def test_a_cached_token_is_refused_at_the_second_it_expires(make_plugin, signing_key):
+    start = float(int(time.time()))
+    now = [start]
+    plugin = make_plugin(clock=lambda: now[0])
+    token = "Bearer " + t.sign(signing_key, t.claims(exp=int(start) + 60))
+    assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    now[0] = start + 60
+    reply = plugin.dispatch(auth_object(token))
+    assert reply.request.return_overrides.response_error == "Key not authorized: token has expired"
+
+
+def test_a_token_without_exp_is_verified_afresh_after_300_seconds(make_plugin, signing_key):
+    start = float(int(time.time()))
+    now = [start]
+    plugin = make_plugin(clock=lambda: now[0])
+    token = "Bearer " + t.sign(signing_key, t.claims(exp=t.DROP))
+    for offset in (0, 299.5, 300):
+        now[0] = start + offset
+        assert plugin.dispatch(auth_object(token)).request.return_overrides.response_code == -1
+    assert (plugin.authenticator.misses, plugin.authenticator.hits) == (2, 1)
+
+
+def test_the_cache_holds_as_many_tokens_as_its_size_and_drops_the_oldest_first():
+    cache = TokenCache(size=2)
+    entry = CachedAuth(reply=b"", policies=(), base_policy=None, jwks_url=None, kid=None, key=None,
+                       generation=0, exp=None, expires_at=float("inf"))
+    keys = [(1, "org", bytes([n]) * 32) for n in range(3)]
+    for key in keys:
+        cache.put(key, entry)
+    assert cache.keys() == keys[1:]
+
+
+def test_a_cache_of_one_token_serves_that_token_from_the_cache(idp, signing_key):
+    authenticator = Authenticator(Verifier(JwksCache(fetcher=idp)), ConfigStore(defaults={}), cache_size=1)
+    token = "Bearer " + t.sign(signing_key)
+    for _ in range(2):
+        obj = auth_object(token)
+        authenticator.authenticate(obj)
+        assert obj.session.alias == t.claims()["sub"]
+    assert (authenticator.misses, authenticator.hits) == (1, 1)
 
 
 def test_a_cached_token_with_a_fractional_exp_is_refused_from_its_whole_second(make_plugin, signing_key):
