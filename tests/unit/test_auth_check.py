@@ -238,6 +238,21 @@ def test_refusal_carries_no_session_even_when_the_gateway_sent_one(plugin):
     assert not reply.HasField("session")
 
 
+def test_an_auth_check_that_crashes_halfway_refuses_with_no_session():
+    from plugin.hooks import HookRouter
+    from tests.support.objects import AUTH_HOOK
+
+    def crash_after_filling_the_session(obj) -> None:
+        obj.session.apply_policies.append("half-built-policy")
+        raise RuntimeError("unexpected")
+
+    router = HookRouter(AUTH_HOOK, crash_after_filling_the_session)
+    reply = router.dispatch(auth_object(bearer("x.y.z")))
+    assert reply_error(reply) == (403, "Key not authorised")
+    assert not reply.HasField("session")
+    assert router.crashes == 1
+
+
 def test_alg_none_is_unexpected_signing_method(plugin, signing_key):
     token = t.raw_token({"alg": "none", "typ": "JWT", "kid": signing_key.kid}, t.claims(), b"")
     assert reply_error(plugin.dispatch(auth_object(bearer(token)))) == UNEXPECTED

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from plugin.auth import Authenticator, CachedAuth, ConfigStore, TokenCache
+from plugin.auth import STAMP_MEMO_SIZE, Authenticator, CachedAuth, ConfigStore, TokenCache
 from plugin.jwks import JwksCache
 from plugin.verify import Verifier
 from tests.support import tokens as t
-from tests.support.objects import auth_object
+from tests.support.objects import auth_object, config_data
 
 
 def test_a_repeated_token_is_served_from_the_verified_cache(plugin, signing_key):
@@ -57,6 +57,18 @@ def test_a_cached_token_is_refused_at_the_second_it_expires(make_plugin, signing
     assert reply.request.return_overrides.response_error == "Key not authorized: token has expired"
 
 
+def test_a_cached_token_is_served_from_the_cache_through_the_exp_skew(make_plugin, signing_key):
+    start = float(int(time.time()))
+    now = [start]
+    plugin = make_plugin(clock=lambda: now[0])
+    token = "Bearer " + t.sign(signing_key, t.claims(exp=int(start) + 60))
+    config = config_data(jwt_expires_at_validation_skew=30)
+    for offset in (0, 80):
+        now[0] = start + offset
+        assert plugin.dispatch(auth_object(token, config=config)).request.return_overrides.response_code == -1
+    assert (plugin.authenticator.misses, plugin.authenticator.hits) == (1, 1)
+
+
 def test_a_token_without_exp_is_verified_afresh_after_300_seconds(make_plugin, signing_key):
     start = float(int(time.time()))
     now = [start]
@@ -76,6 +88,16 @@ def test_the_cache_holds_as_many_tokens_as_its_size_and_drops_the_oldest_first()
     for key in keys:
         cache.put(key, entry)
     assert cache.keys() == keys[1:]
+
+
+def test_the_serialized_deadlines_are_remembered_for_a_bounded_number_of_seconds(make_plugin, signing_key):
+    now = [float(int(time.time()))]
+    plugin = make_plugin(clock=lambda: now[0])
+    token = "Bearer " + t.sign(signing_key, t.claims(exp=t.DROP))
+    for _ in range(STAMP_MEMO_SIZE + 1):  # one more second than the memo holds, each a new deadline
+        now[0] += 1
+        plugin.dispatch(auth_object(token))
+    assert len(plugin.authenticator._stamps) <= STAMP_MEMO_SIZE
 
 
 def test_a_cache_of_one_token_serves_that_token_from_the_cache(idp, signing_key):
