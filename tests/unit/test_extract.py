@@ -52,6 +52,11 @@ def test_an_empty_query_parameter_leaves_the_header_token():
     assert found.extract(request({"Authorization": "Bearer h.h.h"}, {"access_token": ""})) == "Bearer h.h.h"
 
 
+def test_a_request_without_the_cookie_leaves_the_header_token():
+    found = source(use_cookie=True, cookie_name="jwt")
+    assert found.extract(request({"Authorization": "Bearer h.h.h", "Cookie": "theme=dark"}, {})) == "Bearer h.h.h"
+
+
 def test_a_non_empty_cookie_wins_over_the_parameter_and_the_header():
     found = source(use_param=True, param_name="p", use_cookie=True, cookie_name="jwt")
     sent = request({"Authorization": "h.h.h", "Cookie": "theme=dark; jwt=c.c.c"}, {"p": "p.p.p"})
@@ -92,6 +97,7 @@ def test_canonical_header_follows_go_textproto(name: str, canonical: str):
     ('jwt=""; jwt=d.e.f', ""),  # an empty quoted value is a valid cookie, and the first one wins
     ('jwt="; jwt=d.e.f', "d.e.f"),  # a lone quote is not a quoted value: invalid, skipped
     ('jwt="a.b.c; jwt=d.e.f', "d.e.f"),  # nor is a value that opens a quote and never closes it
+    ('jwt=a.b.c"; jwt=d.e.f', "d.e.f"),  # or closes one it never opened
     ('jwt=a"b; jwt=d.e.f', "d.e.f"),  # an invalid value is skipped, the next one taken
     ("jwt=a\\b", ""),
     ("jwt=caf\u00e9", ""),

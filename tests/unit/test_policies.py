@@ -60,3 +60,17 @@ def test_a_listed_dotted_scope_claim_is_chosen_only_by_its_literal_name():
 def test_a_single_scope_claim_never_falls_back_to_scope():
     api = config(jwt_scope_claim_name="permissions", jwt_scope_to_policy_mapping={"read:x": "p"})
     assert token_scopes({"scope": "read:x"}, api) == []
+
+
+def test_a_policy_list_holding_an_empty_id_names_no_policy():
+    assert policy_claim({"pol": ["gold", ""]}, "pol") == ()
+
+
+def test_scope_mapped_policies_join_the_claimed_one_even_on_an_api_with_default_policies():
+    api = config(jwt_policy_field_name="pol", jwt_default_policies=["d"], jwt_scope_to_policy_mapping={"read:x": "p"})
+    assert resolve({"pol": "gold", "scope": "read:x"}, api) == ("gold", "p")
+
+
+def test_scope_mapped_policies_replace_the_defaults_when_no_policy_is_claimed():
+    api = config(jwt_policy_field_name="pol", jwt_default_policies=["d"], jwt_scope_to_policy_mapping={"read:x": "p"})
+    assert resolve({"scope": "read:x"}, api) == ("p",)

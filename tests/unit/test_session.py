@@ -11,7 +11,7 @@ import pytest
 
 from plugin.config import parse_config_data
 from plugin.coprocess import SessionState
-from plugin.session import build_session, key_id
+from plugin.session import build_session, extractor_deadline, key_id
 from tests.support.objects import config_data
 
 IDENTITY = "client-abc@clients"
@@ -66,3 +66,36 @@ def session_for(claims: dict[str, str]) -> SessionState:
 ])
 def test_the_oauth_client_id_is_the_first_present_of_clientid_cid_client_id_in_that_order(claims, expected):
     assert session_for(claims).oauth_client_id == expected
+
+
+def session_with(claims: dict, **config: object) -> SessionState:
+    session = SessionState()
+    build_session(claims, IDENTITY, ("auth0-policy",), parse_config_data(config_data(**config)), "key", None, session)
+    return session
+
+
+def test_the_session_carries_the_claims_the_claims_to_headers_hook_turns_into_headers():
+    session = session_with({"sub": "auth0|1", "org": {"team": "blue"}}, claims_to_headers={"org.team": "X-Team"})
+    assert session.metadata["claim:org.team"] == "blue"
+
+
+def test_without_claims_to_headers_the_session_carries_no_claim_metadata():
+    session = session_with({"sub": "auth0|1", "org": {"team": "blue"}})
+    assert not [key for key in session.metadata if key.startswith("claim:")]
+
+
+def test_a_null_claim_is_not_copied_to_the_session_metadata():
+    assert "azp" not in session_with({"sub": "auth0|1", "azp": None}).metadata
+
+
+def test_a_claim_that_is_not_a_string_is_copied_as_compact_json_keeping_its_text_as_utf8():
+    session = session_with({"sub": "auth0|1", "org": {"name": "Café", "ids": [1, 2]}}, session_metadata_claims=["org"])
+    assert session.metadata["org"] == '{"name":"Café","ids":[1,2]}'
+
+
+def test_without_exp_the_cache_deadline_is_the_ttl_from_now():
+    assert extractor_deadline(1000.5, None, 30) == 1030
+
+
+def test_an_exp_before_the_ttl_runs_out_is_the_cache_deadline():
+    assert extractor_deadline(1000.5, 1010.9, 30) == 1010
