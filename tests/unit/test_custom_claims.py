@@ -17,6 +17,7 @@ from plugin.custom_claims import (
     segments_of,
 )
 from plugin.errors import ConfigurationError, CustomClaimInvalid
+from plugin.gojson import equal_fold
 from tests.support import tokens as t
 from tests.support.objects import auth_object, config_data
 
@@ -151,6 +152,23 @@ def test_a_very_long_index_is_read_without_a_crash():
 def test_rule_fields_match_case_insensitively_and_null_is_their_zero_value():
     rules = parse_rules({"azp": {"Type": "exact_match", "ALLOWEDVALUES": ["a"], "nonblocking": None}})
     assert (rules[0].type, rules[0].allowed, rules[0].non_blocking) == ("exact_match", ("a",), False)
+
+
+@pytest.mark.parametrize(("key", "matches"), [
+    ("TYPE", True),
+    ("Typ\u0065", True),
+    ("tipe", False),
+    ("types", False),
+    ("type\u017f", False),
+])
+def test_a_rule_field_name_matches_as_go_s_equal_fold_matches(key, matches):
+    assert equal_fold("type", key) is matches
+
+
+@pytest.mark.parametrize(("a", "b"), [("k", "\u212a"), ("s", "\u017f"), ("\u017f", "S")])
+def test_equal_fold_joins_letters_that_fold_to_one_another(a, b):
+    """As Go's simple case folding does: the Kelvin sign with k, the long s with s."""
+    assert equal_fold(a, b)
 
 
 def test_a_non_blocking_rule_never_refuses():
