@@ -72,6 +72,16 @@ def test_a_chunked_body_cut_short_is_a_fetch_error(endpoint):
         http_fetch(endpoint(handle), 2.0, 256 * 1024)
 
 
+def test_a_body_exactly_at_the_limit_is_fetched(endpoint):
+    body = b" " * 1024
+
+    def handle(self):
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n" + body)
+
+    assert http_fetch(endpoint(handle), 2.0, 1024) == body
+
+
 def test_a_body_over_the_limit_is_a_fetch_error(endpoint):
     def handle(self):
         self.request.recv(65536)
