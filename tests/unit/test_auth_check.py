@@ -885,6 +885,14 @@ def test_refusals_are_summed_into_one_log_line_per_interval(caplog):
     assert "count=499" in lines[1] and "reason=expired count=1" in lines[1]
 
 
+def test_a_refusal_is_logged_under_the_api_that_refused_it(plugin, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="plugin.hooks"):
+        plugin.dispatch(auth_object(None, api_id="orders-api"))
+    assert any("api=orders-api" in r.getMessage() and "reason=missing" in r.getMessage() for r in caplog.records)
+
+
 def test_refusals_followed_by_silence_are_reported_once_the_interval_passes(caplog):
     import logging
 

@@ -653,3 +653,9 @@ def test_a_list_read_again_after_going_stale_refuses_unknown_policies_again(tmp_
     assert index.known("default", "platinum") is None
     assert index.refresh()
     assert index.known("default", "platinum") is False
+
+
+def test_a_missing_policy_id_is_quoted_as_go_s_percent_q_quotes_it():
+    from plugin.errors import PolicyNotFound
+
+    assert PolicyNotFound('team "a"\\b').message == r'failed to create key: policy not found: "team \"a\"\\b"'
