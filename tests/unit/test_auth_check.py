@@ -322,12 +322,12 @@ def test_an_hs256_token_naming_a_published_rsa_key_is_key_not_authorized(plugin,
     assert reply_error(plugin.dispatch(auth_object(bearer(token), config=config))) == NOT_AUTHORIZED
 
 
-EC_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+EC_CURVES: dict[str, ec.EllipticCurve] = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
 ECDSA = config_data(jwt_signing_method="ecdsa")
 
 
 def ec_signing_key(alg: str, kid: str = "ec-key") -> t.SigningKey:
-    return t.SigningKey(kid=kid, private=ec.generate_private_key(EC_CURVES[alg]()), alg=alg)
+    return t.SigningKey(kid=kid, private=ec.generate_private_key(EC_CURVES[alg]), alg=alg)
 
 
 @pytest.mark.parametrize("alg", sorted(EC_CURVES))
