@@ -464,6 +464,13 @@ def test_only_rsa_and_ec_signing_keys_are_used(key):
     assert set(parse_jwks(body, max_keys=10)) == {"k1", "ec1"}
 
 
+def test_a_jwks_of_exactly_the_key_limit_is_used_and_one_more_key_is_refused(key):
+    keys = [dict(key.jwk(), kid=f"k{n}") for n in range(3)]
+    assert len(parse_jwks(json.dumps({"keys": keys}).encode(), max_keys=3)) == 3
+    with pytest.raises(FetchError, match="more than the limit of 3"):
+        parse_jwks(json.dumps({"keys": [*keys, key.jwk()]}).encode(), max_keys=3)
+
+
 def test_an_ec_key_on_a_curve_jose_does_not_name_is_never_used(key):
     from cryptography.hazmat.primitives.asymmetric import ec
     from jwt.algorithms import ECAlgorithm
