@@ -400,6 +400,37 @@ def test_failed_refreshes_back_off(key):
     assert fake.fetches == 4  # the load, then failures at 8 s (refresh due), 13 s (+5), 23 s (+10)
 
 
+def test_a_successful_fetch_starts_the_back_off_over_from_its_first_step(key):
+    fake = t.FakeJwks(keys=[key], failing=True)
+    clock = Clock()
+    cache = make(fake, clock, retry_backoff=(5.0, 60.0))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k0", 600)  # first failure: 5 s
+    fake.failing = False
+    clock.now += 5
+    cache.get_key(URL, "k1", 600)  # success
+    fake.failing = True
+    clock.now += 600  # the set is due; the refresh fails: the first step again, 5 s, not 60 s
+    refresh(cache)
+    fake.failing = False
+    clock.now += 5
+    refresh(cache)
+    assert fake.fetches == 4
+    assert cache.current_key(URL, "k1") is not None
+
+
+def test_each_fetch_is_counted_once_as_ok_or_failed(key):
+    fake = t.FakeJwks(keys=[key], failing=True)
+    clock = Clock()
+    cache = make(fake, clock, retry_backoff=(5.0,))
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)
+    fake.failing = False
+    clock.now += 5
+    cache.get_key(URL, "k1", 600)
+    assert (cache.stats.ok, cache.stats.failed) == (1, 1)
+
+
 def test_cold_fetch_failure_is_keys_unavailable():
     cache = make(t.FakeJwks(failing=True))
     with pytest.raises(KeysUnavailable):
