@@ -35,6 +35,10 @@ def test_an_empty_identity_under_a_dotted_path_is_refused_by_name():
         identity({"a": {"b": ""}, "sub": "s"}, "a.b")
 
 
+def test_a_missing_dotted_base_field_falls_back_to_sub():
+    assert identity({"sub": "auth0|1", "app": {"other": "x"}}, "app.user") == "auth0|1"
+
+
 def test_a_missing_base_field_falls_back_to_sub():
     assert identity({"sub": "auth0|1"}, "email") == "auth0|1"
 
