@@ -331,15 +331,22 @@ def test_a_rotated_hmac_secret_file_takes_effect_on_a_plugin_reload(live: Stack,
         live.idp.hs256_secret = first_secret
 
 
-def test_a_secret_file_put_right_after_the_api_was_refused_is_read_at_once_on_a_plugin_reload(
-        live: Stack, tmp_path: Path) -> None:
-    """docs/troubleshooting.md: the plugin reads the file again on SIGHUP, at once."""
-    assert live.idp is not None
+@contextmanager
+def api_refused_for_its_secret_file(live: Stack, tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """An HMAC API whose jwt_source_file is missing, refused with a 500; yields (that file, a token for it)."""
     secret_file = tmp_path / "hmac-secret"
     hmac_api = plugin_api_with(live, jwt_signing_method="hmac", jwt_source=None, jwt_source_file=str(secret_file))
     token = live.token(sub=sub(), alg="HS256")
     with changed(live, apis=(hmac_api,)):
         assert answer(live, SUBJECT, token) == (500, "Auth plugin misconfigured: jwt_source_file")
+        yield secret_file, token
+
+
+def test_a_secret_file_put_right_after_the_api_was_refused_is_read_at_once_on_a_plugin_reload(
+        live: Stack, tmp_path: Path) -> None:
+    """docs/troubleshooting.md: the plugin reads the file again on SIGHUP, at once."""
+    assert live.idp is not None
+    with api_refused_for_its_secret_file(live, tmp_path) as (secret_file, token):
         secret_file.write_text(base64.b64encode(live.idp.hs256_secret.encode()).decode())
         reload_plugin(live)
         assert answer(live, SUBJECT, token) == (200, "")
@@ -350,11 +357,7 @@ def test_a_secret_file_mounted_after_the_api_was_refused_is_picked_up_without_an
     """docs/troubleshooting.md: an unusable jwt_source_file is tried again every 10 s; a gateway
     reload is not needed (nor enough: the config_data text has not changed)."""
     assert live.idp is not None
-    secret_file = tmp_path / "hmac-secret"
-    hmac_api = plugin_api_with(live, jwt_signing_method="hmac", jwt_source=None, jwt_source_file=str(secret_file))
-    token = live.token(sub=sub(), alg="HS256")
-    with changed(live, apis=(hmac_api,)):
-        assert answer(live, SUBJECT, token) == (500, "Auth plugin misconfigured: jwt_source_file")
+    with api_refused_for_its_secret_file(live, tmp_path) as (secret_file, token):
         secret_file.write_text(base64.b64encode(live.idp.hs256_secret.encode()).decode())
         deadline = time.monotonic() + 15
         while answer(live, SUBJECT, token) != (200, "") and time.monotonic() < deadline:
