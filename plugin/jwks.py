@@ -3,8 +3,9 @@
 Behaviour an operator can rely on:
 - a cold URL is fetched once, shared by every request waiting for it (single flight);
 - at most ``waiters`` requests wait on fetches at once; others wait only while the fetch is younger
-  than ``overflow_wait`` (a healthy IdP has answered by then), so however slow the IdP, it never
-  holds every call thread;
+  than ``overflow_wait`` (a healthy IdP has answered by then), and not at all on the retry of a URL
+  whose last fetch failed, so however slow the IdP, it holds every call thread for at most that
+  once;
 - a fresh set is refreshed in the background before it goes stale (no request waits);
 - a ``kid`` the set lacks triggers at most one refetch per ``min_refetch_interval`` (none before an
   endpoint's ``Retry-After``, or on a 429 its ``X-RateLimit-Reset``, ends), and requests wait for it
@@ -515,7 +516,9 @@ class JwksCache:
         return fetch
 
     def _wait_as_request(self, entry: _Entry, fetch: _Fetch) -> KeySet:
-        """Wait as a request's call thread: beyond ``waiters`` at once, only while the fetch is young."""
+        """Wait as a request's call thread: beyond ``waiters`` at once, only while the fetch is young,
+        and not at all when the URL's last fetch failed: an IdP that hangs on every retry would
+        otherwise hold the last call thread, the other APIs' one, for a second at each retry."""
         limit = self.settings.waiters
         with self._lock:
             counted = limit is None or self._waiting < limit
@@ -524,7 +527,7 @@ class JwksCache:
         try:
             patience = self.settings.fetch_deadline
             if not counted:
-                patience = min(patience, self.settings.overflow_wait)
+                patience = 0.0 if entry.failures else min(patience, self.settings.overflow_wait)
             return self._wait(entry, fetch, patience)
         finally:
             if counted:

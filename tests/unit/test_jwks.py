@@ -697,6 +697,34 @@ def test_beyond_the_waiters_limit_a_cold_request_waits_only_while_the_fetch_is_y
     assert first == [cache.current_key(URL, "k1")] and first[0] is not None
 
 
+def test_beyond_the_waiters_limit_a_request_does_not_wait_on_the_retry_of_a_url_whose_last_fetch_failed(key):
+    # An IdP that hangs on every retry must not hold the last call thread (the other APIs') each time.
+    fake = t.FakeJwks(keys=[key], failing=True)
+    now = [1000.0]
+    release, entered = threading.Event(), threading.Event()
+    cache = make(held(fake, release, entered), clock=lambda: now[0], waiters=1, overflow_wait=0.3)
+    release.set()
+    with pytest.raises(KeysUnavailable):
+        cache.get_key(URL, "k1", 600)  # the first fetch fails
+    release.clear()
+    now[0] += 60  # past the back-off: the next request fetches again, and the retry hangs
+    fake.failing = False
+    first: list[object] = []
+    holder = threading.Thread(target=lambda: first.append(cache.get_key(URL, "k1", 600)))
+    try:
+        entered.clear()
+        holder.start()
+        assert entered.wait(timeout=5)
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            cache.get_key(URL, "k1", 600)
+        assert time.monotonic() - started < 0.2
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert first == [cache.current_key(URL, "k1")] and first[0] is not None
+
+
 def test_with_no_waiters_allowed_nor_young_time_an_unknown_kid_never_waits(key):
     fake = t.FakeJwks(keys=[key])
     cache = make(fake, min_refetch_interval=10, waiters=0, overflow_wait=0)
