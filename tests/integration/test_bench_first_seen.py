@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench.gateway_suite import mint_first_seen, wrk
+from tests.support.http_servers import serving
 
 
 class FakeIdp:
@@ -41,14 +41,8 @@ class Recorder(BaseHTTPRequestHandler):
 def recorder() -> Iterator[tuple[str, list[str]]]:
     seen: list[str] = []
     handler = type("Handler", (Recorder,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/get", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+        yield f"{base}/get", seen
 
 
 def test_slices_are_disjoint_and_each_token_names_its_own_client(tmp_path: Path) -> None:

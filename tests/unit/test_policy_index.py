@@ -18,6 +18,7 @@ import pytest
 from plugin.policies import BasePolicy
 from plugin.policy_index import PolicyIndex, from_gateway, from_path, gateway_source
 from tests.support import tokens as t
+from tests.support.http_servers import serving
 from tests.support.objects import auth_object, config_data
 
 
@@ -461,14 +462,8 @@ class _Recorder(BaseHTTPRequestHandler):
 def _recording_server(redirect_to: str = "") -> Iterator[tuple[str, list[bytes]]]:
     received: list[bytes] = []
     handler = type("Handler", (_Recorder,), {"received": received, "redirect_to": redirect_to})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", received
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+        yield base, received
 
 
 def test_the_gateway_secret_is_never_sent_where_a_redirect_points(caplog):

@@ -138,10 +138,10 @@ def test_a_wait_too_long_for_a_timer_is_refused_naming_it(monkeypatch, capsys, f
 
 def test_the_longest_jwks_timeout_accepted_still_fetches():
     import http.server
-    import threading
 
     from plugin.jwks import http_fetch
     from plugin.server import MAX_FETCH_TIMEOUT
+    from tests.support.http_servers import serving
 
     class Keys(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -153,13 +153,8 @@ def test_the_longest_jwks_timeout_accepted_still_fetches():
         def log_message(self, *args):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Keys)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        assert http_fetch(f"http://127.0.0.1:{server.server_port}/jwks", MAX_FETCH_TIMEOUT, 1024) == b'{"keys":[]}'
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.HTTPServer(("127.0.0.1", 0), Keys)) as base:
+        assert http_fetch(f"{base}/jwks", MAX_FETCH_TIMEOUT, 1024) == b'{"keys":[]}'
 
 
 def test_a_variable_that_cannot_be_read_as_a_list_stops_the_start_by_name():
