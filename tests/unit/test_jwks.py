@@ -702,7 +702,8 @@ def test_beyond_the_waiters_limit_a_request_does_not_wait_on_the_retry_of_a_url_
     fake = t.FakeJwks(keys=[key], failing=True)
     now = [1000.0]
     release, entered = threading.Event(), threading.Event()
-    cache = make(held(fake, release, entered), clock=lambda: now[0], waiters=1, overflow_wait=0.3)
+    # A young time far above the bound below, so a loaded machine cannot blur the two.
+    cache = make(held(fake, release, entered), clock=lambda: now[0], waiters=1, overflow_wait=5.0)
     release.set()
     with pytest.raises(KeysUnavailable):
         cache.get_key(URL, "k1", 600)  # the first fetch fails
@@ -718,7 +719,7 @@ def test_beyond_the_waiters_limit_a_request_does_not_wait_on_the_retry_of_a_url_
         started = time.monotonic()
         with pytest.raises(KeysUnavailable):
             cache.get_key(URL, "k1", 600)
-        assert time.monotonic() - started < 0.2
+        assert time.monotonic() - started < 2.0
     finally:
         release.set()
         holder.join(timeout=30)
