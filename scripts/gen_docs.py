@@ -22,6 +22,17 @@ from plugin.config import SETTINGS  # noqa: E402
 TARGET = ROOT / "docs" / "configuration.md"
 
 
+def _code(value: str) -> str:
+    """A value as code, leaving prose out of the backticks: a description such as "the header's
+    name", and a trailing note such as "(OAS)"."""
+    if not value:
+        return ""
+    if value.startswith("the "):
+        return value
+    name, sep, note = value.partition(" (")
+    return f"`{name}` ({note}" if sep else f"`{value}`"
+
+
 def render() -> str:
     lines = [
         "# Configuration reference",
@@ -46,8 +57,8 @@ def render() -> str:
     ]
     for s in SETTINGS:
         env = f"`{s.env}`" if s.env else ""
-        default = f"`{s.default}`" if s.default else ""
-        native = f"`{s.native}`" if s.native else ""
+        default = _code(s.default)
+        native = _code(s.native or "")
         lines.append(f"| `{s.key}` | {env} | {default} | {native} | {s.doc} |")
     lines += [
         "",
