@@ -43,3 +43,29 @@ def test_the_readme_counts_the_header_shapes_as_the_e2e_test_sends_them():
 
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"sends {len(HEADER_SHAPES)} shapes of the `Authorization` header" in readme
+
+
+def fixed_refusal_texts() -> dict[str, str]:
+    """Every refusal text plugin.errors spells out itself, by class: the part before any detail."""
+    import inspect
+
+    from plugin import errors
+
+    texts = {}
+    for name, cls in vars(errors).items():
+        if not (inspect.isclass(cls) and issubclass(cls, errors.AuthError)):
+            continue
+        required = [p for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
+                    if p.default is inspect.Parameter.empty]
+        message = cls(*["\0"] * len(required)).message.partition("\0")[0].rstrip(' :"')
+        if message.removeprefix("Key not authorized"):
+            texts[name] = message
+    return texts
+
+
+def test_troubleshooting_names_every_refusal_text_the_plugin_sends():
+    guide = " ".join((ROOT / "docs" / "troubleshooting.md").read_text().split())
+    texts = fixed_refusal_texts()
+    assert "NoValidPolicies" in texts and "MissingToken" in texts
+    missing = {name: text for name, text in texts.items() if text not in guide}
+    assert missing == {}
