@@ -84,17 +84,40 @@ def five_part(stack: Stack, sub: str) -> str:
 NOW = lambda: int(time.time())  # noqa: E731
 
 
+def signed_text(stack: Stack, header: str | bytes, claims: str | bytes, *, pad: bool = False) -> str:
+    """A token signed by the current key over exactly this header and claims text: for JSON no encoder
+    writes (duplicate keys, trailing data, a BOM) and for padded segments, where Go's and Python's
+    readers could part ways."""
+    assert stack.idp is not None
+    segments = [b64(part.encode() if isinstance(part, str) else part) for part in (header, claims)]
+    if pad:
+        segments = [segment + "=" * (-len(segment) % 4) for segment in segments]
+    signing_input = ".".join(segments)
+    signature = stack.idp.current_key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64(signature)
+
+
+def raw_claims(edit: Callable[[str], str], *, header: Callable[[str], str] = lambda h: h,
+               pad: bool = False) -> Callable[[Stack, str], str]:
+    """A valid token for the subject whose header and claims JSON text are then edited as text."""
+    def make(stack: Stack, sub: str) -> str:
+        head, payload = decode(stack.token(sub=sub))
+        return signed_text(stack, header(json.dumps(head)), edit(json.dumps(payload)), pad=pad)
+    return make
+
+
+def with_raw_claim(name: str, raw_json: str) -> Callable[[str], str]:
+    """Set one claim to raw JSON text (numbers no encoder writes, such as 1e400)."""
+    return lambda text: json.dumps({**json.loads(text), name: "__raw__"}).replace('"__raw__"', raw_json)
+
+
 def nested_claim(stack: Stack, sub: str, levels: int) -> str:
     """A valid token whose claims nest ``levels`` deep (the claims object, then arrays; Go's decoder
     takes 10,000 levels, the plugin 512), signed here: the stand-in's JSON encoder cannot nest so deep."""
-    assert stack.idp is not None
-    key = stack.idp.current_key
     header, payload = decode(stack.token(sub=sub))
     arrays = levels - 1
     claims = json.dumps(payload)[:-1] + ', "https://example.com/x": ' + "[" * arrays + "]" * arrays + "}"
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(claims.encode())}"
-    signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return signing_input + "." + b64(signature)
+    return signed_text(stack, json.dumps(header), claims)
 
 CASES = [
     Case("valid RS256", bearer(lambda s, sub: s.token(sub=sub))),
@@ -116,6 +139,20 @@ CASES = [
     Case("iat so large that Go wraps it", bearer(lambda s, sub: s.token(sub=sub, iat=9223372000000000000))),
     Case("expired and not yet valid", bearer(lambda s, sub: s.token(sub=sub, exp=NOW() - 60, nbf=NOW() + 3600))),
     Case("exp is a string", bearer(lambda s, sub: s.token(sub=sub, exp="tomorrow"))),
+    # JSON as Go's decoder reads it, where Python's could read it otherwise.
+    Case("exp is null", bearer(lambda s, sub: s.token(sub=sub, exp=None))),
+    Case("exp half a second after 1970 (only an exact 0 means unset)", bearer(lambda s, sub: s.token(sub=sub, exp=0.5))),
+    Case("exp beyond float64 (1e400)", bearer(raw_claims(with_raw_claim("exp", "1e400")))),
+    Case("iat is a numeric string", bearer(lambda s, sub: s.token(sub=sub, iat=str(NOW())))),
+    Case("exp twice, the expired one last", bearer(raw_claims(
+        lambda text: text[:-1] + f', "exp": {NOW() + 3600}, "exp": {NOW() - 60}}}'))),
+    Case("claims followed by trailing data", bearer(raw_claims(lambda text: text + "garbage"))),
+    Case("header followed by trailing data", bearer(raw_claims(lambda text: text, header=lambda h: h + "{}"))),
+    Case("claims with a UTF-8 byte order mark", bearer(raw_claims(lambda text: "\ufeff" + text))),
+    Case("padded base64url segments", bearer(raw_claims(lambda text: text, pad=True))),
+    Case("alg in lower case", bearer(raw_claims(lambda text: text, header=lambda h: h.replace("RS256", "rs256")))),
+    Case("sub is a number", bearer(lambda s, sub: s.token(sub=5))),
+    Case("pol is a number", bearer(lambda s, sub: s.token(sub=sub, pol=5))),
     Case("alg none", bearer(lambda s, sub: s.token(sub=sub, alg="none"))),
     Case("HS256 signed with the RSA public key", bearer(hs256_with_jwks_public_key)),
     Case("HS256 with a shared secret", bearer(lambda s, sub: s.token(sub=sub, alg="HS256"))),
