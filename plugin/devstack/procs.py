@@ -71,6 +71,17 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
         return False
 
 
+def socket_open(path: Path | str, timeout: float = 0.2) -> bool:
+    """A server accepts on this unix socket (a file left by a stopped one refuses the connect)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
 def wait_until(
     probe: Callable[[], T | None],
     *,

@@ -36,6 +36,7 @@ from plugin.devstack.procs import (
     port_is_free,
     port_open,
     serve_until_signal,
+    socket_open,
     wait_until,
 )
 from plugin.devstack.redis import RedisServer
@@ -59,6 +60,9 @@ DEFAULT_PORTS: Mapping[str, tuple[str, int]] = {
 }
 # Served from this process: asked for port 0, they take the one the kernel binds.
 IN_PROCESS_SERVERS = frozenset({"idp", "upstream", "bundles"})
+PLUGIN_SOCKET = "plugin.sock"  # with plugin_socket: the plugin's unix socket, in the workdir
+# sockaddr_un holds 108 bytes with the terminating NUL: a longer path cannot be bound
+MAX_SOCKET_PATH = 107
 
 
 def plugin_server_available() -> bool:
@@ -105,7 +109,8 @@ class Stack:
     """Start everything in dependency order; stop everything in reverse, even on failure.
 
     Ports default to 0 (any free port). A non-zero port that is busy falls back to a
-    free one and the change is recorded in ``notes``.
+    free one and the change is recorded in ``notes``. ``plugin_socket`` serves the plugin on
+    ``unix://WORKDIR/plugin.sock`` instead of a TCP port, and points the gateway there.
     """
 
     def __init__(
@@ -125,6 +130,7 @@ class Stack:
         plugin_args: Sequence[str] = (),
         plugin_command: Sequence[str] = (),
         plugin_env: Mapping[str, str] | None = None,
+        plugin_socket: bool = False,
         config_overrides: Mapping[str, Any] | None = None,
         with_gateway: bool = True,
         gateway_config: Mapping[str, Any] | None = None,
@@ -148,6 +154,7 @@ class Stack:
         # what runs on the plugin port; default `python -m plugin serve` (benchmarks swap in a ceiling servicer)
         self.plugin_command = tuple(plugin_command) or (sys.executable, "-m", "plugin", "serve")
         self.plugin_env = dict(plugin_env or {})
+        self.plugin_socket = plugin_socket
         self.config_overrides = dict(config_overrides or {})
         self.with_gateway = with_gateway
         self.gateway_config = dict(gateway_config or {})
@@ -197,7 +204,14 @@ class Stack:
         return f"http://{LOOPBACK}:{self.ports['metrics']}"
 
     @property
+    def plugin_socket_path(self) -> Path:
+        return self.workdir.absolute() / PLUGIN_SOCKET
+
+    @property
     def plugin_address(self) -> str:
+        """The plugin's --listen, and the gateway's coprocess_grpc_server."""
+        if self.plugin_socket:
+            return f"unix://{self.plugin_socket_path}"
         return f"tcp://{LOOPBACK}:{self.ports['plugin']}"
 
     @staticmethod
@@ -218,9 +232,14 @@ class Stack:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.plugin_socket and len(os.fsencode(self.plugin_socket_path)) > MAX_SOCKET_PATH:
+            raise StackError(f"the plugin socket {self.plugin_socket_path} is longer than a unix socket path may be "
+                             f"({MAX_SOCKET_PATH} bytes): use a shorter workdir")
         binary = (self.gateway_bin or gw.find_gateway_binary()) if self.with_gateway else None
 
         for name in DEFAULT_PORTS:
+            if name == "plugin" and self.plugin_socket:
+                continue
             wanted = self.requested_ports.get(name, 0)
             if wanted == 0 and name in IN_PROCESS_SERVERS:
                 self.ports[name] = 0  # bound to a kernel-chosen port when started, so no race
@@ -337,20 +356,18 @@ class Stack:
         self.bundle_path = gw.build_bundle(self.workdir / "bundles", key_path=key_path)
 
     def start_plugin(self, timeout: float = 30.0) -> None:
-        """Start (or restart after ``stop_plugin``) the gRPC plugin server on its fixed port."""
+        """Start (or restart after ``stop_plugin``) the gRPC plugin server on its fixed port or socket."""
         if self.plugin is not None and self.plugin.running:
+            return
+        if self.plugin_socket:
+            # A restart finds the socket file its predecessor left: connecting tells a live server from it.
+            plugin = self._start_plugin_process()
+            wait_until(lambda: socket_open(self.plugin_socket_path), timeout=timeout,
+                       what=f"the plugin to listen on {self.plugin_address}", abort=plugin.exit_reason)
             return
         if "plugin" not in self.ports:
             self.ports["plugin"], _ = pick_port(self.requested_ports.get("plugin", 0))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(gw.REPO_ROOT), env.get("PYTHONPATH")]))
-        # The plugin reads the gateway's policy files so an unknown policy gets native JWT's refusal.
-        env.setdefault("TYK_AUTH0_POLICIES_PATH", str(self.workdir / "gateway" / "policies"))
-        env.update(self.plugin_env)
-        argv = [*self.plugin_command, "--listen", self.plugin_address,
-                "--metrics-listen", f"{LOOPBACK}:{self.ports['metrics']}", *self.plugin_args]
-        self.plugin = ManagedProcess("plugin", argv, self.workdir / "plugin.log", env=env, cwd=gw.REPO_ROOT)
-        self.plugin.start()
+        plugin = self._start_plugin_process()
         port, metrics = self.ports["plugin"], self.ports["metrics"]
         # With --workers, every worker: a gateway that starts while none listens fails its calls (the
         # round-robin picker fails fast), and a worker whose metrics port is taken stops them all.
@@ -362,8 +379,20 @@ class Stack:
             timeout=timeout,
             what=f"the plugin to listen on {self.plugin_address}"
                  + (f" and every worker on {', '.join(addresses[1:])}" if len(addresses) > 1 else ""),
-            abort=self.plugin.exit_reason,
+            abort=plugin.exit_reason,
         )
+
+    def _start_plugin_process(self) -> ManagedProcess:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(gw.REPO_ROOT), env.get("PYTHONPATH")]))
+        # The plugin reads the gateway's policy files so an unknown policy gets native JWT's refusal.
+        env.setdefault("TYK_AUTH0_POLICIES_PATH", str(self.workdir / "gateway" / "policies"))
+        env.update(self.plugin_env)
+        argv = [*self.plugin_command, "--listen", self.plugin_address,
+                "--metrics-listen", f"{LOOPBACK}:{self.ports['metrics']}", *self.plugin_args]
+        self.plugin = ManagedProcess("plugin", argv, self.workdir / "plugin.log", env=env, cwd=gw.REPO_ROOT)
+        self.plugin.start()
+        return self.plugin
 
     def stop_plugin(self) -> None:
         if self.plugin is not None:
@@ -577,6 +606,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         help="where configs and logs go (env STACK_WORKDIR; default .stack/; the previous run's files are replaced)",
     )
     parser.add_argument("--no-plugin", action="store_true", help="do not start the plugin server")
+    parser.add_argument("--plugin-socket", action="store_true",
+                        help="serve the plugin on unix://WORKDIR/plugin.sock, and point the gateway there, "
+                             "instead of a TCP port")
     parser.add_argument("--sign-bundle", action="store_true", help="sign the bundle and make the gateway verify it")
     parser.add_argument("--log-level", default=os.environ.get("STACK_GATEWAY_LOG_LEVEL", "info"), type=_gateway_log_level,
                         help="the gateway's log_level: debug, info, warn or error (env STACK_GATEWAY_LOG_LEVEL; default info)")
@@ -594,7 +626,7 @@ def _gateway_log_level(text: str) -> str:
 
 
 STACK_FILE = "stack.json"
-_RUN_ENTRIES = ("gateway", "bundles", "bundle-keys", "redis", "plugin.log", STACK_FILE)
+_RUN_ENTRIES = ("gateway", "bundles", "bundle-keys", "redis", "plugin.log", PLUGIN_SOCKET, STACK_FILE)
 
 
 def _clear_previous_run(workdir: Path) -> None:
@@ -638,6 +670,7 @@ def stack_from_env(args: argparse.Namespace) -> Stack:
         auth0_domain=domain if real else None,
         token_profile=token_profile,
         with_plugin=False if args.no_plugin else None,
+        plugin_socket=args.plugin_socket,
         sign_bundle=args.sign_bundle,
         log_level=args.log_level,
     )
