@@ -71,6 +71,17 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
         return False
 
 
+def http_answers(port: int, host: str = LOOPBACK, path: str = "/healthz", timeout: float = 0.5) -> bool:
+    """An HTTP server answers here. A port merely open is not enough: another process may hold it,
+    and the kernel completes connects to any listening socket whether or not anyone reads them."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode("ascii"))
+            return sock.recv(5) == b"HTTP/"
+    except OSError:
+        return False
+
+
 def socket_open(path: Path | str, timeout: float = 0.2) -> bool:
     """A server accepts on this unix socket (a file left by a stopped one refuses the connect)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -31,6 +31,7 @@ from plugin.devstack.procs import (
     ManagedProcess,
     StackError,
     free_port,
+    http_answers,
     http_request,
     pick_port,
     port_is_free,
@@ -371,10 +372,11 @@ class Stack:
         port, metrics = self.ports["plugin"], self.ports["metrics"]
         # With --workers, every worker: a gateway that starts while none listens fails its calls (the
         # round-robin picker fails fast), and a worker whose metrics port is taken stops them all.
-        # Its metrics port is bound last, so it listening means the worker is past every refusal.
+        # Its metrics port is bound last, so its answering there means the worker is past every
+        # refusal (an answer, not an open port: the port may be another process's).
         addresses = worker_hosts(self.plugin_args)
         wait_until(
-            lambda: all(port_open(port, host) and (len(addresses) == 1 or port_open(metrics + i))
+            lambda: all(port_open(port, host) and (len(addresses) == 1 or http_answers(metrics + i))
                         for i, host in enumerate(addresses)),
             timeout=timeout,
             what=f"the plugin to listen on {self.plugin_address}"

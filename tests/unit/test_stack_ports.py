@@ -82,3 +82,33 @@ def test_a_bad_port_variable_leaves_the_previous_runs_files_alone(monkeypatch, t
     with pytest.raises(SystemExit, match="STACK_GATEWAY_PORT"):
         stack_from_env(argparse.Namespace(workdir=tmp_path, no_plugin=False, sign_bundle=False, log_level="info"))
     assert (tmp_path / "plugin.log").read_text() == "the last run's log"
+
+
+def test_a_port_someone_merely_listens_on_is_not_an_answering_server():
+    import socket
+
+    from plugin.devstack.procs import http_answers
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert not http_answers(taken.getsockname()[1], timeout=0.2)
+
+
+def test_an_http_server_on_the_port_answers():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from plugin.devstack.procs import http_answers
+    from tests.support.http_servers import serving
+
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    with serving(server):
+        assert http_answers(server.server_address[1])
