@@ -7,6 +7,8 @@ per-call parsing a generic JWT library repeats.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -18,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from plugin.tokens import decode_segment
 
 VerificationKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | bytes
 
@@ -53,21 +57,60 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
 
     Only signing keys (``use`` absent or ``sig``) of type RSA or EC are kept: an
     encryption key or a symmetric key in a public JWKS is never a verification key.
+    Nor is an entry the gateway's JWK parser refuses (its numbers not base64url, its
+    ``x5c`` certificate for another key).
     """
     use = jwk.get("use")
     if use not in (None, "sig") or any(member in jwk for member in _PRIVATE_MEMBERS):
         return None
     kty = jwk.get("kty")
     try:
+        key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None = None
         if kty == "RSA":
-            rsa_key = RSAAlgorithm.from_jwk(dict(jwk))
-            return rsa_key if isinstance(rsa_key, rsa.RSAPublicKey) and _usable_rsa(rsa_key) else None
-        if kty == "EC":
-            ec_key = ECAlgorithm.from_jwk(dict(jwk))
-            return ec_key if isinstance(ec_key, ec.EllipticCurvePublicKey) and ec_key.curve.name in _JOSE_CURVES else None
+            rsa_key = RSAAlgorithm.from_jwk(_as_go_reads(jwk, ("n", "e")))
+            key = rsa_key if isinstance(rsa_key, rsa.RSAPublicKey) and _usable_rsa(rsa_key) else None
+        elif kty == "EC":
+            ec_key = ECAlgorithm.from_jwk(_as_go_reads(jwk, ("x", "y")))
+            key = ec_key if isinstance(ec_key, ec.EllipticCurvePublicKey) and ec_key.curve.name in _JOSE_CURVES else None
+        if key is not None and "x5c" in jwk and not _certificates_agree(jwk["x5c"], key):
+            return None
+        return key
     except Exception:  # noqa: BLE001 - a malformed entry is skipped, never fatal to the set
         return None
-    return None
+
+
+def _as_go_reads(jwk: Mapping[str, Any], members: tuple[str, ...]) -> dict[str, Any]:
+    """The entry with its key numbers read as the gateway's JWK parser reads them: base64url once
+    trailing '=' are cut, CR and LF skipped; any other character (the standard alphabet's + and /)
+    makes the entry malformed."""
+    entry = dict(jwk)
+    for name in members:
+        value = jwk.get(name)
+        if isinstance(value, str):
+            entry[name] = base64.urlsafe_b64encode(decode_segment(value.rstrip("="))).rstrip(b"=").decode()
+        elif value is not None:
+            raise ValueError(f"{name} is not a string")
+    return entry
+
+
+def _certificates_agree(chain: Any, key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bool:
+    """Whether an entry's ``x5c`` is a list of base64 certificates whose first names this very key
+    (RFC 7517 4.7), as the gateway checks it. An entry whose certificate names another key is not
+    trusted with either."""
+    if chain is None:
+        return True
+    if not isinstance(chain, list) or not all(isinstance(cert, str) for cert in chain):
+        return False
+    if not chain:
+        return True
+    try:
+        leaf = base64.b64decode(chain[0].replace("\r", "").replace("\n", ""), validate=True)
+        # The gateway's fallback for a set its parser refuses reads a first entry of PEM text.
+        published = (load_static_public_key(leaf) if b"-----" in leaf
+                     else x509.load_der_x509_certificate(leaf).public_key())
+    except (ValueError, binascii.Error):
+        return False
+    return type(published) is type(key) and published.public_numbers() == key.public_numbers()
 
 
 def _usable_rsa(key: rsa.RSAPublicKey) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -858,3 +859,49 @@ def test_credentials_in_a_jwks_url_never_reach_logs_or_metric_labels(key, caplog
     assert "s3cret" not in caplog.text
     assert list(cache.ages()) == ["https://***@idp.example.com/.well-known/jwks.json"]
     assert shown_url(URL) == URL
+
+
+@pytest.fixture(scope="module")
+def certified() -> tuple[object, object]:
+    """Two keys published as Auth0 publishes them: n and e, and the key's certificate in x5c."""
+    from plugin.devstack.idp import SigningKey
+
+    return SigningKey.generate(), SigningKey.generate()
+
+
+def test_a_key_whose_certificate_names_another_key_is_never_used(certified):
+    first, second = certified
+    mismatched = dict(first.jwk(), x5c=second.jwk()["x5c"])
+    assert parse_jwks(json.dumps({"keys": [first.jwk()]}).encode(), max_keys=10) != {}
+    with pytest.raises(FetchError):
+        parse_jwks(json.dumps({"keys": [mismatched]}).encode(), max_keys=10)
+
+
+@pytest.mark.parametrize("x5c", [["@@@"], "not a list", [5]])
+def test_a_key_whose_x5c_is_not_a_list_of_base64_certificates_is_never_used(certified, x5c):
+    first, second = certified
+    body = json.dumps({"keys": [dict(first.jwk(), x5c=x5c), second.jwk()]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {second.kid}
+
+
+def test_an_x5c_of_base64_pem_text_is_read_as_the_gateway_s_fallback_reads_it(certified):
+    from cryptography.hazmat.primitives import serialization
+
+    first, _ = certified
+    pem = base64.b64encode(first.certificate.public_bytes(serialization.Encoding.PEM)).decode()
+    assert set(parse_jwks(json.dumps({"keys": [dict(first.jwk(), x5c=[pem])]}).encode(), max_keys=10)) == {first.kid}
+
+
+def test_a_line_break_in_a_key_number_is_skipped_as_go_skips_it(key):
+    n = key.jwk()["n"]
+    body = json.dumps({"keys": [dict(key.jwk(), n=n[:40] + "\r\n" + n[40:])]}).encode()
+    assert parse_jwks(body, max_keys=10)["k1"] == key.public
+
+
+def test_a_key_number_in_the_standard_base64_alphabet_makes_its_key_unused(key):
+    n = key.public.public_numbers().n
+    standard = base64.b64encode(n.to_bytes(256, "big")).decode().rstrip("=")
+    assert "+" in standard or "/" in standard
+    body = json.dumps({"keys": [dict(key.jwk(), n=standard), dict(t.rsa_key("k2").jwk())]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k2"}
+
