@@ -41,6 +41,7 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import Any
 
+from plugin import gojson
 from plugin.config import jwks_url_problem
 from plugin.errors import KeysUnavailable, UnknownKey
 from plugin.keys import VerificationKey, key_from_jwk
@@ -304,14 +305,29 @@ class FetchStats:
     failed: int = 0
 
 
-def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
+def _keys_member(body: bytes) -> Any:
+    """The document's ``keys`` as Go's decoder fills the gateway's key-set struct: the last member
+    named ``keys`` in any letter case. Read as Go reads it: a BOM or UTF-16 text is not JSON."""
+    members: list[list[tuple[str, Any]]] = []
+
+    def remember(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        members[:] = [pairs]  # the document's own object is the last one to close
+        return dict(pairs)
+
     try:
-        document = json.loads(body)
+        document = json.loads(gojson.text(body), object_pairs_hook=remember)
     except (ValueError, RecursionError):
         raise FetchError("response is not JSON") from None
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+    if not isinstance(document, dict):
         raise FetchError("response has no 'keys' array")
-    entries = document["keys"]
+    named = [value for name, value in members[0] if gojson.equal_fold(name, "keys")]
+    return named[-1] if named else None
+
+
+def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
+    entries = _keys_member(body)
+    if not isinstance(entries, list):
+        raise FetchError("response has no 'keys' array")
     if len(entries) > max_keys:
         raise FetchError(f"JWKS has {len(entries)} keys, more than the limit of {max_keys}")
     by_kid: dict[str, VerificationKey] = {}
@@ -319,7 +335,9 @@ def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
         if not isinstance(jwk, dict):
             continue
         key = key_from_jwk(jwk)
-        kid = jwk.get("kid", "")  # a key without kid answers kid "", as in the gateway's JWKS lookup
+        kid = jwk.get("kid")
+        if kid is None:  # a key without kid (or with kid null) answers kid "", as in the gateway's JWKS lookup
+            kid = ""
         if key is not None and isinstance(kid, str):
             by_kid.setdefault(kid, key)  # the first key with a kid wins, as in the gateway
     if not by_kid:

@@ -905,3 +905,19 @@ def test_a_key_number_in_the_standard_base64_alphabet_makes_its_key_unused(key):
     body = json.dumps({"keys": [dict(key.jwk(), n=standard), dict(t.rsa_key("k2").jwk())]}).encode()
     assert set(parse_jwks(body, max_keys=10)) == {"k2"}
 
+
+def test_a_key_with_kid_null_answers_the_empty_kid_as_a_key_without_kid(key):
+    assert set(parse_jwks(json.dumps({"keys": [dict(key.jwk(), kid=None)]}).encode(), max_keys=10)) == {""}
+
+
+def test_the_keys_member_is_found_in_any_letter_case_the_last_one_winning(key):
+    other = t.rsa_key("k2")
+    body = json.dumps({"keys": [key.jwk()], "KEYS": [other.jwk()]}).encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k2"}
+    assert set(parse_jwks(json.dumps({"Keys": [key.jwk()]}).encode(), max_keys=10)) == {"k1"}
+
+
+@pytest.mark.parametrize("encode", [lambda text: b"\xef\xbb\xbf" + text.encode(), lambda text: text.encode("utf-16")])
+def test_a_key_set_with_a_byte_order_mark_or_in_utf16_is_not_json(key, encode):
+    with pytest.raises(FetchError, match="not JSON"):
+        parse_jwks(encode(json.dumps({"keys": [key.jwk()]})), max_keys=10)
