@@ -69,3 +69,12 @@ def test_troubleshooting_names_every_refusal_text_the_plugin_sends():
     assert "NoValidPolicies" in texts and "MissingToken" in texts
     missing = {name: text for name, text in texts.items() if text not in guide}
     assert missing == {}
+
+
+def test_the_readme_counts_the_key_set_shapes_as_the_e2e_test_serves_them():
+    from tests.e2e.test_key_set_shapes import KEY_SET_CASES
+
+    differing = sum(1 for case in KEY_SET_CASES if case.differs is not None)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"serves {len(KEY_SET_CASES)} key-set shapes" in readme
+    assert f"{len(KEY_SET_CASES) - differing} get identical status and body, and the other {differing} fall" in readme
