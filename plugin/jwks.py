@@ -565,19 +565,27 @@ class JwksCache:
             raise KeysUnavailable("JWKS fetch failed") from None
 
     def _run(self, entry: _Entry, fetch: _Fetch) -> None:
+        # The future is completed only once the fetch is no longer in flight: whoever has seen the
+        # outcome finds the URL free to fetch again (a refresher pass right after a failure retries
+        # it, it does not skip it as still running).
         started = time.monotonic()
         try:
-            fetch.future.set_result(self._fetch(entry))
+            keyset = self._fetch(entry)
         except BaseException as exc:  # noqa: BLE001 - waiters must never be left on a future nobody completes
+            self._landed(entry, fetch)
             fetch.future.set_exception(exc)
-        finally:
-            with self._lock:
-                if entry.inflight is fetch:
-                    entry.inflight = None
+        else:
+            self._landed(entry, fetch)
+            fetch.future.set_result(keyset)
         took = time.monotonic() - started
         if took > self.settings.fetch_deadline:
             log.warning("jwks fetch url=%s took %.1f s; requests stop waiting after %.1f s", shown_url(entry.url),
                         took, self.settings.fetch_deadline)
+
+    def _landed(self, entry: _Entry, fetch: _Fetch) -> None:
+        with self._lock:
+            if entry.inflight is fetch:
+                entry.inflight = None
 
     def _backoff(self, failures: int) -> float:
         steps = self.settings.retry_backoff
@@ -664,7 +672,6 @@ class JwksCache:
             if not running:
                 return
             futures_wait(running, timeout=max(end - time.monotonic(), 0.0))
-            time.sleep(0.001)  # the fetch thread clears ``inflight`` just after completing its future
 
     def start(self, interval: float = 1.0) -> None:
         if self._refresher is not None:

@@ -688,6 +688,7 @@ def test_beyond_the_waiters_limit_a_cold_request_waits_only_while_the_fetch_is_y
     try:
         holder.start()
         assert entered.wait(timeout=5)
+        assert wait_for(lambda: cache._waiting == 1)  # the holder takes the one waiter's place first
         started = time.monotonic()
         with pytest.raises(KeysUnavailable):
             cache.get_key(URL, "k1", 600)  # the one call thread left is given back within the young time
@@ -717,6 +718,7 @@ def test_beyond_the_waiters_limit_a_request_does_not_wait_on_the_retry_of_a_url_
         entered.clear()
         holder.start()
         assert entered.wait(timeout=5)
+        assert wait_for(lambda: cache._waiting == 1)  # the holder takes the one waiter's place first
         started = time.monotonic()
         with pytest.raises(KeysUnavailable):
             cache.get_key(URL, "k1", 600)
