@@ -34,6 +34,10 @@ class SigningKey:
             data = json.loads(RSAAlgorithm.to_jwk(self.public))
         else:
             data = json.loads(ECAlgorithm.to_jwk(self.public))
+            # RFC 7518 coordinates are curve-sized; PyJWT before 2.10 wrote them without leading zeros.
+            size = (self.public.curve.key_size + 7) // 8
+            numbers = self.public.public_numbers()
+            data.update(x=b64url(numbers.x.to_bytes(size, "big")), y=b64url(numbers.y.to_bytes(size, "big")))
         data.update({"kid": self.kid, "use": "sig", "alg": self.alg})
         return data
 
