@@ -82,10 +82,15 @@ def refuse(obj: Object, error: AuthError) -> None:
 
 
 class HookRouter:
-    def __init__(self, auth_hook: str, authenticate: Hook, hooks: Mapping[str, Hook] | None = None) -> None:
+    """``on_outcome(hook, outcome)`` hears of auth calls refused before the auth check runs (a hook
+    name this server does not serve), which an instrumented ``authenticate`` never sees."""
+
+    def __init__(self, auth_hook: str, authenticate: Hook, hooks: Mapping[str, Hook] | None = None,
+                 on_outcome: Callable[[str, str], None] | None = None) -> None:
         self.auth_hook = auth_hook
         self._authenticate = authenticate
         self._hooks = dict(hooks or {})
+        self._on_outcome = on_outcome
         self.refusals = RefusalLog()
         self.crashes = 0  # unexpected exceptions in the auth check; always 0 in a healthy build
 
@@ -94,6 +99,8 @@ class HookRouter:
             if obj.hook_name != self.auth_hook:
                 log.warning("auth call for unknown hook api=%s hook=%r: refused", api_id(obj), obj.hook_name[:64])
                 refuse(obj, UnknownHook())
+                if self._on_outcome is not None:
+                    self._on_outcome("auth_check", UnknownHook.reason)
                 return obj
             try:
                 self._authenticate(obj)

@@ -227,7 +227,8 @@ def build_app(settings: ServerSettings) -> App:
         log.warning("hooks: %s", problem)
     hook_log = extensions.HookLog()
     router = HookRouter(hooks.auth_check, metrics.instrument_auth(authenticator.authenticate),
-                        hooks=extensions.as_router_hooks(*hook_sets, on_outcome=metrics.hook_outcome, logs=hook_log))
+                        hooks=extensions.as_router_hooks(*hook_sets, on_outcome=metrics.hook_outcome, logs=hook_log),
+                        on_outcome=metrics.request)
     metrics.bind(token_cache=lambda: (authenticator.hits, authenticator.misses),
                  jwks_fetches=lambda: (jwks.stats.ok, jwks.stats.failed), jwks_ages=jwks.ages)
     return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs, metrics=metrics,

@@ -77,7 +77,8 @@ def wired(idp):
     jwks = JwksCache(JwksSettings(), fetcher=idp)
     authenticator = Authenticator(Verifier(jwks), ConfigStore(defaults={}))
     router = HookRouter(AUTH_HOOK, metrics.instrument_auth(authenticator.authenticate),
-                        hooks=ext.as_router_hooks(ext.builtin_hooks(), on_outcome=metrics.hook_outcome))
+                        hooks=ext.as_router_hooks(ext.builtin_hooks(), on_outcome=metrics.hook_outcome),
+                        on_outcome=metrics.request)
     metrics.bind(token_cache=lambda: (authenticator.hits, authenticator.misses),
                  jwks_fetches=lambda: (jwks.stats.ok, jwks.stats.failed), jwks_ages=jwks.ages, ready=jwks.ready)
     return metrics, router
@@ -120,6 +121,14 @@ def test_a_crashing_auth_check_is_counted_as_internal_error():
     reply = router.dispatch(auth_object("Bearer x"))
     assert reply.request.return_overrides.response_error == "Key not authorised"
     assert samples(metrics)[("tyk_auth0_requests_total", (("hook", "auth_check"), ("outcome", "internal_error")))] == 1
+
+
+def test_an_auth_call_for_a_hook_name_not_served_is_counted_as_unknown_hook(signing_key):
+    metrics = Metrics()
+    router = HookRouter(AUTH_HOOK, metrics.instrument_auth(lambda obj: None), on_outcome=metrics.request)
+    reply = router.dispatch(auth_object("Bearer " + t.sign(signing_key), hook_name="RenamedAuthCheck"))
+    assert reply.request.return_overrides.response_error == "Key not authorised"
+    assert samples(metrics)[("tyk_auth0_requests_total", (("hook", "auth_check"), ("outcome", "unknown_hook")))] == 1
 
 
 def test_calls_counted_on_many_threads_are_summed_at_scrape_time():
