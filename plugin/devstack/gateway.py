@@ -417,7 +417,12 @@ class Gateway:
 
     # -- lifecycle
 
-    def start(self, timeout: float = 60.0) -> Gateway:
+    def start(self, timeout: float = 60.0, *, wait_for: Iterable[str] | None = None) -> Gateway:
+        """Start and wait until the APIs ``wait_for`` names (default: all of them) are loaded.
+
+        A gateway that cannot load an API (its bundle unreachable or refused) still starts: name
+        the others to watch it do so.
+        """
         if self._proc is not None and self._proc.running:
             return self
         if not self.binary.exists():
@@ -437,7 +442,7 @@ class Gateway:
         )
         self._proc.start()
         try:
-            self._wait_ready(timeout)
+            self._wait_ready(timeout, wait_for)
         except BaseException:
             self.stop()
             raise
@@ -448,15 +453,15 @@ class Gateway:
             self._proc.stop()
             self._proc = None
 
-    def restart(self, timeout: float = 60.0) -> None:
+    def restart(self, timeout: float = 60.0, *, wait_for: Iterable[str] | None = None) -> None:
         self.stop()
-        self.start(timeout)
+        self.start(timeout, wait_for=wait_for)
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.running
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, wait_for: Iterable[str] | None = None) -> None:
         assert self._proc is not None
         wait_until(
             lambda: self.get("/hello").status == 200,
@@ -465,10 +470,10 @@ class Gateway:
             abort=self._proc.exit_reason,
             interval=0.1,
         )
-        self._wait_apis(timeout)
+        self._wait_apis(timeout, wait_for)
 
-    def _wait_apis(self, timeout: float) -> None:
-        want = set(self.apis)
+    def _wait_apis(self, timeout: float, wait_for: Iterable[str] | None = None) -> None:
+        want = set(self.apis if wait_for is None else wait_for)
 
         def loaded() -> bool:
             return want <= self.loaded_api_ids()
@@ -485,13 +490,14 @@ class Gateway:
             missing = sorted(want - self.loaded_api_ids()) if self.running else sorted(want)
             raise StackError(f"{exc}; not loaded: {missing}; gateway log tail:\n{self.log_tail()}") from None
 
-    def reload(self, timeout: float = 30.0) -> None:
-        """Rewrite the files and make the gateway load them, waiting until it has."""
+    def reload(self, timeout: float = 30.0, *, wait_for: Iterable[str] | None = None) -> None:
+        """Rewrite the files and make the gateway load them, waiting until it has loaded ``wait_for``
+        (default: every API)."""
         self.write_files()
         result = self.admin("GET", "/tyk/reload?block=true")
         if result.status != 200:
             raise StackError(f"gateway reload failed: {result.status} {result.text}")
-        self._wait_apis(timeout)
+        self._wait_apis(timeout, wait_for)
 
     # -- state changes for tests
 
