@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from plugin.devstack import gateway as gw
 from plugin.devstack.idp import SigningKey, b64url
+from plugin.devstack.procs import QuietHandler
 from plugin.devstack.stack import Stack
 from tests.support.http_servers import serving
 
@@ -162,17 +163,9 @@ def shape_paths(plugin_stack: Stack, keys: Keys) -> Iterator[list[tuple[str, str
     set that case serves from a URL of its own (so no cache carries one shape into another)."""
     documents = {f"/{n}/jwks.json": (case.status, case.document(keys)) for n, case in enumerate(KEY_SET_CASES)}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = documents.get(self.path, (404, b"{}"))
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_bytes(*documents.get(self.path, (404, b"{}")))
 
     gateway, upstream = plugin_stack.gateway, plugin_stack.upstream
     assert gateway is not None and upstream is not None
