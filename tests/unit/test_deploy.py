@@ -268,3 +268,128 @@ def test_the_package_declares_every_third_party_module_it_imports():
             if module_to_dist.get(module, module).lower() not in declared:
                 missing.add(f"{module} ({source.relative_to(ROOT)})")
     assert not missing, f"imported but not in pyproject dependencies: {sorted(missing)}"
+
+
+# -- Prometheus alerting rules ------------------------------------------------------------------------------
+
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+SCRAPE_JOB = "tyk-auth0-plugin"
+TARGET_LABELS = {"job", "instance"}  # Prometheus adds these to every series it scrapes
+PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "rate", "increase", "absent", "by", "without", "on",
+                "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool"}
+MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+
+
+def exported_series() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Series names with their label names, and each label's values, as a live registry with every
+    source bound exposes them; plus ``up``, which Prometheus itself records for each target."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from plugin.metrics import HOOKS, OUTCOMES, Metrics
+
+    metrics = Metrics()
+    metrics.bind(token_cache=lambda: (1, 1), jwks_fetches=lambda: (1, 1),
+                 jwks_ages=lambda: {"https://tenant.example/.well-known/jwks.json": 1.0}, ready=lambda: True)
+    metrics.request("pre", "hook_error")
+    body, _ = metrics.exposition()
+    labels: dict[str, set[str]] = {"up": set()}
+    values: dict[str, set[str]] = {"outcome": set(OUTCOMES), "hook": set(HOOKS)}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+            for name, value in sample.labels.items():
+                if name not in ("outcome", "hook", "url", "le"):
+                    values.setdefault(name, set()).add(value)
+    return labels, values
+
+
+def selectors(expr: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """Each metric an expression reads, with its label matchers (name, operator, value)."""
+    found = [(name, MATCHER.findall(body)) for name, body in re.findall(r"([A-Za-z_:][\w:]*)\s*\{([^}]*)\}", expr)]
+    bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"', " ", GROUPING.sub(" ", expr))
+    found += [(name, []) for name in re.findall(r"[A-Za-z_:][\w:]*", bare)
+              if name not in PROMQL_WORDS and name not in {n for n, _ in found}]
+    return found
+
+
+def test_the_alert_rules_read_only_metrics_and_labels_the_plugin_exports():
+    labels, values = exported_series()
+    assert "tyk_auth0_requests_total" in labels and "tyk_auth0_jwks_age_seconds" in labels  # the scrape worked
+    for rule in alert_rules():
+        for metric, matchers in selectors(rule["expr"]):
+            assert metric in labels, f"{rule['alert']}: {metric} is not exported (nor a PromQL word)"
+            for label, op, value in matchers:
+                assert label in labels[metric] | TARGET_LABELS, f"{rule['alert']}: {metric} has no label {label}"
+                if label not in values:
+                    continue
+                alternatives = value.split("|") if op in ("=~", "!~") else [value]
+                for alternative in alternatives:
+                    assert re.fullmatch(r"\w+", alternative), f"{rule['alert']}: {label} matches a pattern, not values"
+                    assert alternative in values[label], f"{rule['alert']}: {label}={alternative!r} never exported"
+
+
+def test_every_alert_has_a_severity_a_summary_a_description_and_a_hold():
+    rules = alert_rules()
+    assert len({r["alert"] for r in rules}) == len(rules)
+    for rule in rules:
+        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+        assert rule["annotations"]["summary"].strip() and rule["annotations"]["description"].strip(), rule["alert"]
+        assert re.fullmatch(r"\d+m", rule["for"]), f"{rule['alert']}: fires on a single evaluation"
+
+
+def test_alert_templates_use_only_labels_the_expression_keeps():
+    labels, _ = exported_series()
+    for rule in alert_rules():
+        grouped = [set(map(str.strip, g.split(","))) for g in GROUPING.findall(rule["expr"])]
+        kept = set.intersection(*grouped) if grouped else \
+            set.union(*(labels[m] for m, _ in selectors(rule["expr"]))) | TARGET_LABELS
+        used = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule["annotations"])))
+        assert used <= kept, f"{rule['alert']}: {sorted(used - kept)} are not on the alert"
+
+
+def test_refusal_alerts_hold_longer_than_their_rate_window():
+    """A lone refusal lifts a rate for one window only: holding longer keeps it from firing."""
+    for rule in alert_rules():
+        windows = [int(w) for w in re.findall(r"\[(\d+)m\]", rule["expr"])]
+        if "tyk_auth0_requests_total" in rule["expr"]:
+            assert windows and int(rule["for"][:-1]) > max(windows), rule["alert"]
+
+
+def test_the_alerts_cover_exactly_the_signals_readme_lists():
+    from plugin.metrics import OUTCOMES
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## What to monitor"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = [line for line in section.splitlines() if line.startswith("|")][2:]  # past the header and its rule
+    signals = " ".join(row.split("|")[1] for row in rows)
+    named = set(re.findall(r"`([^`]+)`", signals))
+    named_metrics = {m for token in named for m in re.findall(r"tyk_auth0_\w+", token)}
+    named_outcomes = {o for token in named for o in re.findall(r'(?:^|outcome=")(\w+)', token) if o in OUTCOMES}
+    exprs = [r["expr"] for r in alert_rules()]
+    used_metrics = {m for e in exprs for m, _ in selectors(e)} - {"up"}
+    used_outcomes = {v for e in exprs for _, matchers in selectors(e) for label, op, value in matchers
+                     if label == "outcome" and op in ("=", "=~") for v in value.split("|")}
+    assert used_metrics == named_metrics
+    assert used_outcomes == named_outcomes
+    assert "deploy/prometheus/alerts.yml" in section
+
+
+def test_a_down_alert_names_the_scrape_job_and_one_watches_readiness():
+    exprs = {r["alert"]: r["expr"] for r in alert_rules()}
+    assert exprs["TykAuth0PluginDown"] == f'up{{job="{SCRAPE_JOB}"}} == 0'
+    assert f'job="{SCRAPE_JOB}"' in ALERTS.read_text().split("groups:")[0]  # the assumption is stated
+    assert exprs["TykAuth0PluginNotReady"] == "tyk_auth0_ready == 0"
+
+
+def test_promtool_accepts_the_rules():
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed")
+    result = subprocess.run(["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
