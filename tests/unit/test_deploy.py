@@ -393,3 +393,15 @@ def test_promtool_accepts_the_rules():
     result = subprocess.run(["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+def test_the_kubernetes_monitoring_objects_scrape_the_plugin_under_the_rules_job_name():
+    docs = documents("monitoring.yaml")
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    (rule,) = by_kind(docs, "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(ALERTS.read_text())["groups"], \
+        "monitoring.yaml's PrometheusRule differs from deploy/prometheus/alerts.yml: copy the groups over"
+    (service,) = by_kind(documents("deployment.yaml"), "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == SCRAPE_JOB
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
