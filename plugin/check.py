@@ -49,7 +49,7 @@ from plugin.errors import (
 )
 from plugin.extract import DEFAULT_SOURCE, TokenSource
 from plugin.hooks import HookRouter
-from plugin.jwks import FetchError, JwksCache, JwksSettings, http_fetch, parse_jwks
+from plugin.jwks import FetchError, JwksCache, JwksSettings, entry_kid, http_fetch, keys_member, parse_jwks
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
 from plugin.logs import exception_site
 from plugin.policy_index import PolicyIndex, from_path
@@ -547,13 +547,9 @@ class Checker:
             return {"url": url, "ok": False, "error": str(exc), "keys": []}
         sets.bodies[url] = body
         entries = []
-        try:
-            raw_entries = json.loads(body).get("keys", [])
-        except (ValueError, AttributeError):
-            raw_entries = []
-        for jwk in raw_entries:
+        for jwk in keys_member(body):  # a list: parse_jwks has read the same document
             if isinstance(jwk, dict):
-                kid = jwk.get("kid", "")
+                kid = entry_kid(jwk)
                 entries.append({"kid": kid, "kty": jwk.get("kty"), "alg": jwk.get("alg"), "use": jwk.get("use"),
                                 "usable": isinstance(kid, str) and kid in keys})
         return {"url": url, "ok": True, "keys": entries}

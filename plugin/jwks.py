@@ -305,7 +305,7 @@ class FetchStats:
     failed: int = 0
 
 
-def _keys_member(body: bytes) -> Any:
+def keys_member(body: bytes) -> Any:
     """The document's ``keys`` as Go's decoder fills the gateway's key-set struct: the last member
     named ``keys`` in any letter case. Read as Go reads it: a BOM or UTF-16 text is not JSON."""
     members: list[list[tuple[str, Any]]] = []
@@ -324,8 +324,15 @@ def _keys_member(body: bytes) -> Any:
     return named[-1] if named else None
 
 
+def entry_kid(jwk: Mapping[str, Any]) -> Any:
+    """The kid an entry answers to: a key without kid (or with kid null) answers kid "", as in the
+    gateway's JWKS lookup."""
+    kid = jwk.get("kid")
+    return "" if kid is None else kid
+
+
 def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
-    entries = _keys_member(body)
+    entries = keys_member(body)
     if not isinstance(entries, list):
         raise FetchError("response has no 'keys' array")
     if len(entries) > max_keys:
@@ -335,9 +342,7 @@ def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
         if not isinstance(jwk, dict):
             continue
         key = key_from_jwk(jwk)
-        kid = jwk.get("kid")
-        if kid is None:  # a key without kid (or with kid null) answers kid "", as in the gateway's JWKS lookup
-            kid = ""
+        kid = entry_kid(jwk)
         if key is not None and isinstance(kid, str):
             by_kid.setdefault(kid, key)  # the first key with a kid wins, as in the gateway
     if not by_kid:

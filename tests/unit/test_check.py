@@ -767,3 +767,16 @@ def test_the_gateways_environment_variable_is_read_with_its_blanks_as_the_gatewa
     assert gateway == " sha256"  # an unknown name to the gateway, which then keys as murmur64
     assert "the plugin keeps each subject's session under another key" in check.hash_function_notes(
         config, gateway, "TYK_GW_HASHKEYFUNCTION")[0]
+
+
+
+@pytest.mark.parametrize(("document", "listed_kid"), [
+    (lambda key: {"Keys": [key.jwk()]}, lambda key: key.kid),
+    (lambda key: {"keys": [], "KEYS": [key.jwk()]}, lambda key: key.kid),
+    (lambda key: {"keys": [dict(key.jwk(), kid=None)]}, lambda key: ""),
+], ids=["keys capitalised", "the last keys member", "kid null"])
+def test_the_keys_listed_are_the_entries_the_server_reads(signing_key, document, listed_kid):
+    body = json.dumps(document(signing_key)).encode()
+    report = check.Checker(fetch=lambda url, timeout, limit: body).run(
+        check.load_config_data(config_data()), None, discovery=False)
+    assert [(k["kid"], k["usable"]) for k in report.jwks["keys"]] == [(listed_kid(signing_key), True)]
