@@ -392,6 +392,12 @@ def own_plugin(tmp_path: Path) -> Iterator[tuple[PluginProcess, Path]]:
     plugin.stop()
 
 
+# The gateway's gRPC client retries a plugin it cannot reach after about 1 s, then 1.6 times longer
+# each time (+-20 %): a plugin that takes over 2.6 s to stop and start again (a loaded machine) is
+# called again up to about 3.1 s after it listens, 0.7 s when it comes back at once.
+RECONNECTED_WITHIN = 3.5
+
+
 def first_success_after(gateway: gw.Gateway, stack: Stack, timeout: float = 10.0) -> float:
     """Seconds until the gateway answers 200 again, asking every 0.1 s."""
     began = time.monotonic()
@@ -400,7 +406,7 @@ def first_success_after(gateway: gw.Gateway, stack: Stack, timeout: float = 10.0
     return time.monotonic() - began
 
 
-def test_upgrading_without_a_manifest_change_keeps_the_bundle_and_recovers_within_two_seconds(
+def test_upgrading_without_a_manifest_change_keeps_the_bundle_and_recovers_at_the_gateway_s_next_reconnect(
         gateways, plugin_stack, own_plugin):
     plugin, _ = own_plugin
     gateway = gateways.new(gw.build_bundle(gateways.published).name, grpc_server=plugin.address).start()
@@ -409,7 +415,7 @@ def test_upgrading_without_a_manifest_change_keeps_the_bundle_and_recovers_withi
     assert answer(gateway, plugin_stack) == (403, "Key not authorised")
     plugin.start()
     recovered = first_success_after(gateway, plugin_stack)
-    assert recovered < 2.0
+    assert recovered < RECONNECTED_WITHIN
     assert gateways.server.downloads == 1
     print(f"\nplugin restarted: first 200 through the gateway {recovered:.2f} s after it listened")
 
@@ -434,4 +440,4 @@ def test_upgrading_with_a_renamed_hook_refuses_until_both_plugin_and_gateway_hav
     assert answer(gateway, plugin_stack) == (403, "Key not authorised")  # a name the plugin no longer serves
     gateway.put_api(gateways.plugin_api(new))
     reload_group(gateway)
-    assert first_success_after(gateway, plugin_stack) < 2.0
+    assert first_success_after(gateway, plugin_stack) < RECONNECTED_WITHIN
