@@ -436,8 +436,10 @@ def test_upgrading_with_a_renamed_hook_refuses_until_both_plugin_and_gateway_hav
     plugin.stop()
     assert answer(gateway, plugin_stack) == (403, "Key not authorised")
     plugin.start()
-    time.sleep(1.5)  # past the gateway's reconnection
-    assert answer(gateway, plugin_stack) == (403, "Key not authorised")  # a name the plugin no longer serves
+    # The same 403 as while it was down, now from the plugin itself: a name it no longer serves.
+    wait_until(lambda: answer(gateway, plugin_stack) == (403, "Key not authorised")
+               and "auth call for unknown hook" in plugin.process.log_text(),
+               timeout=10, interval=0.2, what="the plugin to refuse the old hook name")
     gateway.put_api(gateways.plugin_api(new))
     reload_group(gateway)
     assert first_success_after(gateway, plugin_stack) < RECONNECTED_WITHIN
