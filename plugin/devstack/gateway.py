@@ -494,7 +494,8 @@ class Gateway:
         """Rewrite the files and make the gateway load them, waiting until it has loaded ``wait_for``
         (default: every API)."""
         self.write_files()
-        result = self.admin("GET", "/tyk/reload?block=true")
+        # block=true answers once the reload is done: a bundle download that fails takes up to 11 s
+        result = self.admin("GET", "/tyk/reload?block=true", timeout=timeout)
         if result.status != 200:
             raise StackError(f"gateway reload failed: {result.status} {result.text}")
         self._wait_apis(timeout, wait_for)
@@ -531,9 +532,11 @@ class Gateway:
     def get(self, path: str, **kwargs: Any) -> HTTPResult:
         return self.request("GET", path, **kwargs)
 
-    def admin(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> HTTPResult:
+    def admin(self, method: str, path: str, body: Mapping[str, Any] | None = None,
+              timeout: float = 10.0) -> HTTPResult:
         """The Gateway API (``/tyk/...``), authenticated with the node secret."""
-        return http_request(method, self.url + path, headers={"X-Tyk-Authorization": self.secret}, body=body)
+        return http_request(method, self.url + path, headers={"X-Tyk-Authorization": self.secret}, body=body,
+                            timeout=timeout)
 
     def loaded_api_ids(self) -> set[str]:
         result = self.admin("GET", "/tyk/apis")
