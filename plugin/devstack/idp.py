@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import os
@@ -43,6 +44,14 @@ TEST_PREFIX = "/__test__/"
 AUTH0_PROFILE = "auth0"
 RFC9068_PROFILE = "rfc9068"
 TOKEN_PROFILES = frozenset({AUTH0_PROFILE, RFC9068_PROFILE})
+
+# JWKS answers that say all is well while they are not (see AuthZeroStandIn.break_jwks).
+JWKS_FAULTS = frozenset({"html", "empty", "hang"})
+ERROR_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n"
+    "<body><h1>Checking your browser before accessing the site.</h1>\n"
+    "<p>This process is automatic. Please allow up to 5 seconds.</p></body></html>\n"
+)
 
 
 def b64url(data: bytes) -> str:
@@ -160,6 +169,8 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         self._jwks_status: int | None = None
         self._jwks_reset_after = 1.0
         self._jwks_delay = 0.0
+        self._jwks_fault: str | None = None
+        self._jwks_drip_every = 2.0
         self._jwks_fetches = 0
         self._jwks_fetches_by_agent: dict[str, int] = {}
         self._token_requests = 0
@@ -243,6 +254,22 @@ class AuthZeroStandIn(BackgroundHTTPServer):
             self._jwks_status = status
             self._jwks_reset_after = reset_after
 
+    def break_jwks(self, fault: str | None, drip_every: float = 2.0) -> None:
+        """Make the JWKS endpoint fail while its status says all is well (None: serve normally again):
+        "html" answers 200 with an HTML error page (a CDN's or a captive portal's), "empty" answers 200
+        with ``{"keys": []}``, and "hang" takes the request and drips the first bytes of an answer, one
+        every ``drip_every`` seconds, never finishing it; the connection closes when the fault ends."""
+        if fault is not None and fault not in JWKS_FAULTS:
+            raise ValueError(f"JWKS fault {fault!r} is not one of {sorted(JWKS_FAULTS)}")
+        with self._lock:
+            self._jwks_fault = fault
+            self._jwks_drip_every = drip_every
+
+    def _hanging(self) -> float | None:
+        """The drip interval while the JWKS endpoint hangs, else None."""
+        with self._lock:
+            return self._jwks_drip_every if self._jwks_fault == "hang" else None
+
     def jwks_delay(self, seconds: float) -> None:
         """Delay every JWKS answer (0 turns it off)."""
         with self._lock:
@@ -271,6 +298,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
                 "token_requests": self._token_requests,
                 "jwks_status": self._jwks_status,
                 "jwks_delay": self._jwks_delay,
+                "jwks_fault": self._jwks_fault,
                 "current_kid": self._current.kid,
                 "next_kid": self._next.kid,
                 "previous_kids": [k.kid for k in self._previous],
@@ -425,13 +453,21 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         with self._lock:
             return sum(n for agent, n in self._jwks_fetches_by_agent.items() if agent.startswith(agent_prefix))
 
-    def _serve_jwks(self, agent: str = "") -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _serve_jwks(self, agent: str = "") -> tuple[int, dict[str, Any] | str | None, dict[str, str]]:
+        """The JWKS answer: a JSON document, an HTML page (str), or None for an answer never finished."""
         with self._lock:
             self._jwks_fetches += 1
             self._jwks_fetches_by_agent[agent] = self._jwks_fetches_by_agent.get(agent, 0) + 1
             status, delay, reset_after = self._jwks_status, self._jwks_delay, self._jwks_reset_after
+            fault = self._jwks_fault
         if delay:
             time.sleep(delay)
+        if fault == "hang":
+            return 200, None, {}
+        if fault == "html":
+            return 200, ERROR_PAGE, {}
+        if fault == "empty":
+            return 200, {"keys": []}, {}
         if status == 429:  # Auth0's rate-limit answer: no Retry-After, the bucket's refill time as a UNIX time
             headers = {"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0",
                        "X-RateLimit-Reset": str(math.ceil(time.time() + reset_after))}
@@ -484,6 +520,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
             self.jwks_delay(float(params.get("seconds", 0)))
         elif name == "reset":
             self.fail_jwks(None)
+            self.break_jwks(None)
             self.jwks_delay(0)
             self.reset_counters()
         elif name == "token":
@@ -534,17 +571,35 @@ class _Handler(QuietHandler):
         path = urllib.parse.urlsplit(self.path).path
         if path == "/.well-known/jwks.json":
             status, body, extra = self.idp._serve_jwks(self.headers.get("User-Agent", ""))
-            self.send_json(
-                status,
-                body,
-                headers={"Cache-Control": "public, max-age=15, stale-while-revalidate=15, stale-if-error=86400", **extra},
-            )
+            headers = {"Cache-Control": "public, max-age=15, stale-while-revalidate=15, stale-if-error=86400", **extra}
+            if body is None:
+                self._drip_until_mended()
+            elif isinstance(body, str):
+                self.send_bytes(status, body.encode(), "text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+            else:
+                self.send_json(status, body, headers=headers)
         elif path == "/.well-known/openid-configuration":
             self.send_json(200, self.idp.discovery())
         elif path == TEST_PREFIX + "stats":
             self.send_json(200, self.idp.stats())
         else:
             self.send_json(404, {"error": "not_found", "error_description": "Not Found"})
+
+    def _drip_until_mended(self) -> None:
+        """A hung JWKS endpoint: the start of a 200 answer, then one more byte of a header that never
+        ends every drip interval, until the fault ends or the client gives up; then the connection closes."""
+        self.close_connection = True
+        stream = itertools.chain(b"HTTP/1.1 200 OK\r\nX-Stalled: ", itertools.repeat(ord(".")))
+        next_drip = time.monotonic()
+        while (every := self.idp._hanging()) is not None:
+            if time.monotonic() >= next_drip:
+                try:
+                    self.wfile.write(bytes([next(stream)]))
+                    self.wfile.flush()
+                except OSError:
+                    return
+                next_drip = time.monotonic() + every
+            time.sleep(0.05)
 
     def do_POST(self) -> None:  # noqa: N802
         path = urllib.parse.urlsplit(self.path).path

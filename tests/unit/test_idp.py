@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from plugin.config import parse_config_data
 from plugin.devstack.idp import RFC9068_PROFILE, AuthZeroStandIn, Client, SigningKey, b64url
 from plugin.devstack.procs import http_request
-from plugin.jwks import FetchError, JwksCache, http_fetch
+from plugin.jwks import FetchError, JwksCache, http_fetch, parse_jwks
 from plugin.verify import Verifier
 
 AUDIENCE = "https://api.example.test/"
@@ -40,6 +41,7 @@ def idp() -> Iterator[AuthZeroStandIn]:
 def _reset_hooks(idp: AuthZeroStandIn) -> Iterator[None]:
     yield
     idp.fail_jwks(None)
+    idp.break_jwks(None)
     idp.jwks_delay(0)
 
 
@@ -369,6 +371,45 @@ def test_the_plugin_waits_out_auth0s_rate_limit_before_fetching_again(idp: AuthZ
     assert refused.value.retry_after is not None and 28 <= refused.value.retry_after <= 31
 
 
+def test_an_html_jwks_fault_answers_200_with_a_page_the_plugin_refuses_as_a_key_set(idp: AuthZeroStandIn) -> None:
+    idp.break_jwks("html")
+    result = http_request("GET", idp.jwks_url)
+    assert result.status == 200
+    assert result.headers["content-type"].startswith("text/html")
+    with pytest.raises(FetchError, match="not JSON"):
+        parse_jwks(http_fetch(idp.jwks_url, 3.0, 1 << 20), 50)
+
+
+def test_an_empty_jwks_fault_answers_200_with_no_keys(idp: AuthZeroStandIn) -> None:
+    idp.break_jwks("empty")
+    assert fetch_jwks(idp) == {"keys": []}
+    with pytest.raises(FetchError, match="no usable"):
+        parse_jwks(http_fetch(idp.jwks_url, 3.0, 1 << 20), 50)
+
+
+def test_a_hung_jwks_endpoint_drips_until_the_fetch_deadline_cuts_it(idp: AuthZeroStandIn) -> None:
+    idp.break_jwks("hang", drip_every=0.1)  # each byte well inside the socket timeout: only the deadline ends it
+    before = idp.jwks_fetches
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="not complete within 1.6 s"):
+        http_fetch(idp.jwks_url, 0.3, 1 << 20)
+    assert 1.5 <= time.monotonic() - start <= 3.0
+    assert idp.jwks_fetches == before + 1
+
+
+def test_a_hung_jwks_answer_ends_without_keys_when_the_fault_ends(idp: AuthZeroStandIn) -> None:
+    idp.break_jwks("hang", drip_every=0.1)
+    threading.Timer(0.5, idp.break_jwks, args=(None,)).start()
+    with pytest.raises(FetchError):
+        http_fetch(idp.jwks_url, 3.0, 1 << 20)
+    assert http_request("GET", idp.jwks_url).status == 200
+
+
+def test_an_unknown_jwks_fault_is_refused(idp: AuthZeroStandIn) -> None:
+    with pytest.raises(ValueError, match="'sideways'"):
+        idp.break_jwks("sideways")
+
+
 def test_jwks_delay_hook(idp: AuthZeroStandIn) -> None:
     idp.jwks_delay(0.4)
     start = time.monotonic()
@@ -398,8 +439,11 @@ def test_hooks_are_reachable_over_http() -> None:
 
         assert http_request("POST", base + "jwks-delay", body={"seconds": 0.2}).status == 200
         assert idp.stats()["jwks_delay"] == 0.2
+        idp.break_jwks("empty")
+        assert idp.stats()["jwks_fault"] == "empty"
         assert http_request("POST", base + "reset").status == 200
         assert idp.stats()["jwks_delay"] == 0 and idp.jwks_fetches == 0
+        assert idp.stats()["jwks_fault"] is None
 
         minted = http_request(
             "POST", base + "token", body={"client_id": "c", "claims": {"pol": "limited"}, "key": "next"}
