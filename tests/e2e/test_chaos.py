@@ -33,6 +33,32 @@ def test_jwks_outage_rejects_no_valid_token(chaos_stack, capsys):
     assert row.forged_let_in == 0
 
 
+def test_a_jwks_answering_an_html_page_rejects_no_valid_token(chaos_stack, capsys):
+    row = chaos.jwks_html(chaos_stack, 12.0)
+    report(row, capsys)
+    assert row.valid > 100 and row.jwks_fetches
+    assert row.valid_refused == 0
+    assert row.forged_let_in == 0
+
+
+def test_a_jwks_answering_no_keys_rejects_no_valid_token(chaos_stack, capsys):
+    row = chaos.jwks_empty(chaos_stack, 12.0)
+    report(row, capsys)
+    assert row.valid > 100 and row.jwks_fetches
+    assert row.valid_refused == 0
+    assert row.forged_let_in == 0
+
+
+def test_a_hung_jwks_holds_no_valid_request_beyond_the_fetch_deadline(chaos_stack, capsys):
+    row = chaos.jwks_hang(chaos_stack, 12.0)
+    report(row, capsys)
+    assert row.valid > 100 and row.jwks_fetches
+    assert row.valid_refused == 0
+    assert row.forged_let_in == 0
+    assert row.latency_during is not None and row.latency_during.requests > 50
+    assert row.latency_during.max_ms < (chaos.FETCH_DEADLINE + 2.0) * 1000
+
+
 def test_rotation_rejects_no_valid_token_and_fetches_within_the_bound(chaos_stack, capsys):
     row = chaos.rotation(chaos_stack, 8.0)
     report(row, capsys)
