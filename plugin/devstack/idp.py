@@ -562,6 +562,10 @@ def encode_jwt(header: Mapping[str, Any], claims: Mapping[str, Any], key: Any) -
 
 class _Handler(QuietHandler):
     server_version = "stand-in-auth0"
+    # Idle keep-alive connections close after this many seconds, as a CDN's do. Native JWT opens a new
+    # connection for each JWKS fetch and leaves it open; while its fetches fail it fetches on every
+    # request, and each connection would hold one of this server's threads.
+    timeout = 2.0
 
     @property
     def idp(self) -> AuthZeroStandIn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -403,6 +404,16 @@ def test_a_hung_jwks_answer_ends_without_keys_when_the_fault_ends(idp: AuthZeroS
     with pytest.raises(FetchError):
         http_fetch(idp.jwks_url, 3.0, 1 << 20)
     assert http_request("GET", idp.jwks_url).status == 200
+
+
+def test_an_idle_keep_alive_connection_is_closed(idp: AuthZeroStandIn) -> None:
+    connection = socket.create_connection((idp.host, int(idp.url.rsplit(":", 1)[1].rstrip("/"))), timeout=10)
+    with connection:
+        connection.sendall(b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: idp\r\n\r\n")
+        start = time.monotonic()
+        while connection.recv(65536):  # the answer, then the end of the connection
+            pass
+        assert time.monotonic() - start < 5.0
 
 
 def test_an_unknown_jwks_fault_is_refused(idp: AuthZeroStandIn) -> None:
