@@ -24,13 +24,11 @@ Behaviour an operator can rely on:
 
 from __future__ import annotations
 
-import contextlib
 import email.message
 import email.utils
 import http.client
 import json
 import logging
-import socket
 import threading
 import time
 import urllib.error
@@ -41,7 +39,7 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import Any
 
-from plugin import gojson
+from plugin import gojson, httpget
 from plugin.config import jwks_url_problem
 from plugin.errors import KeysUnavailable, UnknownKey
 from plugin.keys import VerificationKey, key_from_jwk
@@ -74,71 +72,11 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def fetch_deadline(timeout: float) -> float:
-    """A fetch's whole time: its connect, its headers and its body may each take ``timeout``."""
-    return timeout * 2 + 1
-
-
-_WATCH = threading.local()  # the deadline of the fetch this thread runs, its watchdogs and their sockets
-
-
-def _connect_watched(address: tuple[str, int], timeout: Any,
-                     source_address: Any = None) -> socket.socket:
-    """socket.create_connection, with a watchdog that cuts the socket at the fetch's deadline: a
-    socket timeout bounds each wait, not an endpoint that drips its headers a byte at a time.
-
-    The watchdog holds a duplicate of the socket: TLS detaches the socket it wraps, and a shutdown
-    through the duplicate still ends the connection (and a handshake in progress)."""
-    sock = socket.create_connection(address, timeout, source_address)
-    deadline = getattr(_WATCH, "deadline", None)
-    if deadline is not None:
-        try:
-            handle = sock.dup()
-        except OSError:
-            sock.close()
-            raise
-        _WATCH.handles.append(handle)
-        watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), _cut, args=(handle, _WATCH.cut))
-        watchdog.daemon = True
-        _WATCH.watchdogs.append(watchdog)
-        try:
-            watchdog.start()
-        except RuntimeError:  # no thread to be had: the fetch fails, and leaves no socket open
-            sock.close()
-            raise
-    return sock
-
-
-def _cut(sock: socket.socket, cut: list[bool]) -> None:
-    cut.append(True)  # what was read may look whole (a header line ended by the cut): it is not kept
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def _watched(connection: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
-    class Watched(connection):  # type: ignore[valid-type,misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._create_connection = _connect_watched
-
-    return Watched
-
-
-_WATCHED = {plain: _watched(plain) for plain in (http.client.HTTPConnection, http.client.HTTPSConnection)}
-
-
-class _HTTPHandler(urllib.request.HTTPHandler):
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_WATCHED.get(http_class, http_class), req, **kwargs)
-
-
-class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_WATCHED.get(http_class, http_class), req, **kwargs)
-
+# Whole-fetch bound; the name is kept where the cache and the settings speak of it.
+fetch_deadline = httpget.deadline
 
 # Proxy settings come from the environment (HTTPS_PROXY, NO_PROXY), as with urllib's own opener.
-_OPENER = urllib.request.build_opener(_CheckedRedirects, _HTTPHandler, _HTTPSHandler)
+_OPENER = httpget.build_opener(_CheckedRedirects)
 
 
 def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
@@ -147,33 +85,14 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     ``fetch_deadline(timeout)`` (the name lookup aside), so a dripping endpoint is dropped."""
     # Always http(s): config.py takes only those as JWKS URLs.
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "tyk-auth0-plugin"})
-    overall = fetch_deadline(timeout)
-    _WATCH.deadline, _WATCH.watchdogs, _WATCH.handles, _WATCH.cut = time.monotonic() + overall, [], [], []
-    cut: list[bool] = _WATCH.cut
-    body, failure = b"", None
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            body = _read_until(response, time.monotonic() + timeout, max_bytes + 1)
+        return httpget.get(_OPENER, request, timeout, max_bytes)
     except urllib.error.HTTPError as exc:
-        failure = FetchError(f"HTTP {exc.code}", retry_after=server_wait(exc.code, exc.headers))
+        raise FetchError(f"HTTP {exc.code}", retry_after=server_wait(exc.code, exc.headers)) from None
+    except httpget.Incomplete as exc:
+        raise FetchError(str(exc)) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        failure = FetchError(failure_text(exc))
-    finally:
-        for watchdog in _WATCH.watchdogs:
-            watchdog.cancel()
-        for watchdog in _WATCH.watchdogs:
-            if watchdog.ident is not None:
-                watchdog.join()  # a cut under way ends before its socket is closed (and its number reused)
-        for handle in _WATCH.handles:
-            handle.close()
-        _WATCH.deadline = None
-    if cut:  # whatever the cut made of it
-        raise FetchError(f"not complete within {overall:g} s")
-    if failure is not None:
-        raise failure
-    if len(body) > max_bytes:
-        raise FetchError(f"response larger than {max_bytes} bytes")
-    return body
+        raise FetchError(failure_text(exc)) from None
 
 
 def server_wait(status: int, headers: Mapping[str, str] | email.message.Message | None,
@@ -231,22 +150,6 @@ def retry_after(value: str | None, now: Callable[[], float] = time.time) -> floa
     if when.tzinfo is None:
         return None
     return max(when.timestamp() - now(), 0.0)
-
-
-def _read_until(response: http.client.HTTPResponse, deadline: float, limit: int) -> bytes:
-    """Read at most ``limit`` bytes, one socket read at a time, giving up if more is still to come
-    once ``deadline`` has passed (a body complete by then is kept, however late its end is seen)."""
-    parts: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = response.read1(limit - size)
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-        if time.monotonic() > deadline and not response.isclosed() and size < limit:
-            raise FetchError("response not complete within the fetch timeout")
-    return b"".join(parts)
 
 
 @dataclass(frozen=True)

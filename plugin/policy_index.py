@@ -10,8 +10,9 @@ leaves the decision to the gateway, as before.
 Before refusing a token for a policy missing from the list, the index reads the list again on
 that request's thread (at most once a second): a policy just added to the gateway, or a list read
 while its files were being rewritten, is then granted as native JWT grants it, not refused for a
-refresh interval. The read is the gateway's own local API or its files, and only this refusal
-path waits for it. A list that cannot be read for four intervals stops refusing ids it lacks.
+refresh interval. The read is the gateway's own local API or its files, only this refusal path
+waits for it, and a read from the gateway is cut at its deadline (7 s). A list that cannot be
+read for four intervals stops refusing ids it lacks.
 
 The index also holds what native JWT copies from a base policy into a new session before it
 applies the policies (``_seed``), so the session the gateway gets from the plugin starts the same.
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from plugin import httpget
 from plugin.coprocess import Object, SessionState
 from plugin.errors import AuthError, NoMatchingPolicy, NoValidPolicies, PolicyNotFound
 from plugin.logs import shown_url
@@ -125,7 +127,7 @@ def problem(exc: Exception) -> str:
         return f"{type(exc.reason).__name__}: {exc.reason.strerror or 'connection failed'}"
     if isinstance(exc, json.JSONDecodeError):
         return f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-    if isinstance(exc, PolicySourceError):
+    if isinstance(exc, (PolicySourceError, httpget.Incomplete)):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}"
@@ -147,18 +149,21 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 # Proxy settings come from the environment, as with urllib's own opener.
-_GATEWAY_OPENER = urllib.request.build_opener(_NoRedirects)
+_GATEWAY_OPENER = httpget.build_opener(_NoRedirects)
+
+_MAX_POLICY_LIST = 8 * 1024 * 1024
 
 
 def from_gateway(url: str, secret: str, timeout: float = 3.0) -> Callable[[], PolicyRights]:
+    """Reads ``GET /tyk/policies``, cut at ``httpget.deadline(timeout)``: a refusal may wait on this
+    read (``PolicyIndex._read_again``), so a gateway that answers a byte at a time must not hold it."""
     # The gateway compares the header's bytes with its secret's UTF-8 bytes; http.client writes a
     # header as latin-1, which would garble an accented secret and cannot write a '€' at all.
     header = secret.encode("utf-8").decode("latin-1")
 
     def load() -> PolicyRights:
         request = urllib.request.Request(gateway_source(url), headers={"X-Tyk-Authorization": header})
-        with _GATEWAY_OPENER.open(request, timeout=timeout) as response:
-            document = json.loads(response.read(8 * 1024 * 1024))
+        document = json.loads(httpget.get(_GATEWAY_OPENER, request, timeout, _MAX_POLICY_LIST))
         if not isinstance(document, list):
             raise PolicySourceError("the gateway's policy list is not a JSON array")
         return _ids(document)

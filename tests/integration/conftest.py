@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import os
 import socket
+import socketserver
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -69,3 +71,25 @@ def server(jwks_server) -> Iterator[ServerProcess]:
     proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}")
     yield proc
     proc.stop()
+
+
+Handler = Callable[[socketserver.BaseRequestHandler], None]
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[Callable[[Handler], str]]:
+    """A raw TCP server answering each connection with ``handle``, for endpoints that misbehave."""
+    servers: list[socketserver.ThreadingTCPServer] = []
+
+    def serve(handle: Handler) -> str:
+        handler = type("H", (socketserver.BaseRequestHandler,), {"handle": handle})
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()

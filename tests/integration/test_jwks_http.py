@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -15,24 +14,6 @@ from plugin.jwks import FetchError, http_fetch
 from tests.support import tokens as t
 
 Handler = Callable[[socketserver.BaseRequestHandler], None]
-
-
-@pytest.fixture()
-def endpoint() -> Iterator[Callable[[Handler], str]]:
-    servers: list[socketserver.ThreadingTCPServer] = []
-
-    def serve(handle: Handler) -> str:
-        handler = type("H", (socketserver.BaseRequestHandler,), {"handle": handle})
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_jwks_is_fetched_over_http(endpoint):
@@ -207,16 +188,14 @@ def _self_signed(tmp_path) -> tuple[str, str]:
 def tls(tmp_path, monkeypatch):
     """A server-side TLS context for 127.0.0.1, and the fetch's opener trusting its certificate."""
     import ssl
-    import urllib.request
 
-    from plugin import jwks
+    from plugin import httpget, jwks
 
     cert, key = _self_signed(tmp_path)
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_side.load_cert_chain(cert, key)
     trusting = ssl.create_default_context(cafile=cert)
-    monkeypatch.setattr(jwks, "_OPENER", urllib.request.build_opener(
-        jwks._CheckedRedirects, jwks._HTTPHandler, jwks._HTTPSHandler(context=trusting)))
+    monkeypatch.setattr(jwks, "_OPENER", httpget.build_opener(jwks._CheckedRedirects, context=trusting))
     return server_side
 
 
