@@ -60,6 +60,7 @@ from plugin.verify import (
     Verifier,
     check_header,
     check_issuer_and_audience,
+    check_lifetime,
     check_times,
 )
 
@@ -385,6 +386,7 @@ def _config_summary(config: ApiConfig) -> dict[str, Any]:
         "scope_claim": config.scope_claim,
         "scope_to_policy": dict(config.scope_to_policy),
         "skew": {"exp": config.exp_skew, "iat": config.iat_skew, "nbf": config.nbf_skew},
+        "max_token_lifetime": config.max_token_lifetime,
         "id_extractor_ttl": config.id_extractor_ttl,
         "hash_key_function": config.hash_key_function,
     }
@@ -863,6 +865,23 @@ class _Walk:
             self.step(claim, error, detail, hints, counts=counts)
         if verdict is not None and self.failure is None:
             self.failure = verdict
+        if config.max_token_lifetime:
+            self._lifetime(claims, now, config.max_token_lifetime)
+
+    def _lifetime(self, claims: Mapping[str, Any], now: float, limit: int) -> None:
+        try:
+            check_lifetime(claims, now, limit)
+            error: AuthError | None = None
+        except AuthError as exc:
+            error = exc
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, (int, float)) or not exp:
+            self.step("lifetime", error, f"no exp, and the API sets max_token_lifetime {limit} s")
+            return
+        since, start = ("iat", float(iat)) if isinstance(iat, (int, float)) and iat else ("now", now)
+        detail = f"{span(float(exp) - start)} from {since} to exp (max_token_lifetime {span(limit)})"
+        hints = [f"in Auth0, set the API's Token Expiration to at most {limit} seconds, or raise max_token_lifetime"]
+        self.step("lifetime", error, detail, hints if error is not None else ())
 
     def _claims(self, claims: Mapping[str, Any], org_id: str) -> None:
         config = self.config

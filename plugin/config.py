@@ -71,6 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwt_expires_at_validation_skew", None, "0", "Seconds of tolerance on `exp` (whole seconds, at most 2**62).", "jwt_expires_at_validation_skew"),
     Setting("jwt_issued_at_validation_skew", None, "0", "Seconds of tolerance on `iat` (whole seconds, at most 2**62).", "jwt_issued_at_validation_skew"),
     Setting("jwt_not_before_validation_skew", None, "0", "Seconds of tolerance on `nbf` (whole seconds, at most 2**62).", "jwt_not_before_validation_skew"),
+    Setting("max_token_lifetime", None, "0", "Longest a token may live, in seconds: `exp` − `iat`, or `exp` − now for a token without `iat`; a token without `exp` is then refused too. 0 is no limit. Auth0 issues 86400 s by default (at most 2592000).", ""),
     Setting("session_metadata_claims", None, "[\"sub\", \"azp\", \"client_id\", \"scope\"]", "Claims copied into the session's metadata (never the token itself). Auth0 names the client `azp` in its default token profile and `client_id` in the RFC 9068 profile; a token carries one of the two."),
     Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`), and so how long a changed `config_data` may take to reach a token whose session the gateway holds. `0` when the token may come from several places (header, `use_param`, `use_cookie`), and only `0` is accepted then: the extractor reads one place, so it could cache a session under a value that is not the token."),
     Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh (at least 5); it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
@@ -126,6 +127,7 @@ class ApiConfig:
     exp_skew: int = 0
     iat_skew: int = 0
     nbf_skew: int = 0
+    max_token_lifetime: int = 0  # seconds; 0 is no limit
     metadata_claims: tuple[str, ...] = DEFAULT_METADATA_CLAIMS
     id_extractor_ttl: int = 300
     jwks_cache_ttl: int = 600
@@ -243,6 +245,7 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         exp_skew=_seconds(data, "jwt_expires_at_validation_skew", 0),
         iat_skew=_seconds(data, "jwt_issued_at_validation_skew", 0),
         nbf_skew=_seconds(data, "jwt_not_before_validation_skew", 0),
+        max_token_lifetime=_seconds(data, "max_token_lifetime", 0),
         metadata_claims=_strings(data, "session_metadata_claims", DEFAULT_METADATA_CLAIMS),
         id_extractor_ttl=_extractor_ttl(data, token_source),
         jwks_cache_ttl=_seconds(data, "jwks_cache_ttl", 600, minimum=5),

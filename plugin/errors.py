@@ -91,6 +91,12 @@ class TokenNotValidYet(ClaimsInvalid):
         super().__init__("token is not valid yet")
 
 
+class LifetimeTooLong(ClaimsInvalid):
+    """The API's max_token_lifetime (no native twin): a token may not live longer, nor without an exp."""
+
+    reason = "lifetime"
+
+
 class IssuerInvalid(ClaimsInvalid):
     reason = "issuer"
 

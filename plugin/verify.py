@@ -26,6 +26,7 @@ from plugin.errors import (
     IssuerInvalid,
     JtiMissing,
     KeysUnavailable,
+    LifetimeTooLong,
     TokenExpired,
     TokenNotValidYet,
     TokenUsedBeforeIssued,
@@ -76,7 +77,10 @@ class Verifier:
             raise BadSignature("signature does not verify")
         check_header(parsed.header)
         claims = parsed.claims
-        check_times(claims, self._clock(), config)
+        now = self._clock()
+        check_times(claims, now, config)
+        if config.max_token_lifetime:
+            check_lifetime(claims, now, config.max_token_lifetime)
         check_issuer_and_audience(claims, config)
         if config.require_jti and "jti" not in claims:
             raise JtiMissing()
@@ -189,6 +193,19 @@ def check_times(claims: Mapping[str, Any], now: float, config: ApiConfig) -> Non
             failure = TokenNotValidYet()
     if failure is not None:
         raise failure
+
+
+def check_lifetime(claims: Mapping[str, Any], now: float, limit: int) -> None:
+    """The API's ``max_token_lifetime``: a token minted to live longer is refused however fresh,
+    so a stolen one is bounded too; without ``iat`` its remaining time counts. A token with no
+    ``exp`` (or ``exp`` 0, which the gateway reads as none) would live forever."""
+    exp = _seconds(claims.get("exp"))
+    if not exp:
+        raise LifetimeTooLong("expiration time (exp) claim is required but not present in token")
+    iat = _seconds(claims.get("iat"))
+    start = iat if iat else int(now)
+    if exp - start > limit:
+        raise LifetimeTooLong(f"token lifetime exceeds the maximum of {limit} seconds")
 
 
 def check_issuer_and_audience(claims: Mapping[str, Any], config: ApiConfig) -> None:

@@ -122,6 +122,8 @@ CONFIG_CHANGES = [  # config_data laid over the API's, token claims, the answer 
     pytest.param({"custom_claim_validation": {"azp": {"type": "exact_match", "allowedValues": ["someone-else"]}}},
                  {}, (401, "Key not authorized: claim azp value does not match any expected values"),
                  id="required claim"),
+    pytest.param({"max_token_lifetime": 60}, {},
+                 (401, "Key not authorized: token lifetime exceeds the maximum of 60 seconds"), id="max token lifetime"),
 ]
 
 

@@ -409,7 +409,8 @@ def test_troubleshooting_covers_every_refusal_text_and_the_check_command():
                      "no suitable claims for user ID were found", "found an empty user ID in sub claim",
                      "Auth plugin misconfigured:", "failed to create key: policy not found:",
                      "`Forbidden`", "`Middleware error`", "tyk-auth0-plugin check",
-                     "Auth0 issuers end with a slash"):
+                     "Auth0 issuers end with a slash", "token lifetime exceeds the maximum of",
+                     "expiration time (exp) claim is required but not present in token"):
         assert fragment in text, fragment
     from plugin.metrics import REASONS
 
@@ -561,6 +562,28 @@ def test_require_jti_is_a_step_of_its_own(jwks_server, signing_key):
     assert code == 1 and report["failed_step"] == "jti"
     assert report["response"] == {"status": 401, "body": {
         "error": "Key not authorized: JWT ID (jti) claim is required but not present in token"}}
+
+
+def test_max_token_lifetime_is_a_step_showing_the_token_s_lifetime(jwks_server, signing_key):
+    now = int(time.time())
+    config = config_data(jwt_source=jwks_server.url, max_token_lifetime=3600)
+    token = t.sign(signing_key, t.claims(iat=now, exp=now + 86400))
+    code, report = run_json("--config-data", config, "--token", token, "--no-discovery")
+    assert code == 1 and report["failed_step"] == "lifetime"
+    step = next(s for s in report["steps"] if s["name"] == "lifetime")
+    assert step["detail"] == "24 h from iat to exp (max_token_lifetime 60 min)"
+    assert "Token Expiration" in " ".join(step["hints"])
+    assert report["response"] == {"status": 401, "body": {
+        "error": "Key not authorized: token lifetime exceeds the maximum of 3600 seconds"}}
+
+
+def test_a_token_within_max_token_lifetime_passes_the_lifetime_step(jwks_server, signing_key):
+    now = int(time.time())
+    config = config_data(jwt_source=jwks_server.url, max_token_lifetime=86400)
+    code, report = run_json("--config-data", config, "--token", t.sign(signing_key, t.claims(iat=now, exp=now + 600)),
+                            "--no-discovery")
+    assert code == 0
+    assert next(s for s in report["steps"] if s["name"] == "lifetime")["status"] == "pass"
 
 
 def test_without_auth_configs_jwt_the_older_auth_object_is_read_for_leftovers(tmp_path, jwks_server):
