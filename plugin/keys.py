@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from plugin.errors import InvalidToken
 from plugin.tokens import decode_segment
 
 VerificationKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | bytes
@@ -57,8 +58,9 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
 
     Only signing keys (``use`` absent or ``sig``) of type RSA or EC are kept: an
     encryption key or a symmetric key in a public JWKS is never a verification key.
-    Nor is an entry the gateway's JWK parser refuses (its numbers not base64url, its
-    ``x5c`` certificate for another key).
+    Nor is an entry the gateway's JWK parser refuses (its numbers not base64url, a certificate in
+    ``x5c`` that does not parse or names another key, an ``x5t`` thumbprint of the wrong size or
+    of another certificate).
     """
     use = jwk.get("use")
     if use not in (None, "sig") or any(member in jwk for member in _PRIVATE_MEMBERS):
@@ -72,7 +74,7 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
         elif kty == "EC":
             ec_key = ECAlgorithm.from_jwk(_as_go_reads(jwk, ("x", "y")))
             key = ec_key if isinstance(ec_key, ec.EllipticCurvePublicKey) and ec_key.curve.name in _JOSE_CURVES else None
-        if key is not None and "x5c" in jwk and not _certificates_agree(jwk["x5c"], key):
+        if key is not None and not _certificates_agree(jwk, key):
             return None
         return key
     except Exception:  # noqa: BLE001 - a malformed entry is skipped, never fatal to the set
@@ -93,24 +95,66 @@ def _as_go_reads(jwk: Mapping[str, Any], members: tuple[str, ...]) -> dict[str, 
     return entry
 
 
-def _certificates_agree(chain: Any, key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bool:
-    """Whether an entry's ``x5c`` is a list of base64 certificates whose first names this very key
-    (RFC 7517 4.7), as the gateway checks it. An entry whose certificate names another key is not
-    trusted with either."""
+def _certificates_agree(jwk: Mapping[str, Any], key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bool:
+    """Whether the entry's certificate members pass the gateway's JWK parser: ``x5c`` a list of
+    base64 DER certificates, every one of them parsed, the first naming this very key (RFC 7517
+    4.7); ``x5t`` and ``x5t#S256`` thumbprints of their hash's size, of that first certificate when
+    there is one. An entry failing any of them is not trusted with its key."""
+    chain = jwk.get("x5c")
     if chain is None:
-        return True
+        chain = []
     if not isinstance(chain, list) or not all(isinstance(cert, str) for cert in chain):
         return False
-    if not chain:
-        return True
-    try:
-        leaf = base64.b64decode(chain[0].replace("\r", "").replace("\n", ""), validate=True)
-        # The gateway's fallback for a set its parser refuses reads a first entry of PEM text.
-        published = (load_static_public_key(leaf) if b"-----" in leaf
-                     else x509.load_der_x509_certificate(leaf).public_key())
-    except (ValueError, binascii.Error):
+    x5t, x5t_s256 = jwk.get("x5t"), jwk.get("x5t#S256")
+    if not all(value is None or isinstance(value, str) for value in (x5t, x5t_s256)):
         return False
+    try:
+        leaf = _standard_base64(chain[0]) if chain else None
+        if leaf is not None:
+            try:
+                certificate = x509.load_der_x509_certificate(leaf)
+            except ValueError:
+                # The gateway's parser refuses the whole set, and its fallback then reads this entry's
+                # first certificate alone, as PEM text (thumbprints and the rest of the chain unread).
+                return b"-----" in leaf and _same_key(load_static_public_key(leaf), key)
+            for cert in chain[1:]:
+                x509.load_der_x509_certificate(_standard_base64(cert))
+            if not _same_key(certificate.public_key(), key):
+                return False
+        for value, digest in ((x5t, hashlib.sha1), (x5t_s256, hashlib.sha256)):
+            thumbprint = _thumbprint(value, digest().digest_size)
+            if thumbprint and leaf is not None and thumbprint != digest(leaf).digest():
+                return False
+    except (ValueError, InvalidToken, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _same_key(published: Any, key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bool:
     return type(published) is type(key) and published.public_numbers() == key.public_numbers()
+
+
+def _standard_base64(text: str) -> bytes:
+    """Padded standard base64 as Go's StdEncoding reads it: CR and LF skipped wherever they are; any
+    other character outside the alphabet, a missing or excess '=', or text after it refused."""
+    data = text.encode("ascii").translate(None, b"\r\n")
+    if len(data) % 4 or data.endswith(b"==="):
+        raise ValueError("not padded base64")
+    return binascii.a2b_base64(data, strict_mode=True)
+
+
+def _thumbprint(value: str | None, size: int) -> bytes:
+    """An ``x5t``/``x5t#S256`` value as the gateway's JWK parser reads it (empty when absent):
+    base64url with trailing '=' cut; a digest written in hex (twice the size) is read as hex. Any
+    other size is refused."""
+    if not value:
+        return b""
+    digest = decode_segment(value.rstrip("="))
+    if len(digest) == 2 * size:
+        digest = binascii.unhexlify(digest)
+    if digest and len(digest) != size:
+        raise ValueError(f"a thumbprint of {len(digest)} bytes, not {size}")
+    return digest
 
 
 def _usable_rsa(key: rsa.RSAPublicKey) -> bool:

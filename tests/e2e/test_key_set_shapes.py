@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import time
 import uuid
@@ -72,6 +73,23 @@ def pem_in_x5c(key: SigningKey) -> list[str]:
     return [base64.b64encode(key.certificate.public_bytes(serialization.Encoding.PEM)).decode()]
 
 
+def certificate_der(key: SigningKey) -> bytes:
+    return key.certificate.public_bytes(serialization.Encoding.DER)
+
+
+def hex_x5t(key: SigningKey) -> str:
+    """The SHA-1 thumbprint written in hex, then base64url: a form go-jose reads."""
+    return b64url(hashlib.sha1(certificate_der(key)).hexdigest().encode())
+
+
+def x5t_s256(key: SigningKey) -> str:
+    return b64url(hashlib.sha256(certificate_der(key)).digest())
+
+
+def chain(*certificates: str) -> list[str]:
+    return list(certificates)
+
+
 def n_with_line_break(key: SigningKey) -> str:
     n = key.jwk()["n"]
     return n[:40] + "\n" + n[40:]
@@ -118,6 +136,20 @@ KEY_SET_CASES = [
     KeySetCase("x5c of PEM text, with n and e", lambda k: key_set(edited(k.a.jwk(), x5c=pem_in_x5c(k.a)))),
     KeySetCase("n with a line break", lambda k: key_set(edited(k.a.jwk(), n=n_with_line_break(k.a)))),
     KeySetCase("n in the standard base64 alphabet", lambda k: key_set(edited(k.a.jwk(), n=n_in_standard_base64(k.a)))),
+    KeySetCase("x5t without x5c", lambda k: key_set(edited(k.a.jwk(), x5c=...))),
+    KeySetCase("x5t in hex", lambda k: key_set(edited(k.a.jwk(), x5t=hex_x5t(k.a)))),
+    KeySetCase("x5t#S256 of its certificate", lambda k: key_set(edited(k.a.jwk(), **{"x5t#S256": x5t_s256(k.a)}))),
+    KeySetCase("x5t of another certificate", lambda k: key_set(edited(k.a.jwk(), x5t=k.b.x5t))),
+    KeySetCase("x5t#S256 of another certificate", lambda k: key_set(edited(k.a.jwk(), **{"x5t#S256": x5t_s256(k.b)}))),
+    KeySetCase("x5t of another certificate, no x5c", lambda k: key_set(edited(k.a.jwk(), x5c=..., x5t=k.b.x5t))),
+    KeySetCase("x5t of the wrong size, no x5c", lambda k: key_set(edited(k.a.jwk(), x5c=..., x5t=b64url(b"t" * 19)))),
+    KeySetCase("x5t not base64url", lambda k: key_set(edited(k.a.jwk(), x5t="@@@"))),
+    KeySetCase("x5c chain of two certificates",
+               lambda k: key_set(edited(k.a.jwk(), x5c=chain(k.a.jwk()["x5c"][0], k.b.jwk()["x5c"][0])))),
+    KeySetCase("x5c chain whose second entry is not a certificate",
+               lambda k: key_set(edited(k.a.jwk(), x5c=chain(k.a.jwk()["x5c"][0], base64.b64encode(b"junk").decode())))),
+    KeySetCase("x5c of PEM text then junk, x5t of another certificate",
+               lambda k: key_set(edited(k.a.jwk(), x5c=pem_in_x5c(k.a) + ["@@@"], x5t=k.b.x5t))),
     KeySetCase("keys empty", lambda k: key_set()),
     KeySetCase("keys not a list", lambda k: json.dumps({"keys": {"a": k.a.jwk()}}).encode()),
     KeySetCase("a single JWK, no keys member", lambda k: json.dumps(k.a.jwk()).encode()),
@@ -143,6 +175,11 @@ KEY_SET_CASES = [
                lambda k: key_set(edited(k.b.jwk(), kid=7), k.a.jwk()), differs=(REFUSED, GRANTED)),
     KeySetCase("a key whose x5c names another key beside the signing key",
                lambda k: key_set(edited(k.b.jwk(), x5c=k.c.jwk()["x5c"]), k.a.jwk()), differs=(REFUSED, GRANTED)),
+    KeySetCase("an x5t of another certificate beside the signing key",
+               lambda k: key_set(edited(k.b.jwk(), x5t=k.c.x5t), k.a.jwk()), differs=(REFUSED, GRANTED)),
+    KeySetCase("an x5c chain with a non-certificate beside the signing key",
+               lambda k: key_set(k.a.jwk(), edited(k.b.jwk(), x5c=chain(k.b.jwk()["x5c"][0], "@@@"))),
+               differs=(REFUSED, GRANTED)),
     KeySetCase("51 keys", lambda k: key_set(*[edited(k.b.jwk(), kid=f"k{i}") for i in range(50)], k.a.jwk()),
                differs=(GRANTED, REFUSED)),
     KeySetCase("a key set served with HTTP 500", lambda k: key_set(k.a.jwk()), status=500,
