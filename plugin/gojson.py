@@ -1,8 +1,9 @@
-"""Two behaviours of Go's encoding/json that answers depend on, for the gateway's JSON read here."""
+"""Behaviours of Go's encoding/json that answers depend on, for the gateway's JSON read here."""
 
 from __future__ import annotations
 
 import codecs
+from typing import Any
 
 _PER_BYTE = "tyk-auth0-plugin-go-replace"
 
@@ -29,3 +30,9 @@ def equal_fold(a: str, b: str) -> bool:
     case folding (not Python's casefold, which maps a ligature such as 'ﬆ' to two letters)."""
     return len(a) == len(b) and all(x == y or x.lower() == y.lower() or x.upper() == y.upper()
                                     for x, y in zip(a, b, strict=True))
+
+
+def refuse_constant(name: str) -> Any:
+    """For json's ``parse_constant``: NaN, Infinity and -Infinity, which Python reads, are no JSON
+    to Go's decoder, wherever they stand."""
+    raise ValueError(f"{name} is not JSON")

@@ -210,7 +210,8 @@ class FetchStats:
 
 def keys_member(body: bytes) -> Any:
     """The document's ``keys`` as Go's decoder fills the gateway's key-set struct: the last member
-    named ``keys`` in any letter case. Read as Go reads it: a BOM or UTF-16 text is not JSON."""
+    named ``keys`` in any letter case. Read as Go reads it: a BOM, UTF-16 text, or a NaN or Infinity
+    literal anywhere is not JSON."""
     members: list[list[tuple[str, Any]]] = []
 
     def remember(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -218,7 +219,7 @@ def keys_member(body: bytes) -> Any:
         return dict(pairs)
 
     try:
-        document = json.loads(gojson.text(body), object_pairs_hook=remember)
+        document = json.loads(gojson.text(body), object_pairs_hook=remember, parse_constant=gojson.refuse_constant)
     except (ValueError, RecursionError):
         raise FetchError("response is not JSON") from None
     if not isinstance(document, dict):

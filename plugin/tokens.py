@@ -33,10 +33,6 @@ HEADER_MEMO_MAX_SEGMENT = 512  # longer headers are parsed every time, so the me
 _MAX_FLOAT_DIGITS = 309  # an integer literal this long may not fit a float64
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _finite_float(text: str) -> float:
     """Go decodes every JSON number into a float64 and refuses one that overflows it (1e400)."""
     value = float(text)
@@ -52,7 +48,7 @@ def _float64_int(text: str) -> int:
     return value
 
 
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_float64_int)
+_JSON_DECODER = json.JSONDecoder(parse_constant=gojson.refuse_constant, parse_float=_finite_float, parse_int=_float64_int)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # left only by a lone \u escape: pairs are joined when decoded
 # Go's decoder takes 10,000 levels of nesting; Python's recursive one stops near 1,000, at a depth

@@ -143,6 +143,8 @@ CASES = [
     Case("exp is null", bearer(lambda s, sub: s.token(sub=sub, exp=None))),
     Case("exp half a second after 1970 (only an exact 0 means unset)", bearer(lambda s, sub: s.token(sub=sub, exp=0.5))),
     Case("exp beyond float64 (1e400)", bearer(raw_claims(with_raw_claim("exp", "1e400")))),
+    Case("a claim NaN (Python's json reads it, Go's does not)", bearer(raw_claims(with_raw_claim("n", "NaN")))),
+    Case("a header member Infinity", bearer(raw_claims(lambda text: text, header=lambda h: h[:-1] + ', "x": Infinity}'))),
     Case("iat is a numeric string", bearer(lambda s, sub: s.token(sub=sub, iat=str(NOW())))),
     Case("exp twice, the expired one last", bearer(raw_claims(
         lambda text: text[:-1] + f', "exp": {NOW() + 3600}, "exp": {NOW() - 60}}}'))),

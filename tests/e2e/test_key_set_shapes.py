@@ -156,6 +156,8 @@ KEY_SET_CASES = [
     KeySetCase("member Keys capitalised", lambda k: json.dumps({"Keys": [k.a.jwk()]}).encode()),
     KeySetCase("a byte order mark", lambda k: b"\xef\xbb\xbf" + key_set(k.a.jwk())),
     KeySetCase("trailing garbage", lambda k: key_set(k.a.jwk()) + b"garbage"),
+    KeySetCase("a NaN literal in the key set", lambda k: key_set(edited(k.a.jwk(), ext=0.5)).replace(b"0.5", b"NaN")),
+    KeySetCase("an Infinity literal beside keys", lambda k: key_set(k.a.jwk())[:-1] + b', "max": Infinity}'),
     # Deliberate differences (README, "Key sets").
     KeySetCase("an enc key first under the kid, token by the signing key",
                lambda k: key_set(edited(k.b.jwk(), kid=k.a.kid, use="enc"), k.a.jwk()), differs=(REFUSED, GRANTED)),

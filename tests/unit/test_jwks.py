@@ -921,6 +921,19 @@ def test_the_keys_member_is_found_in_any_letter_case_the_last_one_winning(key):
     assert set(parse_jwks(json.dumps({"Keys": [key.jwk()]}).encode(), max_keys=10)) == {"k1"}
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("place", ["document", "entry", "nested"])
+def test_a_nan_or_infinity_literal_anywhere_makes_a_key_set_not_json(key, literal, place):
+    """Python's json reads these literals; Go's decoder refuses the whole body."""
+    entry = json.dumps(key.jwk())
+    text = {"document": '{"keys": [' + entry + '], "n": ' + literal + "}",
+            "entry": '{"keys": [' + entry[:-1] + ', "n2": ' + literal + "}]}",
+            "nested": '{"keys": [' + entry[:-1] + ', "ext": {"a": [1, ' + literal + "]}}]}"}[place]
+    assert set(parse_jwks(text.replace(literal, "1").encode(), max_keys=10)) == {"k1"}
+    with pytest.raises(FetchError, match="not JSON"):
+        parse_jwks(text.encode(), max_keys=10)
+
+
 @pytest.mark.parametrize("encode", [lambda text: b"\xef\xbb\xbf" + text.encode(), lambda text: text.encode("utf-16")])
 def test_a_key_set_with_a_byte_order_mark_or_in_utf16_is_not_json(key, encode):
     with pytest.raises(FetchError, match="not JSON"):

@@ -101,6 +101,13 @@ def test_nan_and_infinity_are_not_json(signing_key, constant):
         _payload_parse(signing_key, b'{"sub":"a","n":' + constant + b"}")
 
 
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_in_the_header_are_not_json(constant):
+    header = b'{"alg":"RS256","kid":"k1","x":' + constant + b"}"
+    with pytest.raises(InvalidToken):
+        tokenlib.parse(".".join([t.b64url(header), t.b64url(b'{"sub":"a"}'), t.b64url(b"sig")]))
+
+
 @pytest.mark.parametrize("payload", [b"[]", b'"claims"', b"7", b"true"])
 def test_a_payload_that_is_not_a_json_object_is_refused(signing_key, payload):
     with pytest.raises(InvalidToken):
