@@ -208,6 +208,11 @@ class FetchStats:
     failed: int = 0
 
 
+class _RepeatedMembers(dict[str, Any]):
+    """A JSON object naming a member twice, the last one kept: so the gateway's key-set decoder
+    reads such a document, but its JWK parser refuses such a key entry."""
+
+
 def keys_member(body: bytes) -> Any:
     """The document's ``keys`` as Go's decoder fills the gateway's key-set struct: the last member
     named ``keys`` in any letter case. Read as Go reads it: a BOM, UTF-16 text, or a NaN or Infinity
@@ -216,7 +221,8 @@ def keys_member(body: bytes) -> Any:
 
     def remember(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         members[:] = [pairs]  # the document's own object is the last one to close
-        return dict(pairs)
+        read = dict(pairs)
+        return read if len(read) == len(pairs) else _RepeatedMembers(read)
 
     try:
         document = json.loads(gojson.text(body), object_pairs_hook=remember, parse_constant=gojson.refuse_constant)
@@ -235,6 +241,14 @@ def entry_kid(jwk: Mapping[str, Any]) -> Any:
     return "" if kid is None else kid
 
 
+def entry_key(jwk: Any) -> VerificationKey | None:
+    """The key an entry of ``keys`` gives (see key_from_jwk), or None; an entry naming one member
+    twice gives none."""
+    if not isinstance(jwk, dict) or isinstance(jwk, _RepeatedMembers):
+        return None
+    return key_from_jwk(jwk)
+
+
 def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
     entries = keys_member(body)
     if not isinstance(entries, list):
@@ -243,11 +257,11 @@ def parse_jwks(body: bytes, max_keys: int) -> dict[str, VerificationKey]:
         raise FetchError(f"JWKS has {len(entries)} keys, more than the limit of {max_keys}")
     by_kid: dict[str, VerificationKey] = {}
     for jwk in entries:
-        if not isinstance(jwk, dict):
+        key = entry_key(jwk)
+        if key is None:
             continue
-        key = key_from_jwk(jwk)
         kid = entry_kid(jwk)
-        if key is not None and isinstance(kid, str):
+        if isinstance(kid, str):
             by_kid.setdefault(kid, key)  # the first key with a kid wins, as in the gateway
     if not by_kid:
         raise FetchError("JWKS has no usable RSA/EC signing key")

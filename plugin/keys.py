@@ -47,6 +47,10 @@ MAX_RSA_EXPONENT = 2**31 - 1
 # Members only a private JWK has. A key set that publishes one is never trusted with it (the gateway's
 # verifier cannot use a private key either), and building it would cost seconds of prime recovery.
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
+# Members the gateway's JWK parser reads into strings, and those it decodes as base64url whatever the
+# key type: another JSON type (null aside), or text that is not base64url, refuses the entry.
+_STRING_MEMBERS = ("use", "kty", "kid", "crv", "alg", "x5u", "x5t", "x5t#S256")
+_BASE64URL_MEMBERS = ("k", "x", "y", "n", "e")
 
 
 class KeyTypeMismatch(Exception):
@@ -58,12 +62,12 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
 
     Only signing keys (``use`` absent or ``sig``) of type RSA or EC are kept: an
     encryption key or a symmetric key in a public JWKS is never a verification key.
-    Nor is an entry the gateway's JWK parser refuses (its numbers not base64url, a certificate in
-    ``x5c`` that does not parse or names another key, an ``x5t`` thumbprint of the wrong size or
-    of another certificate).
+    Nor is an entry the gateway's JWK parser refuses (a member of the wrong JSON type, a key number
+    not base64url, a certificate in ``x5c`` that does not parse or names another key, an ``x5t``
+    thumbprint of the wrong size or of another certificate).
     """
     use = jwk.get("use")
-    if use not in (None, "sig") or any(member in jwk for member in _PRIVATE_MEMBERS):
+    if use not in (None, "sig") or any(member in jwk for member in _PRIVATE_MEMBERS) or not _members_read(jwk):
         return None
     kty = jwk.get("kty")
     try:
@@ -79,6 +83,23 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
         return key
     except Exception:  # noqa: BLE001 - a malformed entry is skipped, never fatal to the set
         return None
+
+
+def _members_read(jwk: Mapping[str, Any]) -> bool:
+    """Whether the gateway's JWK parser reads the entry's members: each a string where it takes a
+    string, and every key number base64url, even those its key type does not use."""
+    if any(jwk.get(name) is not None and not isinstance(jwk[name], str) for name in _STRING_MEMBERS):
+        return False
+    try:
+        for name in _BASE64URL_MEMBERS:
+            value = jwk.get(name)
+            if value is not None:
+                if not isinstance(value, str):
+                    return False
+                decode_segment(value.rstrip("="))
+    except InvalidToken:
+        return False
+    return True
 
 
 def _as_go_reads(jwk: Mapping[str, Any], members: tuple[str, ...]) -> dict[str, Any]:
@@ -105,9 +126,7 @@ def _certificates_agree(jwk: Mapping[str, Any], key: rsa.RSAPublicKey | ec.Ellip
         chain = []
     if not isinstance(chain, list) or not all(isinstance(cert, str) for cert in chain):
         return False
-    x5t, x5t_s256 = jwk.get("x5t"), jwk.get("x5t#S256")
-    if not all(value is None or isinstance(value, str) for value in (x5t, x5t_s256)):
-        return False
+    x5t, x5t_s256 = jwk.get("x5t"), jwk.get("x5t#S256")  # strings or None: _members_read has seen them
     try:
         leaf = _standard_base64(chain[0]) if chain else None
         if leaf is not None:

@@ -90,6 +90,16 @@ def chain(*certificates: str) -> list[str]:
     return list(certificates)
 
 
+def raw_key_set(*entries: str) -> bytes:
+    """A key set of entries given as JSON text (for text no encoder writes)."""
+    return ('{"keys": [' + ", ".join(entries) + "]}").encode()
+
+
+def use_twice(jwk: dict[str, Any]) -> str:
+    """The entry's JSON text naming its ``use`` member a second time, with the same value."""
+    return json.dumps(jwk)[:-1] + ', "use": "sig"}'
+
+
 def n_with_line_break(key: SigningKey) -> str:
     n = key.jwk()["n"]
     return n[:40] + "\n" + n[40:]
@@ -150,6 +160,9 @@ KEY_SET_CASES = [
                lambda k: key_set(edited(k.a.jwk(), x5c=chain(k.a.jwk()["x5c"][0], base64.b64encode(b"junk").decode())))),
     KeySetCase("x5c of PEM text then junk, x5t of another certificate",
                lambda k: key_set(edited(k.a.jwk(), x5c=pem_in_x5c(k.a) + ["@@@"], x5t=k.b.x5t))),
+    KeySetCase("alg a number", lambda k: key_set(edited(k.a.jwk(), alg=256))),
+    KeySetCase("x of an RSA key not base64url", lambda k: key_set(edited(k.a.jwk(), x="!!!"))),
+    KeySetCase("a member named twice", lambda k: raw_key_set(use_twice(k.a.jwk()))),
     KeySetCase("keys empty", lambda k: key_set()),
     KeySetCase("keys not a list", lambda k: json.dumps({"keys": {"a": k.a.jwk()}}).encode()),
     KeySetCase("a single JWK, no keys member", lambda k: json.dumps(k.a.jwk()).encode()),
@@ -182,6 +195,10 @@ KEY_SET_CASES = [
     KeySetCase("an x5c chain with a non-certificate beside the signing key",
                lambda k: key_set(k.a.jwk(), edited(k.b.jwk(), x5c=chain(k.b.jwk()["x5c"][0], "@@@"))),
                differs=(REFUSED, GRANTED)),
+    KeySetCase("a key whose alg is a number beside the signing key",
+               lambda k: key_set(edited(k.b.jwk(), alg=256), k.a.jwk()), differs=(REFUSED, GRANTED)),
+    KeySetCase("a key naming a member twice beside the signing key",
+               lambda k: raw_key_set(use_twice(k.b.jwk()), json.dumps(k.a.jwk())), differs=(REFUSED, GRANTED)),
     KeySetCase("51 keys", lambda k: key_set(*[edited(k.b.jwk(), kid=f"k{i}") for i in range(50)], k.a.jwk()),
                differs=(GRANTED, REFUSED)),
     KeySetCase("a key set served with HTTP 500", lambda k: key_set(k.a.jwk()), status=500,

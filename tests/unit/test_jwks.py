@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from concurrent.futures import Future
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -908,6 +909,50 @@ def test_a_key_number_in_the_standard_base64_alphabet_makes_its_key_unused(key):
     assert "+" in standard or "/" in standard
     body = json.dumps({"keys": [dict(key.jwk(), n=standard), dict(t.rsa_key("k2").jwk())]}).encode()
     assert set(parse_jwks(body, max_keys=10)) == {"k2"}
+
+
+def usable_kids(*entries: Any) -> set[str]:
+    try:
+        return set(parse_jwks(json.dumps({"keys": list(entries)}).encode(), max_keys=10))
+    except FetchError:
+        return set()
+
+
+@pytest.mark.parametrize("member", ["alg", "crv", "x5u", "x5t", "x5t#S256", "kid"])
+@pytest.mark.parametrize("value", [5, True, ["RS256"], {"a": "b"}])
+def test_a_member_go_jose_reads_as_a_string_that_is_of_another_type_makes_its_key_unused(key, member, value):
+    other = t.rsa_key("k2")
+    assert usable_kids(dict(key.jwk(), **{member: value}), other.jwk()) == {"k2"}
+
+
+@pytest.mark.parametrize("member", ["alg", "crv", "x5u", "x5t", "x5t#S256"])
+def test_a_string_member_set_to_null_counts_as_absent(key, member):
+    assert usable_kids(dict(key.jwk(), **{member: None})) == {"k1"}
+
+
+@pytest.mark.parametrize(("entry", "member"), [("rsa", "x"), ("rsa", "y"), ("rsa", "k"), ("ec", "n"), ("ec", "e")])
+@pytest.mark.parametrize("value", ["@@@", "A", "+/+/", 5])
+def test_a_key_number_its_key_type_does_not_use_that_is_not_base64url_makes_its_key_unused(entry, member, value):
+    signing = t.rsa_key("k1") if entry == "rsa" else t.ec_key("k1")
+    assert usable_kids(dict(signing.jwk(), **{member: "AAAA"})) == {"k1"}
+    assert usable_kids(dict(signing.jwk(), **{member: value}), t.rsa_key("k2").jwk()) == {"k2"}
+
+
+def test_an_entry_naming_a_member_twice_is_never_used(key):
+    entry = json.dumps(key.jwk())
+    repeated = entry[:-1] + ', "kid": ' + json.dumps(key.kid) + "}"
+    body = ('{"keys": [' + repeated + ", " + json.dumps(t.rsa_key("k2").jwk()) + "]}").encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k2"}
+
+
+def test_a_member_named_twice_inside_an_unknown_member_leaves_the_entry_used(key):
+    entry = json.dumps(key.jwk())[:-1] + ', "ext": {"a": 1, "a": 2}}'
+    assert set(parse_jwks(('{"keys": [' + entry + "]}").encode(), max_keys=10)) == {"k1"}
+
+
+def test_a_document_naming_keys_twice_takes_the_last(key):
+    body = ('{"keys": [], "keys": [' + json.dumps(key.jwk()) + "]}").encode()
+    assert set(parse_jwks(body, max_keys=10)) == {"k1"}
 
 
 def test_a_key_with_kid_null_answers_the_empty_kid_as_a_key_without_kid(key):
