@@ -49,7 +49,7 @@ from plugin.errors import (
 )
 from plugin.extract import DEFAULT_SOURCE, TokenSource
 from plugin.hooks import HookRouter
-from plugin.jwks import FetchError, JwksCache, JwksSettings, entry_kid, http_fetch, keys_member, parse_jwks
+from plugin.jwks import FetchError, JwksCache, JwksSettings, entry_key, entry_kid, http_fetch, keys_member, parse_jwks
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
 from plugin.logs import exception_site
 from plugin.policy_index import PolicyIndex, from_path
@@ -549,11 +549,17 @@ class Checker:
             return {"url": url, "ok": False, "error": str(exc), "keys": []}
         sets.bodies[url] = body
         entries = []
+        verified_with: set[str] = set()
         for jwk in keys_member(body):  # a list: parse_jwks has read the same document
             if isinstance(jwk, dict):
                 kid = entry_kid(jwk)
+                # As the server reads the set: an entry it skips, or one after the first usable key
+                # with its kid, never verifies, whatever its kid.
+                usable = isinstance(kid, str) and kid in keys and kid not in verified_with and entry_key(jwk) is not None
+                if usable:
+                    verified_with.add(kid)
                 entries.append({"kid": kid, "kty": jwk.get("kty"), "alg": jwk.get("alg"), "use": jwk.get("use"),
-                                "usable": isinstance(kid, str) and kid in keys})
+                                "usable": usable})
         return {"url": url, "ok": True, "keys": entries}
 
     # -- the token -------------------------------------------------------------------------------------
@@ -787,6 +793,7 @@ class _Walk:
             return None
         several = len(source.jwks_urls) > 1
         published: list[str] = []
+        skipped = False  # the kid is on an entry the server ignores
         for url in source.jwks_urls:  # the first set publishing the kid verifies, as in the server
             body = self.sets.bodies.get(url)
             keys = parse_jwks(body, JwksSettings().max_keys) if body is not None else {}
@@ -794,6 +801,8 @@ class _Walk:
                 self.step("key", None, f"kid {kid!r} found in the JWKS" + (f" {url}" if several else ""))
                 return keys[kid]
             published.extend(keys)
+            skipped = skipped or (body is not None and any(
+                isinstance(jwk, dict) and entry_kid(jwk) == kid for jwk in keys_member(body)))
         if self.sets.errors:
             url, error = next(iter(self.sets.errors.items()))
             self.step("key", KeysUnavailable("JWKS fetch failed"),
@@ -804,10 +813,16 @@ class _Walk:
             return None
         hints = [f"the JWKS publish{'' if several else 'es'} {', '.join(sorted(published)) or 'no usable key'}",
                  "the token comes from another tenant or environment, or its key was rotated out and revoked"]
+        if skipped:
+            hints.insert(1, "that entry is no RSA or EC signing key (e.g. use enc, an RSA key under 1024 bits), or "
+                            "the gateway's JWK parser refuses it (e.g. an x5t that is not its certificate's "
+                            "thumbprint, an x5c entry that is not a certificate)")
         iss = claims.get("iss")
         if isinstance(iss, str) and self.config.issuers and iss not in self.config.issuers:
             hints.append(f"the token's issuer is {iss!r}: it was not issued by the configured tenant")
-        self.step("key", UnknownKey("kid not in JWKS"), f"kid {kid!r} is not in the JWKS", hints)
+        self.step("key", UnknownKey("kid not in JWKS"),
+                  f"kid {kid!r} is only on a JWKS entry the server ignores" if skipped
+                  else f"kid {kid!r} is not in the JWKS", hints)
         return None
 
     def _signature(self, parsed: tokenlib.ParsedToken, key: VerificationKey) -> None:

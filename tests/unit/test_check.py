@@ -803,3 +803,50 @@ def test_the_keys_listed_are_the_entries_the_server_reads(signing_key, document,
     report = check.Checker(fetch=lambda url, timeout, limit: body).run(
         check.load_config_data(config_data()), None, discovery=False)
     assert [(k["kid"], k["usable"]) for k in report.jwks["keys"]] == [(listed_kid(signing_key), True)]
+
+
+@pytest.fixture(scope="module")
+def certified():
+    """Two keys as Auth0 publishes them, with x5t and x5c."""
+    from plugin.devstack.idp import SigningKey
+
+    return SigningKey.generate(), SigningKey.generate()
+
+
+def listed(entries: list) -> check.Report:
+    body = json.dumps({"keys": entries}).encode()
+    return check.Checker(fetch=lambda url, timeout, limit: body).run(
+        check.load_config_data(config_data()), None, discovery=False)
+
+
+def test_an_entry_the_server_skips_is_listed_as_ignored_though_a_usable_key_shares_its_kid(certified):
+    key, other = certified
+    report = listed([dict(key.jwk(), x5t=other.x5t), key.jwk()])
+    assert [(k["kid"], k["usable"]) for k in report.jwks["keys"]] == [(key.kid, False), (key.kid, True)]
+
+
+def test_a_key_after_the_first_usable_key_with_its_kid_is_listed_as_ignored(certified):
+    key, other = certified
+    report = listed([key.jwk(), dict(other.jwk(), kid=key.kid)])
+    assert [(k["kid"], k["usable"]) for k in report.jwks["keys"]] == [(key.kid, True), (key.kid, False)]
+
+
+def test_an_entry_go_jose_refuses_is_printed_as_ignored(certified):
+    key, other = certified
+    out = io.StringIO()
+    check.render_text(listed([dict(other.jwk(), kid="bad", x5c=[other.jwk()["x5c"][0], "@@@"]), key.jwk()]), out)
+    assert f"2 key(s): bad (RSA RS256, ignored), {key.kid} (RSA RS256)\n" in out.getvalue()
+
+
+def test_a_kid_only_on_an_entry_the_server_ignores_is_told_apart_from_an_unpublished_kid(signing_key, next_key):
+    body = json.dumps({"keys": [dict(signing_key.jwk(), x5t="@@@"), next_key.jwk()]}).encode()
+    report = check.Checker(fetch=lambda url, timeout, limit: body).run(
+        check.load_config_data(config_data()), t.sign(signing_key), discovery=False)
+    step = next(s for s in report.steps if s.name == "key")
+    assert (step.status, step.detail) == ("fail", f"kid {signing_key.kid!r} is only on a JWKS entry the server ignores")
+    assert any("the gateway's JWK parser refuses it" in hint for hint in step.hints)
+    unpublished = check.Checker(fetch=lambda url, timeout, limit: body).run(
+        check.load_config_data(config_data()), t.sign(t.rsa_key("elsewhere")), discovery=False)
+    step = next(s for s in unpublished.steps if s.name == "key")
+    assert step.detail == "kid 'elsewhere' is not in the JWKS"
+    assert not any("refuses it" in hint for hint in step.hints)
