@@ -21,12 +21,13 @@ import dataclasses
 import os
 import signal
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from plugin.grpc_setup import prefer_classic_listener
 
 
-def echo_router(auth_hook: str) -> Any:
+def echo_router(auth_hooks: Iterable[str]) -> Any:
     """A HookRouter whose every call is answered with the received Object, untouched."""
     from plugin.hooks import HookRouter
 
@@ -34,13 +35,13 @@ def echo_router(auth_hook: str) -> Any:
         def dispatch(self, obj: Any) -> Any:
             return obj
 
-    return EchoRouter(auth_hook, lambda _obj: None)
+    return EchoRouter(auth_hooks, lambda _obj: None)
 
 
 STUB_SESSION_KEY = "bench-stub-session"
 
 
-def stub_router(auth_hook: str, policy_id: str) -> Any:
+def stub_router(auth_hooks: Iterable[str], policy_id: str) -> Any:
     """A HookRouter whose auth check grants one fixed session, shaped like the plugin's, without work."""
     from plugin.coprocess import SessionState
     from plugin.hooks import HookRouter
@@ -52,7 +53,7 @@ def stub_router(auth_hook: str, policy_id: str) -> Any:
         obj.session.ParseFromString(session)
         obj.metadata["token"] = STUB_SESSION_KEY
 
-    return HookRouter(auth_hook, grant)
+    return HookRouter(auth_hooks, grant)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(settings)
     if args.mode == "stub" and not args.policy:
         parser.error("stub needs --policy")
-    router = (echo_router(app.router.auth_hook) if args.mode == "echo"
-              else stub_router(app.router.auth_hook, args.policy))
+    router = (echo_router(app.router.auth_hooks) if args.mode == "echo"
+              else stub_router(app.router.auth_hooks, args.policy))
     server = PluginServer(settings, app=dataclasses.replace(app, router=router))
     server.start()
 

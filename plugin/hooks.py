@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from plugin.coprocess import HookType, Object
 from plugin.errors import AuthError, UnknownHook
@@ -82,12 +82,15 @@ def refuse(obj: Object, error: AuthError) -> None:
 
 
 class HookRouter:
-    """``on_outcome(hook, outcome)`` hears of auth calls refused before the auth check runs (a hook
+    """``auth_hooks`` are the names an auth call may carry (one, or those of several manifests);
+    replacing the attribute with another frozenset swaps them at once, as a reload does.
+
+    ``on_outcome(hook, outcome)`` hears of auth calls refused before the auth check runs (a hook
     name this server does not serve), which an instrumented ``authenticate`` never sees."""
 
-    def __init__(self, auth_hook: str, authenticate: Hook, hooks: Mapping[str, Hook] | None = None,
+    def __init__(self, auth_hooks: str | Iterable[str], authenticate: Hook, hooks: Mapping[str, Hook] | None = None,
                  on_outcome: Callable[[str, str], None] | None = None) -> None:
-        self.auth_hook = auth_hook
+        self.auth_hooks = frozenset((auth_hooks,) if isinstance(auth_hooks, str) else auth_hooks)
         self._authenticate = authenticate
         self._hooks = dict(hooks or {})
         self._on_outcome = on_outcome
@@ -96,7 +99,7 @@ class HookRouter:
 
     def dispatch(self, obj: Object) -> Object:
         if obj.hook_type == _AUTH:
-            if obj.hook_name != self.auth_hook:
+            if obj.hook_name not in self.auth_hooks:
                 log.warning("auth call for unknown hook api=%s hook=%r: refused", api_id(obj), obj.hook_name[:64])
                 refuse(obj, UnknownHook())
                 if self._on_outcome is not None:

@@ -586,8 +586,8 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--bundle", metavar="NAME", help="call the plugin through this bundle (e.g. bundle.zip); "
                         "without it the manifest's middleware is written into the definition")
     parser.add_argument("--manifest", metavar="FILE", help="the manifest whose middleware is written in "
-                        "(default: TYK_AUTH0_MANIFEST, else the repository's manifest.json, or installed, "
-                        "the same built in)")
+                        "(default: TYK_AUTH0_MANIFEST when it names one file, else the repository's manifest.json, "
+                        "or installed, the same built in)")
     parser.add_argument("--no-id-extractor", action="store_true",
                         help="leave the manifest's ID extractor out: the plugin is called on every request and "
                              "sessions stay per subject, as native JWT keeps them")
@@ -624,8 +624,8 @@ def _plugin_hook(args: argparse.Namespace) -> PluginHook:
     if args.bundle and args.no_id_extractor:
         raise UsageError("--no-id-extractor applies to the middleware written into the definition; with --bundle "
                           "the bundle's manifest decides")
-    path = manifest_path(args.manifest)
     try:
+        path = manifest_path(args.manifest)
         load_manifest(path)  # a manifest the plugin itself would accept
         middleware = dict(json.loads(read_manifest(path))["custom_middleware"])
     except (ManifestError, ValueError, KeyError) as exc:

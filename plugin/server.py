@@ -29,7 +29,7 @@ from plugin.decoding import Undecodable, UndecodableLog, add_dispatcher, refuse_
 from plugin.errors import ConfigurationError
 from plugin.hooks import HookRouter
 from plugin.jwks import JwksCache, JwksSettings
-from plugin.manifest import ManifestError, load_hook_names, manifest_path
+from plugin.manifest import MANIFEST_ENV, MANIFEST_SEPARATOR, ManifestError, load_served_hooks, manifest_paths
 from plugin.policy_index import PolicyIndex, from_gateway, from_path, gateway_source
 from plugin.session import key_format
 from plugin.verify import DEFAULT_MAX_TOKEN_BYTES, Verifier
@@ -162,7 +162,7 @@ def grpc_address(listen: str) -> str:
 @dataclass(frozen=True)
 class ServerSettings:
     listen: str = DEFAULT_LISTEN
-    manifest: str | None = None
+    manifests: tuple[str, ...] = ()  # none: TYK_AUTH0_MANIFEST's list, else the repository's manifest
     threads: int = 4
     max_concurrent: int = 256
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
@@ -207,10 +207,11 @@ class App:
     configs: ConfigStore
     metrics: metricslib.Metrics
     hook_log: extensions.HookLog
+    hook_sets: tuple[extensions.Hooks, ...] = ()
 
 
 def build_app(settings: ServerSettings) -> App:
-    hooks = load_hook_names(manifest_path(settings.manifest))
+    hooks = load_served_hooks(manifest_paths(settings.manifests))
     jwks = JwksCache(replace(settings.jwks, waiters=settings.threads - 1))  # one call thread beyond them
     configs = ConfigStore(defaults=server_defaults(os.environ))
     verifier = Verifier(jwks, max_token_bytes=settings.max_token_bytes)
@@ -226,34 +227,43 @@ def build_app(settings: ServerSettings) -> App:
     for problem in extensions.manifest_problems(hook_sets, hooks):
         log.warning("hooks: %s", problem)
     hook_log = extensions.HookLog()
-    router = HookRouter(hooks.auth_check, metrics.instrument_auth(authenticator.authenticate),
+    router = HookRouter(hooks.auth_checks, metrics.instrument_auth(authenticator.authenticate),
                         hooks=extensions.as_router_hooks(*hook_sets, on_outcome=metrics.hook_outcome, logs=hook_log),
                         on_outcome=metrics.request)
     metrics.bind(token_cache=lambda: (authenticator.hits, authenticator.misses),
                  jwks_fetches=lambda: (jwks.stats.ok, jwks.stats.failed), jwks_ages=jwks.ages)
     return App(router=router, authenticator=authenticator, jwks=jwks, configs=configs, metrics=metrics,
-               hook_log=hook_log)
+               hook_log=hook_log, hook_sets=tuple(hook_sets))
+
+
+def auth_hooks_text(names: frozenset[str]) -> str:
+    """``auth hook 'A'``, or ``auth hooks 'A', 'B'`` when several manifests are served."""
+    shown = ", ".join(repr(name) for name in sorted(names))
+    return f"auth hook {shown}" if len(names) == 1 else f"auth hooks {shown}"
 
 
 def reload(app: App, settings: ServerSettings) -> None:
     """SIGHUP: re-read what can change without a restart; key sets and in-flight calls are untouched.
 
-    The manifest's hook name, every API's parsed config_data (so a rotated secret behind
+    Every manifest's hook names (all of them or, when one cannot be read or they conflict, none:
+    the names served stay as they were), every API's parsed config_data (so a rotated secret behind
     ``jwt_source_file`` or ``jwt_source_env`` is read again; verified tokens of the old
     configuration are no longer reachable), and the gateway's policy list. The JWKS cache
     survives, so a reload never costs a fetch.
     """
     try:
-        hooks = load_hook_names(manifest_path(settings.manifest))
+        hooks = load_served_hooks(manifest_paths(settings.manifests))
     except ManifestError as exc:
-        log.error("reload: %s; keeping auth hook %r", exc, app.router.auth_hook)
+        log.error("reload: %s; keeping %s", exc, auth_hooks_text(app.router.auth_hooks))
     else:
-        app.router.auth_hook = hooks.auth_check
+        app.router.auth_hooks = frozenset(hooks.auth_checks)
+        for problem in extensions.manifest_problems(app.hook_sets, hooks):
+            log.warning("hooks: %s", problem)
     app.configs.clear()
     if app.authenticator.policy_index is not None:
         app.authenticator.policy_index.refresh()
-    log.info("reloaded: auth hook %r, API configurations will be parsed again, JWKS cache kept",
-             app.router.auth_hook)
+    log.info("reloaded: %s, API configurations will be parsed again, JWKS cache kept",
+             auth_hooks_text(app.router.auth_hooks))
 
 
 _CALL_THREADS = "dispatch"  # the name prefix of the gRPC call threads
@@ -303,7 +313,7 @@ class PluginServer:
         if self.settings.metrics_listen:
             self.app.metrics.start(*metricslib.parse_listen(self.settings.metrics_listen))
         self.update_health()
-        log.info("listening on %s (auth hook %r)", self.address, self.app.router.auth_hook)
+        log.info("listening on %s (%s)", self.address, auth_hooks_text(self.app.router.auth_hooks))
         log.info("%s", key_hashing_note(os.environ))
 
     def _prefetch_default_tenant(self) -> None:
@@ -431,9 +441,12 @@ def add_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="run the gRPC plugin server Tyk calls")
     parser.add_argument("--listen", default=env("TYK_AUTH0_LISTEN", DEFAULT_LISTEN), type=_listen_flag,
                         help="tcp://HOST:PORT or unix:///path.sock (env TYK_AUTH0_LISTEN; default %(default)s)")
-    parser.add_argument("--manifest", default=None,
-                        help="bundle manifest naming the hooks (env TYK_AUTH0_MANIFEST; default: the repository's "
-                             "manifest.json, or the same one built in when installed)")
+    parser.add_argument("--manifest", action="append", default=None, metavar="FILE",
+                        help="bundle manifest naming the hooks; repeat it to serve the hooks of several manifests "
+                             "at once, e.g. the old and the new bundle's while gateways move to a renamed auth hook "
+                             f"(env {MANIFEST_ENV}: one path, or several separated by {MANIFEST_SEPARATOR!r} as in "
+                             "PATH; flags replace the env; default: the repository's manifest.json, or the same one "
+                             "built in when installed)")
     parser.add_argument("--threads", type=bounded(int, 1, "TYK_AUTH0_THREADS"), default=env("TYK_AUTH0_THREADS", "4"),
                         help="gRPC worker threads (env TYK_AUTH0_THREADS; default %(default)s)")
     parser.add_argument("--grace", type=bounded(float, 0, "TYK_AUTH0_GRACE", maximum=MAX_WAIT_SECONDS),
@@ -537,11 +550,29 @@ def _run_serve(args: argparse.Namespace) -> int:
         log.info("pinned to cpu %d", cpu)
     jwks = JwksSettings(fetch_timeout=args.jwks_timeout, min_refetch_interval=args.jwks_min_refetch_interval,
                         max_stale=args.jwks_max_stale)
-    return serve(ServerSettings(listen=args.listen, manifest=args.manifest, threads=args.threads, jwks=jwks, grace=args.grace,
+    return serve(ServerSettings(listen=args.listen, manifests=tuple(args.manifest or ()), threads=args.threads, jwks=jwks, grace=args.grace,
                                 max_concurrent=args.max_concurrent, token_cache_size=args.token_cache_size,
                                 max_token_bytes=args.max_token_bytes, gateway_url=args.tyk_gateway_url, gateway_secret=gateway_secret,
                                 policies_path=args.tyk_policies, metrics_listen=args.metrics_listen,
                                 hooks=tuple(extensions.hook_targets(args))))
+
+
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    """The ``serve`` flags each worker gets (the supervisor adds its --listen); the environment is inherited."""
+    argv = ["--threads", str(args.threads), "--max-concurrent", str(args.max_concurrent), "--grace", str(args.grace),
+            "--token-cache-size", str(args.token_cache_size), "--max-token-bytes", str(args.max_token_bytes),
+            "--jwks-min-refetch-interval", str(args.jwks_min_refetch_interval),
+            "--jwks-max-stale", str(args.jwks_max_stale), "--jwks-timeout", str(args.jwks_timeout),
+            "--log-level", args.log_level, "--workers", "1",
+            "--tyk-gateway-url", args.tyk_gateway_url, "--tyk-policies", args.tyk_policies,
+            "--metrics-listen", ""]  # replaced per worker when metrics are on: worker i on PORT+i
+    for target in extensions.hook_targets(args):
+        argv += ["--hooks", target]
+    for manifest in args.manifest or ():
+        argv += ["--manifest", manifest]
+    if args.log_json:
+        argv.append("--log-json")
+    return argv
 
 
 def _run_workers(args: argparse.Namespace) -> int:
@@ -574,20 +605,7 @@ def _run_workers(args: argparse.Namespace) -> int:
                   getattr(exc, "strerror", None) or exc)
         return 2
     responder.start()
-    argv = ["--threads", str(args.threads), "--max-concurrent", str(args.max_concurrent), "--grace", str(args.grace),
-            "--token-cache-size", str(args.token_cache_size), "--max-token-bytes", str(args.max_token_bytes),
-            "--jwks-min-refetch-interval", str(args.jwks_min_refetch_interval),
-            "--jwks-max-stale", str(args.jwks_max_stale), "--jwks-timeout", str(args.jwks_timeout),
-            "--log-level", args.log_level, "--workers", "1",
-            "--tyk-gateway-url", args.tyk_gateway_url, "--tyk-policies", args.tyk_policies,
-            "--metrics-listen", ""]  # replaced per worker when metrics are on: worker i on PORT+i
-    for target in extensions.hook_targets(args):
-        argv += ["--hooks", target]
-    if args.manifest:
-        argv += ["--manifest", args.manifest]
-    if args.log_json:
-        argv.append("--log-json")
-    supervisor = Supervisor(addresses=addresses, port=int(port), argv=argv,
+    supervisor = Supervisor(addresses=addresses, port=int(port), argv=worker_argv(args),
                             cpus=allowed_cpus() if args.pin_workers else None, metrics=metrics)
     log.info("%d workers on %s port %s; in tyk.conf coprocess_options set coprocess_grpc_server "
              "\"dns://%s:%d/%s:%s\" and grpc_round_robin_load_balancing true",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -361,14 +362,16 @@ def test_an_unsigned_bundle_saved_before_public_key_path_was_set_still_loads(gat
 
 
 class PluginProcess:
-    """A plugin server of the test's own, started as an operator starts it: --manifest, --grace."""
+    """A plugin server of the test's own, started as an operator starts it: --manifest (once per
+    manifest), --grace."""
 
-    def __init__(self, workdir: Path, manifest: Path) -> None:
+    def __init__(self, workdir: Path, *manifests: Path) -> None:
         self.port = free_port()
         self.address = f"tcp://{LOOPBACK}:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        flags = [arg for manifest in manifests for arg in ("--manifest", str(manifest))]
         self.process = ManagedProcess("plugin", [sys.executable, "-m", "plugin", "serve", "--listen", self.address,
-                                                 "--manifest", str(manifest), "--grace", "2"],
+                                                 *flags, "--grace", "2"],
                                       workdir / "plugin.log", env=env, cwd=ROOT)
 
     def start(self) -> float:
@@ -380,6 +383,14 @@ class PluginProcess:
 
     def stop(self) -> None:
         self.process.stop()
+
+    def reload(self) -> None:
+        """``kill -HUP``, then wait for the plugin to say it reloaded."""
+        assert self.process.pid is not None
+        done = self.process.log_text().count("reloaded: ")
+        os.kill(self.process.pid, signal.SIGHUP)
+        wait_until(lambda: self.process.log_text().count("reloaded: ") > done, timeout=10, interval=0.1,
+                   what="the plugin to reload")
 
 
 @pytest.fixture()
@@ -443,3 +454,56 @@ def test_upgrading_with_a_renamed_hook_refuses_until_both_plugin_and_gateway_hav
     gateway.put_api(gateways.plugin_api(new))
     reload_group(gateway)
     assert first_success_after(gateway, plugin_stack) < RECONNECTED_WITHIN
+
+
+def test_renaming_the_auth_hook_with_both_manifests_served_refuses_nothing_while_gateways_move_one_by_one(
+        gateways, plugin_stack, tmp_path):
+    """README *Renaming the auth hook*: the plugin serves the current and the previous manifest, so
+    gateways still on the old bundle and gateways already on the new one are all answered."""
+    installed, previous = manifest_file(tmp_path / "installed"), tmp_path / "manifest-previous.json"
+    shutil.copy(installed, previous)  # two slots, one manifest until a rename
+    plugin = PluginProcess(tmp_path, installed, previous)
+    plugin.start()
+    try:
+        old = build_versioned(installed, gateways.published)
+        first = gateways.new(old, grpc_server=plugin.address).start()
+        assert answer(first, plugin_stack) == (200, "")
+
+        # The renamed manifest goes in the first slot, the old one stays in the second: a SIGHUP serves both.
+        source = manifest_file(tmp_path / "source", hook="Auth0JWTAuthCheckV2")
+        new = build_versioned(source, gateways.published)
+        shutil.copy(source, installed)
+        plugin.reload()
+        second = gateways.new(new, grpc_server=plugin.address).start()
+        assert answer(second, plugin_stack) == (200, "") and answer(first, plugin_stack) == (200, "")
+
+        # The first gateway moves to the new bundle under traffic: every answer is a 200.
+        statuses: list[int] = []
+        done = threading.Event()
+
+        def traffic() -> None:
+            while not done.is_set():
+                statuses.append(answer(first, plugin_stack)[0])
+                time.sleep(0.1)
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        try:
+            first.put_api(gateways.plugin_api(new))
+            reload_group(first)
+            time.sleep(0.5)
+        finally:
+            done.set()
+            worker.join()
+        assert statuses and set(statuses) == {200}
+
+        # Every gateway has moved: the previous slot takes the new manifest, and the old name is dropped.
+        shutil.copy(installed, previous)
+        plugin.reload()
+        assert answer(first, plugin_stack) == (200, "") and answer(second, plugin_stack) == (200, "")
+        log = plugin.process.log_text()
+        assert "reloaded: auth hook 'Auth0JWTAuthCheckV2'," in log
+        assert "auth call for unknown hook" not in log
+        print(f"\nauth hook renamed across two gateways: {len(statuses)} requests during the switch, all 200")
+    finally:
+        plugin.stop()

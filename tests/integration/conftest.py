@@ -27,12 +27,12 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m plugin serve`` in a child process, as an operator would start it."""
 
-    def __init__(self, listen: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, listen: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.listen = listen
         self.target = listen.replace("tcp://", "") if listen.startswith("tcp://") else listen
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plugin", "serve", "--listen", listen],
+            [sys.executable, "-m", "plugin", "serve", "--listen", listen, *args],
             cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.channel = grpc.insecure_channel(self.target)

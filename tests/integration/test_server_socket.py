@@ -296,7 +296,7 @@ def test_stopping_a_server_frees_its_metrics_port():
     from plugin.server import PluginServer, ServerSettings
 
     metrics_port = free_port()
-    settings = ServerSettings(listen=f"tcp://127.0.0.1:{free_port()}", manifest=str(ROOT / "manifest.json"),
+    settings = ServerSettings(listen=f"tcp://127.0.0.1:{free_port()}", manifests=(str(ROOT / "manifest.json"),),
                               metrics_listen=f"127.0.0.1:{metrics_port}")
     for _ in range(2):  # the second start binds the same metrics port again
         server = PluginServer(settings)
@@ -366,3 +366,65 @@ def test_hooks_that_cannot_load_are_refused_naming_the_flag(tmp_path):
     result = _serve("--listen", f"tcp://127.0.0.1:{free_port()}", "--hooks", str(tmp_path / "missing_hooks.py"))
     assert result.returncode == 2
     assert "--hooks (TYK_AUTH0_HOOKS): hooks file" in result.stderr
+
+
+# -- several manifests -------------------------------------------------------------------------------
+
+
+def write_manifest(path, auth_check: str, **slots: list[str]):
+    middleware = {"driver": "grpc", "auth_check": {"name": auth_check},
+                  **{slot: [{"name": name} for name in names] for slot, names in slots.items()}}
+    path.write_text(json.dumps({"file_list": [], "custom_middleware": middleware}))
+    return path
+
+
+def test_one_server_answers_the_auth_hooks_of_two_manifests(tmp_path, jwks_server, keys):
+    old = write_manifest(tmp_path / "old.json", "Auth0JWTAuthCheck")
+    new = write_manifest(tmp_path / "new.json", "Auth0JWTAuthCheckV2")
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", args=("--manifest", str(old), "--manifest", str(new)))
+    try:
+        def answer(hook: str) -> tuple[int, list[str]]:
+            reply = call(proc.channel, auth_object("Bearer " + t.sign(keys[0]), config=config_for(jwks_server),
+                                                   hook_name=hook))
+            return reply.request.return_overrides.response_code, list(reply.session.apply_policies)
+        assert answer("Auth0JWTAuthCheck") == (-1, ["auth0-policy"])
+        assert answer("Auth0JWTAuthCheckV2") == (-1, ["auth0-policy"])
+        assert answer("Auth0JWTAuthCheckV3") == (403, [])
+    finally:
+        _, stderr = proc.stop()
+    assert "(auth hooks 'Auth0JWTAuthCheck', 'Auth0JWTAuthCheckV2')" in stderr
+
+
+def test_sighup_rereads_every_manifest_the_variable_lists(tmp_path):
+    import os
+
+    old = write_manifest(tmp_path / "old.json", "Auth0JWTAuthCheck")
+    new = write_manifest(tmp_path / "new.json", "Auth0JWTAuthCheckV2")
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", env={"TYK_AUTH0_MANIFEST": f"{old}{os.pathsep}{new}"})
+    try:
+        def served(hook: str) -> bool:
+            # No key set: a served name reaches the auth check (500, no config); another is refused 403.
+            reply = call(proc.channel, auth_object("Bearer x", hook_name=hook, with_config=False))
+            return reply.request.return_overrides.response_code != 403
+        assert served("Auth0JWTAuthCheck") and served("Auth0JWTAuthCheckV2")
+        write_manifest(old, "Auth0JWTAuthCheckV2")  # every gateway moved on: the old name is dropped
+        write_manifest(new, "Auth0JWTAuthCheckV3")
+        proc.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while served("Auth0JWTAuthCheck") and time.time() < deadline:
+            time.sleep(0.1)
+        assert not served("Auth0JWTAuthCheck")
+        assert served("Auth0JWTAuthCheckV2") and served("Auth0JWTAuthCheckV3")
+    finally:
+        _, stderr = proc.stop()
+    assert "reloaded: auth hooks 'Auth0JWTAuthCheckV2', 'Auth0JWTAuthCheckV3'" in stderr
+
+
+def test_manifests_giving_one_name_two_meanings_stop_the_start_naming_the_files(tmp_path):
+    old = write_manifest(tmp_path / "old.json", "Auth0JWTAuthCheck")
+    new = write_manifest(tmp_path / "new.json", "Auth0JWTAuthCheckV2", pre=["Auth0JWTAuthCheck"])
+    result = _serve("--listen", f"tcp://127.0.0.1:{free_port()}", "--manifest", str(old), "--manifest", str(new))
+    assert result.returncode == 2
+    assert (f"hook 'Auth0JWTAuthCheck' is the auth_check in manifest {old} but a pre hook in manifest {new}"
+            in result.stderr)
+    assert "Traceback" not in result.stderr

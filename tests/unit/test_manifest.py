@@ -1,21 +1,31 @@
-"""The server reads hook names from the bundle manifest with the same rules the bundle builder applies."""
+"""The server reads hook names from the bundle manifests with the same rules the bundle builder applies,
+and serves several manifests' names only where each name keeps one meaning."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from plugin.bundle import BundleError, build
-from plugin.manifest import BUILT_IN_MANIFEST, ManifestError, load_hook_names
+from plugin.manifest import (
+    BUILT_IN_MANIFEST,
+    DEFAULT_MANIFEST,
+    ManifestError,
+    load_hook_names,
+    load_served_hooks,
+    manifest_path,
+    manifest_paths,
+)
 
 REPO_MANIFEST = Path(__file__).resolve().parents[2] / "manifest.json"
 
 
-def write(tmp_path: Path, document: object) -> Path:
-    path = tmp_path / "manifest.json"
+def write(tmp_path: Path, document: object, name: str = "manifest.json") -> Path:
+    path = tmp_path / name
     path.write_text(json.dumps(document))
     return path
 
@@ -97,3 +107,93 @@ def test_serve_is_silent_about_the_repository_manifests_extractor(caplog):
     with caplog.at_level(logging.WARNING, logger="plugin.manifest"):
         load_hook_names(REPO_MANIFEST)
     assert caplog.text == ""
+
+
+# -- which manifests are served ----------------------------------------------------------------------
+
+
+def test_every_manifest_flag_is_served_in_the_order_given():
+    assert manifest_paths(["old.json", "new.json"], environ={}) == (Path("old.json"), Path("new.json"))
+
+
+def test_the_variable_lists_manifests_separated_as_path_lists_directories():
+    environ = {"TYK_AUTH0_MANIFEST": f"/etc/a.json{os.pathsep}/etc/b.json"}
+    assert manifest_paths(None, environ) == (Path("/etc/a.json"), Path("/etc/b.json"))
+
+
+def test_blanks_and_empty_entries_in_the_variable_are_ignored():
+    environ = {"TYK_AUTH0_MANIFEST": f" /etc/a.json {os.pathsep}{os.pathsep}/etc/b.json{os.pathsep}"}
+    assert manifest_paths(None, environ) == (Path("/etc/a.json"), Path("/etc/b.json"))
+
+
+def test_flags_replace_the_variable():
+    assert manifest_paths(["flag.json"], {"TYK_AUTH0_MANIFEST": "env.json"}) == (Path("flag.json"),)
+
+
+def test_without_flags_or_variable_the_repository_manifest_is_served():
+    assert manifest_paths(None, {}) == (DEFAULT_MANIFEST,)
+    assert manifest_paths(None, {"TYK_AUTH0_MANIFEST": "  "}) == (DEFAULT_MANIFEST,)
+
+
+def test_a_manifest_given_twice_is_served_once():
+    assert manifest_paths(["a.json", "b.json", "a.json"], {}) == (Path("a.json"), Path("b.json"))
+
+
+def test_a_command_writing_one_manifest_refuses_a_variable_listing_several():
+    with pytest.raises(ManifestError, match="lists 2 manifests .*--manifest"):
+        manifest_path(None, {"TYK_AUTH0_MANIFEST": f"a.json{os.pathsep}b.json"})
+    assert manifest_path("chosen.json", {"TYK_AUTH0_MANIFEST": f"a.json{os.pathsep}b.json"}) == Path("chosen.json")
+
+
+# -- several manifests served together ----------------------------------------------------------------
+
+
+def test_the_auth_check_names_of_every_manifest_are_served(tmp_path):
+    old = write(tmp_path, middleware(), "old.json")
+    new = write(tmp_path, middleware(auth_check={"name": "Auth0CheckV2"}), "new.json")
+    served = load_served_hooks([old, new])
+    assert served.auth_checks == ("Auth0Check", "Auth0CheckV2")
+    assert served.manifests == (old, new)
+
+
+def test_custom_hooks_of_every_manifest_are_served_once_each(tmp_path):
+    old = write(tmp_path, middleware(pre=[{"name": "AddRequestId"}]), "old.json")
+    new = write(tmp_path, middleware(auth_check={"name": "V2"}, pre=[{"name": "AddRequestId"}],
+                                     response=[{"name": "HideServer"}]), "new.json")
+    served = load_served_hooks([old, new])
+    assert (served.pre, served.response) == (("AddRequestId",), ("HideServer",))
+
+
+def test_two_manifests_naming_the_same_auth_check_serve_it_once(tmp_path):
+    served = load_served_hooks([write(tmp_path, middleware(), "a.json"), write(tmp_path, middleware(), "b.json")])
+    assert served.auth_checks == ("Auth0Check",)
+
+
+def test_an_auth_check_name_that_another_manifest_lists_as_a_pre_hook_is_refused_naming_both_files(tmp_path):
+    old = write(tmp_path, middleware(), "old.json")
+    new = write(tmp_path, middleware(auth_check={"name": "V2"}, pre=[{"name": "Auth0Check"}]), "new.json")
+    with pytest.raises(ManifestError) as refused:
+        load_served_hooks([old, new])
+    assert str(refused.value).startswith(f"hook 'Auth0Check' is the auth_check in manifest {old} but a pre hook in "
+                                         f"manifest {new}: ")
+
+
+def test_a_custom_hook_listed_in_two_slots_by_two_manifests_is_refused(tmp_path):
+    first = write(tmp_path, middleware(pre=[{"name": "Stamp"}]), "a.json")
+    second = write(tmp_path, middleware(post=[{"name": "Stamp"}]), "b.json")
+    with pytest.raises(ManifestError, match=f"hook 'Stamp' is a pre hook in manifest {first} but a post hook in "
+                                            f"manifest {second}"):
+        load_served_hooks([first, second])
+
+
+def test_one_manifest_listing_a_name_in_two_slots_is_refused_naming_it_once(tmp_path):
+    path = write(tmp_path, middleware(post_key_auth=[{"name": "Auth0Check"}]))
+    with pytest.raises(ManifestError, match=f"hook 'Auth0Check' is both the auth_check and a post_key_auth hook in "
+                                            f"manifest {path}: "):
+        load_served_hooks([path])
+
+
+def test_one_unreadable_manifest_among_several_is_refused_by_name(tmp_path):
+    with pytest.raises(ManifestError, match="nowhere.json: no such file"):
+        load_served_hooks([write(tmp_path, middleware()), tmp_path / "nowhere.json"])
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +305,16 @@ def test_the_command_exits_2_on_input_that_is_not_an_api_definition(tmp_path, co
     path = tmp_path / "api.json"
     path.write_text(content)
     assert run("--api", str(path))[0] == 2
+
+
+def test_a_manifest_variable_listing_several_files_asks_which_one_to_write_in(tmp_path, monkeypatch):
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(classic()))
+    monkeypatch.setenv("TYK_AUTH0_MANIFEST", f"{ROOT / 'manifest.json'}{os.pathsep}{tmp_path / 'previous.json'}")
+    code, out, err = run("--api", str(path))
+    assert (code, out) == (2, "") and "TYK_AUTH0_MANIFEST lists 2 manifests" in err and "--manifest" in err
+    code, out, _ = run("--api", str(path), "--manifest", str(ROOT / "manifest.json"))
+    assert code == 0 and json.loads(out)["custom_middleware"]["auth_check"]["name"] == "Auth0JWTAuthCheck"
 
 
 def test_a_bundle_and_no_id_extractor_together_are_a_usage_error(tmp_path):
