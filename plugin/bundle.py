@@ -416,6 +416,9 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     verify_parser.add_argument("bundle_path", type=Path, metavar="BUNDLE", help="bundle zip to check")
     verify_parser.add_argument("--public-key", type=Path, default=None,
                                help="PEM RSA public key, as set in the gateway's public_key_path")
+    verify_parser.add_argument("--server-manifest", type=Path, action="append", default=None, metavar="FILE",
+                               help="a manifest the plugin server serves (its --manifest); repeat it for each: fail "
+                                    "when the server would refuse a hook name of the bundle")
     verify_parser.set_defaults(func=_run_verify)
 
 
@@ -440,14 +443,33 @@ def _run_verify(args: argparse.Namespace) -> int:
         print(f"bundle verify: {args.bundle_path}: {exc}", file=sys.stderr)
         return 1
     _warn_extractor(f"bundle verify: {args.bundle_path}", manifest)
+    served = ""
+    if args.server_manifest:
+        problems = _server_problems(args.bundle_path, manifest, args.server_manifest)
+        if problems:
+            for problem in problems:
+                print(f"bundle verify: {args.bundle_path}: {problem}", file=sys.stderr)
+            return 1
+        served = ", hook names served by the server's manifests"
     if args.public_key is not None:
         state = "signature verified"
     elif manifest.signature:
         state = "signed, signature not checked (no --public-key)"
     else:
         state = "unsigned"
-    print(f"{args.bundle_path}: ok (checksum {manifest.checksum}, {state})")
+    print(f"{args.bundle_path}: ok (checksum {manifest.checksum}, {state}{served})")
     return 0
+
+
+def _server_problems(bundle_path: Path, manifest: Manifest, server_manifests: Sequence[Path]) -> list[str]:
+    """What the plugin server, serving ``server_manifests``, would refuse of the bundle's hook names."""
+    from plugin.manifest import ManifestError, hook_names, load_served_hooks, unserved  # it builds on this module
+
+    try:
+        served = load_served_hooks(server_manifests)
+    except ManifestError as exc:
+        return [f"--server-manifest: the server refuses to start with these manifests: {exc}"]
+    return unserved(hook_names(manifest.custom_middleware), served, f"bundle {bundle_path}")
 
 
 def _warn_extractor(command: str, manifest: Manifest) -> None:

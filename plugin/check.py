@@ -45,6 +45,7 @@ from plugin.errors import (
     KeysUnavailable,
     MissingToken,
     UnexpectedSigningMethod,
+    UnknownHook,
     UnknownKey,
 )
 from plugin.extract import DEFAULT_SOURCE, TokenSource
@@ -52,6 +53,7 @@ from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings, entry_key, entry_kid, http_fetch, keys_member, parse_jwks
 from plugin.keys import KeyTypeMismatch, VerificationKey, load_static_public_key, verify_signature
 from plugin.logs import exception_site
+from plugin.manifest import ManifestError, ServedHooks, load_served_hooks, manifest_paths
 from plugin.policy_index import PolicyIndex, from_path
 from plugin.server import variable_of
 from plugin.session import key_format, key_id
@@ -66,6 +68,7 @@ from plugin.verify import (
 
 EXIT_PASS, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _HOOK = "TykAuth0PluginCheck"
+_HOOK_STEP = "auth hook"
 _MAX_DOC_BYTES = 256 * 1024
 _NATIVE_KEYS = {s.native: s.key for s in SETTINGS if s.native and " " not in s.native}  # dotted: nested fields
 # The scopes object, which native JWT reads before the two jwt_scope_* fields when it holds anything.
@@ -120,6 +123,11 @@ class ApiSource:
     data: dict[str, Any] | None = field(default=None, repr=False)
     raw_config: str | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
+    # The auth hook name the definition itself gives the gateway ("" when it gives none), and the
+    # bundle it loads instead ("" when none): a bundle's manifest replaces the definition's hooks.
+    auth_hook: str = ""
+    auth_hook_field: str = ""
+    bundle: str = ""
 
 
 def _go_number(value: float | int) -> float | int:
@@ -220,7 +228,20 @@ def load_api(path: str) -> ApiSource:
             notes.append(f"native setting {native} is ignored by the plugin: put it in config_data as {key!r} "
                          "(docs/migration.md)")
     notes.extend(_no_twin_notes(document, NO_TWIN_CLASSIC, ""))
+    bundle = document.get("custom_middleware_bundle")
+    name = _object(_object(document.get("custom_middleware")).get("auth_check")).get("name")
+    _hook_source(source, bundle if not document.get("custom_middleware_bundle_disabled") else None,
+                 name, "custom_middleware.auth_check.name")
     return _with_data(source, data, not document.get("config_data_disabled", False))
+
+
+def _hook_source(source: ApiSource, bundle: Any, name: Any, where: str) -> None:
+    """Where the gateway takes the auth hook's name from: the bundle when the API loads one (its
+    manifest's custom_middleware replaces the definition's), else the definition's own field."""
+    if isinstance(bundle, str) and bundle:
+        source.bundle = bundle
+    elif isinstance(name, str) and name:
+        source.auth_hook, source.auth_hook_field = name, where
 
 
 def _no_twin_notes(section: Mapping[str, Any], fields: Mapping[str, str], where: str) -> list[str]:
@@ -258,6 +279,10 @@ def _load_oas(path: str, tyk: dict[str, Any]) -> ApiSource:
     plugin_config = _object(_object(_object(tyk.get("middleware")).get("global")).get("pluginConfig"))
     if plugin_config.get("driver") not in (None, "grpc"):
         source.notes.append(f"pluginConfig.driver is {plugin_config.get('driver')!r}: this plugin needs 'grpc'")
+    bundle = _object(plugin_config.get("bundle"))
+    _hook_source(source, bundle.get("path") if bundle.get("enabled") else None,
+                 _object(_object(custom).get("config")).get("functionName"),
+                 "server.authentication.custom.config.functionName")
     data = plugin_config.get("data") or {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}: pluginConfig.data must be an object")
@@ -444,12 +469,17 @@ class Checker:
         self.max_token_bytes = max_token_bytes
         self.environ = os.environ if environ is None else environ
         self.policy_index: PolicyIndex | None = None
+        self.served: ServedHooks | None = None
 
     def run(self, source: ApiSource, token: str | None, org_id: str | None = None,
             discovery: bool = True, policies_path: str | None = None,
-            gateway_hash: tuple[str, str] | None = None) -> Report:
+            gateway_hash: tuple[str, str] | None = None, served: ServedHooks | None = None) -> Report:
+        """``served``: the hook names of the plugin's manifests, which the API's own auth hook name
+        is checked against (when the definition gives one)."""
         report = Report(source=source, org_id=source.org_id if org_id is None else org_id, now=self.clock())
         self.policy_index = None
+        self.served = served
+        self._check_hook(report)
         if policies_path:
             self.policy_index = PolicyIndex(from_path(Path(policies_path)))
             if not self.policy_index.refresh():
@@ -471,8 +501,9 @@ class Checker:
         except ConfigurationError as exc:
             report.config_error = exc
             report.notes += _config_error_hints(exc, source.data or {})
-            report.response = _response(exc.status, exc.message)
-            report.verdict, report.exit_code = "config_error", EXIT_USAGE
+            if report.failed_step is None:  # a hook name the plugin does not serve is refused before config_data is read
+                report.response = _response(exc.status, exc.message)
+                report.verdict, report.exit_code = "config_error", EXIT_USAGE
             return report
         config = report.config
         report.notes += _config_notes(config, source.data or {})
@@ -484,7 +515,7 @@ class Checker:
             report.discovery = self._discovery(config)
         sets = self._jwks(config, report)
         if token is None:
-            if report.jwks is not None and not report.jwks.get("ok"):
+            if report.jwks is not None and not report.jwks.get("ok") and report.failed_step is None:
                 report.verdict, report.exit_code = "keys_unavailable", EXIT_REFUSED
             return report
         self._explain(report, token, config, sets)
@@ -569,6 +600,8 @@ class Checker:
         reply = self._dispatch(report, token, config, sets)
         overrides = reply.request.return_overrides
         walk = _Walk(config, report, sets, self.policy_index, self.max_token_bytes)
+        if report.failed_step == _HOOK_STEP:
+            walk.failure = UnknownHook()  # the router refuses before any other check
         walk.run(token, report.org_id)
         if overrides.response_code >= 400:
             report.response = _response(overrides.response_code, overrides.response_error)
@@ -623,7 +656,9 @@ class Checker:
         verifier = Verifier(jwks, clock=clock, max_token_bytes=self.max_token_bytes)
         authenticator = Authenticator(verifier, ConfigStore(defaults=env_config_data(self.environ)),
                                       cache_size=1, clock=clock, policy_index=self.policy_index)
-        obj = Object(hook_type=HookType.CustomKeyCheck, hook_name=_HOOK)
+        called, serving = ((report.source.auth_hook, self.served.auth_checks)
+                           if self.served is not None and report.source.auth_hook else (_HOOK, (_HOOK,)))
+        obj = Object(hook_type=HookType.CustomKeyCheck, hook_name=called)
         if token:
             _place(obj, config.token_source, token)
         obj.request.url = "/"
@@ -633,7 +668,32 @@ class Checker:
         obj.spec["APIID"] = report.source.api_id
         if report.source.raw_config is not None:
             obj.spec["config_data"] = report.source.raw_config
-        return HookRouter(_HOOK, authenticator.authenticate).dispatch(obj)
+        return HookRouter(serving, authenticator.authenticate).dispatch(obj)
+
+    def _check_hook(self, report: Report) -> None:
+        """The first thing the plugin checks: is the hook name the gateway calls one it serves?"""
+        source, served = report.source, self.served
+        if source.bundle:
+            report.notes.append(f"the auth hook's name is in bundle {source.bundle!r}, which check does not read: "
+                                "`tyk-auth0-plugin bundle verify BUNDLE --server-manifest FILE` compares it with "
+                                "the plugin's manifests")
+        if not source.auth_hook or served is None:
+            return
+        manifests = ", ".join(map(str, served.manifests))
+        shown = ", ".join(repr(name) for name in served.auth_checks)
+        if source.auth_hook in served.auth_checks:
+            report.steps.append(Step(_HOOK_STEP, "pass", f"{source.auth_hook!r} ({source.auth_hook_field}) is served "
+                                                         f"by the plugin's manifests ({manifests})"))
+            return
+        report.steps.append(Step(_HOOK_STEP, "fail",
+                                 f"the gateway calls {source.auth_hook!r} ({source.auth_hook_field}); the plugin's "
+                                 f"manifests ({manifests}) serve {shown}",
+                                 ["the plugin refuses an auth call for any other name: serve a manifest naming "
+                                  f"{source.auth_hook!r} beside the others (serve --manifest, repeatable), or name "
+                                  "a served hook in the API definition"]))
+        report.failed_step = _HOOK_STEP
+        report.response = _response(UnknownHook().status, UnknownHook().message)
+        report.verdict, report.exit_code = "refused", EXIT_REFUSED
 
 
 def _split(url: str) -> SplitResult:
@@ -1363,6 +1423,11 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--tyk-conf", metavar="FILE", help="the gateway's tyk.conf: also check that the "
                         "plugin's hash_key_function keys sessions as the gateway does (TYK_GW_HASHKEYFUNCTION, "
                         "when set here, wins as in the gateway)")
+    parser.add_argument("--server-manifest", metavar="FILE", action="append", default=None,
+                        help="a manifest the plugin server serves (its --manifest); repeat it for each: the auth "
+                             "hook name the API definition gives is checked against them (default: as serve, "
+                             "TYK_AUTH0_MANIFEST, else the repository's manifest.json); a name inside a bundle "
+                             "is checked by `bundle verify --server-manifest`")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-discovery", action="store_true", help="skip fetching the OpenID discovery document")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per HTTP fetch (default %(default)s)")
@@ -1395,6 +1460,7 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
             # not UTF-8 as U+FFFD.
             token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip(" \t\r\n")
         gateway_hash = load_gateway_hash_function(args.tyk_conf, os.environ) if args.tyk_conf else None
+        served = _served_hooks(source, getattr(args, "server_manifest", None))
         if not (0 < args.timeout < 3600):
             raise UsageError("--timeout must be a number of seconds above 0 and below 3600")
     except UsageError as exc:
@@ -1406,7 +1472,8 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
     plugin_log.setLevel(logging.CRITICAL)
     try:
         checker = checker or Checker(timeout=args.timeout, max_token_bytes=args.max_token_bytes)
-        report = checker.run(source, token, args.org_id, not args.no_discovery, args.tyk_policies, gateway_hash)
+        report = checker.run(source, token, args.org_id, not args.no_discovery, args.tyk_policies, gateway_hash,
+                             served)
     except Exception as exc:  # noqa: BLE001 - an input the explanation cannot follow: say so, never a traceback
         print(f"tyk-auth0-plugin check: cannot explain this input ({type(exc).__name__} at {exception_site(exc)})",
               file=sys.stderr)
@@ -1419,3 +1486,18 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
     else:
         render_text(report, out)
     return report.exit_code
+
+
+def _served_hooks(source: ApiSource, explicit: Sequence[str] | None) -> ServedHooks | None:
+    """The plugin's manifests, read only when the definition names its own auth hook; those of
+    ``--server-manifest`` must be readable, serve's default ones are checked when they are."""
+    if not source.auth_hook:
+        return None
+    try:
+        return load_served_hooks(manifest_paths(explicit))
+    except ManifestError as exc:
+        if explicit:
+            raise UsageError(f"--server-manifest: {exc}") from None
+        source.notes.append(f"the auth hook's name is not checked: the plugin's manifests cannot be read ({exc}); "
+                            "give them with --server-manifest")
+        return None

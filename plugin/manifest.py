@@ -183,3 +183,19 @@ def conflict(name: str, first: tuple[str, str], second: tuple[str, str]) -> str:
         said = f"hook {name!r} is {_SLOT[kind]} in {where} but {_SLOT[other_kind]} in {other_where}"
     return f"{said}: the gateway calls a hook by its name, so one name must name one hook; rename one of them"
 
+
+def unserved(names: HookNames, served: ServedHooks, where: str) -> list[str]:
+    """What the server would refuse of the hooks ``names`` lists (a bundle's): an auth
+    check it does not serve (403 ``Key not authorised``), and a name the server's manifests give
+    another slot (refused at its start, were ``where`` served beside them)."""
+    problems = []
+    for kind, name in names.slots():
+        origin = served.origins.get(name)
+        if origin is not None and origin[0] != kind:
+            problems.append(conflict(name, (kind, where), (origin[0], f"manifest {origin[1]}")))
+        elif kind == "auth_check" and origin is None:
+            shown = ", ".join(repr(n) for n in served.auth_checks)
+            problems.append(f"auth_check {name!r} of {where} is not served: the server's manifests "
+                            f"({', '.join(map(str, served.manifests))}) name the auth check {shown}, so every "
+                            "auth call for it gets 403 Key not authorised")
+    return problems

@@ -268,14 +268,21 @@ def test_a_bundle_naming_a_hook_the_plugin_does_not_serve_gets_403_key_not_autho
     assert plugin_stack.plugin is not None
     assert "auth call for unknown hook api=auth0-plugin hook='RenamedAuthCheck': refused" in plugin_stack.plugin.log_text()
 
-    # `check` runs the auth check itself under the name it serves: it passes the token, and the
-    # hook name is left to the plugin's log and metrics.
+    # `check` cannot read the bundle the API names, and says so: the token passes, with a note that
+    # `bundle verify --server-manifest` compares the bundle's hook names with the plugin's manifests,
+    # which refuses this bundle.
     api = tmp_path / "api.json"
     api.write_text(json.dumps(gateway.apis[gw.PLUGIN_API_ID]))
     report = json.loads(subprocess.run(
         [sys.executable, "-m", "plugin", "check", "--api", str(api), "--token", "-", "--json", "--no-discovery"],
         input=plugin_stack.token(), capture_output=True, text=True, cwd=ROOT, timeout=60).stdout)
     assert report["verdict"] == "pass"
+    assert any(f"the auth hook's name is in bundle {name!r}" in note for note in report["notes"])
+    verified = subprocess.run([sys.executable, "-m", "plugin", "bundle", "verify", str(gateways.published / name),
+                               "--server-manifest", str(ROOT / "manifest.json")],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert verified.returncode == 1
+    assert "auth_check 'RenamedAuthCheck' of bundle" in verified.stderr and "is not served" in verified.stderr
 
 
 # -- rotating the signing key (bundle/README.md) ---------------------------------------------------
@@ -474,6 +481,8 @@ def test_renaming_the_auth_hook_with_both_manifests_served_refuses_nothing_while
         new = build_versioned(source, gateways.published)
         shutil.copy(source, installed)
         plugin.reload()
+        assert "hook names served" in cli("bundle", "verify", str(gateways.published / new), "--server-manifest",
+                                          str(installed), "--server-manifest", str(previous))
         second = gateways.new(new, grpc_server=plugin.address).start()
         assert answer(second, plugin_stack) == (200, "") and answer(first, plugin_stack) == (200, "")
 

@@ -756,6 +756,74 @@ def test_cli_verify_exits_1_with_the_refusal_on_stderr(
     assert "Bundle isn't signed" in capsys.readouterr().err
 
 
+def server_manifest(path: Path, auth_check: str, **slots: Any) -> Path:
+    """A manifest the plugin server is given with --manifest."""
+    path.write_text(json.dumps({"custom_middleware": {"driver": "grpc", "auth_check": {"name": auth_check}, **slots}}))
+    return path
+
+
+def renamed_bundle(tmp_path: Path, name: str = "Auth0JWTAuthCheckV2", **slots: Any) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    manifest = write_project(project, custom_middleware={**AUTH_ONLY, "auth_check": {"name": name}, **slots})
+    return bundle.build(manifest, tmp_path / "b.zip")
+
+
+def test_cli_verify_passes_a_bundle_whose_auth_check_one_of_the_server_manifests_serves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = renamed_bundle(tmp_path)
+    old = server_manifest(tmp_path / "old.json", "Auth0JWTAuthCheck")
+    new = server_manifest(tmp_path / "new.json", "Auth0JWTAuthCheckV2")
+
+    assert run_cli("bundle", "verify", str(built), "--server-manifest", str(old), "--server-manifest", str(new)) == 0
+    assert "hook names served by the server's manifests" in capsys.readouterr().out
+
+
+def test_cli_verify_fails_a_bundle_whose_auth_check_the_server_does_not_serve_naming_both_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = renamed_bundle(tmp_path)
+    served = server_manifest(tmp_path / "served.json", "Auth0JWTAuthCheck")
+
+    assert run_cli("bundle", "verify", str(built), "--server-manifest", str(served)) == 1
+    err = capsys.readouterr().err
+    assert f"bundle verify: {built}: auth_check 'Auth0JWTAuthCheckV2' of bundle {built} is not served" in err
+    assert f"the server's manifests ({served}) name the auth check 'Auth0JWTAuthCheck'" in err
+    assert "403 Key not authorised" in err
+
+
+def test_cli_verify_fails_a_bundle_hook_the_server_lists_in_another_slot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = renamed_bundle(tmp_path, name="Auth0JWTAuthCheck", pre=[{"name": "Stamp"}])
+    served = server_manifest(tmp_path / "served.json", "Auth0JWTAuthCheck", post=[{"name": "Stamp"}])
+
+    assert run_cli("bundle", "verify", str(built), "--server-manifest", str(served)) == 1
+    assert f"hook 'Stamp' is a pre hook in bundle {built} but a post hook in manifest {served}" in capsys.readouterr().err
+
+
+def test_cli_verify_fails_when_the_server_manifests_conflict_among_themselves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = renamed_bundle(tmp_path)
+    old = server_manifest(tmp_path / "old.json", "Auth0JWTAuthCheck")
+    new = server_manifest(tmp_path / "new.json", "Auth0JWTAuthCheckV2", pre=[{"name": "Auth0JWTAuthCheck"}])
+
+    assert run_cli("bundle", "verify", str(built), "--server-manifest", str(old), "--server-manifest", str(new)) == 1
+    assert "--server-manifest: the server refuses to start with these manifests: hook 'Auth0JWTAuthCheck'" in \
+        capsys.readouterr().err
+
+
+def test_cli_verify_without_server_manifests_checks_the_bundle_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = renamed_bundle(tmp_path)
+
+    assert run_cli("bundle", "verify", str(built)) == 0
+    assert "hook names" not in capsys.readouterr().out
+
+
 def test_cli_bundle_requires_an_action() -> None:
     with pytest.raises(SystemExit) as exited:
         run_cli("bundle")

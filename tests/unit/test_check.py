@@ -850,3 +850,123 @@ def test_a_kid_only_on_an_entry_the_server_ignores_is_told_apart_from_an_unpubli
     step = next(s for s in unpublished.steps if s.name == "key")
     assert step.detail == "kid 'elsewhere' is not in the JWKS"
     assert not any("refuses it" in hint for hint in step.hints)
+
+
+# -- the auth hook's name -----------------------------------------------------------------------------------
+
+SERVED_HOOK = "Auth0JWTAuthCheck"
+
+
+def own_hook_api(tmp_path, jwks_server, hook: str) -> str:
+    """A classic definition giving the auth hook's name itself (custom_middleware), without a bundle."""
+    return classic_api(tmp_path, custom_middleware_bundle="",
+                       custom_middleware={"driver": "grpc", "auth_check": {"name": hook}},
+                       config_data={"jwt_source": jwks_server.url, "issuer": t.ISSUER, "audience": t.AUDIENCE,
+                                    "jwt_default_policies": ["auth0-policy"]})
+
+
+def server_manifest(path: Path, hook: str) -> str:
+    path.write_text(json.dumps({"custom_middleware": {"driver": "grpc", "auth_check": {"name": hook}}}))
+    return str(path)
+
+
+def test_an_auth_hook_the_plugin_does_not_serve_is_refused_as_the_servicer_refuses_it(
+        tmp_path, plugin, signing_key, jwks_server):
+    token = t.sign(signing_key)
+    api = own_hook_api(tmp_path, jwks_server, "RenamedAuthCheck")
+    code, report = run_json("--api", api, "--token", token, "--no-discovery",
+                            "--server-manifest", server_manifest(tmp_path / "served.json", SERVED_HOOK))
+    reply = plugin.dispatch(auth_object(bearer(token), hook_name="RenamedAuthCheck"))
+    assert (code, report["verdict"], report["failed_step"]) == (1, "refused", "auth hook")
+    assert report["response"] == {"status": reply.request.return_overrides.response_code,
+                                  "body": {"error": reply.request.return_overrides.response_error}}
+    assert report["response"] == {"status": 403, "body": {"error": "Key not authorised"}}
+    assert report["steps"][0]["name"] == "auth hook" and report["steps"][0]["status"] == "fail"
+    assert "'RenamedAuthCheck' (custom_middleware.auth_check.name)" in report["steps"][0]["detail"]
+    assert f"serve '{SERVED_HOOK}'" in report["steps"][0]["detail"]
+    assert not [s for s in report["steps"][1:] if s["reached"]]  # nothing after the name is reached
+    assert not [n for n in report["notes"] if "disagree" in n]
+
+
+def test_an_auth_hook_the_plugin_does_not_serve_is_refused_without_a_token(tmp_path, jwks_server):
+    api = own_hook_api(tmp_path, jwks_server, "RenamedAuthCheck")
+    code, text = run("--api", api, "--no-discovery",
+                     "--server-manifest", server_manifest(tmp_path / "served.json", SERVED_HOOK))
+    assert code == 1
+    assert "[FAIL] auth hook" in text
+    assert "Verdict    REFUSED at auth hook" in text
+    assert 'Gateway    403 {"error": "Key not authorised"}' in text
+
+
+def test_an_auth_hook_any_of_the_server_manifests_serves_passes(tmp_path, signing_key, jwks_server):
+    api = own_hook_api(tmp_path, jwks_server, "Auth0JWTAuthCheckV2")
+    code, report = run_json("--api", api, "--token", t.sign(signing_key), "--no-discovery",
+                            "--server-manifest", server_manifest(tmp_path / "old.json", SERVED_HOOK),
+                            "--server-manifest", server_manifest(tmp_path / "new.json", "Auth0JWTAuthCheckV2"))
+    assert (code, report["verdict"]) == (0, "pass")
+    assert report["steps"][0]["name"] == "auth hook" and report["steps"][0]["status"] == "pass"
+
+
+def test_the_auth_hook_is_checked_against_serves_manifests_by_default(tmp_path, jwks_server, monkeypatch):
+    monkeypatch.setenv("TYK_AUTH0_MANIFEST", server_manifest(tmp_path / "served.json", "FromTheEnvironment"))
+    code, report = run_json("--api", own_hook_api(tmp_path, jwks_server, SERVED_HOOK), "--no-discovery")
+    assert (code, report["failed_step"]) == (1, "auth hook")
+    monkeypatch.delenv("TYK_AUTH0_MANIFEST")
+    code, report = run_json("--api", own_hook_api(tmp_path, jwks_server, SERVED_HOOK), "--no-discovery")
+    assert code == 0 and report["steps"][0]["status"] == "pass"  # the repository's manifest
+
+
+def test_an_oas_function_name_is_checked_as_the_classic_auth_check_name(tmp_path, jwks_server):
+    document = json.loads((ROOT / "bundle" / "api-oas.json").read_text())
+    tyk = document["x-tyk-api-gateway"]
+    tyk["middleware"]["global"]["pluginConfig"]["bundle"]["enabled"] = False
+    tyk["middleware"]["global"]["pluginConfig"]["data"]["value"] = {"jwt_source": jwks_server.url}
+    tyk["server"]["authentication"]["custom"]["config"] = {"enabled": True, "functionName": "RenamedAuthCheck"}
+    path = tmp_path / "oas.json"
+    path.write_text(json.dumps(document))
+    code, report = run_json("--api", str(path), "--no-discovery",
+                            "--server-manifest", server_manifest(tmp_path / "served.json", SERVED_HOOK))
+    assert (code, report["failed_step"]) == (1, "auth hook")
+    assert "(server.authentication.custom.config.functionName)" in report["steps"][0]["detail"]
+
+
+@pytest.mark.parametrize("example", ["api-classic.json", "api-oas.json"])
+def test_an_api_loading_a_bundle_is_noted_as_checked_by_bundle_verify(example, tmp_path, jwks_server):
+    # The bundle's manifest replaces the definition's hooks: a name left in the definition is not the one called.
+    document = json.loads((ROOT / "bundle" / example).read_text())
+    document["custom_middleware"] = {"driver": "grpc", "auth_check": {"name": "NotCalled"}}
+    path = tmp_path / example
+    path.write_text(json.dumps(document))
+    _, report = run_json("--api", str(path), "--no-discovery",
+                         "--server-manifest", server_manifest(tmp_path / "served.json", SERVED_HOOK))
+    assert not [s for s in report["steps"] if s["name"] == "auth hook"]
+    assert any(n.startswith("the auth hook's name is in bundle 'bundle.zip', which check does not read: ")
+               and "bundle verify BUNDLE --server-manifest" in n for n in report["notes"])
+
+
+def test_server_manifests_that_cannot_be_read_are_a_usage_error(tmp_path, jwks_server, capsys):
+    code, _ = run("--api", own_hook_api(tmp_path, jwks_server, SERVED_HOOK), "--no-discovery",
+                  "--server-manifest", str(tmp_path / "nowhere.json"))
+    assert code == 2
+    assert "--server-manifest: cannot read manifest" in capsys.readouterr().err
+
+
+def test_serves_default_manifests_that_cannot_be_read_leave_the_name_unchecked_with_a_note(
+        tmp_path, jwks_server, monkeypatch):
+    monkeypatch.setenv("TYK_AUTH0_MANIFEST", str(tmp_path / "nowhere.json"))
+    code, report = run_json("--api", own_hook_api(tmp_path, jwks_server, "RenamedAuthCheck"), "--no-discovery")
+    assert code == 0 and not report["steps"]
+    assert any(n.startswith("the auth hook's name is not checked: the plugin's manifests cannot be read")
+               for n in report["notes"])
+
+
+def test_an_unserved_auth_hook_is_refused_before_a_bad_config_data_is_read(tmp_path, plugin, signing_key):
+    api = classic_api(tmp_path, custom_middleware_bundle="", config_data={"audience": 7},
+                      custom_middleware={"driver": "grpc", "auth_check": {"name": "RenamedAuthCheck"}})
+    code, report = run_json("--api", api, "--token", t.sign(signing_key), "--no-discovery",
+                            "--server-manifest", server_manifest(tmp_path / "served.json", SERVED_HOOK))
+    reply = plugin.dispatch(auth_object(bearer(t.sign(signing_key)), config=json.dumps({"audience": 7}),
+                                        hook_name="RenamedAuthCheck"))
+    assert (code, report["failed_step"]) == (1, "auth hook")
+    assert report["response"]["status"] == reply.request.return_overrides.response_code == 403
+    assert report["config_error"] is not None  # still reported, for once the name is fixed

@@ -14,11 +14,13 @@ from plugin.bundle import BundleError, build
 from plugin.manifest import (
     BUILT_IN_MANIFEST,
     DEFAULT_MANIFEST,
+    HookNames,
     ManifestError,
     load_hook_names,
     load_served_hooks,
     manifest_path,
     manifest_paths,
+    unserved,
 )
 
 REPO_MANIFEST = Path(__file__).resolve().parents[2] / "manifest.json"
@@ -197,3 +199,25 @@ def test_one_unreadable_manifest_among_several_is_refused_by_name(tmp_path):
     with pytest.raises(ManifestError, match="nowhere.json: no such file"):
         load_served_hooks([write(tmp_path, middleware()), tmp_path / "nowhere.json"])
 
+
+# -- a bundle's hooks against the served ones -----------------------------------------------------------
+
+
+def test_a_bundle_whose_auth_check_is_served_has_no_problem(tmp_path):
+    served = load_served_hooks([write(tmp_path, middleware(), "a.json"),
+                                write(tmp_path, middleware(auth_check={"name": "V2"}), "b.json")])
+    assert unserved(HookNames(auth_check="V2", pre=("Anything",)), served, "bundle b.zip") == []
+
+
+def test_a_bundle_auth_check_the_server_does_not_serve_is_named_with_the_served_ones(tmp_path):
+    path = write(tmp_path, middleware())
+    problems = unserved(HookNames(auth_check="Renamed"), load_served_hooks([path]), "bundle b.zip")
+    assert problems == [f"auth_check 'Renamed' of bundle b.zip is not served: the server's manifests ({path}) name "
+                        "the auth check 'Auth0Check', so every auth call for it gets 403 Key not authorised"]
+
+
+def test_a_bundle_hook_the_servers_manifests_give_another_slot_is_named(tmp_path):
+    path = write(tmp_path, middleware(pre=[{"name": "Stamp"}]))
+    problems = unserved(HookNames(auth_check="Auth0Check", post=("Stamp",)), load_served_hooks([path]), "bundle b.zip")
+    assert problems == [f"hook 'Stamp' is a post hook in bundle b.zip but a pre hook in manifest {path}: the gateway "
+                        "calls a hook by its name, so one name must name one hook; rename one of them"]
