@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from plugin import claims as claimlib
+from plugin import dpop as dpoplib
 from plugin import policies as policylib
 from plugin.config import ApiConfig, env_config_data, parse_config_data
 from plugin.coprocess import Object, SessionState
@@ -32,6 +33,9 @@ from plugin.verify import Verifier
 log = logging.getLogger("plugin.auth")
 
 NO_EXP_CACHE_SECONDS = 300.0
+# id_extractor_deadline for a session the gateway must never serve from its cache: the gateway serves
+# one only while the deadline is after its clock, and 1970 is before any clock, however skewed.
+NEVER_REUSE = 0
 STAMP_MEMO_SIZE = 4096
 
 
@@ -137,6 +141,7 @@ class CachedAuth(NamedTuple):
     generation: int  # the JWKS cache's generation when it was verified
     exp: float | None
     expires_at: float  # wall-clock second after which the token no longer verifies
+    jkt: str | None = None  # cnf.jkt: the key a DPoP-bound token is bound to (read only where DPoP is on)
 
 
 class TokenCache:
@@ -198,7 +203,12 @@ class Authenticator:
         header = request.headers.get(DEFAULT_HEADER, "") if source is DEFAULT_SOURCE else source.extract(request)
         if not header:
             raise MissingToken()
-        raw = strip_bearer(header)
+        dpop = config.dpop  # None unless the API turns DPoP on; this read is all DPoP costs the others
+        if dpop is None:
+            raw = strip_bearer(header)
+            dpop_scheme = False
+        else:
+            raw, dpop_scheme = dpoplib.split_authorization(header)
         org_id = spec.get("OrgID", "")
         now = self._clock()
         cache = self._cache
@@ -234,6 +244,10 @@ class Authenticator:
         # values and the per-request deadline appended after the cached session (which sets none
         # of their fields) override nothing but themselves.
         deadline = extractor_deadline(int(now), cached.exp, config.id_extractor_ttl)
+        # A DPoP-bound token's session must never be served by the gateway's ID extractor: it would
+        # answer the next request (keyed by the Authorization header) without seeing its new proof.
+        if dpop is not None and dpoplib.check_request(dpop, request, raw, dpop_scheme, cached.jkt, now):
+            deadline = NEVER_REUSE
         times = self._stamps.get(deadline)
         if times is None:
             times = self._stamp(deadline)
@@ -288,4 +302,5 @@ class Authenticator:
             generation=generation,
             exp=verified.exp,
             expires_at=expires_at,
+            jkt=dpoplib.confirmation(verified.claims),
         )

@@ -29,17 +29,28 @@ from typing import Any, TextIO
 from urllib.parse import SplitResult, urlsplit
 
 from plugin import claims as claimlib
+from plugin import dpop as dpoplib
 from plugin import policies as policylib
 from plugin import tokens as tokenlib
 from plugin.auth import Authenticator, ConfigStore
 from plugin.cli import bounded
 from plugin.config import SETTINGS, SIGNING_METHODS, ApiConfig, env_config_data, gateway_base64, parse_config_data
-from plugin.coprocess import HookType, Object
+from plugin.coprocess import HookType, MiniRequestObject, Object
 from plugin.custom_claims import check_custom_claims
 from plugin.errors import (
     AuthError,
     BadSignature,
     ConfigurationError,
+    DPoPBoundAsBearer,
+    DPoPKeyMismatch,
+    DPoPProofAlgorithm,
+    DPoPProofMethod,
+    DPoPProofTime,
+    DPoPProofTokenHash,
+    DPoPProofUrl,
+    DPoPRefused,
+    DPoPRequired,
+    DPoPTokenNotBound,
     InvalidToken,
     JtiMissing,
     KeysUnavailable,
@@ -107,6 +118,30 @@ Fetch = Callable[[str, float, int], bytes]
 
 class UsageError(Exception):
     """Bad input to the command itself (exit 2)."""
+
+
+@dataclass(frozen=True)
+class ProofRequest:
+    """``--dpop-proof``: the token comes as ``Authorization: DPoP <token>`` with this proof, on a
+    request of ``method`` to ``url`` (the URL the client calls)."""
+
+    proof: str = field(repr=False)
+    method: str = "GET"
+    url: str = ""
+
+    def place(self, request: MiniRequestObject, config: ApiConfig) -> None:
+        """The request as the gateway would send it: behind dpop_base_url, the path after it."""
+        parts = _split(self.url)
+        path = parts.path or "/"
+        base = config.dpop.base_url if config.dpop is not None else ""
+        normalized = dpoplib.normalize_url(self.url) or ""
+        if base and normalized.startswith(base + "/"):
+            path = normalized[len(base):]
+        request.headers[dpoplib.DPOP_HEADER] = self.proof
+        request.headers["Host"] = parts.netloc
+        request.scheme = parts.scheme
+        request.method = self.method
+        request.request_uri = request.url = path + (f"?{parts.query}" if parts.query else "")
 
 
 # -- where the configuration comes from ----------------------------------------------------------------
@@ -414,6 +449,10 @@ def _config_summary(config: ApiConfig) -> dict[str, Any]:
         "max_token_lifetime": config.max_token_lifetime,
         "id_extractor_ttl": config.id_extractor_ttl,
         "hash_key_function": config.hash_key_function,
+        "dpop": None if config.dpop is None else {
+            "required": config.dpop.required, "algorithms": sorted(config.dpop.algorithms),
+            "iat_offset": config.dpop.iat_offset, "iat_leeway": config.dpop.iat_leeway,
+            "base_url": config.dpop.base_url or None},
     }
 
 
@@ -473,7 +512,8 @@ class Checker:
 
     def run(self, source: ApiSource, token: str | None, org_id: str | None = None,
             discovery: bool = True, policies_path: str | None = None,
-            gateway_hash: tuple[str, str] | None = None, served: ServedHooks | None = None) -> Report:
+            gateway_hash: tuple[str, str] | None = None, served: ServedHooks | None = None,
+            proof: ProofRequest | None = None) -> Report:
         """``served``: the hook names of the plugin's manifests, which the API's own auth hook name
         is checked against (when the definition gives one)."""
         report = Report(source=source, org_id=source.org_id if org_id is None else org_id, now=self.clock())
@@ -518,7 +558,7 @@ class Checker:
             if report.jwks is not None and not report.jwks.get("ok") and report.failed_step is None:
                 report.verdict, report.exit_code = "keys_unavailable", EXIT_REFUSED
             return report
-        self._explain(report, token, config, sets)
+        self._explain(report, token, config, sets, proof)
         return report
 
     # -- network ---------------------------------------------------------------------------------------
@@ -595,11 +635,12 @@ class Checker:
 
     # -- the token -------------------------------------------------------------------------------------
 
-    def _explain(self, report: Report, token: str, config: ApiConfig, sets: KeySets) -> None:
+    def _explain(self, report: Report, token: str, config: ApiConfig, sets: KeySets,
+                 proof: ProofRequest | None = None) -> None:
         now = report.now
-        reply = self._dispatch(report, token, config, sets)
+        reply = self._dispatch(report, token, config, sets, proof)
         overrides = reply.request.return_overrides
-        walk = _Walk(config, report, sets, self.policy_index, self.max_token_bytes)
+        walk = _Walk(config, report, sets, self.policy_index, self.max_token_bytes, proof)
         if report.failed_step == _HOOK_STEP:
             walk.failure = UnknownHook()  # the router refuses before any other check
         walk.run(token, report.org_id)
@@ -643,7 +684,8 @@ class Checker:
             report.response = _response(403, "Access to this API has been disallowed")
             report.verdict, report.exit_code = "refused", EXIT_REFUSED
 
-    def _dispatch(self, report: Report, token: str, config: ApiConfig, sets: KeySets) -> Object:
+    def _dispatch(self, report: Report, token: str, config: ApiConfig, sets: KeySets,
+                  proof: ProofRequest | None = None) -> Object:
         """The real auth check, on the key sets fetched above, at the same instant."""
 
         def fetched(url: str, timeout: float, max_bytes: int) -> bytes:
@@ -659,10 +701,12 @@ class Checker:
         called, serving = ((report.source.auth_hook, self.served.auth_checks)
                            if self.served is not None and report.source.auth_hook else (_HOOK, (_HOOK,)))
         obj = Object(hook_type=HookType.CustomKeyCheck, hook_name=called)
-        if token:
-            _place(obj, config.token_source, token)
         obj.request.url = "/"
         obj.request.method = "GET"
+        if token:
+            _place(obj, config.token_source, token, dpop_scheme=proof is not None)
+        if proof is not None:
+            proof.place(obj.request, config)
         obj.request.return_overrides.response_code = -1
         obj.spec["OrgID"] = report.org_id
         obj.spec["APIID"] = report.source.api_id
@@ -718,9 +762,11 @@ def _custom_claim_hints(detail: str) -> list[str]:
     return ["the claim is null: required wants a value"]
 
 
-def _place(obj: Object, source: TokenSource, token: str) -> None:
+def _place(obj: Object, source: TokenSource, token: str, dpop_scheme: bool = False) -> None:
     """Put the token where a client of this API would: its header, else its parameter, else its cookie."""
-    if source.header is not None:
+    if source.header is not None and dpop_scheme:
+        obj.request.headers[source.header] = "DPoP " + dpoplib.split_authorization(token)[0]
+    elif source.header is not None:
         obj.request.headers[source.header] = token if _has_bearer(token) else f"Bearer {token}"
     elif source.param is not None:
         obj.request.params[source.param] = token
@@ -757,7 +803,9 @@ class _Walk:
     """The pipeline's checks called one at a time, in its order, recording each outcome."""
 
     def __init__(self, config: ApiConfig, report: Report, sets: KeySets,
-                 policy_index: PolicyIndex | None = None, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> None:
+                 policy_index: PolicyIndex | None = None, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+                 proof: ProofRequest | None = None) -> None:
+        self.proof = proof
         self.config = config
         self.max_token_bytes = max_token_bytes
         self.policy_index = policy_index
@@ -790,8 +838,12 @@ class _Walk:
             for name in ("parse", "algorithm", "key", "signature"):
                 self.skip(name)
             return
-        raw = tokenlib.strip_bearer(token if _has_bearer(token) else f"Bearer {token}")
-        label = "Authorization: Bearer <token>" if source is DEFAULT_SOURCE else "token given"
+        if self.proof is not None:
+            raw = dpoplib.split_authorization(token)[0]
+            label = "Authorization: DPoP <token>, DPoP: <proof>"
+        else:
+            raw = tokenlib.strip_bearer(token if _has_bearer(token) else f"Bearer {token}")
+            label = "Authorization: Bearer <token>" if source is DEFAULT_SOURCE else "token given"
         self.step("authorization", None, f"{label}{where} (the token itself is never printed)")
         limit = self.max_token_bytes
         if not self.step("size", InvalidToken() if len(raw) > limit else None, f"{len(raw)} bytes (limit {limit})",
@@ -833,6 +885,42 @@ class _Walk:
 
         self._times(parsed.claims, now)
         self._claims(parsed.claims, org_id)
+        if config.dpop is not None:
+            self._dpop(config.dpop, parsed.claims, raw)
+
+    def _dpop(self, settings: dpoplib.DPoPSettings, claims: Mapping[str, Any], raw: str) -> None:
+        """The DPoP step the server runs after the policies (only where the API turns DPoP on)."""
+        jkt = dpoplib.confirmation(claims)
+        proof = self.proof
+        if proof is None:
+            if jkt is not None:
+                self.step("dpop", DPoPBoundAsBearer(settings.algs), f"the token is DPoP-bound (cnf.jkt {jkt!r}) "
+                          "but came as a bearer token", [_DPOP_SEND_HINT, _DPOP_CHECK_HINT])
+            elif settings.required:
+                self.step("dpop", DPoPRequired(settings.algs), "the token has no cnf.jkt, and the API sets "
+                          "dpop: required", ["request the token from Auth0 with a DPoP proof header (Auth0 then "
+                                             "answers token_type DPoP and binds the token to the proof's key)"])
+            else:
+                self.step("dpop", None, "no cnf.jkt: a bearer token, which dpop: allowed admits")
+            return
+        if jkt is None:
+            self.step("dpop", DPoPTokenNotBound(settings.algs), "the token has no cnf.jkt, but came with the DPoP "
+                      "scheme", ["request the token from Auth0 with a DPoP proof header, or send it as Bearer"
+                                 + ("" if settings.required else " (dpop: allowed admits bearer tokens)")])
+            return
+        request = MiniRequestObject()
+        proof.place(request, self.config)
+        url = dpoplib.request_url(request, settings)
+        where = f"{proof.method} {dpoplib.normalize_url(url) or url}"
+        try:
+            thumbprint = dpoplib.check_proof(proof.proof, settings, proof.method, url, self.report.now,
+                                             access_token=raw, jkt=jkt, remember=False)
+        except DPoPRefused as exc:
+            self.step("dpop", exc, f"{exc.detail} ({where})",
+                      _dpop_hints(exc, settings, where, jkt, _proof_claims(proof.proof), self.report.now))
+            return
+        self.step("dpop", None, f"the proof for {where} is signed by the key the token is bound to ({thumbprint}); "
+                  "it is accepted once, and the gateway never reuses this session")
 
     def _key(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> VerificationKey | None:
         source = self.config.key_source
@@ -1038,6 +1126,41 @@ class _Walk:
                   hints)
         if self.failure is None:
             self.step("session", None, f"key {key_id(org_id, identity, config.hash_key_function)}")
+
+
+_DPOP_SEND_HINT = "send it as 'Authorization: DPoP <token>' with a fresh proof in the DPoP header of each request"
+_DPOP_CHECK_HINT = "check a proof with --dpop-proof, and the request's --method and --url"
+
+
+def _proof_claims(proof: str) -> dict[str, Any]:
+    """The proof's claims as it states them, for hints (never its signature); empty when unreadable."""
+    try:
+        return tokenlib.json_segment(proof.split(".")[1])
+    except (InvalidToken, IndexError):
+        return {}
+
+
+def _dpop_hints(error: DPoPRefused, settings: dpoplib.DPoPSettings, where: str, jkt: str,
+                claims: Mapping[str, Any], now: float) -> list[str]:
+    if isinstance(error, DPoPProofUrl):
+        return [f"the proof names {str(claims.get('htu'))[:200]!r}; its htu must name {where.partition(' ')[2]} "
+                "(query and fragment aside); behind a proxy that changes the scheme, host or path prefix, set "
+                "dpop_base_url to the URL clients call"]
+    if isinstance(error, DPoPProofMethod):
+        return [f"the proof names the method {str(claims.get('htm'))[:20]!r}: make a proof per request, for its method"]
+    if isinstance(error, DPoPProofTime):
+        return [f"the proof's iat is {relative('iat', claims.get('iat'), now)}",
+                f"a proof is accepted from {settings.iat_leeway} s before its iat (dpop_iat_leeway) to "
+                f"{settings.iat_offset} s after it (dpop_iat_offset): make a fresh one per request, and check the clocks"]
+    if isinstance(error, DPoPProofTokenHash):
+        return ["ath is the SHA-256 of this very token: the proof was made for another token"]
+    if isinstance(error, DPoPKeyMismatch):
+        return [f"the token is bound to the key with thumbprint {jkt!r}: the client must sign its proofs with the "
+                "key it requested the token with"]
+    if isinstance(error, DPoPProofAlgorithm):
+        return [f"the API accepts proofs signed with {settings.algs} (dpop_allowed_algorithms)"]
+    return ["RFC 9449 section 4.2 says what a proof holds: typ dpop+jwt, an asymmetric alg, the public jwk, "
+            "and the claims jti, htm, htu, iat and ath"]
 
 
 _GRANT_NOTHING_HINT = ("a policy grants the APIs listed in its access_rights; give it this API "
@@ -1329,6 +1452,10 @@ def render_text(report: Report, out: TextIO) -> None:
         w(f"  identity   {', '.join(_names(c.identity_field)) or 'sub'}   policy claim "
           f"{', '.join(_names(c.policy_field)) or '-'}   default policies "
           f"{', '.join(c.default_policies) or '-'}\n")
+        if c.dpop is not None:
+            w(f"  dpop       {'required' if c.dpop.required else 'allowed'}: proofs signed with {c.dpop.algs}, "
+              f"iat from {c.dpop.iat_offset} s ago to {c.dpop.iat_leeway} s ahead, htu on "
+              f"{c.dpop.base_url or 'the request scheme and Host'}\n")
     for note in source.notes + report.notes:
         w(f"  note: {note}\n")
     if report.discovery is not None:
@@ -1415,6 +1542,11 @@ def add_cli(subparsers: Any) -> None:
     where.add_argument("--config-data", metavar="FILE|JSON", help="the config_data object, inline or in a file")
     parser.add_argument("--token", metavar="TOKEN", help="the access token, or - to read it from stdin (keeps it "
                         "out of your shell history); a 'Bearer ' prefix is fine")
+    parser.add_argument("--dpop-proof", metavar="PROOF", help="a DPoP proof (the DPoP header's value): the token "
+                        "then comes as 'Authorization: DPoP <token>' on the request --method and --url name")
+    parser.add_argument("--method", default="GET", help="with --dpop-proof: the request's method (default GET)")
+    parser.add_argument("--url", metavar="URL", help="with --dpop-proof: the URL the client calls, e.g. "
+                        "https://api.example.com/my-api/orders")
     parser.add_argument("--org-id", default=None, help="the API's org_id (default: from --api)")
     parser.add_argument("--api-id", default=None,
                         help="the API's api_id, for the access-rights check (default: from --api)")
@@ -1463,6 +1595,11 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
         served = _served_hooks(source, getattr(args, "server_manifest", None))
         if not (0 < args.timeout < 3600):
             raise UsageError("--timeout must be a number of seconds above 0 and below 3600")
+        proof = None
+        if args.dpop_proof:
+            if not args.url or dpoplib.normalize_url(args.url) is None:
+                raise UsageError("--dpop-proof needs --url, the http(s) URL the client calls")
+            proof = ProofRequest(args.dpop_proof.strip(), args.method, args.url)
     except UsageError as exc:
         print(f"tyk-auth0-plugin check: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -1473,7 +1610,7 @@ def _run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | No
     try:
         checker = checker or Checker(timeout=args.timeout, max_token_bytes=args.max_token_bytes)
         report = checker.run(source, token, args.org_id, not args.no_discovery, args.tyk_policies, gateway_hash,
-                             served)
+                             served=served, proof=proof)
     except Exception as exc:  # noqa: BLE001 - an input the explanation cannot follow: say so, never a traceback
         print(f"tyk-auth0-plugin check: cannot explain this input ({type(exc).__name__} at {exception_site(exc)})",
               file=sys.stderr)

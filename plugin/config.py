@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from plugin import dpop as dpoplib
 from plugin.custom_claims import ClaimRule, parse_rules
 from plugin.errors import ConfigurationError
 from plugin.extract import DEFAULT_HEADER, DEFAULT_SOURCE, FIELD_NAME, TokenSource, canonical_header
@@ -83,6 +84,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("param_name", None, "the header's name", "The query parameter's name (`Authorization` when `disable_header` is on).", "auth_configs.jwt.param_name"),
     Setting("use_cookie", None, "false", "Also read the token from a cookie; a non-empty one wins over the header and the parameter.", "auth_configs.jwt.use_cookie"),
     Setting("cookie_name", None, "the header's name", "The cookie's name (`Authorization` when `disable_header` is on).", "auth_configs.jwt.cookie_name"),
+    Setting("dpop", None, "disabled", "DPoP (RFC 9449) sender-constrained tokens, as Auth0 issues them to a client that sends a DPoP proof: `disabled` (no DPoP check: a token is read as native JWT reads it), `allowed` (a token carrying `cnf.jkt` is accepted only as `Authorization: DPoP <token>` with a valid `DPoP` proof header; tokens without `cnf.jkt` pass as bearer tokens) or `required` (DPoP-bound tokens with valid proofs only). Needs the token in a header (not `use_param` or `use_cookie`)."),
+    Setting("dpop_allowed_algorithms", None, "[\"ES256\", \"RS256\", \"PS256\", \"EdDSA\"]", "Algorithms a DPoP proof may be signed with: any of ES256/384/512, RS256/384/512, PS256/384/512 and EdDSA (Ed25519, Ed448). Auth0's SDKs sign proofs with ES256."),
+    Setting("dpop_iat_offset", None, "300", "Seconds after its `iat` that a DPoP proof is still accepted (1 to 3600); its `jti` is remembered that long, so the proof cannot be replayed meanwhile."),
+    Setting("dpop_iat_leeway", None, "30", "Seconds a DPoP proof's `iat` may be ahead of the plugin's clock (0 to 3600)."),
+    Setting("dpop_base_url", None, "the request's scheme and Host", "The scheme, host, port and path prefix clients call the API at, when a proxy in front of the gateway changes them (TLS ended by a load balancer, another host name, a path prefix it strips): a proof's `htu` is compared with it joined with the request's path."),
+    Setting("dpop_jti_cache_size", None, "100000", "Most DPoP proof `jti` values remembered per API and plugin process; past it the oldest are forgotten before their window ends, and the log warns. Size it to your peak proofs per second times (`dpop_iat_offset` + `dpop_iat_leeway`)."),
     Setting("hash_key_function", "TYK_HASH_KEY_FUNCTION", "", "The gateway's `hash_key_function` (Tyk's shipped `tyk.conf` sets `murmur64`), whatever `hash_keys` says, so the session key id matches the one native JWT derives for the same identity; a mismatch refuses nothing but counts each subject's quota apart (`check --tyk-conf` compares). The variable applies to every API, with or without `config_data`.", "hash_key_function (tyk.conf)"),
 )
 
@@ -135,6 +142,7 @@ class ApiConfig:
     claims_to_headers: tuple[tuple[str, str], ...] = ()
     strip_authorization: bool = False
     token_source: TokenSource = DEFAULT_SOURCE
+    dpop: dpoplib.DPoPSettings | None = None  # None: DPoP is off, and the request path never looks at it
 
 
 # Settings that take a list: their variables hold a comma-separated list or a JSON array.
@@ -253,7 +261,62 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> ApiConf
         # would key sessions as murmur64, the gateway's choice for any name it does not know.
         hash_key_function=_string(data, "hash_key_function", environ.get("TYK_HASH_KEY_FUNCTION", "")).strip(),
         token_source=token_source,
+        dpop=_dpop(data, token_source),
     )
+
+
+_MAX_PROOF_WINDOW = 3600  # a proof is made for one request: an hour is far beyond any clock drift
+
+
+def _dpop(data: Mapping[str, Any], source: TokenSource) -> dpoplib.DPoPSettings | None:
+    """The API's DPoP settings, or None when it is off (the default). The other dpop_* keys are
+    checked either way, so a mistake in them shows before DPoP is turned on, not when it is."""
+    mode = _string(data, "dpop", "disabled").strip().lower()
+    if mode not in dpoplib.MODES:
+        raise ConfigurationError("dpop", f"must be one of {', '.join(dpoplib.MODES)}")
+    algorithms = _strings(data, "dpop_allowed_algorithms", dpoplib.DEFAULT_ALGORITHMS)
+    for alg in algorithms:
+        if alg not in dpoplib.SUPPORTED_ALGORITHMS:
+            raise ConfigurationError("dpop_allowed_algorithms", f"{alg!r} is not a DPoP proof algorithm "
+                                     f"({', '.join(sorted(dpoplib.SUPPORTED_ALGORITHMS))})")
+    if not algorithms:
+        raise ConfigurationError("dpop_allowed_algorithms", "is empty: no proof could be accepted")
+    offset = _bounded(data, "dpop_iat_offset", dpoplib.DEFAULT_IAT_OFFSET, 1, _MAX_PROOF_WINDOW)
+    leeway = _bounded(data, "dpop_iat_leeway", dpoplib.DEFAULT_IAT_LEEWAY, 0, _MAX_PROOF_WINDOW)
+    base_url = _dpop_base_url(data)
+    cache_size = _bounded(data, "dpop_jti_cache_size", dpoplib.DEFAULT_JTI_CACHE_SIZE, 1, 10_000_000, unit="entries")
+    if mode == "disabled":
+        return None
+    if source.header is None or source.places > 1:
+        raise ConfigurationError("dpop", f"needs the token in a header (RFC 9449 7.1), but it may come from "
+                                 f"{source.describe()}: turn off use_param and use_cookie")
+    return dpoplib.DPoPSettings(required=mode == "required", algorithms=frozenset(algorithms), iat_offset=offset,
+                                iat_leeway=leeway, base_url=base_url, replay=dpoplib.ReplayCache(cache_size))
+
+
+def _bounded(data: Mapping[str, Any], key: str, default: int, minimum: int, maximum: int,
+             unit: str = "seconds") -> int:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigurationError(key, f"must be a whole number of {unit} from {minimum} to {maximum}")
+    return value
+
+
+def _dpop_base_url(data: Mapping[str, Any]) -> str:
+    """``scheme://host[:port][/prefix]``, normalized as proofs' htu are, with no trailing slash."""
+    value = _string(data, "dpop_base_url", "").strip()
+    if not value:
+        return ""
+    parts = split_url(value)
+    normalized = dpoplib.normalize_url(value)
+    if parts is None or normalized is None or parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ConfigurationError("dpop_base_url", "must be an http(s) URL: scheme, host, an optional port and "
+                                 "path prefix, without user, query or fragment")
+    return normalized.rstrip("/")
 
 
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"  # '_' as urllib takes it (YOUR_TENANT)

@@ -7,7 +7,11 @@ and metrics (never data from the request).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class AuthError(Exception):
@@ -24,6 +28,11 @@ class AuthError(Exception):
     @property
     def message(self) -> str:
         return self.base_message
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers the refusal carries besides its status and text (native JWT's carry none)."""
+        return _NO_HEADERS
 
 
 class MissingToken(AuthError):
@@ -118,6 +127,114 @@ class JtiMissing(ClaimsInvalid):
 
     def __init__(self) -> None:
         super().__init__("JWT ID (jti) claim is required but not present in token")
+
+
+class DPoPRefused(AuthError):
+    """A DPoP check failed (RFC 9449), on an API that turns DPoP on: 401 with the check's own words,
+    and a ``WWW-Authenticate: DPoP`` challenge naming the RFC's error code and the algorithms the
+    API accepts for proofs, so a DPoP client library knows what went wrong."""
+
+    status = 401
+    reason = "dpop_proof"
+    error_code: ClassVar[str] = "invalid_dpop_proof"
+    text: ClassVar[str] = ""
+
+    def __init__(self, algs: str = "") -> None:
+        challenge = f'DPoP error="{self.error_code}"'
+        if algs:
+            challenge += f', algs="{algs}"'
+        self._headers = MappingProxyType({"WWW-Authenticate": challenge})
+        super().__init__(self.text)
+
+    @property
+    def message(self) -> str:
+        return f"Key not authorized: {self.detail}"
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+
+class DPoPProofMissing(DPoPRefused):
+    text = "DPoP proof missing"
+
+
+class DPoPProofMalformed(DPoPRefused):
+    text = "DPoP proof is not a well-formed JWT"
+
+
+class DPoPProofType(DPoPRefused):
+    text = "DPoP proof typ is not dpop+jwt"
+
+
+class DPoPProofAlgorithm(DPoPRefused):
+    text = "DPoP proof algorithm is not allowed"
+
+
+class DPoPProofKey(DPoPRefused):
+    text = "DPoP proof jwk is not a usable public key for its alg"
+
+
+class DPoPProofPrivateKey(DPoPRefused):
+    text = "DPoP proof jwk holds a private key"
+
+
+class DPoPProofSignature(DPoPRefused):
+    text = "DPoP proof signature is invalid"
+
+
+class DPoPProofClaims(DPoPRefused):
+    text = "DPoP proof lacks one of the claims jti, htm, htu, iat, ath"
+
+
+class DPoPProofMethod(DPoPRefused):
+    text = "DPoP proof htm does not match the request method"
+
+
+class DPoPProofUrl(DPoPRefused):
+    text = "DPoP proof htu does not match the request URL"
+
+
+class DPoPProofTime(DPoPRefused):
+    text = "DPoP proof iat is outside the accepted window"
+
+
+class DPoPProofTokenHash(DPoPRefused):
+    text = "DPoP proof ath does not match the access token"
+
+
+class DPoPProofReplayed(DPoPRefused):
+    reason = "dpop_replay"
+    text = "DPoP proof has already been used"
+
+
+class DPoPKeyMismatch(DPoPRefused):
+    """The proof holds up, but was signed by another key than the one the token is bound to."""
+
+    reason = "dpop_binding"
+    text = "DPoP proof key does not match the token's cnf.jkt"
+
+
+class DPoPBoundAsBearer(DPoPRefused):
+    """RFC 9449 7.2: a DPoP-bound token must not be accepted as a bearer token, or stealing it pays."""
+
+    reason = "dpop_binding"
+    error_code = "invalid_token"
+    text = "DPoP-bound token must be sent with the DPoP scheme"
+
+
+class DPoPTokenNotBound(DPoPRefused):
+    reason = "dpop_binding"
+    error_code = "invalid_token"
+    text = "token sent with the DPoP scheme is not DPoP-bound"
+
+
+class DPoPRequired(DPoPRefused):
+    """``dpop: required``: the API takes DPoP-bound tokens only."""
+
+    reason = "dpop_binding"
+    error_code = "invalid_token"
+    text = "DPoP-bound token required"
 
 
 class IdentityNotFound(AuthError):

@@ -79,6 +79,9 @@ def refuse(obj: Object, error: AuthError) -> None:
     overrides = obj.request.return_overrides
     overrides.response_code = error.status
     overrides.response_error = error.message
+    headers = error.headers
+    if headers:  # the gateway sets these on its error reply (a DPoP challenge)
+        overrides.headers.update(headers)
 
 
 class HookRouter:

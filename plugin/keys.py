@@ -46,7 +46,7 @@ MIN_RSA_BITS = 1024
 MAX_RSA_EXPONENT = 2**31 - 1
 # Members only a private JWK has. A key set that publishes one is never trusted with it (the gateway's
 # verifier cannot use a private key either), and building it would cost seconds of prime recovery.
-_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
 # Members the gateway's JWK parser reads into strings, and those it decodes as base64url whatever the
 # key type: another JSON type (null aside), or text that is not base64url, refuses the entry.
 _STRING_MEMBERS = ("use", "kty", "kid", "crv", "alg", "x5u", "x5t", "x5t#S256")
@@ -67,7 +67,7 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
     thumbprint of the wrong size or of another certificate).
     """
     use = jwk.get("use")
-    if use not in (None, "sig") or any(member in jwk for member in _PRIVATE_MEMBERS) or not _members_read(jwk):
+    if use not in (None, "sig") or any(member in jwk for member in PRIVATE_MEMBERS) or not _members_read(jwk):
         return None
     kty = jwk.get("kty")
     try:

@@ -41,9 +41,9 @@ log = logging.getLogger("plugin.metrics")
 
 # Every ``reason`` an AuthError can carry (tests keep this list equal to plugin.errors).
 REASONS: tuple[str, ...] = (
-    "audience", "claims", "config", "custom_claim", "expired", "identity", "invalid", "issued_in_future", "issuer",
-    "jti", "jwks_unavailable", "lifetime", "missing", "no_policy", "not_valid_yet", "signature", "signing_method",
-    "unknown_hook", "unknown_kid",
+    "audience", "claims", "config", "custom_claim", "dpop_binding", "dpop_proof", "dpop_replay", "expired",
+    "identity", "invalid", "issued_in_future", "issuer", "jti", "jwks_unavailable", "lifetime", "missing", "no_policy",
+    "not_valid_yet", "signature", "signing_method", "unknown_hook", "unknown_kid",
 )
 # ok; a refusal reason; "refused" (a user hook's deliberate refusal); "hook_error" (a user hook raised);
 # "internal_error" (the auth check crashed; the client got 403 "Key not authorised").

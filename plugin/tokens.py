@@ -144,6 +144,12 @@ def parse(raw: str, memo: HeaderMemo | None = None) -> ParsedToken:
     )
 
 
+def json_segment(segment: str) -> dict[str, Any]:
+    """One base64url segment holding exactly a JSON object (nothing after it), read as a token's
+    header is: for JWTs other than access tokens, such as DPoP proofs."""
+    return _json_object(decode_segment(segment), trailing_ok=False)
+
+
 def too_deep(text: str) -> bool:
     """JSON text nesting arrays and objects deeper than MAX_JSON_DEPTH (brackets in strings do not count)."""
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:

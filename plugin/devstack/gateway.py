@@ -42,6 +42,7 @@ NATIVE_API_ID = "auth0-native"
 NATIVE_OAS_API_ID = "auth0-oas-native"  # created by tests (POST /tyk/apis/oas); its file must not end in -oas.json
 PLUGIN_API_ID = "auth0-plugin"
 PLUGIN_SUBJECT_API_ID = "auth0-plugin-subject"
+PLUGIN_DPOP_API_ID = "auth0-plugin-dpop"  # the plugin with dpop: required (DPoP-bound tokens only)
 KEYLESS_API_ID = "keyless"
 DEFAULT_POLICY_ID = "auth0-policy"
 
@@ -247,7 +248,7 @@ def policy(
 
 def default_policies() -> list[dict[str, Any]]:
     """``auth0-policy`` for the walkthrough plus small ones tests can hit quickly."""
-    auth0_apis = (NATIVE_API_ID, PLUGIN_API_ID, PLUGIN_SUBJECT_API_ID, NATIVE_OAS_API_ID)
+    auth0_apis = (NATIVE_API_ID, PLUGIN_API_ID, PLUGIN_SUBJECT_API_ID, PLUGIN_DPOP_API_ID, NATIVE_OAS_API_ID)
     return [
         policy(DEFAULT_POLICY_ID, auth0_apis, name="Auth0 policy"),
         policy("limited", auth0_apis, rate=3, per=60, name="3 requests a minute"),

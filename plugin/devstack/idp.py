@@ -30,10 +30,12 @@ from typing import Any
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from plugin import dpop as dpoplib
 from plugin.devstack.procs import LOOPBACK, BackgroundHTTPServer, QuietHandler, serve_until_signal
+from plugin.errors import DPoPRefused
 
 DEFAULT_AUDIENCE = "https://tyk-auth0-demo/api"
 DEFAULT_LIFETIME = 86_400  # Auth0's default access-token lifetime for a custom API
@@ -116,6 +118,63 @@ class SigningKey:
         )
 
 
+@dataclass(frozen=True)
+class DPoPKey:
+    """A client's DPoP key pair (RFC 9449), kept in memory: it signs the proofs the client sends to
+    the token endpoint and with every request that uses the token bound to it."""
+
+    private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    alg: str = "ES256"
+
+    @classmethod
+    def generate(cls, alg: str = "ES256") -> DPoPKey:
+        if alg == "ES256":
+            return cls(ec.generate_private_key(ec.SECP256R1()), alg)
+        if alg in ("RS256", "PS256"):
+            return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048), alg)
+        if alg == "EdDSA":
+            return cls(ed25519.Ed25519PrivateKey.generate(), alg)
+        raise ValueError(f"unsupported DPoP key algorithm {alg!r}")
+
+    def public_jwk(self) -> dict[str, Any]:
+        public = self.private_key.public_key()
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            numbers = public.public_numbers()
+            return {"kty": "EC", "crv": "P-256", "x": b64url(numbers.x.to_bytes(32, "big")),
+                    "y": b64url(numbers.y.to_bytes(32, "big"))}
+        if isinstance(public, rsa.RSAPublicKey):
+            rsa_numbers = public.public_numbers()
+            return {"kty": "RSA", "n": _uint_b64(rsa_numbers.n), "e": _uint_b64(rsa_numbers.e)}
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+
+    @property
+    def thumbprint(self) -> str:
+        """RFC 7638: what a token bound to this key carries as ``cnf.jkt``."""
+        jwk = self.public_jwk()
+        members = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}[jwk["kty"]]
+        canonical = json.dumps({m: jwk[m] for m in members}, sort_keys=True, separators=(",", ":"))
+        return b64url(hashlib.sha256(canonical.encode()).digest())
+
+    def proof(self, method: str, url: str, access_token: str | None = None, *, headers: Mapping[str, Any] | None = None,
+              claims: Mapping[str, Any] | None = None, drop: Iterable[str] = ()) -> str:
+        """A fresh proof for one request; ``headers``/``claims`` replace or add fields (None removes one)
+        and ``drop`` removes claims, for tests that need a bad one."""
+        body: dict[str, Any] = {"jti": secrets.token_urlsafe(16), "htm": method, "htu": url, "iat": int(time.time())}
+        if access_token is not None:
+            body["ath"] = dpoplib.token_hash(access_token)
+        header: dict[str, Any] = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.public_jwk()}
+        for target, changes in ((header, headers), (body, claims)):
+            for name, value in (changes or {}).items():
+                if value is None:
+                    target.pop(name, None)
+                else:
+                    target[name] = value
+        for name in drop:
+            body.pop(name, None)
+        return encode_jwt(header, body, self.private_key)
+
+
 @dataclass
 class Client:
     """A machine-to-machine application allowed to use the client-credentials grant."""
@@ -174,6 +233,8 @@ class AuthZeroStandIn(BackgroundHTTPServer):
         self._jwks_fetches = 0
         self._jwks_fetches_by_agent: dict[str, int] = {}
         self._token_requests = 0
+        # Proofs sent to /oauth/token, checked as Auth0 checks them (each jti once, within 5 minutes).
+        self.dpop = dpoplib.DPoPSettings(required=True)
 
     # -- addresses ---------------------------------------------------------------
 
@@ -415,14 +476,17 @@ class AuthZeroStandIn(BackgroundHTTPServer):
             return self.unknown_key
         raise ValueError(f"unknown key choice {key!r}")
 
-    def token_response(self, client_id: str, audience: str) -> dict[str, Any]:
-        token = self.issue_token(client_id, audience=audience)
+    def token_response(self, client_id: str, audience: str, jkt: str | None = None) -> dict[str, Any]:
+        """As Auth0 answers: with ``jkt`` (the request carried a DPoP proof) the token is bound to that
+        key in ``cnf.jkt`` and its type is DPoP."""
+        claims = {"cnf": {"jkt": jkt}} if jkt is not None else None
+        token = self.issue_token(client_id, audience=audience, claims=claims)
         out: dict[str, Any] = {"access_token": token}
         scope = self.clients[client_id].scope
         if scope:
             out["scope"] = scope
         out["expires_in"] = self.token_lifetime
-        out["token_type"] = "Bearer"
+        out["token_type"] = "Bearer" if jkt is None else "DPoP"
         return out
 
     def discovery(self) -> dict[str, Any]:
@@ -443,6 +507,7 @@ class AuthZeroStandIn(BackgroundHTTPServer):
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["HS256", "RS256", "PS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "dpop_signing_alg_values_supported": sorted(self.dpop.algorithms),
             "claims_supported": ["aud", "exp", "iat", "iss", "sub", "name", "email"],
         }
 
@@ -476,7 +541,8 @@ class AuthZeroStandIn(BackgroundHTTPServer):
             return status, {"error": "stand-in JWKS failure", "status": status}, {}
         return 200, self.jwks(), {}
 
-    def _oauth_token(self, params: Mapping[str, Any], basic: tuple[str, str] | None) -> tuple[int, dict[str, Any]]:
+    def _oauth_token(self, params: Mapping[str, Any], basic: tuple[str, str] | None,
+                     dpop_proof: str | None = None) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self._token_requests += 1
         grant = params.get("grant_type")
@@ -506,7 +572,13 @@ class AuthZeroStandIn(BackgroundHTTPServer):
                 f'Client is not authorized to access "{audience}". You need to create a '
                 '"client-grant" associated to this API.',
             )
-        return 200, self.token_response(str(client_id), str(audience))
+        jkt = None
+        if dpop_proof is not None:
+            try:
+                jkt = dpoplib.check_proof(dpop_proof, self.dpop, "POST", self.token_url, time.time())
+            except DPoPRefused as exc:
+                return 400, _oauth_error("invalid_dpop_proof", exc.detail)
+        return 200, self.token_response(str(client_id), str(audience), jkt)
 
     def _test_hook(self, name: str, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         if name == "rotate":
@@ -613,7 +685,7 @@ class _Handler(QuietHandler):
             self.send_json(400, _oauth_error("invalid_request", "Invalid request body"))
             return
         if path == "/oauth/token":
-            status, body = self.idp._oauth_token(params, self._basic_auth())
+            status, body = self.idp._oauth_token(params, self._basic_auth(), self.headers.get("DPoP"))
             headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
             self.send_json(status, body, headers=headers)
         elif path.startswith(TEST_PREFIX):

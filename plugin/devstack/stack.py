@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shlex
 import shutil
 import sys
 import tempfile
@@ -346,6 +347,8 @@ class Stack:
             gw.plugin_api(target, self.config_data(), bundle=bundle),
             gw.plugin_api(target, self.config_data(), bundle=None, manifest=gw.manifest_without_id_extractor(),
                           api_id=gw.PLUGIN_SUBJECT_API_ID, listen_path=f"/{gw.PLUGIN_SUBJECT_API_ID}/"),
+            gw.plugin_api(target, {**self.config_data(), "dpop": "required"}, bundle=bundle,
+                          api_id=gw.PLUGIN_DPOP_API_ID, listen_path=f"/{gw.PLUGIN_DPOP_API_ID}/"),
             gw.keyless_api(target),
             *[dict(a) for a in self.extra_apis],
         ]
@@ -465,7 +468,18 @@ class Stack:
 
     def curl_commands(self, api: str = gw.PLUGIN_API_ID) -> str:
         call = f'curl -X GET {self.url}/{api}/get -H "Accept: application/json" -H "Authorization: Bearer $TOKEN"'
-        return "\n".join([*self._token_steps(), "# 2. Call the API through Tyk with it:", call])
+        return "\n".join([*self._token_steps(), "# 2. Call the API through Tyk with it:", call, "",
+                          *self._dpop_steps()])
+
+    def _dpop_steps(self) -> list[str]:
+        """A DPoP client's token request and calls (a proof per request cannot be typed into curl)."""
+        secret = "" if self.auth0_domain else f" --client-secret {shlex.quote(self.client_secret or '')}"
+        return [
+            f"# 3. DPoP: a token bound to a client key, then calls with a proof each (/{gw.PLUGIN_DPOP_API_ID}/):",
+            f"{shlex.quote(sys.executable)} -m plugin.devstack.dpop_client {self.url}/{gw.PLUGIN_DPOP_API_ID}/get "
+            f"--token-url {self.token_url} --client-id {shlex.quote(self.client_id)}{secret} "
+            f"--audience {shlex.quote(self.audience)}",
+        ]
 
     def failure(self) -> str | None:
         """Why the stack is broken (a child process died), or None while all is well."""
@@ -496,7 +510,8 @@ class Stack:
             "ports": self.ports,
             "apis": {
                 api_id: f"{self.url}/{api_id}/"
-                for api_id in (gw.PLUGIN_API_ID, gw.PLUGIN_SUBJECT_API_ID, gw.NATIVE_API_ID, gw.KEYLESS_API_ID)
+                for api_id in (gw.PLUGIN_API_ID, gw.PLUGIN_SUBJECT_API_ID, gw.PLUGIN_DPOP_API_ID, gw.NATIVE_API_ID,
+                               gw.KEYLESS_API_ID)
             },
         }
 
@@ -522,6 +537,7 @@ class Stack:
         apis = [
             (gw.PLUGIN_API_ID, "gRPC plugin auth" + ("" if self.plugin else "  [plugin NOT running]")),
             (gw.PLUGIN_SUBJECT_API_ID, "the same without the ID extractor (sessions per subject)"),
+            (gw.PLUGIN_DPOP_API_ID, "the same with dpop: required (DPoP-bound tokens with a proof per request)"),
             (gw.NATIVE_API_ID, "Tyk's native JWT auth"),
             (gw.KEYLESS_API_ID, "no auth"),
         ]

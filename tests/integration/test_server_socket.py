@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from plugin.coprocess import HookType, object_pb2_grpc
+from plugin.devstack.idp import DPoPKey
 from tests.integration.conftest import ROOT, ServerProcess, free_port
 from tests.support import tokens as t
 from tests.support.objects import auth_object
@@ -428,3 +429,32 @@ def test_manifests_giving_one_name_two_meanings_stop_the_start_naming_the_files(
     assert (f"hook 'Auth0JWTAuthCheck' is the auth_check in manifest {old} but a pre hook in manifest {new}"
             in result.stderr)
     assert "Traceback" not in result.stderr
+
+
+DPOP_URL = "http://127.0.0.1:8080/auth0-plugin/get"  # the request auth_object builds
+
+
+def dpop_call(server, jwks_server, token: str, proof: str):
+    config = json.dumps({**json.loads(config_for(jwks_server)), "dpop": "required"})
+    obj = auth_object(f"DPoP {token}", config=config)
+    obj.request.headers["Dpop"] = proof
+    return call(server.channel, obj)
+
+
+def test_a_dpop_bound_token_with_its_proof_gets_a_session_the_gateway_never_reuses(server, jwks_server, keys):
+    client = DPoPKey.generate()
+    token = t.sign(keys[0], t.claims(cnf={"jkt": client.thumbprint}))
+    reply = dpop_call(server, jwks_server, token, client.proof("GET", DPOP_URL, token))
+    assert reply.request.return_overrides.response_code == -1
+    assert list(reply.session.apply_policies) == ["auth0-policy"]
+    assert reply.session.id_extractor_deadline == 0
+
+
+def test_a_replayed_dpop_proof_is_refused_with_the_dpop_challenge(server, jwks_server, keys):
+    client = DPoPKey.generate()
+    token = t.sign(keys[0], t.claims(cnf={"jkt": client.thumbprint}))
+    proof = client.proof("GET", DPOP_URL, token)
+    dpop_call(server, jwks_server, token, proof)
+    overrides = dpop_call(server, jwks_server, token, proof).request.return_overrides
+    assert (overrides.response_code, overrides.response_error) == (401, "Key not authorized: DPoP proof has already been used")
+    assert overrides.headers["WWW-Authenticate"].startswith('DPoP error="invalid_dpop_proof"')

@@ -15,6 +15,7 @@ import pytest
 
 from plugin import check
 from plugin.config import parse_config_data
+from plugin.devstack.idp import DPoPKey
 from tests.support import tokens as t
 from tests.support.jwks_server import JwksServer
 from tests.support.objects import auth_object, config_data
@@ -970,3 +971,83 @@ def test_an_unserved_auth_hook_is_refused_before_a_bad_config_data_is_read(tmp_p
     assert (code, report["failed_step"]) == (1, "auth hook")
     assert report["response"]["status"] == reply.request.return_overrides.response_code == 403
     assert report["config_error"] is not None  # still reported, for once the name is fixed
+
+
+# -- DPoP -------------------------------------------------------------------------------------------------
+
+DPOP_URL = "http://127.0.0.1:8080/auth0-plugin/get"  # the request auth_object builds
+DPOP_KEY = DPoPKey.generate()
+
+
+def dpop_token(key: t.SigningKey, bound: bool = True) -> str:
+    return t.sign(key, t.claims(cnf={"jkt": DPOP_KEY.thumbprint}) if bound else t.claims())
+
+
+# name -> (dpop mode, bound token?, proof factory (token -> proof) or None for a bearer request, failing step)
+DPOP_CORPUS = {
+    "valid_proof": ("required", True, lambda tok: DPOP_KEY.proof("GET", DPOP_URL, tok), None),
+    "bound_as_bearer": ("allowed", True, None, "dpop"),
+    "unbound_bearer_allowed": ("allowed", False, None, None),
+    "unbound_bearer_required": ("required", False, None, "dpop"),
+    "unbound_with_proof": ("allowed", False, lambda tok: DPOP_KEY.proof("GET", DPOP_URL, tok), "dpop"),
+    "proof_for_another_url": ("required", True, lambda tok: DPOP_KEY.proof("GET", DPOP_URL + "/x", tok), "dpop"),
+    "proof_of_another_key": ("required", True, lambda tok: DPoPKey.generate().proof("GET", DPOP_URL, tok), "dpop"),
+    "old_proof": ("required", True, lambda tok: DPOP_KEY.proof("GET", DPOP_URL, tok, claims={"iat": NOW - 900}),
+                  "dpop"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DPOP_CORPUS))
+def test_dpop_verdict_equals_the_servicer_answer(case, plugin, signing_key, jwks_server):
+    mode, bound, make_proof, failing = DPOP_CORPUS[case]
+    cfg = config_data(jwt_source=jwks_server.url, dpop=mode)
+    token = dpop_token(signing_key, bound)
+    proof = make_proof(token) if make_proof else None
+    sent = auth_object(f"DPoP {token}" if proof else bearer(token), config=cfg)
+    if proof:
+        sent.request.headers["Dpop"] = proof
+    reply = plugin.dispatch(sent)
+    extra = ["--dpop-proof", proof, "--url", DPOP_URL] if proof else []
+    code, report = run_json("--config-data", cfg, "--token", token, "--org-id", "default", "--no-discovery", *extra)
+    assert not [n for n in report["notes"] if "disagree" in n]
+    overrides = reply.request.return_overrides
+    if failing is None:
+        assert (code, report["verdict"], overrides.response_code) == (0, "pass", -1)
+    else:
+        assert (code, report["verdict"], report["failed_step"]) == (1, "refused", failing)
+        assert report["response"] == {"status": overrides.response_code, "body": {"error": overrides.response_error}}
+
+
+def test_a_proof_for_another_url_is_explained_with_the_url_the_plugin_expects(signing_key, jwks_server):
+    cfg = config_data(jwt_source=jwks_server.url, dpop="required")
+    token = dpop_token(signing_key)
+    proof = DPOP_KEY.proof("GET", "https://api.example.com/auth0-plugin/get", token)
+    code, report = run_json("--config-data", cfg, "--token", token, "--no-discovery",
+                            "--dpop-proof", proof, "--url", DPOP_URL)
+    step = next(s for s in report["steps"] if s["name"] == "dpop")
+    assert code == 1 and "htu does not match" in step["detail"]
+    assert any(DPOP_URL in hint and "dpop_base_url" in hint for hint in step["hints"])
+
+
+def test_behind_dpop_base_url_check_takes_the_url_the_client_calls(signing_key, jwks_server):
+    cfg = config_data(jwt_source=jwks_server.url, dpop="required", dpop_base_url="https://api.example.com/gw")
+    token = dpop_token(signing_key)
+    url = "https://api.example.com/gw/auth0-plugin/get"
+    code, report = run_json("--config-data", cfg, "--token", token, "--no-discovery",
+                            "--dpop-proof", DPOP_KEY.proof("GET", url, token), "--url", url)
+    assert (code, report["verdict"]) == (0, "pass")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_the_dpop_proof_is_never_printed(as_json, signing_key, jwks_server):
+    cfg = config_data(jwt_source=jwks_server.url, dpop="required")
+    token = dpop_token(signing_key)
+    proof = DPOP_KEY.proof("GET", DPOP_URL, token)
+    _, text = run("--config-data", cfg, "--token", token, "--no-discovery", "--dpop-proof", proof, "--url", DPOP_URL,
+                  *(["--json"] if as_json else []))
+    assert proof not in text and proof.split(".")[2] not in text and token not in text
+
+
+def test_a_dpop_proof_without_the_url_it_was_made_for_is_a_usage_error(signing_key, cfg):
+    code, _ = run("--config-data", cfg, "--token", t.sign(signing_key), "--dpop-proof", "x.y.z")
+    assert code == check.EXIT_USAGE

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from plugin.config import parse_config_data
-from plugin.devstack.idp import RFC9068_PROFILE, AuthZeroStandIn, Client, SigningKey, b64url
+from plugin.devstack.idp import RFC9068_PROFILE, AuthZeroStandIn, Client, DPoPKey, SigningKey, b64url
 from plugin.devstack.procs import http_request
 from plugin.jwks import FetchError, JwksCache, http_fetch, parse_jwks
 from plugin.verify import Verifier
@@ -125,6 +125,43 @@ def test_walkthrough_token_request_returns_an_auth0_shaped_token(idp: AuthZeroSt
     assert claims["pol"] == "auth0-policy"
     assert claims["exp"] - claims["iat"] == 86400
     assert abs(claims["iat"] - time.time()) < 5
+
+
+M2M_REQUEST = {"client_id": "m2m", "client_secret": "s3cret", "audience": AUDIENCE, "grant_type": "client_credentials"}
+
+
+def test_a_token_request_with_a_dpop_proof_gets_a_token_bound_to_its_key(idp: AuthZeroStandIn) -> None:
+    key = DPoPKey.generate()
+    result = http_request("POST", idp.token_url, body=M2M_REQUEST, headers={"DPoP": key.proof("POST", idp.token_url)})
+    assert result.status == 200, result.text
+    body = result.json()
+    assert body["token_type"] == "DPoP"
+    claims = verify(body["access_token"], fetch_jwks(idp), issuer=idp.issuer)
+    assert claims["cnf"] == {"jkt": key.thumbprint}
+
+
+def test_a_token_request_with_a_proof_for_another_url_is_refused_as_auth0_refuses_it(idp: AuthZeroStandIn) -> None:
+    proof = DPoPKey.generate().proof("POST", idp.url + "authorize")
+    result = http_request("POST", idp.token_url, body=M2M_REQUEST, headers={"DPoP": proof})
+    assert (result.status, result.json()["error"]) == (400, "invalid_dpop_proof")
+
+
+def test_a_token_request_proof_is_accepted_once(idp: AuthZeroStandIn) -> None:
+    proof = DPoPKey.generate().proof("POST", idp.token_url)
+    first = http_request("POST", idp.token_url, body=M2M_REQUEST, headers={"DPoP": proof})
+    again = http_request("POST", idp.token_url, body=M2M_REQUEST, headers={"DPoP": proof})
+    assert (first.status, again.status) == (200, 400)
+
+
+def test_a_token_request_without_a_proof_gets_a_bearer_token_without_cnf(idp: AuthZeroStandIn) -> None:
+    status, body = token_request(idp, **M2M_REQUEST)
+    assert (status, body["token_type"]) == (200, "Bearer")
+    assert "cnf" not in verify(body["access_token"], fetch_jwks(idp))
+
+
+def test_discovery_names_the_dpop_proof_algorithms(idp: AuthZeroStandIn) -> None:
+    doc = http_request("GET", idp.discovery_url).json()
+    assert "ES256" in doc["dpop_signing_alg_values_supported"]
 
 
 def test_form_encoded_and_basic_auth_token_requests_work_too(idp: AuthZeroStandIn) -> None:

@@ -17,6 +17,7 @@ from plugin.auth import Authenticator, ConfigStore
 from plugin.check import ApiSource
 from plugin.config import parse_config_data
 from plugin.coprocess import Object
+from plugin.devstack.idp import DPoPKey
 from plugin.hooks import HookRouter
 from plugin.jwks import FetchError, JwksCache, JwksSettings
 from plugin.logs import JsonFormatter, TextFormatter
@@ -105,6 +106,18 @@ def hostile_requests(monkeypatch: pytest.MonkeyPatch, tmp_path) -> list[tuple[Ob
             obj = auth_object(f"Bearer {token}", config=config)
             obj.request.headers["X-Request-Id"] = "rid-1"
             requests.append((obj, [token, token.rsplit(".", 1)[-1], *secrets]))
+    # DPoP: a bound token with its proof, the same proof replayed, a proof for another URL, the token as Bearer.
+    client = DPoPKey.generate()
+    bound = hs256(t.claims(cnf={"jkt": client.thumbprint}))
+    dpop_config = config_data(jwt_source=HMAC_B64, jwt_signing_method="hmac", dpop="required")
+    proof = client.proof("GET", "http://127.0.0.1:8080/auth0-plugin/get", bound, claims={"jti": "JtiNeverShown"})
+    for authorization, sent in ((f"DPoP {bound}", proof), (f"DPoP {bound}", proof),
+                                (f"DPoP {bound}", client.proof("GET", "http://elsewhere/", bound)),
+                                (f"Bearer {bound}", proof)):
+        obj = auth_object(authorization, config=dpop_config)
+        obj.request.headers["Dpop"] = sent
+        requests.append((obj, [bound, bound.rsplit(".", 1)[-1], sent, sent.rsplit(".", 1)[-1], "JtiNeverShown",
+                               *secrets]))
     # An API whose HMAC secret is refused as a setting (not base64): the problem is logged once.
     raw_secret = "RawHmacSecretNotBase64!"
     refused = auth_object(f"Bearer {good}", config=config_data(jwt_source=raw_secret, jwt_signing_method="hmac"))
@@ -127,6 +140,7 @@ def test_no_log_line_shows_a_token_a_signature_or_a_secret(monkeypatch, tmp_path
     assert {-1, 400, 401, 403, 500} >= answers and -1 in answers and 500 in answers  # accepted, refused, misconfigured
     text, as_json = (stream.getvalue() for stream in captured)
     assert "auth denied" in text and "bad plugin configuration" in text and "jwks fetch failed" in text
+    assert "reason=dpop_replay" in text and "reason=dpop_binding" in text
     for _, never in requests:
         for secret in never:
             assert secret not in text and secret not in as_json
