@@ -141,7 +141,7 @@ class CachedAuth(NamedTuple):
     generation: int  # the JWKS cache's generation when it was verified
     exp: float | None
     expires_at: float  # wall-clock second after which the token no longer verifies
-    jkt: str | None = None  # cnf.jkt: the key a DPoP-bound token is bound to (read only where DPoP is on)
+    jkt: str | None = None  # cnf.jkt: the key a DPoP-bound token is bound to (None: not bound)
 
 
 class TokenCache:
@@ -243,11 +243,14 @@ class Authenticator:
         # a message field that appears twice and lets the later scalar win, so the base policy's
         # values and the per-request deadline appended after the cached session (which sets none
         # of their fields) override nothing but themselves.
-        deadline = extractor_deadline(int(now), cached.exp, config.id_extractor_ttl)
-        # A DPoP-bound token's session must never be served by the gateway's ID extractor: it would
-        # answer the next request (keyed by the Authorization header) without seeing its new proof.
-        if dpop is not None and dpoplib.check_request(dpop, request, raw, dpop_scheme, cached.jkt, now):
-            deadline = NEVER_REUSE
+        if dpop is not None:
+            dpoplib.check_request(dpop, request, raw, dpop_scheme, cached.jkt, now)
+        # A DPoP-bound token's session must never be served by the gateway's ID extractor, on any API:
+        # it would answer the next request (keyed by the Authorization header) without seeing its new
+        # proof, and it shares a session among the APIs of an org, so a bound token granted as Bearer
+        # where DPoP is off would then be served on an API of that org that requires a proof.
+        deadline = (extractor_deadline(int(now), cached.exp, config.id_extractor_ttl) if cached.jkt is None
+                    else NEVER_REUSE)
         times = self._stamps.get(deadline)
         if times is None:
             times = self._stamp(deadline)

@@ -173,20 +173,20 @@ def confirmation(claims: Mapping[str, Any]) -> str | None:
 
 
 def check_request(settings: DPoPSettings, request: MiniRequestObject, token: str, dpop_scheme: bool,
-                  jkt: str | None, now: float) -> bool:
-    """Whether this verified token is DPoP-bound and came with a valid proof (its session must then
-    never be reused by the gateway); False for a bearer token the API admits. Raises DPoPRefused."""
+                  jkt: str | None, now: float) -> None:
+    """Refuses (DPoPRefused) a verified token this API may not take as it came: a bound one without
+    the DPoP scheme and a valid proof, an unbound one with the scheme, or, where DPoP is required, a
+    bearer token."""
     if not dpop_scheme:
         if jkt is not None:
             raise DPoPBoundAsBearer(settings.algs)
         if settings.required:
             raise DPoPRequired(settings.algs)
-        return False
+        return
     if jkt is None:
         raise DPoPTokenNotBound(settings.algs)
     check_proof(request.headers.get(DPOP_HEADER, ""), settings, request.method, request_url(request, settings),
                 now, access_token=token, jkt=jkt)
-    return True
 
 
 def request_url(request: MiniRequestObject, settings: DPoPSettings) -> str:
