@@ -60,10 +60,11 @@ Readiness = Callable[[], "bool | tuple[bool, str]"]
 class _Tally:
     """One thread's counts: written only by that thread, read (copied) at scrape time."""
 
-    __slots__ = ("requests", "buckets", "seconds")
+    __slots__ = ("requests", "buckets", "seconds", "names")
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str], int] = {}
+        self.names: dict[str, int] = {}  # auth calls by hook name, counted only when several are served
         self.buckets = [0] * (len(VERIFY_BUCKETS) + 1)  # the last one is +Inf
         self.seconds = 0.0
 
@@ -93,6 +94,13 @@ class _Tallies:
         for tally in self._snapshot():
             for key, n in dict(tally.requests).items():
                 total[key] = total.get(key, 0) + n
+        return total
+
+    def names(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for tally in self._snapshot():
+            for name, n in dict(tally.names).items():
+                total[name] = total.get(name, 0) + n
         return total
 
     def latency(self) -> tuple[list[int], float]:
@@ -133,6 +141,14 @@ class _ScrapeCollector(Collector):
         for (hook, outcome), n in sorted(self._tallies.requests().items()):
             requests.add_metric([hook, outcome], n)
         yield requests
+        names = self._tallies.names()
+        if names:
+            by_name = CounterMetricFamily("tyk_auth0_auth_hook_calls", "Auth calls by the hook name the gateway "
+                                          "called (served names only; counted when serve has several manifests).",
+                                          labels=["name"])
+            for name, n in sorted(names.items()):
+                by_name.add_metric([name], n)
+            yield by_name
         counts, seconds = self._tallies.latency()
         cumulative, running = [], 0
         for bound, n in zip([*map(_bound, VERIFY_BUCKETS), "+Inf"], counts, strict=True):
@@ -203,8 +219,12 @@ class Metrics:
         """Observer for ``plugin.extensions.as_router_hooks(on_outcome=...)``."""
         self.request(kind, outcome)
 
-    def instrument_auth(self, authenticate: Callable[[Object], None]) -> Callable[[Object], None]:
-        """Wrap the auth check so every call is timed and counted by outcome; errors pass through."""
+    def instrument_auth(self, authenticate: Callable[[Object], None],
+                        by_hook_name: bool = False) -> Callable[[Object], None]:
+        """Wrap the auth check so every call is timed and counted by outcome; errors pass through.
+        ``by_hook_name`` also counts calls by the hook name they carry (the router lets only served
+        names through, so the series stay bounded): while an auth hook is renamed it shows whether
+        any gateway still calls the old name. Off, it costs nothing."""
         mine, clock, bounds = self._tallies.mine, time.perf_counter, VERIFY_BUCKETS
         ok = ("auth_check", "ok")
 
@@ -226,7 +246,15 @@ class Metrics:
                 tally.buckets[bisect_left(bounds, elapsed)] += 1
                 tally.seconds += elapsed
 
-        return instrumented
+        if not by_hook_name:
+            return instrumented
+
+        def counted_by_name(obj: Object) -> None:
+            names = mine().names
+            names[obj.hook_name] = names.get(obj.hook_name, 0) + 1
+            instrumented(obj)
+
+        return counted_by_name
 
     def bind(self, *, token_cache: Callable[[], tuple[int, int]] | None = None,
              jwks_fetches: Callable[[], tuple[int, int]] | None = None,

@@ -211,7 +211,8 @@ class App:
 
 
 def build_app(settings: ServerSettings) -> App:
-    hooks = load_served_hooks(manifest_paths(settings.manifests))
+    manifests = manifest_paths(settings.manifests)
+    hooks = load_served_hooks(manifests)
     jwks = JwksCache(replace(settings.jwks, waiters=settings.threads - 1))  # one call thread beyond them
     configs = ConfigStore(defaults=server_defaults(os.environ))
     verifier = Verifier(jwks, max_token_bytes=settings.max_token_bytes)
@@ -227,7 +228,8 @@ def build_app(settings: ServerSettings) -> App:
     for problem in extensions.manifest_problems(hook_sets, hooks):
         log.warning("hooks: %s", problem)
     hook_log = extensions.HookLog()
-    router = HookRouter(hooks.auth_checks, metrics.instrument_auth(authenticator.authenticate),
+    router = HookRouter(hooks.auth_checks,
+                        metrics.instrument_auth(authenticator.authenticate, by_hook_name=len(manifests) > 1),
                         hooks=extensions.as_router_hooks(*hook_sets, on_outcome=metrics.hook_outcome, logs=hook_log),
                         on_outcome=metrics.request)
     metrics.bind(token_cache=lambda: (authenticator.hits, authenticator.misses),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -382,7 +383,9 @@ def write_manifest(path, auth_check: str, **slots: list[str]):
 def test_one_server_answers_the_auth_hooks_of_two_manifests(tmp_path, jwks_server, keys):
     old = write_manifest(tmp_path / "old.json", "Auth0JWTAuthCheck")
     new = write_manifest(tmp_path / "new.json", "Auth0JWTAuthCheckV2")
-    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", args=("--manifest", str(old), "--manifest", str(new)))
+    metrics = f"127.0.0.1:{free_port()}"
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", args=("--manifest", str(old), "--manifest", str(new),
+                                                                  "--metrics-listen", metrics))
     try:
         def answer(hook: str) -> tuple[int, list[str]]:
             reply = call(proc.channel, auth_object("Bearer " + t.sign(keys[0]), config=config_for(jwks_server),
@@ -391,6 +394,11 @@ def test_one_server_answers_the_auth_hooks_of_two_manifests(tmp_path, jwks_serve
         assert answer("Auth0JWTAuthCheck") == (-1, ["auth0-policy"])
         assert answer("Auth0JWTAuthCheckV2") == (-1, ["auth0-policy"])
         assert answer("Auth0JWTAuthCheckV3") == (403, [])
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
+            exported = response.read().decode()
+        assert 'tyk_auth0_auth_hook_calls_total{name="Auth0JWTAuthCheck"} 1.0' in exported
+        assert 'tyk_auth0_auth_hook_calls_total{name="Auth0JWTAuthCheckV2"} 1.0' in exported
+        assert "Auth0JWTAuthCheckV3" not in exported
     finally:
         _, stderr = proc.stop()
     assert "(auth hooks 'Auth0JWTAuthCheck', 'Auth0JWTAuthCheckV2')" in stderr

@@ -131,6 +131,26 @@ def test_an_auth_call_for_a_hook_name_not_served_is_counted_as_unknown_hook(sign
     assert samples(metrics)[("tyk_auth0_requests_total", (("hook", "auth_check"), ("outcome", "unknown_hook")))] == 1
 
 
+def test_with_several_auth_hooks_served_calls_are_counted_by_the_name_they_carry():
+    metrics = Metrics()
+    router = HookRouter(("Auth0JWTAuthCheck", "Auth0JWTAuthCheckV2"),
+                        metrics.instrument_auth(lambda obj: None, by_hook_name=True), on_outcome=metrics.request)
+    for name in ("Auth0JWTAuthCheck", "Auth0JWTAuthCheckV2", "Auth0JWTAuthCheckV2", "NotServed"):
+        router.dispatch(auth_object("Bearer x", hook_name=name))
+    found = samples(metrics)
+    assert found[("tyk_auth0_auth_hook_calls_total", (("name", "Auth0JWTAuthCheck"),))] == 1
+    assert found[("tyk_auth0_auth_hook_calls_total", (("name", "Auth0JWTAuthCheckV2"),))] == 2
+    assert not any(name == "tyk_auth0_auth_hook_calls_total" and dict(labels)["name"] == "NotServed"
+                   for name, labels in found)
+
+
+def test_with_one_auth_hook_calls_are_not_counted_by_name():
+    metrics = Metrics()
+    router = HookRouter(AUTH_HOOK, metrics.instrument_auth(lambda obj: None))
+    router.dispatch(auth_object("Bearer x"))
+    assert not any(name == "tyk_auth0_auth_hook_calls_total" for name, _ in samples(metrics))
+
+
 def test_calls_counted_on_many_threads_are_summed_at_scrape_time():
     import threading
 
