@@ -77,7 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("id_extractor_ttl", None, "300", "Upper bound, in seconds, of `id_extractor_deadline`: how long the gateway may answer a repeated token from its session cache (never past the token's `exp`), and so how long a changed `config_data` may take to reach a token whose session the gateway holds. `0` when the token may come from several places (header, `use_param`, `use_cookie`), and only `0` is accepted then: the extractor reads one place, so it could cache a session under a value that is not the token."),
     Setting("jwks_cache_ttl", None, "600", "Seconds a fetched JWKS is fresh (at least 5); it is refreshed in the background before then (Auth0 advises 5 to 10 minutes)."),
     Setting("claims_to_headers", None, "{}", "Map of claim name to upstream header name, set by the `Auth0ClaimsToHeaders` post-auth hook (docs/hooks.md)."),
-    Setting("strip_authorization", None, "false", "With the `Auth0ClaimsToHeaders` hook: remove the token's header (`Authorization` or `auth_header_name`) and, with `use_param`, its query parameter before the upstream call."),
+    Setting("strip_authorization", None, "false", "With the `Auth0ClaimsToHeaders` hook: remove the token's header (`Authorization` or `auth_header_name`), with `use_param` its query parameter, and with `dpop` on the `DPoP` proof header before the upstream call."),
     Setting("auth_header_name", None, "Authorization", "Header carrying the token, with or without `Bearer `.", "auth_configs.jwt.auth_header_name"),
     Setting("disable_header", None, "false", "Do not read the header (then turn on `use_param` or `use_cookie`).", "auth_configs.jwt.disable_header"),
     Setting("use_param", None, "false", "Also read the token from a query parameter; a non-empty one wins over the header.", "auth_configs.jwt.use_param"),
@@ -645,6 +645,7 @@ class HeaderRules:
     claims_to_headers: tuple[tuple[str, str], ...] = ()
     strip_authorization: bool = False
     token_source: TokenSource = DEFAULT_SOURCE  # what strip_authorization removes
+    strip_dpop: bool = False  # strip_authorization on an API with DPoP on: the proof goes too
 
     def __bool__(self) -> bool:
         return bool(self.claims_to_headers) or self.strip_authorization
@@ -679,4 +680,7 @@ def parse_header_rules(data: Mapping[str, Any], token_source: TokenSource | None
         return HeaderRules(claims_to_headers=tuple(pairs))
     if token_source is None:  # the hook parses config_data on its own; build_config has parsed it already
         token_source = parse_token_source(data)
-    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=True, token_source=token_source)
+    # The dpop value itself is validated where the API's configuration is parsed.
+    dpop = data.get("dpop") in ("allowed", "required")
+    return HeaderRules(claims_to_headers=tuple(pairs), strip_authorization=True, token_source=token_source,
+                       strip_dpop=dpop)

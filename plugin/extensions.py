@@ -47,6 +47,7 @@ from plugin.coprocess import (
     mini_request_object_pb2,
     response_object_pb2,
 )
+from plugin.dpop import DPOP_HEADER
 from plugin.errors import AuthError, ConfigurationError
 from plugin.logs import SummedLog, exception_site
 from plugin.session import CLAIM_METADATA_PREFIX, metadata_value
@@ -678,6 +679,8 @@ class ClaimsToHeaders:
                 request.delete_header(source.header)
             if source.param is not None:
                 request.delete_param(source.param)
+            if rules.strip_dpop:
+                request.delete_header(DPOP_HEADER)
         stored = session.metadata
         configured = {header_fold(header) for _, header in rules.claims_to_headers}
         for sent in list(request.headers):

@@ -589,6 +589,18 @@ def test_strip_authorization_removes_the_configured_token_header_and_parameter_n
     assert list(request.delete_params) == ["at"]
 
 
+def test_strip_authorization_on_a_dpop_api_removes_the_proof_header_too():
+    config = config_data(claims_to_headers={"sub": "X-User-Id"}, strip_authorization=True, dpop="required")
+    obj = route(ext.builtin_hooks()).dispatch(post_auth_object(t.claims(), config=config))
+    assert set(obj.request.delete_headers) == {"Authorization", "Dpop", "X-User-Id"}
+
+
+def test_strip_authorization_without_dpop_leaves_a_dpop_header_alone():
+    config = config_data(claims_to_headers={"sub": "X-User-Id"}, strip_authorization=True, dpop="disabled")
+    obj = route(ext.builtin_hooks()).dispatch(post_auth_object(t.claims(), config=config))
+    assert set(obj.request.delete_headers) == {"Authorization", "X-User-Id"}
+
+
 def test_claim_metadata_uses_the_claim_prefix_literal_names_and_dotted_paths():
     claims = t.claims(**{"https://example.com/org": "acme", "org": {"team": ["a", "b"]}})
     assert claim_metadata(claims, ["sub", "https://example.com/org", "org.team", "absent"]) == {
