@@ -144,6 +144,10 @@ class DPoPSettings:
     iat_leeway: int = DEFAULT_IAT_LEEWAY
     base_url: str = ""  # normalized, without a trailing slash; "" builds the URL from the request
     replay: ReplayCache = field(default_factory=ReplayCache, compare=False, repr=False)
+    # Decoded proof headers by their base64url text: a client sends the same header (typ, alg, jwk)
+    # with every proof, so its key is built and its thumbprint hashed once.
+    headers: tokenlib.HeaderMemo[_ProofHeader] = field(
+        default_factory=lambda: tokenlib.HeaderMemo(HEADER_MEMO_SIZE, MAX_PROOF_BYTES), compare=False, repr=False)
 
     @property
     def algs(self) -> str:
@@ -263,14 +267,8 @@ class _ProofHeader(NamedTuple):
     thumbprint: str
 
 
-# Decoded proof headers by their base64url text: a client sends the same header (typ, alg, jwk) with
-# every proof, so its key is built and its thumbprint hashed once. Only headers that passed every
-# check on the header alone are kept; cleared when full. Single dict operations are atomic.
-_HEADERS: dict[str, _ProofHeader] = {}
-
-
-def _header(segment: str, algs: str) -> _ProofHeader:
-    known = _HEADERS.get(segment)
+def _header(segment: str, algs: str, memo: tokenlib.HeaderMemo[_ProofHeader]) -> _ProofHeader:
+    known = memo.get(segment)
     if known is not None:
         return known
     try:
@@ -291,9 +289,7 @@ def _header(segment: str, algs: str) -> _ProofHeader:
     if any(member in jwk for member in _SECRET_MEMBERS):
         raise DPoPProofPrivateKey(algs)
     parsed = _ProofHeader(alg, _public_key(alg, jwk, algs), thumbprint(jwk))
-    if len(_HEADERS) >= HEADER_MEMO_SIZE:
-        _HEADERS.clear()
-    _HEADERS[segment] = parsed
+    memo.put(segment, parsed)  # only a header that passed every check on the header alone
     return parsed
 
 
@@ -381,7 +377,7 @@ def check_proof(proof: str, settings: DPoPSettings, method: str, url: str, now: 
     parts = proof.split(".")
     if len(parts) != 3:
         raise DPoPProofMalformed(algs)
-    header = _header(parts[0], algs)
+    header = _header(parts[0], algs, settings.headers)
     if header.alg not in settings.algorithms:
         raise DPoPProofAlgorithm(algs)
     try:

@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 import re
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from plugin import gojson
 from plugin.errors import InvalidToken
@@ -30,6 +30,7 @@ _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING = (b"", b"", b"==", b"=")  # by length % 4; a remainder of 1 is never valid base64
 HEADER_MEMO_SIZE = 256
 HEADER_MEMO_MAX_SEGMENT = 512  # longer headers are parsed every time, so the memo stays small
+_Header = TypeVar("_Header")
 _MAX_FLOAT_DIGITS = 309  # an integer literal this long may not fit a float64
 
 
@@ -92,7 +93,7 @@ def decode_segment(segment: str) -> bytes:
         raise InvalidToken("segment is not unpadded base64url") from None
 
 
-class HeaderMemo:
+class HeaderMemo(Generic[_Header]):
     """Decoded headers by their base64url text: one tenant's tokens share a handful of headers.
 
     Only headers that parsed (a JSON object naming a known alg) are kept; the checks that come
@@ -101,15 +102,16 @@ class HeaderMemo:
     headers costs what it would without the memo. Single dict operations are atomic under the GIL.
     """
 
-    def __init__(self, size: int = HEADER_MEMO_SIZE) -> None:
+    def __init__(self, size: int = HEADER_MEMO_SIZE, max_segment: int = HEADER_MEMO_MAX_SEGMENT) -> None:
         self.size = size
-        self._headers: dict[str, dict[str, Any]] = {}
+        self.max_segment = max_segment
+        self._headers: dict[str, _Header] = {}
 
-    def get(self, segment: str) -> dict[str, Any] | None:
+    def get(self, segment: str) -> _Header | None:
         return self._headers.get(segment)
 
-    def put(self, segment: str, header: dict[str, Any]) -> None:
-        if len(segment) > HEADER_MEMO_MAX_SEGMENT:
+    def put(self, segment: str, header: _Header) -> None:
+        if len(segment) > self.max_segment:
             return
         if len(self._headers) >= self.size:
             self._headers = {}
@@ -119,7 +121,7 @@ class HeaderMemo:
         return len(self._headers)
 
 
-def parse(raw: str, memo: HeaderMemo | None = None) -> ParsedToken:
+def parse(raw: str, memo: HeaderMemo[dict[str, Any]] | None = None) -> ParsedToken:
     """Split and decode a token; raises InvalidToken for anything the gateway would refuse to parse."""
     parts = raw.split(".")
     if len(parts) != 3:

@@ -58,7 +58,7 @@ class Verifier:
         self.max_token_bytes = max_token_bytes
         self._static_keys: LRUCache[bytes, VerificationKey] = LRUCache(maxsize=64)
         self._static_lock = threading.Lock()
-        self._headers = tokenlib.HeaderMemo()
+        self._headers: tokenlib.HeaderMemo[dict[str, Any]] = tokenlib.HeaderMemo()
 
     def verify(self, raw: str, config: ApiConfig) -> VerifiedToken:
         if len(raw) > self.max_token_bytes:

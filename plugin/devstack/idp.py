@@ -56,8 +56,7 @@ ERROR_PAGE = (
 )
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+b64url = dpoplib.b64url  # unpadded base64url, as JOSE writes every binary member
 
 
 def _thumbprint(cert: x509.Certificate) -> str:
