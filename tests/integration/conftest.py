@@ -6,6 +6,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -93,3 +94,20 @@ def endpoint() -> Iterator[Callable[[Handler], str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def dripping(head: bytes, drop: bytes, times: int) -> Handler:
+    """A handler that sends ``head``, then ``drop`` every 0.1 s, ``times`` times: each socket wait
+    is short, only the whole exchange is long."""
+
+    def handle(self: socketserver.BaseRequestHandler) -> None:
+        self.request.recv(65536)
+        try:
+            self.request.sendall(head)
+            for _ in range(times):
+                time.sleep(0.1)
+                self.request.sendall(drop)
+        except OSError:
+            pass
+
+    return handle

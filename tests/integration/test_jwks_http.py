@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from plugin.jwks import FetchError, http_fetch
+from tests.integration.conftest import dripping
 from tests.support import tokens as t
 
 Handler = Callable[[socketserver.BaseRequestHandler], None]
@@ -27,16 +28,7 @@ def test_a_jwks_is_fetched_over_http(endpoint):
 
 
 def test_an_endpoint_that_drips_its_body_is_abandoned(endpoint):
-    def handle(self):
-        self.request.recv(65536)
-        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
-        try:
-            for _ in range(100):
-                time.sleep(0.1)
-                self.request.sendall(b" ")
-        except OSError:
-            pass
-
+    handle = dripping(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", b" ", 100)
     started = time.monotonic()
     with pytest.raises(FetchError, match="fetch timeout"):
         http_fetch(endpoint(handle), 0.5, 256 * 1024)
@@ -122,16 +114,7 @@ def test_a_redirect_loop_ends_in_a_fetch_error(endpoint):
 
 
 def test_an_endpoint_that_drips_its_headers_is_cut_at_the_fetch_deadline(endpoint):
-    def handle(self):
-        self.request.recv(65536)
-        try:
-            self.request.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            for _ in range(200):  # 20 s of one header byte every 0.1 s: each socket wait is short
-                time.sleep(0.1)
-                self.request.sendall(b"a")
-        except OSError:
-            pass
-
+    handle = dripping(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", 200)  # 20 s of one header byte every 0.1 s
     started = time.monotonic()
     with pytest.raises(FetchError, match="not complete within 1.4 s"):
         http_fetch(endpoint(handle), 0.2, 256 * 1024)

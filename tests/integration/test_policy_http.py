@@ -9,6 +9,7 @@ import logging
 import time
 
 from plugin.policy_index import PolicyIndex, from_gateway
+from tests.integration.conftest import dripping
 
 POLICIES = json.dumps([{"id": "p1", "org_id": "o", "access_rights": {"api": {}}}]).encode()
 
@@ -28,16 +29,7 @@ def test_a_policy_list_is_read_from_the_gateway(endpoint):
 
 
 def test_a_gateway_that_drips_its_headers_is_cut_at_the_read_deadline(endpoint, caplog):
-    def handle(self):
-        self.request.recv(65536)
-        try:
-            self.request.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            for _ in range(200):  # 20 s of one byte every 0.1 s: each socket wait is short
-                time.sleep(0.1)
-                self.request.sendall(b"a")
-        except OSError:
-            pass
-
+    handle = dripping(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", 200)  # 20 s of one header byte every 0.1 s
     index = PolicyIndex(from_gateway(_gateway(endpoint(handle)), "secret", timeout=0.2))
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="plugin.policies"):
@@ -47,16 +39,7 @@ def test_a_gateway_that_drips_its_headers_is_cut_at_the_read_deadline(endpoint, 
 
 
 def test_a_gateway_that_drips_its_body_is_abandoned(endpoint, caplog):
-    def handle(self):
-        self.request.recv(65536)
-        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[")
-        try:
-            for _ in range(100):
-                time.sleep(0.1)
-                self.request.sendall(b" ")
-        except OSError:
-            pass
-
+    handle = dripping(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[", b" ", 100)
     index = PolicyIndex(from_gateway(_gateway(endpoint(handle)), "secret", timeout=0.3))
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="plugin.policies"):
