@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where results.json and results.png go (default docs/benchmarks for a full run, "
                              ".cache/bench for a quick or partial one)")
-    parser.add_argument("--duration", type=float, help="measured seconds per load point (default 3, quick 1)")
+    parser.add_argument("--duration", type=float, help="measured seconds per load point (default 2, quick 1)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds before each load point (default 0.5, quick 0.3)")
     parser.add_argument("--reps", type=int, help="interleaved repetitions (default 3, quick 1)")
     parser.add_argument("--in-flight", type=int, default=64, help="concurrent calls (default %(default)s)")
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.output_dir is None:
         full = not args.quick and args.suites == list(SUITES)
         args.output_dir = DEFAULT_OUTPUT if full else SCRATCH_OUTPUT
-    args.duration = args.duration or (1.0 if args.quick else 3.0)
+    args.duration = args.duration or (1.0 if args.quick else 2.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5)
     args.reps = args.reps or (1 if args.quick else 3)
     args.memory_tokens = args.memory_tokens or (20_000 if args.quick else 1_000_000)

@@ -231,7 +231,7 @@ def four_api_stack(binary: Path, workdir: Path, progress: Callable[[str], None],
         stack.stop()
 
 
-def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0, reps: int = 3,
+def run_gateway_suite(workdir: Path, duration: float = 2.0, warmup: float = 1.0, reps: int = 3,
                       connections: int = 64, progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     binary, reason = _gateway_prerequisites()
     if binary is None:
@@ -277,7 +277,7 @@ def run_gateway_suite(workdir: Path, duration: float = 3.0, warmup: float = 1.0,
     }
 
 
-def run_gateway_workers(workdir: Path, duration: float = 3.0, warmup: float = 1.0, reps: int = 3,
+def run_gateway_workers(workdir: Path, duration: float = 2.0, warmup: float = 1.0, reps: int = 3,
                         connections: int = 64, progress: Callable[[str], None] = lambda line: None,
                         first_seen: bool = False) -> dict[str, Any]:
     """The plugin on every request (no ID extractor), with 1 then 2 plugin workers behind the gateway.
@@ -489,7 +489,7 @@ def gateway_breakdown(text: str, gateway_us_per_req: float) -> dict[str, Any]:
     return {"sampled_cpu_s": total, "nodes": nodes}
 
 
-def run_gateway_profile(workdir: Path, output_dir: Path, duration: float = 3.0, warmup: float = 1.0,
+def run_gateway_profile(workdir: Path, output_dir: Path, duration: float = 2.0, warmup: float = 1.0,
                         connections: int = 64, progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Where each API's CPU goes: per-process CPU per request, and a Go CPU profile of the gateway under load.
 

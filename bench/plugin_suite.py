@@ -45,7 +45,7 @@ SERVER_CORE, CLIENT_CORE = 0, 1
 @dataclass
 class Options:
     workdir: Path
-    duration: float = 4.0
+    duration: float = 2.0
     warmup: float = 1.0
     reps: int = 3
     in_flight: int = 64
