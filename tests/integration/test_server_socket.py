@@ -113,7 +113,9 @@ def refuses_new_calls(channel):
 
 def test_sigterm_lets_in_flight_calls_finish(jwks_server, keys):
     jwks_server.hold = threading.Event()  # the cold JWKS fetch keeps the call in flight until released
-    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}")
+    # Grace and the fetch's wait far beyond the test's own 10 s polls, so a loaded machine cannot end
+    # the call before the hold is released.
+    proc = ServerProcess(f"tcp://127.0.0.1:{free_port()}", args=("--grace", "60", "--jwks-timeout", "20"))
     results: list[object] = []
 
     def slow_call() -> None:
