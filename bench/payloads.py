@@ -114,9 +114,8 @@ def b64url(data: bytes) -> str:
 class Hs256Minter:
     """Distinct HS256 tokens at a few µs each (an RSA signature costs ~1 ms), for memory runs.
 
-    Only ``sub`` and ``jti`` change from one token to the next, so the payload's base64url is
-    precomputed around them: each varying field is encoded together with the few fixed bytes
-    that align it to a 3-byte boundary, and the fixed runs in between are encoded once.
+    Only ``sub`` and ``jti`` change from one token to the next, so the payload's JSON is split
+    once around them and the HMAC state over the fixed header is copied per token.
     """
 
     secret: bytes
@@ -125,51 +124,23 @@ class Hs256Minter:
         self._header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
         claims = auth0_claims(sub=f"client-{_SUB_MARK}@clients", jti=_JTI_MARK)
         text = json.dumps(claims, separators=(",", ":")).encode()
-        head, rest = text.split(_SUB_MARK.encode())
-        middle, tail = rest.split(_JTI_MARK.encode())
-        self._parts = _aligned_parts(head, middle, tail, (_SUB_DIGITS, _JTI_DIGITS))
-        self._prefix = self._header + "." + self._parts[0][0]
-        self._mac = hmac.new(self.secret, self._prefix.encode("ascii"), hashlib.sha256)  # copied per token
+        self._head, rest = text.split(_SUB_MARK.encode())
+        self._middle, self._tail = rest.split(_JTI_MARK.encode())
+        self._mac = hmac.new(self.secret, (self._header + ".").encode("ascii"), hashlib.sha256)
 
     def token(self, n: int) -> str:
-        fixed, (sub_before, sub_after), (jti_before, jti_after) = self._parts
-        rest = (b64url(sub_before + b"%09d" % n + sub_after) + fixed[1]
-                + b64url(jti_before + b"%016x" % n + jti_after) + fixed[2])
+        payload = b64url(self._head + b"%09d" % n + self._middle + b"%016x" % n + self._tail)
         mac = self._mac.copy()
-        mac.update(rest.encode("ascii"))
-        return self._prefix + rest + "." + b64url(mac.digest())
+        mac.update(payload.encode("ascii"))
+        return self._header + "." + payload + "." + b64url(mac.digest())
 
     def config(self) -> str:
         return config_data(jwt_source=base64.b64encode(self.secret).decode(), jwt_signing_method="hmac",
                            issuer=ISSUER, audience=AUDIENCE, jwt_policy_field_name=POLICY_CLAIM)
 
 
-_SUB_MARK, _SUB_DIGITS = "<sub>", 9  # the counter as sub digits ("client-000000042@clients")
-_JTI_MARK, _JTI_DIGITS = "<jti>", 16  # and as a hex jti
-
-
-def _aligned_parts(head: bytes, middle: bytes, tail: bytes,
-                   widths: tuple[int, int]) -> tuple[list[str], tuple[bytes, bytes], tuple[bytes, bytes]]:
-    """Split ``head + X + middle + Y + tail`` (X, Y of fixed widths) into base64url pieces that can
-    be concatenated: fixed runs encoded once, and for X and Y the bytes around them that complete
-    their 3-byte groups."""
-    x_width, y_width = widths
-    x_start = len(head) - len(head) % 3
-    x_end = -(-(len(head) + x_width) // 3) * 3
-    y_start_abs = len(head) + x_width + len(middle)
-    y_start = y_start_abs - y_start_abs % 3
-    if y_start < x_end:
-        raise ValueError("the varying fields share a base64 group")
-    y_end = -(-(y_start_abs + y_width) // 3) * 3
-    after_y = y_start_abs + y_width
-    whole_middle = len(head) + x_width  # offsets of middle within the full text
-    fixed = [b64url(head[:x_start]),
-             b64url(middle[x_end - whole_middle:y_start - whole_middle]),
-             b64url(tail[y_end - after_y:])]
-    x_around = (head[x_start:], middle[:x_end - whole_middle])
-    y_around = (middle[y_start - whole_middle:], tail[:y_end - after_y])
-    return fixed, x_around, y_around
-
+_SUB_MARK = "<sub>"  # replaced by the counter as 9 digits ("client-000000042@clients")
+_JTI_MARK = "<jti>"  # and as 16 hex digits
 
 __all__ = ["AUTH_HOOK", "GRPC_PATH", "Hs256Minter", "api_config", "auth0_claims", "grpc_frame",
            "request_object", "rsa_token"]
