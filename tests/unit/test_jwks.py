@@ -738,8 +738,13 @@ def test_with_no_waiters_allowed_nor_young_time_an_unknown_kid_never_waits(key):
     assert cache.prefetch(URL, 600)  # not a request: start-up and the refresher wait on their own
     cache._entries[URL].last_attempt = float("-inf")
     fake.keys.append(t.rsa_key("k2"))
-    with pytest.raises(UnknownKey):
-        cache.get_key(URL, "k2", 600)  # refused at once, but the refetch it started goes on
+    release, entered = threading.Event(), threading.Event()
+    cache._fetcher = held(fake, release, entered)  # the refetch cannot land before the refusal
+    try:
+        with pytest.raises(UnknownKey):
+            cache.get_key(URL, "k2", 600)  # refused at once, but the refetch it started goes on
+    finally:
+        release.set()
     cache.settle()
     assert cache.get_key(URL, "k2", 600) is not None
     assert fake.fetches == 2
